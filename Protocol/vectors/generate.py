@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Writes the golden vectors of Protocol v1 and their manifest.
+
+An implementation of the encoding side of Protocol/SPEC.md written in Python
+with the standard library only (struct, zlib, json), independent of the Swift
+codec. Run from anywhere: `python3 Protocol/vectors/generate.py`. The output is
+deterministic; the committed files are what it writes.
+"""
+import json
+import os
+import struct
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAGIC = b"FEDW"
+TYPES = {
+    "hello": 1, "welcome": 2, "fetch": 3, "model": 4, "model_unchanged": 5,
+    "push": 6, "ack": 7, "error": 8, "ping": 9, "pong": 10,
+}
+CODES = {
+    "bad_magic": 1, "unsupported_version": 2, "unknown_message_type": 3,
+    "unsupported_flags": 4, "frame_too_large": 5, "checksum_mismatch": 6,
+    "truncated": 7, "malformed_payload": 8, "trailing_bytes": 9,
+    "invalid_string": 10, "unsupported_compression": 11, "unsupported_d_type": 12,
+    "invalid_shape": 13, "size_mismatch": 14, "decompressed_too_large": 15,
+    "corrupt_compressed_data": 16, "overloaded": 38,
+}
+COMPRESSION = {"none": 0, "zlib": 1, "shuffle-zlib": 2}
+
+
+def u8(v): return struct.pack(">B", v)
+def u16(v): return struct.pack(">H", v)
+def u32(v): return struct.pack(">I", v)
+def u64(v): return struct.pack(">Q", v)
+
+
+def string(s):
+    b = s.encode("utf-8") if isinstance(s, str) else s
+    return u16(len(b)) + b
+
+
+def frame(type_, request_id, payload, version=1, flags=0, length=None, crc=None):
+    head = MAGIC + u8(version) + u8(type_) + u16(flags) + u32(request_id)
+    head += u32(len(payload) if length is None else length)
+    c = zlib.crc32(head + payload) if crc is None else crc
+    return head + u32(c) + payload
+
+
+def raw_bytes(tensors):
+    return b"".join(struct.pack("<%df" % len(v), *v) for _, v in tensors)
+
+
+def shuffle(raw):
+    n = len(raw) // 4
+    return b"".join(raw[j::4] for j in range(4)) if n else b""
+
+
+def blob(tensors, mode="none", level=6, raw_size=None, stored=None, dtype=1):
+    out = u8(COMPRESSION.get(mode, mode) if isinstance(mode, str) else mode) + u16(len(tensors))
+    for shape, _ in tensors:
+        out += u8(dtype) + u8(len(shape)) + b"".join(u32(d) for d in shape)
+    raw = raw_bytes(tensors)
+    if stored is None:
+        if mode == "none":
+            stored = raw
+        elif mode == "zlib":
+            stored = zlib.compress(raw, level)
+        elif mode == "shuffle-zlib":
+            stored = zlib.compress(shuffle(raw), level)
+    out += u32(len(raw) if raw_size is None else raw_size) + u32(len(stored)) + stored
+    return out
+
+
+def tensor_json(shape, values):
+    raw = struct.pack("<%df" % len(values), *values)
+    t = {"shape": shape, "count": len(values), "crc32": zlib.crc32(raw)}
+    if len(values) <= 32:
+        t["values_hex"] = [raw[i:i + 4][::-1].hex() for i in range(0, len(raw), 4)]
+    return t
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+SMALL = [([2, 3], [f32(v) for v in (0.5, -1.25, 3.0, 0.0, -0.0, 1e-3)]), ([3], [1.0, 2.0, -3.5])]
+MULTI = [([2, 2, 2], [f32(i * 0.25 - 1) for i in range(8)]), ([], [42.0])]
+EMPTY = [([0], []), ([3, 0], []), ([1], [7.0])]
+
+
+def mlp_tensors():
+    shapes = [[784, 200], [200], [200, 200], [200], [200, 10], [10]]
+    out, k = [], 0
+    for s in shapes:
+        n = 1
+        for d in s:
+            n *= d
+        vals = []
+        for i in range(n):
+            k += 1
+            vals.append(f32(((k * 2654435761) % 4001 - 2000) / 20000.0))
+        out.append((s, vals))
+    return out
+
+
+vectors = []
+
+
+def add(name, data, description, frames=(), error=None, canonical=False, kind="stream"):
+    path = os.path.join(HERE, name + ".bin")
+    with open(path, "wb") as fh:
+        fh.write(data)
+    v = {"name": name, "file": name + ".bin", "kind": kind, "description": description,
+         "canonical": canonical, "frames": list(frames)}
+    if error is not None:
+        stage, code = error
+        v["error"] = {"stage": stage, "name": code, "code": CODES[code]}
+    vectors.append(v)
+
+
+def msg(type_name, request_id, **fields):
+    return {"type": type_name, "request_id": request_id, "message": fields}
+
+
+def tensors_json(ts):
+    return [tensor_json(s, v) for s, v in ts]
+
+
+# ---- valid messages -------------------------------------------------------
+add("hello_basic", frame(1, 1, u8(1) + u8(1) + u8(0b111) + string("alice") + string("")),
+    "HELLO from a client speaking only version 1, all three compressions, no token",
+    [msg("hello", 1, min_version=1, max_version=1, compressions=7, client_id="alice", auth_token="")],
+    canonical=True)
+add("hello_token_range", frame(1, 2, u8(1) + u8(3) + u8(0b101) + string("z\u00fcrich-7") + string("s3cret")),
+    "HELLO with a version range 1...3, compressions none+shuffle-zlib, a UTF-8 client id and an auth token",
+    [msg("hello", 2, min_version=1, max_version=3, compressions=5, client_id="z\u00fcrich-7", auth_token="s3cret")],
+    canonical=True)
+add("welcome", frame(2, 1, u8(1) + u8(0b111) + string("fed-server") + u64(12) + u64(60000) + u32(16 << 20)),
+    "WELCOME choosing version 1",
+    [msg("welcome", 1, version=1, compressions=7, server_id="fed-server", model_version=12, datasets=60000,
+         max_payload_bytes=16 << 20)], canonical=True)
+add("fetch_initial", frame(3, 5, u64(0) + u8(0)), "FETCH holding no model, asking for raw weights",
+    [msg("fetch", 5, held_version=0, compression="none")], canonical=True)
+add("fetch_held", frame(3, 6, u64(42) + u8(2)), "FETCH holding version 42, asking for shuffle-zlib",
+    [msg("fetch", 6, held_version=42, compression="shuffle-zlib")], canonical=True)
+for mode, canon in (("none", True), ("zlib", False), ("shuffle-zlib", False)):
+    add("model_" + mode.replace("-", "_"), frame(4, 7, u64(3) + u64(10000) + blob(SMALL, mode)),
+        "MODEL version 3, 10,000 samples, a 2x3 and a 3 tensor, compression " + mode,
+        [msg("model", 7, version=3, datasets=10000, compression=mode, tensors=tensors_json(SMALL))],
+        canonical=canon)
+add("model_unchanged", frame(5, 8, u64(3) + u64(10000)), "MODEL_UNCHANGED: the client already holds version 3",
+    [msg("model_unchanged", 8, version=3, datasets=10000)], canonical=True)
+for mode, canon in (("none", True), ("zlib", False), ("shuffle-zlib", False)):
+    add("push_multidim_" + mode.replace("-", "_"),
+        frame(6, 9, string("bob") + u64(5000) + u64(3) + blob(MULTI, mode)),
+        "PUSH of a rank-3 2x2x2 tensor and a rank-0 scalar, compression " + mode,
+        [msg("push", 9, client_id="bob", datasets=5000, base_version=3, compression=mode,
+             tensors=tensors_json(MULTI))], canonical=canon)
+add("push_empty_tensors", frame(6, 10, string("carol") + u64(1) + u64(0) + blob(EMPTY, "none")),
+    "PUSH with empty tensors (shapes [0] and [3,0]) next to a non-empty one",
+    [msg("push", 10, client_id="carol", datasets=1, base_version=0, compression="none",
+         tensors=tensors_json(EMPTY))], canonical=True)
+add("push_no_tensors", frame(6, 11, string("dave") + u64(1) + u64(0) + blob([], "zlib")),
+    "PUSH with zero tensors, zlib (an empty zlib stream)",
+    [msg("push", 11, client_id="dave", datasets=1, base_version=0, compression="zlib", tensors=[])])
+add("ack", frame(7, 9, u64(4) + u64(15000)), "ACK: the push made version 4, 15,000 samples",
+    [msg("ack", 9, version=4, datasets=15000)], canonical=True)
+add("error_overloaded", frame(8, 12, u16(38) + u8(1) + u8(1) + u8(1) + string("too many connections")),
+    "ERROR overloaded, retryable",
+    [msg("error", 12, code=38, retryable=True, min_version=1, max_version=1, text="too many connections")],
+    canonical=True)
+add("error_version", frame(8, 0, u16(2) + u8(0) + u8(1) + u8(1) + string("this peer speaks 1...1")),
+    "ERROR unsupported_version naming the versions the sender speaks",
+    [msg("error", 0, code=2, retryable=False, min_version=1, max_version=1, text="this peer speaks 1...1")],
+    canonical=True)
+add("ping", frame(9, 13, u64(0x0123456789ABCDEF)), "PING", [msg("ping", 13, nonce=0x0123456789ABCDEF)],
+    canonical=True)
+add("pong", frame(10, 13, u64(0x0123456789ABCDEF)), "PONG", [msg("pong", 13, nonce=0x0123456789ABCDEF)],
+    canonical=True)
+add("pipelined_three", frame(9, 1, u64(1)) + frame(3, 2, u64(0) + u8(1)) + frame(9, 3, u64(3)),
+    "three frames back to back (pipelining): PING, FETCH, PING",
+    [msg("ping", 1, nonce=1), msg("fetch", 2, held_version=0, compression="zlib"), msg("ping", 3, nonce=3)])
+MLP = mlp_tensors()
+add("model_mlp_shuffle_zlib", frame(4, 20, u64(1) + u64(5000) + blob(MLP, "shuffle-zlib", level=1)),
+    "MODEL carrying the MNIST MLP's six tensors (199,210 floats) in Keras order, shuffle-zlib level 1",
+    [msg("model", 20, version=1, datasets=5000, compression="shuffle-zlib", tensors=tensors_json(MLP))])
+
+# ---- invalid frames -------------------------------------------------------
+good = frame(9, 99, u64(7))
+for cut, field in ((2, "magic"), (4, "version"), (5, "type"), (7, "flags"), (10, "request_id"),
+                   (14, "payload_length"), (18, "crc"), (24, "payload")):
+    add("truncated_in_" + field, good[:cut],
+        "a PING frame cut after %d bytes, inside its %s field" % (cut, field), error=("frame", "truncated"))
+add("bad_magic", b"GET / HTTP/1.1\r\n\r\n" + good, "bytes that are not a frame (an HTTP request)",
+    error=("frame", "bad_magic"))
+add("unsupported_version", frame(9, 1, u64(1), version=2), "a frame of protocol version 2",
+    error=("frame", "unsupported_version"))
+add("unknown_type", frame(0x7F, 1, u64(1)), "a frame of message type 0x7f", error=("frame", "unknown_message_type"))
+add("unknown_flag", frame(9, 1, u64(1), flags=0x0001), "a frame with flag bit 0 set",
+    error=("frame", "unsupported_flags"))
+add("length_beyond_limit", frame(4, 1, b"", length=0xFFFFFFF0),
+    "a header declaring a 4 GiB payload: rejected from the header, before any allocation",
+    error=("frame", "frame_too_large"))
+add("bad_crc", frame(9, 1, u64(1), crc=0xDEADBEEF), "a PING whose CRC is wrong", error=("frame", "checksum_mismatch"))
+add("flipped_payload_bit", good[:-1] + bytes([good[-1] ^ 1]), "a PING with one payload bit flipped in transit",
+    error=("frame", "checksum_mismatch"))
+add("trailing_garbage_after_frame", good + b"xyz", "a valid PING followed by three bytes of garbage",
+    [msg("ping", 99, nonce=7)], error=("frame", "bad_magic"))
+
+# ---- invalid payloads (the frame is intact) -------------------------------
+add("payload_trailing_bytes", frame(9, 1, u64(1) + b"\x00"), "a PING payload one byte too long",
+    error=("message", "trailing_bytes"))
+add("payload_short", frame(9, 1, u32(1)), "a PING payload of 4 bytes, its nonce needs 8",
+    error=("message", "malformed_payload"))
+add("hello_invalid_utf8", frame(1, 1, u8(1) + u8(1) + u8(1) + string(b"\xff\xfe") + string("")),
+    "HELLO whose client id is not UTF-8", error=("message", "invalid_string"))
+add("hello_empty_client_id", frame(1, 1, u8(1) + u8(1) + u8(1) + string("") + string("")),
+    "HELLO with an empty client id", error=("message", "invalid_string"))
+add("hello_client_id_too_long", frame(1, 1, u8(1) + u8(1) + u8(1) + string("x" * 257) + string("")),
+    "HELLO with a 257-byte client id", error=("message", "invalid_string"))
+add("hello_bad_version_range", frame(1, 1, u8(3) + u8(2) + u8(1) + string("a") + string("")),
+    "HELLO whose min version exceeds its max", error=("message", "malformed_payload"))
+add("fetch_unknown_compression", frame(3, 1, u64(0) + u8(9)), "FETCH asking for compression 9",
+    error=("message", "unsupported_compression"))
+add("error_retryable_not_bool", frame(8, 1, u16(38) + u8(2) + u8(1) + u8(1) + string("x")),
+    "ERROR whose retryable byte is 2", error=("message", "malformed_payload"))
+PUSH_HEAD = string("eve") + u64(5000) + u64(0)
+add("blob_unknown_compression", frame(6, 1, PUSH_HEAD + blob(SMALL, 3, stored=raw_bytes(SMALL))),
+    "PUSH whose blob names compression 3", error=("message", "unsupported_compression"))
+add("blob_unknown_dtype", frame(6, 1, PUSH_HEAD + blob(SMALL, "none", dtype=2)),
+    "PUSH whose tensors have dtype 2", error=("message", "unsupported_d_type"))
+add("blob_rank_too_large", frame(6, 1, PUSH_HEAD + blob([([1] * 9, [1.0])], "none")),
+    "PUSH with a rank-9 tensor (limit 8)", error=("message", "invalid_shape"))
+add("blob_too_many_tensors", frame(6, 1, PUSH_HEAD + blob([([1], [1.0])] * 65, "none")),
+    "PUSH with 65 tensors (limit 64)", error=("message", "invalid_shape"))
+add("blob_raw_size_mismatch", frame(6, 1, PUSH_HEAD + blob(SMALL, "none", raw_size=40, stored=raw_bytes(SMALL)[:40])),
+    "PUSH whose declared raw size (40) is not 4 x the shapes' 9 elements", error=("message", "size_mismatch"))
+add("blob_stored_beyond_payload", frame(6, 1, (PUSH_HEAD + blob(SMALL, "none"))[:-4]),
+    "PUSH whose stored size runs past the end of the payload", error=("message", "malformed_payload"))
+add("blob_trailing_bytes", frame(6, 1, PUSH_HEAD + blob(SMALL, "none") + b"\x00\x00"),
+    "PUSH with two bytes after the blob's data", error=("message", "trailing_bytes"))
+add("blob_decompression_bomb", frame(6, 1, PUSH_HEAD + blob([([20000, 5000], [])], "zlib", raw_size=400000000,
+                                                            stored=zlib.compress(b"\x00" * 4096, 9))),
+    "PUSH declaring a 20000x5000 tensor (400 MB) with a tiny zlib stream: rejected before inflating",
+    error=("message", "decompressed_too_large"))
+add("blob_inflates_past_declared", frame(6, 1, PUSH_HEAD + blob([([4], [0.0] * 4)], "zlib",
+                                                                stored=zlib.compress(b"\x00" * 100000, 9))),
+    "PUSH declaring 16 bytes whose zlib stream inflates to 100,000: inflation stops at the declared size",
+    error=("message", "size_mismatch"))
+add("blob_inflates_short", frame(6, 1, PUSH_HEAD + blob([([4], [0.0] * 4)], "zlib",
+                                                        stored=zlib.compress(b"\x00" * 8))),
+    "PUSH declaring 16 bytes whose zlib stream ends after 8", error=("message", "size_mismatch"))
+add("blob_corrupt_zlib", frame(6, 1, PUSH_HEAD + blob(SMALL, "zlib", stored=b"\x78\x9c\xff\xff\xff\xff")),
+    "PUSH whose zlib stream is not valid deflate data", error=("message", "corrupt_compressed_data"))
+add("blob_raw_stored_size_mismatch", frame(6, 1, PUSH_HEAD + blob(SMALL, "none", stored=raw_bytes(SMALL) + b"\0" * 4)),
+    "PUSH in mode none whose stored size (40) differs from its raw size (36)", error=("message", "size_mismatch"))
+
+# ---- checkpoint files -----------------------------------------------------
+def checkpoint(version, datasets, tensors, mode="shuffle-zlib", magic=b"FEDK", fmt=1):
+    b = blob(tensors, mode, level=1)
+    body = magic + u16(fmt) + u16(0) + u64(version) + u64(datasets) + u32(len(b)) + b
+    return body + u32(zlib.crc32(body))
+
+
+ck = checkpoint(5, 25000, SMALL)
+add("checkpoint_valid", ck, "a checkpoint file: version 5, 25,000 samples, two small tensors, shuffle-zlib",
+    [{"type": "checkpoint", "message": {"version": 5, "datasets": 25000, "tensors": tensors_json(SMALL)}}],
+    kind="checkpoint")
+add("checkpoint_bad_crc", ck[:-1] + bytes([ck[-1] ^ 0x80]), "a checkpoint whose CRC is wrong",
+    error=("checkpoint", "checksum_mismatch"), kind="checkpoint")
+add("checkpoint_truncated", ck[:-10], "a checkpoint cut 10 bytes short (a half-written file)",
+    error=("checkpoint", "truncated"), kind="checkpoint")
+add("checkpoint_foreign", b"\x80\x04\x95" + ck[3:], "a file that is not a checkpoint (a Python pickle's first bytes)",
+    error=("checkpoint", "bad_magic"), kind="checkpoint")
+add("checkpoint_future_format", checkpoint(5, 25000, SMALL, fmt=2), "a checkpoint of format version 2",
+    error=("checkpoint", "unsupported_version"), kind="checkpoint")
+
+manifest = {
+    "protocol_version": 1,
+    "generator": "Protocol/vectors/generate.py",
+    "limits": {"max_payload_bytes": 16 << 20, "max_decompressed_bytes": 64 << 20, "max_tensors": 64, "max_rank": 8},
+    "notes": [
+        "kind 'stream': feed the file's bytes to a frame decoder, then declare end of stream; 'frames' are the "
+        "frames (decoded messages) that must come out, in order, before 'error' if any.",
+        "error.stage 'frame': the frame decoder fails; 'message': the frame is intact but its payload does not "
+        "decode; 'checkpoint': reading the file as a checkpoint fails.",
+        "tensors carry the CRC-32 of their little-endian Float32 bytes and, when short, each value's IEEE bits.",
+        "canonical: encoding the decoded messages must reproduce the file byte for byte (uncompressed only).",
+    ],
+    "vectors": vectors,
+}
+with open(os.path.join(HERE, "manifest.json"), "w") as fh:
+    json.dump(manifest, fh, indent=1, sort_keys=False)
+    fh.write("\n")
+print("wrote %d vectors" % len(vectors))

@@ -1,0 +1,29 @@
+/// Size limits a receiver enforces before it allocates (`Protocol/SPEC.md`, "Limits").
+///
+/// Every limit is checked against a length read from the wire *before* any
+/// buffer of that length is allocated or any byte is inflated, so a peer that
+/// declares 4 GiB costs nothing.
+public struct Limits: Hashable, Sendable {
+    /// Largest payload length accepted in a frame header. Default 16 MiB.
+    public var maxPayloadBytes: Int
+    /// Largest uncompressed size of a tensor blob's data. Default 64 MiB.
+    public var maxDecompressedBytes: Int
+    /// Most tensors in one blob. Default 64.
+    public var maxTensors: Int
+    /// Largest tensor rank. Default 8.
+    public var maxRank: Int
+
+    public init(
+        maxPayloadBytes: Int = 16 << 20,
+        maxDecompressedBytes: Int = 64 << 20,
+        maxTensors: Int = 64,
+        maxRank: Int = 8
+    ) {
+        self.maxPayloadBytes = maxPayloadBytes
+        self.maxDecompressedBytes = maxDecompressedBytes
+        self.maxTensors = maxTensors
+        self.maxRank = maxRank
+    }
+
+    public static let `default` = Limits()
+}

@@ -1,0 +1,146 @@
+/// The messages of Protocol v1 (`Protocol/SPEC.md`, "Messages"), decoded.
+public enum Message: Hashable, Sendable {
+    case hello(Hello)
+    case welcome(Welcome)
+    /// Asks for the model; `heldVersion` is the version the client already has (0: none).
+    case fetch(heldVersion: UInt64, compression: Compression)
+    case model(Model)
+    /// The answer to a fetch whose `heldVersion` is the current version: no weights.
+    case modelUnchanged(version: UInt64, datasets: UInt64)
+    case push(Push)
+    case ack(version: UInt64, datasets: UInt64)
+    case error(ErrorMessage)
+    case ping(nonce: UInt64)
+    case pong(nonce: UInt64)
+
+    public var type: MessageType {
+        switch self {
+        case .hello: .hello
+        case .welcome: .welcome
+        case .fetch: .fetch
+        case .model: .model
+        case .modelUnchanged: .modelUnchanged
+        case .push: .push
+        case .ack: .ack
+        case .error: .error
+        case .ping: .ping
+        case .pong: .pong
+        }
+    }
+}
+
+/// `HELLO`: the client's opening message.
+public struct Hello: Hashable, Sendable {
+    /// Lowest and highest protocol versions the client speaks.
+    public var minVersion: UInt8
+    public var maxVersion: UInt8
+    /// Bit `1 << Compression.rawValue` for each compression the client accepts.
+    public var compressions: UInt8
+    /// 1 to 256 bytes of UTF-8.
+    public var clientID: String
+    /// Empty when the client has none; at most 1,024 bytes.
+    public var authToken: String
+
+    public init(
+        minVersion: UInt8 = 1, maxVersion: UInt8 = 1, compressions: UInt8 = 0b111, clientID: String,
+        authToken: String = ""
+    ) {
+        self.minVersion = minVersion
+        self.maxVersion = maxVersion
+        self.compressions = compressions
+        self.clientID = clientID
+        self.authToken = authToken
+    }
+}
+
+/// `WELCOME`: the server's answer to `HELLO`.
+public struct Welcome: Hashable, Sendable {
+    /// The version both sides use from now on.
+    public var version: UInt8
+    /// The compressions the server will use and accept: a subset of the client's.
+    public var compressions: UInt8
+    public var serverID: String
+    public var modelVersion: UInt64
+    public var datasets: UInt64
+    /// The largest payload the server accepts.
+    public var maxPayloadBytes: UInt32
+
+    public init(
+        version: UInt8 = 1, compressions: UInt8, serverID: String, modelVersion: UInt64, datasets: UInt64,
+        maxPayloadBytes: UInt32
+    ) {
+        self.version = version
+        self.compressions = compressions
+        self.serverID = serverID
+        self.modelVersion = modelVersion
+        self.datasets = datasets
+        self.maxPayloadBytes = maxPayloadBytes
+    }
+}
+
+/// `MODEL`: the model's weights at one version.
+public struct Model: Hashable, Sendable {
+    public var version: UInt64
+    /// How many samples the model has been trained on in total.
+    public var datasets: UInt64
+    public var tensors: [Tensor]
+    /// How the blob was (or will be) stored on the wire.
+    public var compression: Compression
+
+    public init(version: UInt64, datasets: UInt64, tensors: [Tensor], compression: Compression = .none) {
+        self.version = version
+        self.datasets = datasets
+        self.tensors = tensors
+        self.compression = compression
+    }
+}
+
+/// `PUSH`: a client's locally trained weights.
+public struct Push: Hashable, Sendable {
+    public var clientID: String
+    /// Samples this client's weights represent (`b` in the update rule).
+    public var datasets: UInt64
+    /// The model version the client started training from (0: none).
+    public var baseVersion: UInt64
+    public var tensors: [Tensor]
+    public var compression: Compression
+
+    public init(
+        clientID: String, datasets: UInt64, baseVersion: UInt64, tensors: [Tensor], compression: Compression = .none
+    ) {
+        self.clientID = clientID
+        self.datasets = datasets
+        self.baseVersion = baseVersion
+        self.tensors = tensors
+        self.compression = compression
+    }
+}
+
+/// `ERROR`: why a request failed.
+public struct ErrorMessage: Hashable, Sendable {
+    public var code: ErrorCode
+    /// Whether the same request may succeed if sent again later.
+    public var retryable: Bool
+    /// The protocol versions the sender speaks, so a peer can tell what to use.
+    public var minVersion: UInt8
+    public var maxVersion: UInt8
+    /// For people; at most 4,096 bytes.
+    public var message: String
+
+    public init(
+        code: ErrorCode, retryable: Bool? = nil, message: String,
+        minVersion: UInt8 = FrameHeader.supportedVersions.lowerBound,
+        maxVersion: UInt8 = FrameHeader.supportedVersions.upperBound
+    ) {
+        self.code = code
+        self.retryable = retryable ?? code.isRetryableByDefault
+        self.minVersion = minVersion
+        self.maxVersion = maxVersion
+        self.message = message
+    }
+
+    /// The `ERROR` that reports a codec failure.
+    public init(_ error: CodecError) {
+        self.init(code: error.code, message: error.message)
+    }
+}

@@ -1,0 +1,3 @@
+import FedCodec
+extension Fed.Bench { struct Codec: ParsableCommand { func run() {} } }
+import ArgumentParser

@@ -1,0 +1,213 @@
+import Foundation
+import Testing
+
+@testable import FedCodec
+
+/// One entry of `Protocol/vectors/manifest.json`.
+struct GoldenVector: CustomTestStringConvertible, Sendable {
+    let name: String
+    let kind: String
+    let bytes: [UInt8]
+    let canonical: Bool
+    /// Expected frames, each re-serialised as sorted-key JSON for comparison.
+    let frames: [String]
+    let errorStage: String?
+    let errorName: String?
+    let errorCode: Int?
+
+    var testDescription: String { name }
+
+    static let directory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Protocol/vectors")
+
+    static let all: [GoldenVector] = {
+        let data = try! Data(contentsOf: directory.appendingPathComponent("manifest.json"))
+        let root = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
+        return (root["vectors"] as! [[String: Any]]).map { v in
+            let file = directory.appendingPathComponent(v["file"] as! String)
+            let error = v["error"] as? [String: Any]
+            return GoldenVector(
+                name: v["name"] as! String,
+                kind: v["kind"] as! String,
+                bytes: [UInt8](try! Data(contentsOf: file)),
+                canonical: v["canonical"] as! Bool,
+                frames: (v["frames"] as! [Any]).map { canonicalJSON($0) },
+                errorStage: error?["stage"] as? String,
+                errorName: error?["name"] as? String,
+                errorCode: error?["code"] as? Int)
+        }
+    }()
+
+    static var streams: [GoldenVector] { all.filter { $0.kind == "stream" } }
+    static var checkpoints: [GoldenVector] { all.filter { $0.kind == "checkpoint" } }
+}
+
+func canonicalJSON(_ object: Any) -> String {
+    String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+}
+
+/// A decoded message in the manifest's JSON form.
+func manifestForm(_ message: Message, requestID: UInt32) -> String {
+    func tensors(_ ts: [Tensor]) -> [[String: Any]] {
+        ts.map { t in
+            let raw = t.values.withUnsafeBytes { [UInt8]($0) }
+            var d: [String: Any] = ["shape": t.shape, "count": t.count, "crc32": Int(CRC32.checksum(raw))]
+            if t.count <= 32 {
+                d["values_hex"] = t.values.map { v in
+                    let s = String(v.bitPattern, radix: 16)
+                    return String(repeating: "0", count: 8 - s.count) + s
+                }
+            }
+            return d
+        }
+    }
+    let fields: [String: Any]
+    let type: String
+    switch message {
+    case .hello(let h):
+        type = "hello"
+        fields = [
+            "min_version": Int(h.minVersion), "max_version": Int(h.maxVersion), "compressions": Int(h.compressions),
+            "client_id": h.clientID, "auth_token": h.authToken,
+        ]
+    case .welcome(let w):
+        type = "welcome"
+        fields = [
+            "version": Int(w.version), "compressions": Int(w.compressions), "server_id": w.serverID,
+            "model_version": Int(w.modelVersion), "datasets": Int(w.datasets),
+            "max_payload_bytes": Int(w.maxPayloadBytes),
+        ]
+    case .fetch(let held, let compression):
+        type = "fetch"
+        fields = ["held_version": Int(held), "compression": compression.description]
+    case .model(let m):
+        type = "model"
+        fields = [
+            "version": Int(m.version), "datasets": Int(m.datasets), "compression": m.compression.description,
+            "tensors": tensors(m.tensors),
+        ]
+    case .modelUnchanged(let version, let datasets):
+        type = "model_unchanged"
+        fields = ["version": Int(version), "datasets": Int(datasets)]
+    case .push(let p):
+        type = "push"
+        fields = [
+            "client_id": p.clientID, "datasets": Int(p.datasets), "base_version": Int(p.baseVersion),
+            "compression": p.compression.description, "tensors": tensors(p.tensors),
+        ]
+    case .ack(let version, let datasets):
+        type = "ack"
+        fields = ["version": Int(version), "datasets": Int(datasets)]
+    case .error(let e):
+        type = "error"
+        fields = [
+            "code": Int(e.code.rawValue), "retryable": e.retryable, "min_version": Int(e.minVersion),
+            "max_version": Int(e.maxVersion), "text": e.message,
+        ]
+    case .ping(let nonce):
+        type = "ping"
+        fields = ["nonce": Int(bitPattern: UInt(nonce))]
+    case .pong(let nonce):
+        type = "pong"
+        fields = ["nonce": Int(bitPattern: UInt(nonce))]
+    }
+    return canonicalJSON(["type": type, "request_id": Int(requestID), "message": fields])
+}
+
+/// What feeding a whole stream produced: decoded frames (manifest form), then the error if any.
+struct StreamOutcome: Equatable {
+    var frames: [String] = []
+    var errorStage: String?
+    var error: CodecError?
+}
+
+/// Feeds `bytes` to a fresh decoder in the given chunks, decoding every frame's message.
+func runStream(_ bytes: [UInt8], chunks: [Range<Int>]) -> StreamOutcome {
+    var decoder = FrameDecoder()
+    var outcome = StreamOutcome()
+    do throws(CodecError) {
+        for range in chunks {
+            decoder.append(bytes[range])
+            while let frame = try decoder.next() {
+                do throws(CodecError) {
+                    let message = try MessageCodec.decode(frame)
+                    outcome.frames.append(manifestForm(message, requestID: frame.header.requestID))
+                } catch {
+                    outcome.errorStage = "message"
+                    outcome.error = error
+                    return outcome
+                }
+            }
+        }
+        try decoder.finish()
+    } catch {
+        outcome.errorStage = "frame"
+        outcome.error = error
+    }
+    return outcome
+}
+
+@Suite("Golden vectors")
+struct GoldenVectorTests {
+    @Test func manifestHasEnoughVectors() {
+        #expect(GoldenVector.all.count >= 24)
+        #expect(Set(GoldenVector.all.map(\.name)).count == GoldenVector.all.count)
+    }
+
+    @Test("Each stream vector decodes as the manifest says", arguments: GoldenVector.streams)
+    func decodeWhole(_ vector: GoldenVector) {
+        let outcome = runStream(vector.bytes, chunks: [0..<vector.bytes.count])
+        #expect(outcome.frames == vector.frames)
+        #expect(outcome.errorStage == vector.errorStage)
+        #expect(outcome.error?.code.name == vector.errorName)
+        #expect(outcome.error.map { Int($0.code.rawValue) } == vector.errorCode)
+    }
+
+    @Test("Each stream vector, split at every point, decodes the same", arguments: GoldenVector.streams)
+    func decodeAtEverySplit(_ vector: GoldenVector) {
+        let whole = runStream(vector.bytes, chunks: [0..<vector.bytes.count])
+        let n = vector.bytes.count
+        // Every split point for small vectors; 97 spread points for large ones.
+        let points = n <= 4096 ? Array(0...n) : (0...96).map { $0 * n / 96 }
+        for split in points {
+            let outcome = runStream(vector.bytes, chunks: [0..<split, split..<n])
+            #expect(outcome == whole, "split at \(split)")
+        }
+    }
+
+    @Test("Each stream vector fed one byte at a time decodes the same", arguments: GoldenVector.streams)
+    func decodeByteByByte(_ vector: GoldenVector) {
+        let whole = runStream(vector.bytes, chunks: [0..<vector.bytes.count])
+        let outcome = runStream(vector.bytes, chunks: (0..<vector.bytes.count).map { $0..<$0 + 1 })
+        #expect(outcome == whole)
+    }
+
+    @Test("Canonical vectors re-encode byte for byte", arguments: GoldenVector.streams.filter(\.canonical))
+    func reencode(_ vector: GoldenVector) throws {
+        var decoder = FrameDecoder()
+        decoder.append(vector.bytes)
+        var out: [UInt8] = []
+        while let frame = try decoder.next() {
+            out += MessageCodec.encode(try MessageCodec.decode(frame), requestID: frame.header.requestID)
+        }
+        #expect(out == vector.bytes)
+    }
+
+    @Test("Each checkpoint vector reads as the manifest says", arguments: GoldenVector.checkpoints)
+    func checkpoint(_ vector: GoldenVector) {
+        do throws(CodecError) {
+            let ck = try Checkpoint.decode(vector.bytes)
+            #expect(vector.errorName == nil)
+            let model = Message.model(Model(version: ck.version, datasets: ck.datasets, tensors: ck.tensors))
+            // Compare through the MODEL form, minus the fields a checkpoint lacks.
+            let form =
+                try! JSONSerialization.jsonObject(with: Data(manifestForm(model, requestID: 0).utf8)) as! [String: Any]
+            var fields = form["message"] as! [String: Any]
+            fields["compression"] = nil
+            #expect(canonicalJSON(["type": "checkpoint", "message": fields]) == vector.frames.first)
+        } catch {
+            #expect(error.code.name == vector.errorName, "\(error)")
+        }
+    }
+}
