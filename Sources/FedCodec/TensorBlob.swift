@@ -45,7 +45,8 @@ public enum TensorBlob {
                     raw.bytes.withUnsafeBytes { Zlib.shuffle($0, into: UnsafeMutableRawBufferPointer(buf)) }
                     n = rawSize
                 }
-                packed = shuffled.withUnsafeBytes { Zlib.deflate($0, level: level) }
+                // Planes 0-2 (mantissa bytes) are near-random: Huffman only; plane 3 (sign and exponent) run-length.
+                packed = shuffled.withUnsafeBytes { Zlib.deflate($0, level: level, entropyPrefix: rawSize / 4 * 3) }
             } else {
                 packed = raw.bytes.withUnsafeBytes { Zlib.deflate($0, level: level) }
             }

@@ -1,0 +1,44 @@
+import Foundation
+
+/// Timing for benchmarks: repeats a body until `seconds` have passed and
+/// returns the median seconds per call over batches.
+enum Timing {
+    static func measure(seconds: Double, _ body: () -> Void) -> Double {
+        body()  // warm up
+        let clock = ContinuousClock()
+        var samples: [Double] = []
+        let deadline = clock.now + .milliseconds(Int(seconds * 1000))
+        repeat {
+            let start = clock.now
+            body()
+            let d = clock.now - start
+            samples.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+        } while clock.now < deadline || samples.count < 3
+        samples.sort()
+        return samples[samples.count / 2]
+    }
+}
+
+/// Plain-text tables, columns right-aligned except the first.
+enum Table {
+    static func render(header: [String], rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = (0..<header.count).map { c in all.map { $0[c].count }.max() ?? 0 }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { c, s in
+                let pad = String(repeating: " ", count: widths[c] - s.count)
+                return c == 0 ? s + pad : pad + s
+            }.joined(separator: "  ")
+        }
+        let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
+        return ([line(header), rule] + rows.map(line)).joined(separator: "\n")
+    }
+}
+
+/// A bar from an issue, checked against a measured ratio and printed.
+enum Bar {
+    static func check(_ name: String, _ value: Double, atLeast: Double) {
+        let ok = value >= atLeast
+        print(String(format: "  %@  %@: %.2f (need >= %.2f)", ok ? "PASS" : "MISS", name, value, atLeast))
+    }
+}
