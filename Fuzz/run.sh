@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the FedCodec fuzz target with libFuzzer + AddressSanitizer and runs it.
+#   Fuzz/run.sh [RUNS]     (default 1000000 executions; extra args go to libFuzzer)
+# The corpus starts from the golden vectors (each prefixed with a chunk-size byte).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${1:-1000000}"
+shift || true
+out=.build-fuzz
+mkdir -p "$out" fuzz-corpus
+swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name FedCodecFuzz \
+    -I Sources/CZlib Sources/FedCodec/*.swift Fuzz/FuzzFrameDecoder.swift -o "$out/fuzz-codec"
+for f in Protocol/vectors/*.bin; do
+    name=$(basename "$f" .bin)
+    [ -f "fuzz-corpus/$name" ] || { printf '\x00'; cat "$f"; } > "fuzz-corpus/$name"
+    # The same frame's payload alone, for the payload mode (odd first byte, then the type byte).
+    if [ ! -f "fuzz-corpus/$name.payload" ] && [ "$(head -c 4 "$f")" = "FEDW" ]; then
+        { printf '\x01'; printf "\\x$(printf %02x $(( $(od -An -tu1 -j5 -N1 "$f") - 1 )))"; tail -c +21 "$f"; } > "fuzz-corpus/$name.payload"
+    fi
+done
+"$out/fuzz-codec" -runs="$runs" -max_len=65536 -print_final_stats=1 "$@" fuzz-corpus
