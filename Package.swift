@@ -26,7 +26,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"], resources: [])
+        .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"], resources: []),
     ],
     swiftLanguageModes: [.v6]
 )

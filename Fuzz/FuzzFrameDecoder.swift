@@ -17,7 +17,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         guard size > 1 else { return 0 }
         let type = MessageType.allCases[Int(data[1]) % MessageType.allCases.count]
         let payload = Array(UnsafeBufferPointer(start: data + 2, count: size - 2))
-        let frame = Frame(header: FrameHeader(type: type, requestID: 1, payloadLength: UInt32(payload.count)), payload: payload)
+        let frame = Frame(
+            header: FrameHeader(type: type, requestID: 1, payloadLength: UInt32(payload.count)), payload: payload)
         if let message = try? MessageCodec.decode(frame, limits: limits) {
             checkReencoding(message, requestID: 1)
         }

@@ -105,7 +105,8 @@ public enum Zlib {
             case Z_STREAM_END:
                 if stream.total_out != output.count {
                     throw CodecError(
-                        .sizeMismatch, "compressed data inflates to \(stream.total_out) bytes, \(output.count) declared")
+                        .sizeMismatch, "compressed data inflates to \(stream.total_out) bytes, \(output.count) declared"
+                    )
                 }
                 if stream.avail_in != 0 {
                     throw CodecError(.trailingBytes, "\(stream.avail_in) bytes follow the end of the zlib stream")

@@ -112,7 +112,8 @@ public struct FrameDecoder: Sendable {
         }
         guard available >= FrameHeader.size else { return nil }
         return try withBytes(buffer) { (all) throws(CodecError) -> FrameHeader in
-            try FrameHeader.parse(UnsafeRawBufferPointer(rebasing: all[start..<start + FrameHeader.size]), limits: limits)
+            try FrameHeader.parse(
+                UnsafeRawBufferPointer(rebasing: all[start..<start + FrameHeader.size]), limits: limits)
         }
     }
 }

@@ -52,16 +52,20 @@ public struct FrameHeader: Hashable, Sendable {
             )
         }
         guard let type = MessageType(rawValue: bytes[5]) else {
-            throw CodecError(.unknownMessageType, "message type 0x\(String(bytes[5], radix: 16)) is not defined in version \(version)")
+            throw CodecError(
+                .unknownMessageType,
+                "message type 0x\(String(bytes[5], radix: 16)) is not defined in version \(version)")
         }
         let flags = UInt16(bytes[6]) << 8 | UInt16(bytes[7])
         if flags & ~knownFlags != 0 {
-            throw CodecError(.unsupportedFlags, "flags 0x\(String(flags, radix: 16)) are not defined in version \(version)")
+            throw CodecError(
+                .unsupportedFlags, "flags 0x\(String(flags, radix: 16)) are not defined in version \(version)")
         }
         let requestID = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
         let length = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
         if UInt64(length) > UInt64(limits.maxPayloadBytes) {
-            throw CodecError(.frameTooLarge, "payload of \(length) bytes exceeds the limit of \(limits.maxPayloadBytes)")
+            throw CodecError(
+                .frameTooLarge, "payload of \(length) bytes exceeds the limit of \(limits.maxPayloadBytes)")
         }
         let crc = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
         return FrameHeader(

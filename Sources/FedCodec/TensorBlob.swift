@@ -59,7 +59,9 @@ public enum TensorBlob {
     public static func decode(_ reader: inout ByteReader, limits: Limits) throws(CodecError) -> [Tensor] {
         let modeByte = try reader.u8("blob compression")
         guard let compression = Compression(rawValue: modeByte) else {
-            throw CodecError(.unsupportedCompression, "compression \(modeByte) is not defined; known: 0 none, 1 zlib, 2 shuffle-zlib")
+            throw CodecError(
+                .unsupportedCompression, "compression \(modeByte) is not defined; known: 0 none, 1 zlib, 2 shuffle-zlib"
+            )
         }
         let count = Int(try reader.u16("tensor count"))
         if count > limits.maxTensors {

@@ -55,11 +55,14 @@ extension Fed.Bench {
                 ("shuffle-zlib-1", .shuffleZlib, 1), ("shuffle-zlib-6", .shuffleZlib, 6),
             ]
             for (name, compression, level) in modes {
-                let message = Message.model(Model(version: 1, datasets: 5000, tensors: tensors, compression: compression))
+                let message = Message.model(
+                    Model(version: 1, datasets: 5000, tensors: tensors, compression: compression))
                 let frame = MessageCodec.encode(message, requestID: 1, level: level)
                 // Check the round trip once before timing it.
                 guard try decodeFrame(frame) == message else { throw ValidationError("\(name) did not round-trip") }
-                let enc = Timing.measure(seconds: seconds) { _ = MessageCodec.encode(message, requestID: 1, level: level) }
+                let enc = Timing.measure(seconds: seconds) {
+                    _ = MessageCodec.encode(message, requestID: 1, level: level)
+                }
                 let dec = Timing.measure(seconds: seconds) { _ = try? decodeFrame(frame) }
                 speeds[name] = (mb / enc, mb / dec, frame.count)
                 rows.append([

@@ -94,13 +94,16 @@ struct RoundTripTests {
         var rng = SplitMix64(seed: 7)
         let tensors = Tensor.mnistMLPShapes.map { shape in
             try! Tensor(
-                shape: shape, values: (0..<Tensor.elementCount(shape)!).map { _ in Float.random(in: -0.1...0.1, using: &rng) })
+                shape: shape,
+                values: (0..<Tensor.elementCount(shape)!).map { _ in Float.random(in: -0.1...0.1, using: &rng) })
         }
         #expect(tensors.reduce(0) { $0 + $1.count } == 199_210)
-        let push = Message.push(Push(clientID: "c", datasets: 5000, baseVersion: 1, tensors: tensors, compression: compression))
+        let push = Message.push(
+            Push(clientID: "c", datasets: 5000, baseVersion: 1, tensors: tensors, compression: compression))
         let bytes = MessageCodec.encode(push, requestID: 1, level: 1)
-        if compression == .none { // header, client id, datasets + base, mode + count, dtype/rank x6, 9 dims, sizes, data
-            #expect(bytes.count == 20 + 3 + 16 + 3 + 12 + 9 * 4 + 8 + 796_840) }
+        if compression == .none {  // header, client id, datasets + base, mode + count, dtype/rank x6, 9 dims, sizes, data
+            #expect(bytes.count == 20 + 3 + 16 + 3 + 12 + 9 * 4 + 8 + 796_840)
+        }
         var decoder = FrameDecoder()
         decoder.append(bytes)
         let frame = try #require(try decoder.next())
@@ -109,10 +112,13 @@ struct RoundTripTests {
 
     @Test("Special float values keep their bits")
     func specialFloats() throws {
-        let values: [Float] = [.nan, -.nan, .infinity, -.infinity, -0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude]
+        let values: [Float] = [
+            .nan, -.nan, .infinity, -.infinity, -0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude,
+        ]
         let t = try Tensor(shape: [values.count], values: values)
         for c in Compression.allCases {
-            let bytes = MessageCodec.encode(.model(Model(version: 1, datasets: 1, tensors: [t], compression: c)), requestID: 0)
+            let bytes = MessageCodec.encode(
+                .model(Model(version: 1, datasets: 1, tensors: [t], compression: c)), requestID: 0)
             var d = FrameDecoder()
             d.append(bytes)
             guard case .model(let m) = try MessageCodec.decode(try #require(try d.next())) else {
