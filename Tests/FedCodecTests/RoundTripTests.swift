@@ -101,7 +101,8 @@ struct RoundTripTests {
         let push = Message.push(
             Push(clientID: "c", datasets: 5000, baseVersion: 1, tensors: tensors, compression: compression))
         let bytes = MessageCodec.encode(push, requestID: 1, level: 1)
-        if compression == .none {  // header, client id, datasets + base, mode + count, dtype/rank x6, 9 dims, sizes, data
+        if compression == .none {
+            // header, client id, datasets + base, mode + count, dtype/rank x6, 9 dims, sizes, data
             #expect(bytes.count == 20 + 3 + 16 + 3 + 12 + 9 * 4 + 8 + 796_840)
         }
         var decoder = FrameDecoder()
