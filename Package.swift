@@ -1,11 +1,24 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// The MLP's kernels need FMA and wide vectors to be fast, but release builds
+// of Swift target baseline x86-64 (SSE2) unless told otherwise, and SwiftPM
+// refuses `unsafeFlags` in packages used as dependencies. So the default build
+// is portable, and FED_TARGET_CPU opts in when this package is the root:
+//   FED_TARGET_CPU=native swift build -c release
+// compiles FedModel for the CPU named (any LLVM name: native, x86-64-v3,
+// znver4, ...) and enables fused multiply-add in the kernels (FED_FMA). Name
+// only a CPU that has FMA.
+let targetCPU = Context.environment["FED_TARGET_CPU"].flatMap { $0.isEmpty ? nil : $0 }
+let kernelSettings: [SwiftSetting] =
+    targetCPU.map { [.unsafeFlags(["-target-cpu", $0]), .define("FED_FMA")] } ?? []
+
 let package = Package(
     name: "swift-federated",
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "FedCodec", targets: ["FedCodec"]),
+        .library(name: "FedModel", targets: ["FedModel"]),
         .executable(name: "fed", targets: ["fed"]),
     ],
     dependencies: [
@@ -19,14 +32,17 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
         .target(name: "FedCodec", dependencies: ["CZlib"]),
+        .target(name: "FedModel", dependencies: ["CZlib", "FedCodec"], swiftSettings: kernelSettings),
         .executableTarget(
             name: "fed",
             dependencies: [
                 "FedCodec",
+                "FedModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"], resources: []),
+        .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
+        .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
     ],
     swiftLanguageModes: [.v6]
 )

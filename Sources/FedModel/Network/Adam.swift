@@ -1,0 +1,80 @@
+import Foundation
+
+/// Adam, as Keras implements it (keras.optimizers.Adam, Keras 3).
+///
+/// For step `t` (from 1), gradient `g`, moments `m`, `v` (from 0):
+/// ```
+/// alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
+/// m    += (g - m) * (1 - beta1)
+/// v    += (g*g - v) * (1 - beta2)
+/// w    -= alpha * m / (sqrt(v) + epsilon)
+/// ```
+/// Epsilon is added to the uncorrected `sqrt(v)` (Keras's form, not the
+/// paper's). Defaults are Keras's: lr 0.001, beta1 0.9, beta2 0.999, epsilon 1e-7.
+public struct Adam: Sendable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    /// Steps taken so far.
+    public private(set) var step = 0
+    var m: [[Float]]
+    var v: [[Float]]
+
+    public init(
+        shapes counts: [Int], learningRate: Float = 0.001, beta1: Float = 0.9, beta2: Float = 0.999,
+        epsilon: Float = 1e-7
+    ) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        m = counts.map { [Float](repeating: 0, count: $0) }
+        v = m
+    }
+
+    /// Forgets the moments and the step count (after adopting new weights).
+    public mutating func reset() {
+        step = 0
+        for i in m.indices {
+            m[i] = [Float](repeating: 0, count: m[i].count)
+            v[i] = m[i]
+        }
+    }
+
+    /// Applies one step to every parameter array, with its gradient.
+    /// Invariant: `parameters[i].count == gradients[i].count`, a multiple of 16.
+    public mutating func update(_ parameters: inout [[Float]], gradients: [[Float]]) {
+        step += 1
+        let t = Float(step)
+        let alpha = learningRate * (1 - powf(beta2, t)).squareRoot() / (1 - powf(beta1, t))
+        let a = Vec(repeating: alpha), e = Vec(repeating: epsilon)
+        let k1 = Vec(repeating: 1 - beta1), k2 = Vec(repeating: 1 - beta2)
+        for i in parameters.indices {
+            let n = parameters[i].count
+            precondition(n % 16 == 0 && gradients[i].count == n)
+            parameters[i].withUnsafeMutableBufferPointer { w in
+                m[i].withUnsafeMutableBufferPointer { mb in
+                    v[i].withUnsafeMutableBufferPointer { vb in
+                        gradients[i].withUnsafeBufferPointer { gb in
+                            var j = 0
+                            while j < n {
+                                let g = load(gb.baseAddress! + j)
+                                var mj = load(mb.baseAddress! + j)
+                                var vj = load(vb.baseAddress! + j)
+                                mj += (g - mj) * k1
+                                vj += (g * g - vj) * k2
+                                let wj = load(w.baseAddress! + j) - a * mj / (vj.squareRoot() + e)
+                                store(mj, mb.baseAddress! + j)
+                                store(vj, vb.baseAddress! + j)
+                                store(wj, w.baseAddress! + j)
+                                j += 16
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+

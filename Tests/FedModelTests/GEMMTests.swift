@@ -1,0 +1,96 @@
+import Testing
+
+@testable import FedModel
+
+/// Naive triple loops in Double: the reference every kernel is checked against.
+enum Naive {
+    static func nn(_ m: Int, _ n: Int, _ k: Int, _ a: [Float], _ b: [Float]) -> [Float] {
+        (0..<m * n).map { idx in
+            let (i, j) = (idx / n, idx % n)
+            return Float((0..<k).reduce(0.0) { $0 + Double(a[i * k + $1]) * Double(b[$1 * n + j]) })
+        }
+    }
+
+    /// A[m x k]^T * B[m x n] -> [k x n]
+    static func tn(_ m: Int, _ n: Int, _ k: Int, _ a: [Float], _ b: [Float]) -> [Float] {
+        (0..<k * n).map { idx in
+            let (i, j) = (idx / n, idx % n)
+            return Float((0..<m).reduce(0.0) { $0 + Double(a[$1 * k + i]) * Double(b[$1 * n + j]) })
+        }
+    }
+
+    /// A[m x n] * B[k x n]^T -> [m x k]
+    static func nt(_ m: Int, _ n: Int, _ k: Int, _ a: [Float], _ b: [Float]) -> [Float] {
+        (0..<m * k).map { idx in
+            let (i, j) = (idx / k, idx % k)
+            return Float((0..<n).reduce(0.0) { $0 + Double(a[i * n + $1]) * Double(b[j * n + $1]) })
+        }
+    }
+}
+
+func randomMatrix(_ count: Int, _ rng: inout SeededGenerator) -> [Float] {
+    (0..<count).map { _ in rng.uniform(1) }
+}
+
+func expectClose(_ got: [Float], _ want: [Float], depth: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(got.count == want.count, sourceLocation: sourceLocation)
+    // Float32 accumulation error grows with the depth of the sum.
+    let tolerance = Float(depth) * 1e-6 + 1e-5
+    var worst: Float = 0
+    for (g, w) in zip(got, want) { worst = max(worst, abs(g - w)) }
+    #expect(worst <= tolerance, "max error \(worst) > \(tolerance)", sourceLocation: sourceLocation)
+}
+
+/// (m, k, n): odd shapes, and the MLP's own.
+let shapes: [(Int, Int, Int)] = [
+    (1, 1, 1), (3, 5, 7), (33, 785, 201), (4, 3, 64), (5, 17, 65), (32, 784, 208), (32, 208, 16), (7, 0, 16),
+]
+
+@Suite("GEMM kernels")
+struct GEMMTests {
+    @Test("A*B matches the naive product", arguments: shapes, [1, 2])
+    func nn(shape: (Int, Int, Int), threads: Int) {
+        let (m, k, n) = shape
+        var rng = SeededGenerator(seed: UInt64(m * 1000 + k * 10 + n))
+        let a = randomMatrix(m * k, &rng), b = randomMatrix(k * n, &rng)
+        var c = [Float](repeating: .nan, count: m * n)
+        GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &c, threads: threads)
+        expectClose(c, Naive.nn(m, n, k, a, b), depth: k)
+        // accumulate adds to what is there
+        let bias = randomMatrix(m * n, &rng)
+        var c2 = bias
+        GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &c2, accumulate: true, threads: threads)
+        expectClose(c2, zip(Naive.nn(m, n, k, a, b), bias).map { $0 + $1 }, depth: k)
+    }
+
+    @Test("A^T*B matches the naive product", arguments: shapes, [1, 2])
+    func tn(shape: (Int, Int, Int), threads: Int) {
+        let (m, k, n) = shape
+        var rng = SeededGenerator(seed: UInt64(m * 1000 + k * 10 + n + 1))
+        let a = randomMatrix(m * k, &rng), b = randomMatrix(m * n, &rng)
+        var c = [Float](repeating: .nan, count: k * n)
+        GEMM.tn(m: m, n: n, k: k, a: a, b: b, c: &c, threads: threads)
+        expectClose(c, Naive.tn(m, n, k, a, b), depth: m)
+    }
+
+    @Test("A*B^T matches the naive product", arguments: shapes, [1, 2])
+    func nt(shape: (Int, Int, Int), threads: Int) {
+        let (m, k, n) = shape
+        var rng = SeededGenerator(seed: UInt64(m * 1000 + k * 10 + n + 2))
+        let a = randomMatrix(m * n, &rng), b = randomMatrix(k * n, &rng)
+        var c = [Float](repeating: .nan, count: m * k)
+        GEMM.nt(m: m, n: n, k: k, a: a, b: b, c: &c, threads: threads)
+        expectClose(c, Naive.nt(m, n, k, a, b), depth: n)
+    }
+
+    @Test("One and two threads give bit-identical results")
+    func threadsAgree() {
+        var rng = SeededGenerator(seed: 9)
+        let (m, k, n) = (32, 784, 208)
+        let a = randomMatrix(m * k, &rng), b = randomMatrix(k * n, &rng)
+        var c1 = [Float](repeating: 0, count: m * n), c2 = c1
+        GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &c1, threads: 1)
+        GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &c2, threads: 2)
+        #expect(c1.map(\.bitPattern) == c2.map(\.bitPattern))
+    }
+}
