@@ -1,5 +1,6 @@
 import ArgumentParser
 import FedCodec
+import FedModel
 import Foundation
 
 extension Fed.Bench {
@@ -128,24 +129,5 @@ extension Fed.Bench {
 
 /// Glorot-uniform kernels and zero biases for the MNIST MLP, from a seed.
 func glorotWeights(seed: UInt64) -> [Tensor] {
-    var rng = SeededGenerator(seed: seed)
-    return Tensor.mnistMLPShapes.map { shape in
-        guard shape.count == 2 else { return Tensor(zeros: shape) }
-        let limit = Float((6.0 / Double(shape[0] + shape[1])).squareRoot())
-        let values = (0..<shape[0] * shape[1]).map { _ in Float.random(in: -limit...limit, using: &rng) }
-        return try! Tensor(shape: shape, values: values)
-    }
-}
-
-/// SplitMix64: a small, fast, seedable generator.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    MLP(seed: seed).tensors()
 }

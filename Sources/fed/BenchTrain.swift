@@ -1,0 +1,130 @@
+import ArgumentParser
+import FedCodec
+import FedModel
+import Foundation
+
+extension Fed.Bench {
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Training speed of the MLP on the original's schedule, and each kernel's GFLOP/s.",
+            discussion: """
+                Trains the 784-200-200-10 MLP on --samples images for --epochs epochs of batch \
+                --batch-size (the original: 5,000 x 20 x 32), then evaluates it on held-out images. \
+                Prints samples/s, seconds, the time split between forward, backward, optimizer and \
+                data handling, and the GFLOP/s of every matrix product at the MLP's layer shapes \
+                next to this machine's peak multiply-add rate measured in the same run.
+                Data: MNIST-format IDX files in --data (train-images-idx3-ubyte[.gz] and labels; \
+                without training images, the t10k files are split: the first --samples to train, \
+                the rest to test). Build with -c release, and FED_TARGET_CPU=native for AVX/FMA \
+                (see the README).
+                """
+        )
+
+        @Option(help: "Folder of MNIST-format IDX files.")
+        var data: String = ProcessInfo.processInfo.environment["FED_DATA"] ?? "../shared/data/mnist"
+
+        @Option(help: "Training samples.") var samples = 5000
+        @Option(help: "Epochs.") var epochs = 20
+        @Option(help: "Batch size.") var batchSize = 32
+        @Option(help: "Threads for the matrix products.") var threads = min(2, ProcessInfo.processInfo.activeProcessorCount)
+        @Option(help: "Seed of the initial weights and the shuffles.") var seed: UInt64 = 1
+        @Flag(help: "Feed raw 0...255 pixels, as the original did, instead of scaling to [0, 1].") var rawPixels = false
+
+        func validate() throws {
+            guard samples > 0, epochs > 0, batchSize > 0, batchSize <= 1024, threads > 0 else {
+                throw ValidationError("--samples, --epochs, --threads must be positive and --batch-size in 1...1024")
+            }
+        }
+
+        func run() throws {
+            let (train, test) = try DataFolder.trainAndTest(in: data, trainSamples: samples, scale: !rawPixels)
+            print("data: \(train.count) training and \(test.count) test samples from \(data)")
+            print("build: \(BuildInfo.kernels)")
+
+            let peak1 = PeakRate.singleThreadGFLOPs()
+            print(String(format: "peak multiply-add rate, one core: %.1f GFLOP/s", peak1))
+            printKernelRates(peak: peak1)
+
+            let trainer = Trainer(model: MLP(seed: seed), maxBatch: max(256, batchSize), threads: threads)
+            var rng = SeededGenerator(seed: seed &+ 1)
+            let clock = ContinuousClock()
+            let start = clock.now
+            var last = (loss: 0.0, accuracy: 0.0)
+            for epoch in 1...epochs {
+                last = trainer.trainEpoch(train, batchSize: batchSize, rng: &rng)
+                Progress.line(
+                    String(format: "epoch %d/%d  loss %.4f  accuracy %.4f", epoch, epochs, last.loss, last.accuracy))
+            }
+            Progress.done()
+            let elapsed = clock.now - start
+            let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            let samplesPerSecond = Double(train.count * epochs) / secs
+            let t = trainer.timing
+            print(
+                String(
+                    format: "\ntraining: %d samples x %d epochs, batch %d, %d threads: %.2f s, %.0f samples/s",
+                    train.count, epochs, batchSize, threads, secs, samplesPerSecond))
+            print(
+                String(
+                    format: "  forward %.1f%%  backward %.1f%%  optimizer %.1f%%  data %.1f%%",
+                    100 * t.forward / t.total, 100 * t.backward / t.total, 100 * t.optimizer / t.total,
+                    100 * t.data / t.total))
+            let evaluation = trainer.evaluate(test)
+            print(String(format: "test accuracy: %.4f on %d held-out samples", evaluation.accuracy, test.count))
+            print("\nreference (measured by the issue, not in this run): TensorFlow 2.21 CPU, 8.6 s, 11,600 samples/s")
+            print(String(format: "  speed-up over that reference: %.2fx", 8.6 / secs * Double(train.count * epochs) / 100_000))
+        }
+
+        func printKernelRates(peak: Double) {
+            let m = batchSize
+            let layers = [(784, 208), (208, 208), (208, 16)]
+            var rows: [[String]] = []
+            var rng = SeededGenerator(seed: 1)
+            for (k, n) in layers {
+                let a = (0..<max(m * k, m * n)).map { _ in rng.uniform(1) }
+                let b = (0..<k * n).map { _ in rng.uniform(1) }
+                var c = [Float](repeating: 0, count: max(m * n, k * n, m * k))
+                let flops = 2.0 * Double(m * k * n)
+                for th in Set([1, threads]).sorted() {
+                    let nn = Timing.measure(seconds: 0.2) { GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &c, threads: th) }
+                    let tn = Timing.measure(seconds: 0.2) { GEMM.tn(m: m, n: n, k: k, a: a, b: a, c: &c, threads: th) }
+                    let nt = Timing.measure(seconds: 0.2) { GEMM.nt(m: m, n: n, k: k, a: a, b: b, c: &c, threads: th) }
+                    rows.append([
+                        "\(m)x\(k) * \(k)x\(n)", "\(th)",
+                        String(format: "%.1f (%.0f%%)", flops / nn / 1e9, 100 * flops / nn / 1e9 / peak),
+                        String(format: "%.1f", flops / tn / 1e9), String(format: "%.1f", flops / nt / 1e9),
+                    ])
+                }
+            }
+            print(
+                Table.render(
+                    header: ["layer (batch x in * in x out)", "threads", "forward A*B GFLOP/s (of peak)", "A^T*B", "A*B^T"],
+                    rows: rows))
+        }
+    }
+}
+
+/// How the kernels were compiled.
+enum BuildInfo {
+    static var kernels: String {
+        #if DEBUG
+            let mode = "debug (slow: use -c release)"
+        #else
+            let mode = "release"
+        #endif
+        return "\(mode); kernels \(FedModelBuild.fusedMultiplyAdd ? "with FMA (FED_TARGET_CPU set)" : "for baseline x86-64, no FMA (set FED_TARGET_CPU=native)")"
+    }
+}
+
+/// A one-line progress display on a terminal, plain lines otherwise.
+enum Progress {
+    static let isTerminal = isatty(STDOUT_FILENO) != 0
+    static func line(_ s: String) {
+        if isTerminal {
+            FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + s).utf8))
+        } else {
+            print(s)
+        }
+    }
+    static func done() { if isTerminal { print("") } }
+}
