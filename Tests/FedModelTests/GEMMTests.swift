@@ -86,7 +86,7 @@ struct GEMMTests {
     @Test("One and two threads give bit-identical results")
     func threadsAgree() {
         var rng = SeededGenerator(seed: 9)
-        let (m, k, n) = (32, 784, 208)
+        let (m, k, n) = (256, 784, 208)  // above the threshold where a second thread starts
         let a = randomMatrix(m * k, &rng), b = randomMatrix(k * n, &rng)
         var c1 = [Float](repeating: 0, count: m * n), c2 = c1
         GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &c1, threads: 1)

@@ -121,3 +121,20 @@ struct MLPTests {
         #expect(accuracy > 0.9)
     }
 }
+
+@Suite("Vector square root")
+struct VectorSquareRootTests {
+    @Test("Within 2 ulp of sqrt over many magnitudes, and exact at 0")
+    func accuracy() {
+        var rng = SeededGenerator(seed: 1)
+        for exponent in -40...30 {
+            let values = (0..<16).map { _ in Float(abs(rng.uniform(1)) + 0.5) * Float(pow(2.0, Double(exponent))) }
+            let got = vectorSquareRoot(Vec(values))
+            for (i, v) in values.enumerated() {
+                let want = v.squareRoot()
+                #expect(abs(got[i] - want) <= 2 * want.ulp, "sqrt(\(v)) = \(got[i]), want \(want)")
+            }
+        }
+        #expect(vectorSquareRoot(Vec(repeating: 0)) == Vec(repeating: 0))
+    }
+}

@@ -15,8 +15,10 @@ public enum PeakRate {
     @inline(never)
     static func fmaLoop(iterations: Int, seed: Float) -> Float {
         let x = Vec(repeating: 0.999_99 + seed), y = Vec(repeating: 1e-6)
-        var a0 = Vec(repeating: 1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0
-        var a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0
+        // Distinct starting values, so the compiler cannot merge the twelve chains into one.
+        func start(_ i: Float) -> Vec { Vec(repeating: 1 + i * 0.001 + seed) }
+        var a0 = start(0), a1 = start(1), a2 = start(2), a3 = start(3), a4 = start(4), a5 = start(5)
+        var a6 = start(6), a7 = start(7), a8 = start(8), a9 = start(9), a10 = start(10), a11 = start(11)
         for _ in 0..<iterations {
             a0 = fmadd(y, a0, x); a1 = fmadd(y, a1, x); a2 = fmadd(y, a2, x); a3 = fmadd(y, a3, x)
             a4 = fmadd(y, a4, x); a5 = fmadd(y, a5, x); a6 = fmadd(y, a6, x); a7 = fmadd(y, a7, x)
