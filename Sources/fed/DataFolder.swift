@@ -26,7 +26,9 @@ enum DataFolder {
         let test = try testSet(in: dir, scale: scale)
         if let images = file(dir, "train-images-idx3-ubyte"), let labels = file(dir, "train-labels-idx1-ubyte") {
             let train = try IDX.dataset(images: images, labels: labels, scale: scale)
-            guard trainSamples <= train.count else { throw DataError("--samples \(trainSamples) > \(train.count) available") }
+            guard trainSamples <= train.count else {
+                throw DataError("--samples \(trainSamples) > \(train.count) available")
+            }
             return (train.slice(0..<trainSamples), test)
         }
         guard trainSamples < test.count else {

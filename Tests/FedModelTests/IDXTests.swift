@@ -24,7 +24,8 @@ struct IDXTests {
     }
 
     @Test func wrongMagic() {
-        #expect(reason([0x50, 0x4B, 3, 4] + [UInt8](repeating: 0, count: 20), rank: 3)?.contains("not an IDX file") == true)
+        #expect(
+            reason([0x50, 0x4B, 3, 4] + [UInt8](repeating: 0, count: 20), rank: 3)?.contains("not an IDX file") == true)
     }
 
     @Test func wrongType() {
@@ -65,6 +66,8 @@ struct IDXTests {
         try Data(idx(rank: 3, dims: [3, 2, 2])).write(to: images)
         try Data(idx(rank: 1, dims: [2], data: [1, 2])).write(to: labels)
         #expect(throws: IDXError.self) { try IDX.dataset(images: images.path, labels: labels.path) }
-        #expect(throws: IDXError.self) { try IDX.dataset(images: dir.appendingPathComponent("missing").path, labels: labels.path) }
+        #expect(throws: IDXError.self) {
+            try IDX.dataset(images: dir.appendingPathComponent("missing").path, labels: labels.path)
+        }
     }
 }

@@ -37,10 +37,12 @@ public enum IDX {
         let bytes = input.count >= 2 && input[0] == 0x1F && input[1] == 0x8B ? try gunzip(input, path: path) : input
         guard bytes.count >= 4 else { throw IDXError(path: path, reason: "truncated: \(bytes.count) bytes, no header") }
         guard bytes[0] == 0, bytes[1] == 0 else {
-            throw IDXError(path: path, reason: "not an IDX file (magic \(hex(bytes[0..<4])), expected 00 00 08 0\(expectedRank))")
+            throw IDXError(
+                path: path, reason: "not an IDX file (magic \(hex(bytes[0..<4])), expected 00 00 08 0\(expectedRank))")
         }
         guard bytes[2] == 0x08 else {
-            throw IDXError(path: path, reason: "element type 0x\(String(bytes[2], radix: 16)) is not unsigned byte (0x08)")
+            throw IDXError(
+                path: path, reason: "element type 0x\(String(bytes[2], radix: 16)) is not unsigned byte (0x08)")
         }
         let rank = Int(bytes[3])
         guard rank == expectedRank else {
@@ -56,9 +58,13 @@ public enum IDX {
             total = min(total * d, maxBytes + 1)
         }
         let header = 4 + 4 * rank
-        guard total <= maxBytes else { throw IDXError(path: path, reason: "dimensions \(dims) exceed \(maxBytes) bytes") }
+        guard total <= maxBytes else {
+            throw IDXError(path: path, reason: "dimensions \(dims) exceed \(maxBytes) bytes")
+        }
         guard bytes.count - header >= total else {
-            throw IDXError(path: path, reason: "truncated: dimensions \(dims) need \(total) bytes, \(bytes.count - header) present")
+            throw IDXError(
+                path: path, reason: "truncated: dimensions \(dims) need \(total) bytes, \(bytes.count - header) present"
+            )
         }
         guard bytes.count - header == total else {
             throw IDXError(path: path, reason: "\(bytes.count - header - total) bytes after the data")
@@ -91,7 +97,9 @@ public enum IDX {
     /// Inflates a gzip file, refusing output past `maxBytes`.
     static func gunzip(_ input: [UInt8], path: String) throws(IDXError) -> [UInt8] {
         var stream = z_stream()
-        guard fed_inflateInit2(&stream, 15 + 16) == Z_OK else { throw IDXError(path: path, reason: "inflateInit failed") }
+        guard fed_inflateInit2(&stream, 15 + 16) == Z_OK else {
+            throw IDXError(path: path, reason: "inflateInit failed")
+        }
         defer { inflateEnd(&stream) }
         var out = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 1 << 20)

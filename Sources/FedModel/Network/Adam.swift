@@ -78,7 +78,6 @@ public struct Adam: Sendable {
     }
 }
 
-
 /// Square roots of 16 non-negative floats, in vector instructions.
 ///
 /// `SIMD16<Float>.squareRoot()` compiles to sixteen calls of libm's `sqrtf`

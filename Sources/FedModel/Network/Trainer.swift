@@ -169,7 +169,9 @@ public final class Trainer {
             deltas[l + 1].withUnsafeBufferPointer { d in
                 acts[l].withUnsafeBufferPointer { x in
                     grads[2 * l].withUnsafeMutableBufferPointer { gw in
-                        GEMM.tn(m: batch, n: n, k: k, a: x.baseAddress!, b: d.baseAddress!, c: gw.baseAddress!, threads: threads)
+                        GEMM.tn(
+                            m: batch, n: n, k: k, a: x.baseAddress!, b: d.baseAddress!, c: gw.baseAddress!,
+                            threads: threads)
                     }
                     grads[2 * l + 1].withUnsafeMutableBufferPointer { gb in
                         columnSums(d.baseAddress!, rows: batch, cols: n, into: gb.baseAddress!)
@@ -177,7 +179,9 @@ public final class Trainer {
                     if l > 0 {
                         model.parameters[2 * l].withUnsafeBufferPointer { w in
                             deltas[l].withUnsafeMutableBufferPointer { dx in
-                                GEMM.nt(m: batch, n: n, k: k, a: d.baseAddress!, b: w.baseAddress!, c: dx.baseAddress!, threads: threads)
+                                GEMM.nt(
+                                    m: batch, n: n, k: k, a: d.baseAddress!, b: w.baseAddress!, c: dx.baseAddress!,
+                                    threads: threads)
                                 reluBackward(dx.baseAddress!, activations: x.baseAddress!, count: batch * k)
                             }
                         }
