@@ -19,6 +19,7 @@ let package = Package(
     products: [
         .library(name: "FedCodec", targets: ["FedCodec"]),
         .library(name: "FedModel", targets: ["FedModel"]),
+        .library(name: "FedServer", targets: ["FedServer"]),
         .executable(name: "fed", targets: ["fed"]),
     ],
     dependencies: [
@@ -32,17 +33,20 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
         .target(name: "FedCodec", dependencies: ["CZlib"]),
+        .target(name: "FedServer", dependencies: ["CZlib", "FedCodec"]),
         .target(name: "FedModel", dependencies: ["CZlib", "FedCodec"], swiftSettings: kernelSettings),
         .executableTarget(
             name: "fed",
             dependencies: [
                 "FedCodec",
                 "FedModel",
+                "FedServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
+        .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedCodec"]),
     ],
     swiftLanguageModes: [.v6]
 )

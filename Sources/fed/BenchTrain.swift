@@ -1,6 +1,7 @@
 import ArgumentParser
 import FedCodec
 import FedModel
+import FedServer
 import Foundation
 
 extension Fed.Bench {

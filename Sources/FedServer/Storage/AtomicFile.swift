@@ -8,8 +8,10 @@ import Foundation
 /// rename over the target, fsync of the folder (Protocol/SPEC.md, section 8).
 /// A reader sees the old contents or the new, never a mixture; a crash leaves
 /// at most a stray temporary file.
-enum AtomicFile {
-    static func write(_ bytes: [UInt8], to path: String) throws {
+public enum AtomicFile {
+    /// Writes `bytes` to `path` atomically and durably; throws `FileError` and
+    /// leaves the old file in place on any failure.
+    public static func write(_ bytes: [UInt8], to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
@@ -46,7 +48,7 @@ enum AtomicFile {
     }
 }
 
-struct FileError: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
+public struct FileError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
 }

@@ -1,0 +1,76 @@
+import CZlib
+import FedCodec
+import Synchronization
+
+/// One version of the model: immutable, shared by every reader of that version.
+///
+/// A reader that holds a snapshot sees all its tensors from one version, even
+/// while writers publish newer ones. Encodings (a `MODEL` payload per
+/// compression mode, the original demo's JSON) are produced at most once per
+/// snapshot, on first use, and then shared by every request.
+public final class ModelSnapshot: Sendable {
+    public let version: UInt64
+    public let datasets: UInt64
+    public let tensors: [Tensor]
+    private let cache = Mutex<[String: EncodedPayload]>([:])
+
+    public init(version: UInt64, datasets: UInt64, tensors: [Tensor]) {
+        self.version = version
+        self.datasets = datasets
+        self.tensors = tensors
+    }
+
+    /// Bytes that do not change between requests, and their CRC-32.
+    public struct EncodedPayload: Sendable {
+        public let bytes: [UInt8]
+        public let crc: UInt32
+    }
+
+    /// The `MODEL` payload in `compression` (level 1 for the zlib modes).
+    public func modelPayload(_ compression: Compression) -> EncodedPayload {
+        cached("model-\(compression.rawValue)") {
+            MessageCodec.payload(
+                .model(Model(version: version, datasets: datasets, tensors: tensors, compression: compression)),
+                level: 1)
+        }
+    }
+
+    /// The original demo's fetch answer: `{"id": serverID, "datasets": N, "weights": [...]}`.
+    public func legacyJSON(serverID: String) -> EncodedPayload {
+        cached("json-\(serverID)") { LegacyJSON.modelAnswer(serverID: serverID, datasets: datasets, tensors: tensors) }
+    }
+
+    /// A complete `MODEL` frame for `requestID`: the 20-byte header is built
+    /// per request, the payload is the shared one. The frame CRC is combined
+    /// from the header's and the cached payload CRC, so a fetch costs no pass
+    /// over the weights.
+    public func modelFrameHeader(requestID: UInt32, compression: Compression) -> (header: [UInt8], payload: [UInt8]) {
+        let payload = modelPayload(compression)
+        var w = ByteWriter(capacity: 20)
+        w.append(FrameHeader.magic)
+        w.u8(1)
+        w.u8(MessageType.model.rawValue)
+        w.u16(0)
+        w.u32(requestID)
+        w.u32(UInt32(payload.bytes.count))
+        let headCRC = CRC32.checksum(w.bytes)
+        let crc = crc32_combine(UInt(headCRC), UInt(payload.crc), off_t(payload.bytes.count))
+        w.u32(UInt32(truncatingIfNeeded: crc))
+        return (w.bytes, payload.bytes)
+    }
+
+    /// Encodes under the snapshot's lock, so each encoding is made exactly once;
+    /// readers that arrive meanwhile wait for it instead of encoding again.
+    private func cached(_ key: String, _ make: () -> [UInt8]) -> EncodedPayload {
+        cache.withLock { table in
+            if let hit = table[key] { return hit }
+            let bytes = make()
+            let fresh = EncodedPayload(bytes: bytes, crc: CRC32.checksum(bytes))
+            table[key] = fresh
+            return fresh
+        }
+    }
+
+    /// How many encodings this snapshot holds (for tests of the cache).
+    public var cachedEncodingCount: Int { cache.withLock { $0.count } }
+}

@@ -1,0 +1,84 @@
+import FedCodec
+
+/// The server's model: the current `ModelSnapshot` behind a readers-writer
+/// lock, and the rule that turns a validated update into the next version.
+///
+/// Invariants:
+/// - readers get a whole snapshot (every tensor of one version), never a mix;
+/// - an update is applied only if it passes `validate`; a rejected update
+///   changes nothing;
+/// - versions increase by one per applied update.
+public final class ModelStore: Sendable {
+    public struct Configuration: Sendable {
+        /// Largest `datasets` one update may claim (default 60,000, the size of
+        /// MNIST's training set: a client claiming a billion would replace the model).
+        public var maxDatasets: UInt64
+        public var aggregation: any AggregationStrategy
+
+        public init(maxDatasets: UInt64 = 60_000, aggregation: any AggregationStrategy = FederatedAveraging()) {
+            self.maxDatasets = maxDatasets
+            self.aggregation = aggregation
+        }
+    }
+
+    public let configuration: Configuration
+    private let lock = ReadWriteLock()
+    nonisolated(unsafe) private var current: ModelSnapshot
+
+    public init(initial: ModelSnapshot, configuration: Configuration = .init()) {
+        self.current = initial
+        self.configuration = configuration
+    }
+
+    /// The current version; the caller may keep it as long as it likes.
+    public func snapshot() -> ModelSnapshot {
+        lock.withReadLock { current }
+    }
+
+    /// Checks an update against the model without applying it.
+    public func validate(_ tensors: [Tensor], datasets: UInt64, against model: ModelSnapshot) throws(RejectedUpdate) {
+        guard datasets > 0, datasets <= configuration.maxDatasets else {
+            throw RejectedUpdate(
+                .invalidDatasets, "datasets is \(datasets); it must be in 1...\(configuration.maxDatasets)")
+        }
+        let expected = model.tensors.map(\.shape)
+        guard tensors.map(\.shape) == expected else {
+            throw RejectedUpdate(
+                .shapeMismatch, "tensor shapes \(tensors.map(\.shape)) differ from the model's \(expected)")
+        }
+        for (i, t) in tensors.enumerated() {
+            if let j = t.values.firstIndex(where: { !$0.isFinite }) {
+                throw RejectedUpdate(.nonFiniteValue, "tensor \(i) holds \(t.values[j]) at index \(j)")
+            }
+        }
+    }
+
+    /// Validates and applies an update, returning the new snapshot. The
+    /// aggregation runs under the write lock so updates are serialised;
+    /// readers keep reading the previous snapshot until the swap.
+    @discardableResult
+    public func apply(_ tensors: [Tensor], datasets: UInt64) throws(RejectedUpdate) -> ModelSnapshot {
+        // Validation needs only shapes, which never change: do the O(n) finite
+        // check before taking the lock.
+        try validate(tensors, datasets: datasets, against: snapshot())
+        return lock.withWriteLock {
+            let base = current
+            let (blended, count) = configuration.aggregation.aggregate(
+                current: base.tensors, currentCount: base.datasets, update: tensors, updateCount: datasets)
+            let next = ModelSnapshot(version: base.version + 1, datasets: count, tensors: blended)
+            current = next
+            return next
+        }
+    }
+}
+
+/// Why an update was refused; `code` is the spec's error code to answer with.
+public struct RejectedUpdate: Error, Equatable, CustomStringConvertible {
+    public var code: ErrorCode
+    public var message: String
+    public init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "\(code.name): \(message)" }
+}
