@@ -1,4 +1,5 @@
 import FedCodec
+import Synchronization
 
 /// The server's model: the current `ModelSnapshot` behind a readers-writer
 /// lock, and the rule that turns a validated update into the next version.
@@ -23,6 +24,9 @@ public final class ModelStore: Sendable {
 
     public let configuration: Configuration
     private let lock = ReadWriteLock()
+    /// Serialises writers, so the read-write lock is held for the swap alone
+    /// (never across an aggregation or a disk write).
+    private let writer = Mutex<Void>(())
     nonisolated(unsafe) private var current: ModelSnapshot
 
     public init(initial: ModelSnapshot, configuration: Configuration = .init()) {
@@ -61,14 +65,62 @@ public final class ModelStore: Sendable {
         // Validation needs only shapes, which never change: do the O(n) finite
         // check before taking the lock.
         try validate(tensors, datasets: datasets, against: snapshot())
-        return lock.withWriteLock {
-            let base = current
-            let (blended, count) = configuration.aggregation.aggregate(
-                current: base.tensors, currentCount: base.datasets, update: tensors, updateCount: datasets)
-            let next = ModelSnapshot(version: base.version + 1, datasets: count, tensors: blended)
-            current = next
+        return writer.withLock { _ in
+            let next = fold(onto: snapshot(), tensors: tensors, datasets: datasets)
+            lock.withWriteLock { current = next }
             return next
         }
+    }
+
+    /// One pending update of a batch.
+    public struct Update: Sendable {
+        public var tensors: [Tensor]
+        public var datasets: UInt64
+        public init(tensors: [Tensor], datasets: UInt64) {
+            self.tensors = tensors
+            self.datasets = datasets
+        }
+    }
+
+    /// Group commit: validates and folds `updates` in order into a staged
+    /// model, calls `commit` with the final staged snapshot (for example to
+    /// write it durably), and publishes it to readers only if `commit`
+    /// returns. Each valid update gets its own version; invalid ones are
+    /// rejected individually. If `commit` throws, nothing is published and
+    /// every valid update of the batch fails with `internal_error`.
+    public func applyBatch(_ updates: [Update], commit: (ModelSnapshot) throws -> Void)
+        -> [Result<ModelSnapshot, RejectedUpdate>]
+    {
+        writer.withLock { _ in
+            var staged = snapshot()
+            let base = staged
+            var results: [Result<ModelSnapshot, RejectedUpdate>] = []
+            for u in updates {
+                do throws(RejectedUpdate) {
+                    try validate(u.tensors, datasets: u.datasets, against: staged)
+                    staged = fold(onto: staged, tensors: u.tensors, datasets: u.datasets)
+                    results.append(.success(staged))
+                } catch {
+                    results.append(.failure(error))
+                }
+            }
+            guard staged !== base else { return results }
+            do {
+                try commit(staged)
+            } catch {
+                let failure = RejectedUpdate(.internalError, "the update could not be made durable: \(error)")
+                return results.map { r in r.flatMap { _ in .failure(failure) } }
+            }
+            let published = staged
+            lock.withWriteLock { current = published }
+            return results
+        }
+    }
+
+    private func fold(onto base: ModelSnapshot, tensors: [Tensor], datasets: UInt64) -> ModelSnapshot {
+        let (blended, count) = configuration.aggregation.aggregate(
+            current: base.tensors, currentCount: base.datasets, update: tensors, updateCount: datasets)
+        return ModelSnapshot(version: base.version + 1, datasets: count, tensors: blended)
     }
 }
 

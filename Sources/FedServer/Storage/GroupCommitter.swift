@@ -1,0 +1,76 @@
+import Dispatch
+import FedCodec
+import Synchronization
+
+/// Applies updates so that each one is durable before its caller hears of it.
+///
+/// Callers `submit` concurrently; one background committer drains everything
+/// pending into a single `ModelStore.applyBatch` whose commit step writes the
+/// checkpoint atomically (temporary file, fsync, rename, fsync of the folder).
+/// While one write runs, new updates queue and share the next write (group
+/// commit), so throughput grows with concurrency while every acknowledged
+/// update survives `kill -9`. With `saveEvery > 1` a checkpoint is written
+/// only every that many versions and `submit` returns without waiting: faster,
+/// and updates since the last write are lost on a crash.
+public final class GroupCommitter: Sendable {
+    public let store: ModelStore
+    public let path: String
+    public let saveEvery: Int
+
+    private struct State {
+        var pending: [(ModelStore.Update, CheckedContinuation<ModelSnapshot, any Error>)] = []
+        var running = false
+        var writes = 0
+        var lastSavedVersion: UInt64 = 0
+    }
+    private let state = Mutex(State())
+    private let queue = DispatchQueue(label: "fed.group-commit")
+
+    public init(store: ModelStore, path: String, saveEvery: Int = 1) {
+        self.store = store
+        self.path = path
+        self.saveEvery = max(1, saveEvery)
+    }
+
+    /// Checkpoint writes so far.
+    public var writes: Int { state.withLock { $0.writes } }
+
+    /// Validates and applies one update; returns once it is durable (or, with
+    /// `saveEvery > 1`, once it is applied). Throws `RejectedUpdate`.
+    public func submit(_ tensors: [Tensor], datasets: UInt64) async throws -> ModelSnapshot {
+        try await withCheckedThrowingContinuation { continuation in
+            let start = state.withLock { s -> Bool in
+                s.pending.append((ModelStore.Update(tensors: tensors, datasets: datasets), continuation))
+                if s.running { return false }
+                s.running = true
+                return true
+            }
+            if start { queue.async { self.drain() } }
+        }
+    }
+
+    /// Runs on `queue`: commits batches until nothing is pending.
+    private func drain() {
+        while true {
+            let batch = state.withLock { s -> [(ModelStore.Update, CheckedContinuation<ModelSnapshot, any Error>)] in
+                let b = s.pending
+                s.pending = []
+                if b.isEmpty { s.running = false }
+                return b
+            }
+            if batch.isEmpty { return }
+            let results = store.applyBatch(batch.map(\.0)) { staged in
+                let due = state.withLock { staged.version >= $0.lastSavedVersion + UInt64(saveEvery) }
+                guard saveEvery == 1 || due else { return }
+                try CheckpointFile.save(staged, to: path)
+                state.withLock {
+                    $0.writes += 1
+                    $0.lastSavedVersion = staged.version
+                }
+            }
+            for ((_, continuation), result) in zip(batch, results) {
+                continuation.resume(with: result.mapError { $0 as any Error })
+            }
+        }
+    }
+}
