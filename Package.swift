@@ -47,6 +47,7 @@ let package = Package(
         .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
         .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedCodec"]),
+        .testTarget(name: "CLITests", dependencies: ["fed"]),
     ],
     swiftLanguageModes: [.v6]
 )

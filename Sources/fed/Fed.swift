@@ -4,7 +4,7 @@ import ArgumentParser
 struct Fed: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fed",
-        abstract: "Federated learning in Swift: a binary protocol, its codec, benchmarks.",
-        subcommands: [Bench.self]
+        abstract: "Federated learning in Swift: a binary protocol, a pure-Swift MLP, benchmarks, evaluation.",
+        subcommands: [Bench.self, Evaluate.self]
     )
 }

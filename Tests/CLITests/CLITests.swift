@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+
+/// Runs the real `fed` executable (built next to the test bundle) as a process.
+enum FedProcess {
+    static let binary: URL = {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        // The test bundle may be a directory (.xctest) nested one level deeper.
+        for _ in 0..<4 where !FileManager.default.fileExists(atPath: dir.appendingPathComponent("fed").path) {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("fed")
+    }()
+
+    static let mnist = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("shared/data/mnist").path
+
+    static var haveMNIST: Bool { FileManager.default.fileExists(atPath: mnist + "/t10k-images-idx3-ubyte.gz") }
+
+    /// Runs `fed args`, returning exit status and combined output.
+    static func run(_ args: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+@Suite("fed CLI")
+struct CLITests {
+    @Test("fed bench train saves a checkpoint that fed evaluate reads", .enabled(if: FedProcess.haveMNIST))
+    func trainThenEvaluate() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ck = dir.appendingPathComponent("model.fedk").path
+        let train = try FedProcess.run([
+            "bench", "train", "--data", FedProcess.mnist, "--samples", "2000", "--epochs", "2", "--save-checkpoint", ck,
+        ])
+        #expect(train.status == 0, "\(train.output)")
+        #expect(train.output.contains("samples/s"))
+        let eval = try FedProcess.run([
+            "evaluate", "--checkpoint", ck, "--data", FedProcess.mnist, "--test-from", "5000",
+        ])
+        #expect(eval.status == 0, "\(eval.output)")
+        #expect(eval.output.contains("5000 test images"))
+        let line = try #require(eval.output.split(separator: "\n").first { $0.hasPrefix("accuracy ") })
+        let accuracy = try #require(Double(line.split(separator: " ")[1]))
+        #expect(accuracy > 0.85, "2 epochs on 2,000 digits: \(line)")
+        #expect(eval.output.contains("confusion (rows: actual, columns: predicted)"))
+    }
+
+    @Test("fed evaluate refuses a corrupt checkpoint with a clear message")
+    func corruptCheckpoint() throws {
+        let vectors = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Protocol/vectors")
+        let result = try FedProcess.run([
+            "evaluate", "--checkpoint", vectors.appendingPathComponent("checkpoint_bad_crc.bin").path,
+        ])
+        #expect(result.status != 0)
+        #expect(result.output.contains("not a usable checkpoint"))
+        #expect(result.output.contains("checksum_mismatch"))
+    }
+
+    @Test("fed --help lists the commands")
+    func help() throws {
+        let result = try FedProcess.run(["--help"])
+        #expect(result.status == 0)
+        #expect(result.output.contains("bench") && result.output.contains("evaluate"))
+    }
+}
