@@ -23,7 +23,9 @@ let package = Package(
         .executable(name: "fed", targets: ["fed"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -33,7 +35,16 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
         .target(name: "FedCodec", dependencies: ["CZlib"]),
-        .target(name: "FedServer", dependencies: ["CZlib", "FedCodec"]),
+        .target(
+            name: "FedServer",
+            dependencies: [
+                "CZlib", "FedCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(name: "FedModel", dependencies: ["CZlib", "FedCodec"], swiftSettings: kernelSettings),
         .executableTarget(
             name: "fed",
@@ -42,6 +53,8 @@ let package = Package(
                 "FedModel",
                 "FedServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),

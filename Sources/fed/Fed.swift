@@ -5,6 +5,6 @@ struct Fed: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fed",
         abstract: "Federated learning in Swift: a binary protocol, a pure-Swift MLP, benchmarks, evaluation.",
-        subcommands: [Bench.self, Evaluate.self]
+        subcommands: [Server.self, Evaluate.self, Bench.self]
     )
 }

@@ -1,5 +1,6 @@
 import CZlib
 import FedCodec
+import NIOCore
 import Synchronization
 
 /// One version of the model: immutable, shared by every reader of that version.
@@ -24,6 +25,8 @@ public final class ModelSnapshot: Sendable {
     public struct EncodedPayload: Sendable {
         public let bytes: [UInt8]
         public let crc: UInt32
+        /// The same bytes as a NIO buffer; writing it to many channels shares one storage.
+        public let buffer: ByteBuffer
     }
 
     /// The `MODEL` payload in `compression` (level 1 for the zlib modes).
@@ -45,6 +48,12 @@ public final class ModelSnapshot: Sendable {
     /// from the header's and the cached payload CRC, so a fetch costs no pass
     /// over the weights.
     public func modelFrameHeader(requestID: UInt32, compression: Compression) -> (header: [UInt8], payload: [UInt8]) {
+        let (header, payload) = modelFrame(requestID: requestID, compression: compression)
+        return (header, Array(payload.readableBytesView))
+    }
+
+    /// `modelFrameHeader` with the payload as the shared NIO buffer.
+    public func modelFrame(requestID: UInt32, compression: Compression) -> (header: [UInt8], payload: ByteBuffer) {
         let payload = modelPayload(compression)
         var w = ByteWriter(capacity: 20)
         w.append(FrameHeader.magic)
@@ -56,7 +65,7 @@ public final class ModelSnapshot: Sendable {
         let headCRC = CRC32.checksum(w.bytes)
         let crc = crc32_combine(UInt(headCRC), UInt(payload.crc), off_t(payload.bytes.count))
         w.u32(UInt32(truncatingIfNeeded: crc))
-        return (w.bytes, payload.bytes)
+        return (w.bytes, payload.buffer)
     }
 
     /// Encodes under the snapshot's lock, so each encoding is made exactly once;
@@ -65,7 +74,7 @@ public final class ModelSnapshot: Sendable {
         cache.withLock { table in
             if let hit = table[key] { return hit }
             let bytes = make()
-            let fresh = EncodedPayload(bytes: bytes, crc: CRC32.checksum(bytes))
+            let fresh = EncodedPayload(bytes: bytes, crc: CRC32.checksum(bytes), buffer: ByteBuffer(bytes: bytes))
             table[key] = fresh
             return fresh
         }

@@ -18,7 +18,7 @@ public final class GroupCommitter: Sendable {
     public let saveEvery: Int
 
     private struct State {
-        var pending: [(ModelStore.Update, CheckedContinuation<ModelSnapshot, any Error>)] = []
+        var pending: [(ModelStore.Update, Completion)] = []
         var running = false
         var writes = 0
         var lastSavedVersion: UInt64 = 0
@@ -30,7 +30,11 @@ public final class GroupCommitter: Sendable {
         self.store = store
         self.path = path
         self.saveEvery = max(1, saveEvery)
+        let version = store.snapshot().version
+        state.withLock { $0.lastSavedVersion = version }
     }
+
+    public typealias Completion = @Sendable (Result<ModelSnapshot, RejectedUpdate>) -> Void
 
     /// Checkpoint writes so far.
     public var writes: Int { state.withLock { $0.writes } }
@@ -39,20 +43,38 @@ public final class GroupCommitter: Sendable {
     /// `saveEvery > 1`, once it is applied). Throws `RejectedUpdate`.
     public func submit(_ tensors: [Tensor], datasets: UInt64) async throws -> ModelSnapshot {
         try await withCheckedThrowingContinuation { continuation in
-            let start = state.withLock { s -> Bool in
-                s.pending.append((ModelStore.Update(tensors: tensors, datasets: datasets), continuation))
-                if s.running { return false }
-                s.running = true
-                return true
+            submit(tensors, datasets: datasets) { continuation.resume(with: $0.mapError { $0 as any Error }) }
+        }
+    }
+
+    /// The same, calling `completion` (on the committer's queue) when done.
+    public func submit(_ tensors: [Tensor], datasets: UInt64, completion: @escaping Completion) {
+        let start = state.withLock { s -> Bool in
+            s.pending.append((ModelStore.Update(tensors: tensors, datasets: datasets), completion))
+            if s.running { return false }
+            s.running = true
+            return true
+        }
+        if start { queue.async { self.drain() } }
+    }
+
+    /// Writes the current model now (at shutdown), whatever `saveEvery` says.
+    public func flush() throws {
+        try queue.sync {
+            let s = store.snapshot()
+            guard state.withLock({ $0.lastSavedVersion != s.version || $0.writes == 0 }) else { return }
+            try CheckpointFile.save(s, to: path)
+            state.withLock {
+                $0.writes += 1
+                $0.lastSavedVersion = s.version
             }
-            if start { queue.async { self.drain() } }
         }
     }
 
     /// Runs on `queue`: commits batches until nothing is pending.
     private func drain() {
         while true {
-            let batch = state.withLock { s -> [(ModelStore.Update, CheckedContinuation<ModelSnapshot, any Error>)] in
+            let batch = state.withLock { s -> [(ModelStore.Update, Completion)] in
                 let b = s.pending
                 s.pending = []
                 if b.isEmpty { s.running = false }
@@ -68,9 +90,7 @@ public final class GroupCommitter: Sendable {
                     $0.lastSavedVersion = staged.version
                 }
             }
-            for ((_, continuation), result) in zip(batch, results) {
-                continuation.resume(with: result.mapError { $0 as any Error })
-            }
+            for ((_, completion), result) in zip(batch, results) { completion(result) }
         }
     }
 }

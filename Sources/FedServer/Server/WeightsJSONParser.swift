@@ -1,0 +1,141 @@
+import FedCodec
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Parses the original demo's weights: a JSON list of tensors, each a
+/// rectangular nested list of numbers (or a bare number), into `Tensor`s.
+///
+/// Written for one job and for speed (a push is ~4.8 MB of text): numbers go
+/// through `strtod`, shapes are inferred and checked rectangular, and any
+/// other JSON (objects, strings, true, null) is an error naming the offset.
+enum WeightsJSONParser {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func parse(_ text: [UInt8]) throws(Failure) -> [Tensor] {
+        var bytes = text
+        bytes.append(0)  // strtod needs a terminator
+        let result: Result<[Tensor], Failure> = bytes.withUnsafeBufferPointer { buf in
+            var p = Parser(base: buf.baseAddress!, count: text.count)
+            return Result { () throws(Failure) -> [Tensor] in try p.document() }
+        }
+        return try result.get()
+    }
+
+    private struct Parser {
+        static let numberBytes = Set(Array("0123456789+-.eE".utf8))
+
+        let base: UnsafePointer<UInt8>
+        let count: Int
+        var i = 0
+
+        mutating func skipSpace() {
+            while i < count, base[i] == 0x20 || base[i] == 0x0A || base[i] == 0x0D || base[i] == 0x09 { i += 1 }
+        }
+
+        func fail(_ what: String) -> Failure { Failure(description: "weights JSON: \(what) at byte \(i)") }
+
+        mutating func expect(_ c: UInt8) throws(Failure) {
+            skipSpace()
+            guard i < count, base[i] == c else { throw fail("expected '\(Character(UnicodeScalar(c)))'") }
+            i += 1
+        }
+
+        mutating func document() throws(Failure) -> [Tensor] {
+            try expect(UInt8(ascii: "["))
+            var tensors: [Tensor] = []
+            skipSpace()
+            if i < count, base[i] == UInt8(ascii: "]") {
+                i += 1
+            } else {
+                while true {
+                    var values: [Float] = []
+                    var dims: [Int] = []
+                    var leafDepth: Int?
+                    try value(depth: 0, dims: &dims, leafDepth: &leafDepth, values: &values)
+                    let shape = Array(dims.prefix(leafDepth ?? dims.count))
+                    guard let t = try? Tensor(shape: shape, values: values) else { throw fail("ragged tensor") }
+                    tensors.append(t)
+                    skipSpace()
+                    guard i < count else { throw fail("unterminated list") }
+                    if base[i] == UInt8(ascii: ",") {
+                        i += 1
+                        continue
+                    }
+                    try expect(UInt8(ascii: "]"))
+                    break
+                }
+            }
+            skipSpace()
+            guard i == count else { throw fail("trailing characters") }
+            return tensors
+        }
+
+        /// A number or a nested list. `dims[d]` is the length of every list at
+        /// depth `d` (-1 until the first one ends); every number must sit at
+        /// the same depth, `leafDepth`, so the tensor is rectangular.
+        mutating func value(depth: Int, dims: inout [Int], leafDepth: inout Int?, values: inout [Float])
+            throws(Failure)
+        {
+            skipSpace()
+            guard i < count else { throw fail("unexpected end") }
+            guard depth <= 8 else { throw fail("nesting deeper than 8") }
+            if base[i] == UInt8(ascii: "[") {
+                if let leaf = leafDepth, depth >= leaf { throw fail("a list where a number was expected") }
+                i += 1
+                var n = 0
+                skipSpace()
+                if i < count, base[i] == UInt8(ascii: "]") {
+                    i += 1
+                } else {
+                    while true {
+                        try value(depth: depth + 1, dims: &dims, leafDepth: &leafDepth, values: &values)
+                        n += 1
+                        skipSpace()
+                        guard i < count else { throw fail("unterminated list") }
+                        if base[i] == UInt8(ascii: ",") {
+                            i += 1
+                            continue
+                        }
+                        try expect(UInt8(ascii: "]"))
+                        break
+                    }
+                }
+                while dims.count <= depth { dims.append(-1) }
+                if dims[depth] == -1 {
+                    dims[depth] = n
+                } else if dims[depth] != n {
+                    throw fail("ragged nested list (\(n) elements where \(dims[depth]) were expected)")
+                }
+                return
+            }
+            if let leaf = leafDepth, leaf != depth { throw fail("a number where a list was expected") }
+            leafDepth = depth
+            let start = base + i
+            var end: UnsafeMutablePointer<CChar>?
+            let v = start.withMemoryRebound(to: CChar.self, capacity: 1) { s -> Double in strtod(s, &end) }
+            let consumed = end.map { UnsafeRawPointer($0) - UnsafeRawPointer(start) } ?? 0
+            guard consumed > 0 else { throw fail("expected a number") }
+            // strtod also accepts hex and other spellings JSON does not. Python's
+            // json writes NaN and Infinity, which pass here so that validation
+            // can reject them as non-finite values, with that reason.
+            let c = base[i]
+            let pythonSpecial =
+                c == UInt8(ascii: "N") || c == UInt8(ascii: "I")
+                || (c == UInt8(ascii: "-") && i + 1 < count && base[i + 1] == UInt8(ascii: "I"))
+            guard c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || pythonSpecial else {
+                throw fail("not a JSON number")
+            }
+            if !pythonSpecial {
+                for k in 0..<consumed where !Self.numberBytes.contains(base[i + k]) {
+                    throw fail("not a JSON number")
+                }
+            }
+            i += consumed
+            values.append(Float(v))
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import ArgumentParser
+import Dispatch
+import FedCodec
+import FedModel
+import FedServer
+import Foundation
+import Logging
+import NIOCore
+
+extension Fed {
+    struct Server: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve the model to binary and HTTP clients on one port.",
+            discussion: """
+                Binary clients (Protocol/SPEC.md) and the original demo's HTTP clients (form POST \
+                or GET on /, fields id, send, datasets, weights) share --port. Every accepted update \
+                is written to --checkpoint (atomically, fsync'd) before it is acknowledged; updates \
+                arriving together share one write. On start the server resumes from --checkpoint; a \
+                corrupt or foreign file stops it with a message rather than starting over. When ready \
+                it prints `listening on HOST:PORT`. SIGINT or SIGTERM: stop accepting, finish what is \
+                in flight, write the checkpoint, exit 0.
+                """
+        )
+
+        @Option(help: "Address to listen on.") var host = "127.0.0.1"
+        @Option(help: "Port (0 picks a free one; 5000 is the original's).") var port = 5000
+        @Option(help: "Checkpoint file: resumed from on start, written on every update.") var checkpoint = "model.fedk"
+        @Option(
+            help:
+                "Write the checkpoint every N versions instead of before every acknowledgement (a crash loses up to N-1 acknowledged updates)."
+        )
+        var saveEvery = 1
+        @Option(help: "Seed of the initial weights when there is no checkpoint.") var seed: UInt64 = 1
+        @Option(help: "Largest datasets count one update may claim.") var maxDatasets: UInt64 = 60_000
+        @Option(help: "Largest frame payload in bytes.") var maxPayload = 16 << 20
+        @Option(help: "Largest decompressed tensor data in bytes.") var maxDecompressed = 64 << 20
+        @Option(help: "Largest HTTP request body in bytes.") var maxBody = 32 << 20
+        @Option(help: "Most connections at once.") var maxConnections = 1024
+        @Option(help: "Seconds a connection may stay silent.") var idleTimeout = 300
+        @Option(help: "Seconds to receive one request once it has started.") var requestTimeout = 30
+        @Option(help: "Server id sent to clients.") var serverId = "fed-server"
+        @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+
+        func validate() throws {
+            guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
+            guard saveEvery >= 1 else { throw ValidationError("--save-every must be at least 1") }
+            guard maxDatasets >= 1, maxPayload >= 1024, maxDecompressed >= 1024, maxBody >= 1024, maxConnections >= 1,
+                idleTimeout >= 1, requestTimeout >= 1
+            else { throw ValidationError("limits must be positive (sizes at least 1024 bytes)") }
+            guard Logger.Level(rawValue: logLevel) != nil else {
+                throw ValidationError("unknown --log-level \(logLevel)")
+            }
+        }
+
+        func run() throws {
+            let level = Logger.Level(rawValue: logLevel)!
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            let config = ServerConfiguration(
+                host: host, port: port, checkpointPath: checkpoint, saveEvery: saveEvery, serverID: serverId,
+                maxDatasets: maxDatasets,
+                limits: Limits(maxPayloadBytes: maxPayload, maxDecompressedBytes: maxDecompressed),
+                maxHTTPBodyBytes: maxBody, maxConnections: maxConnections, idleTimeout: .seconds(Int64(idleTimeout)),
+                requestTimeout: .seconds(Int64(requestTimeout)))
+            let server: FederatedServer
+            do {
+                server = try FederatedServer.start(configuration: config, initial: MLP(seed: seed).tensors())
+            } catch {
+                throw ValidationError("cannot start: \(error)")
+            }
+            print("listening on \(host):\(server.localPort)")
+            fflush(nil)  // all streams: scripts wait for this line
+
+            signal(SIGINT, SIG_IGN)
+            signal(SIGTERM, SIG_IGN)
+            let done = DispatchSemaphore(value: 0)
+            var sources: [DispatchSourceSignal] = []
+            for sig in [SIGINT, SIGTERM] {
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { done.signal() }
+                source.resume()
+                sources.append(source)
+            }
+            done.wait()
+            server.logger.info("stopping")
+            try server.shutdown()
+            withExtendedLifetime(sources) {}
+        }
+    }
+}

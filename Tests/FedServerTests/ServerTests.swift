@@ -1,0 +1,193 @@
+import FedCodec
+import Foundation
+import Logging
+import NIOCore
+import Testing
+
+@testable import FedServer
+
+/// A server on 127.0.0.1 and a free port, with its checkpoint in a temporary folder.
+final class RunningServer {
+    let server: FederatedServer
+    let dir: URL
+    var port: Int { server.localPort }
+    var checkpoint: String { dir.appendingPathComponent("model.fedk").path }
+
+    init(
+        tensors: [Tensor] = constantTensors(0), requestTimeout: TimeAmount = .seconds(10), maxConnections: Int = 256
+    ) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("srv-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        server = try FederatedServer.start(
+            configuration: ServerConfiguration(
+                port: 0, checkpointPath: dir.appendingPathComponent("model.fedk").path, maxConnections: maxConnections,
+                requestTimeout: requestTimeout),
+            initial: tensors, logger: logger, threads: 2)
+    }
+
+    deinit {
+        try? server.shutdown(grace: .milliseconds(200))
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
+
+@Suite("Server over TCP", .serialized)
+struct ServerTests {
+    @Test("Handshake, fetch, unchanged fetch, push, ack, and a rejected push that changes nothing")
+    func session() throws {
+        let s = try RunningServer()
+        let c = try TestClient(port: s.port)
+        let welcome = try c.handshake()
+        #expect(welcome.version == 1 && welcome.modelVersion == 0 && welcome.compressions == 0b111)
+        guard case .model(let m0) = try c.fetch(compression: .shuffleZlib) else { throw TestError("no MODEL") }
+        #expect(m0.version == 0 && m0.tensors == constantTensors(0) && m0.compression == .shuffleZlib)
+        guard case .model = try c.fetch(held: 0) else { throw TestError("held 0 means none: expected MODEL") }
+        guard case .ack(1, 5000) = try c.push(constantTensors(2), datasets: 5000, compression: .zlib) else {
+            throw TestError("no ACK")
+        }
+        var nan = constantTensors(1)
+        nan[5].values[3] = .nan
+        guard case .error(let e) = try c.push(nan, datasets: 5000) else { throw TestError("NaN accepted") }
+        #expect(e.code == .nonFiniteValue && !e.retryable)
+        guard case .error(let e2) = try c.push(constantTensors(1), datasets: 2_000_000) else {
+            throw TestError("accepted")
+        }
+        #expect(e2.code == .invalidDatasets)
+        guard case .model(let m1) = try c.fetch(held: 0) else { throw TestError("no MODEL") }
+        #expect(m1.version == 1 && m1.datasets == 5000 && m1.tensors == constantTensors(2))
+        guard case .modelUnchanged(1, 5000) = try c.fetch(held: 1) else { throw TestError("expected unchanged") }
+        // The acknowledged update is in the checkpoint.
+        #expect(try CheckpointFile.load(from: s.checkpoint)?.version == 1)
+    }
+
+    @Test("Requests before HELLO are refused; pipelined requests are answered in order")
+    func pipelining() throws {
+        let s = try RunningServer()
+        let c = try TestClient(port: s.port)
+        _ = try c.send(.fetch(heldVersion: 0, compression: .none))
+        guard case .error(let e)? = try c.receive()?.1 else { throw TestError("no error") }
+        #expect(e.code == .handshakeRequired)
+        var bytes: [UInt8] = []
+        let messages: [Message] = [
+            .hello(Hello(clientID: "p")), .fetch(heldVersion: 0, compression: .zlib), .ping(nonce: 9),
+            .fetch(heldVersion: 0, compression: .none), .ping(nonce: 10),
+        ]
+        for (i, m) in messages.enumerated() { bytes += MessageCodec.encode(m, requestID: UInt32(100 + i)) }
+        // One byte at a time: the server must reassemble every frame.
+        for b in bytes { try c.send([b]) }
+        var ids: [UInt32] = []
+        var kinds: [MessageType] = []
+        for _ in messages {
+            guard let (id, m) = try c.receive() else { throw TestError("closed early") }
+            ids.append(id)
+            kinds.append(m.type)
+        }
+        #expect(ids == [100, 101, 102, 103, 104])
+        #expect(kinds == [.welcome, .model, .pong, .model, .pong])
+    }
+
+    @Test("Every invalid golden vector gets its error over a socket while another client is served")
+    func invalidVectors() throws {
+        let s = try RunningServer()
+        let other = try TestClient(port: s.port)
+        _ = try other.handshake("bystander")
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Protocol/vectors")
+        let manifest =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+            as! [String: Any]
+        var checked = 0
+        for v in manifest["vectors"] as! [[String: Any]] {
+            guard v["kind"] as? String == "stream", let error = v["error"] as? [String: Any] else { continue }
+            let name = v["name"] as! String
+            let bytes = [UInt8](try Data(contentsOf: dir.appendingPathComponent(v["file"] as! String)))
+            let code = ErrorCode(rawValue: UInt16(error["code"] as! Int))
+            let c = try TestClient(port: s.port)
+            if name == "bad_magic" {
+                // Starts with an HTTP request line: it goes to the HTTP layer, which must not crash.
+                try c.send(bytes)
+                c.finishSending()
+                #expect(c.closedByServer(), "\(name)")
+                continue
+            }
+            try c.send(bytes)
+            c.finishSending()
+            if code == .truncated {
+                // The stream ends mid-frame: nothing to answer; the server closes.
+                #expect(c.closedByServer(), "\(name)")
+            } else {
+                var got: ErrorCode?
+                while let (_, m) = try c.receive() {
+                    if case .error(let e) = m {
+                        got = e.code
+                        break
+                    }
+                }
+                #expect(got == code, "\(name): got \(String(describing: got)), want \(code)")
+                if code.isFatalToStream { #expect(c.closedByServer(), "\(name) must close the connection") }
+            }
+            // The bystander is still served.
+            guard case .model = try other.fetch(held: 0) else { throw TestError("bystander not served after \(name)") }
+            checked += 1
+        }
+        #expect(checked >= 30)
+    }
+
+    @Test("64 concurrent clients push and every update is acknowledged once")
+    func concurrentClients() async throws {
+        let s = try RunningServer(maxConnections: 100)
+        let port = s.port
+        let acks = try await withThrowingTaskGroup(of: UInt64.self) { group in
+            for i in 0..<64 {
+                group.addTask {
+                    let c = try TestClient(port: port, timeoutSeconds: 30)
+                    _ = try c.handshake("c\(i)")
+                    guard case .model = try c.fetch(compression: .shuffleZlib) else { throw TestError("no model") }
+                    guard case .ack(let v, _) = try c.push(constantTensors(Float(i)), datasets: 10) else {
+                        throw TestError("no ack")
+                    }
+                    return v
+                }
+            }
+            var all: [UInt64] = []
+            for try await v in group { all.append(v) }
+            return all
+        }
+        #expect(Set(acks) == Set(1...64))
+        #expect(s.server.store.snapshot().datasets == 640)
+    }
+
+    @Test("A client that stalls mid-frame is dropped at the request deadline; others are unaffected")
+    func stalledClient() throws {
+        let s = try RunningServer(requestTimeout: .milliseconds(300))
+        let staller = try TestClient(port: s.port)
+        try staller.send(Array(MessageCodec.encode(.ping(nonce: 1), requestID: 1).prefix(10)))
+        let other = try TestClient(port: s.port)
+        _ = try other.handshake()
+        let start = Date()
+        #expect(staller.closedByServer())
+        #expect(Date().timeIntervalSince(start) < 5)
+        guard case .model = try other.fetch(held: 0) else { throw TestError("other not served") }
+    }
+
+    @Test("Connections over the limit are closed on arrival")
+    func connectionLimit() throws {
+        let s = try RunningServer(maxConnections: 2)
+        let a = try TestClient(port: s.port), b = try TestClient(port: s.port)
+        _ = try a.handshake()
+        _ = try b.handshake()
+        let c = try TestClient(port: s.port)
+        #expect(c.closedByServer())
+        withExtendedLifetime((a, b)) {}
+    }
+
+    @Test("Garbage that is neither FEDW nor HTTP is closed")
+    func garbage() throws {
+        let s = try RunningServer()
+        let c = try TestClient(port: s.port)
+        try c.send(Array("\u{16}\u{03}\u{01}hello".utf8))
+        #expect(c.closedByServer())
+    }
+}

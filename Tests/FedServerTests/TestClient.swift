@@ -1,0 +1,106 @@
+import FedCodec
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A blocking TCP client for tests: plain sockets on 127.0.0.1, a receive
+/// timeout so no test can hang, and FedCodec to read answers.
+final class TestClient {
+    let fd: Int32
+    var decoder = FrameDecoder(limits: Limits(maxPayloadBytes: 64 << 20))
+    var nextID: UInt32 = 1
+
+    init(port: Int, timeoutSeconds: Int = 10) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestError("socket failed") }
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard r == 0 else {
+            close(fd)
+            throw TestError("connect to \(port) failed: \(errno)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw TestError("send failed: \(errno)") }
+            off += n
+        }
+    }
+
+    func send(_ message: Message) throws -> UInt32 {
+        let id = nextID
+        nextID += 1
+        try send(MessageCodec.encode(message, requestID: id, level: 1))
+        return id
+    }
+
+    /// Half-closes the connection (no more bytes from us).
+    func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// The next frame, or nil when the server closed the connection.
+    func receive() throws -> (UInt32, Message)? {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            if let frame = try decoder.next() {
+                return (
+                    frame.header.requestID, try MessageCodec.decode(frame, limits: .init(maxPayloadBytes: 64 << 20))
+                )
+            }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n == 0 { return nil }
+            guard n > 0 else { throw TestError("recv failed or timed out: \(errno)") }
+            decoder.append(chunk[0..<n])
+        }
+    }
+
+    /// True once the server has closed the connection (reads until EOF).
+    func closedByServer() -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n == 0 { return true }
+            if n < 0 { return errno == ECONNRESET }
+        }
+    }
+
+    func handshake(_ id: String = "test") throws -> Welcome {
+        _ = try send(.hello(Hello(clientID: id)))
+        guard case .welcome(let w)? = try receive()?.1 else { throw TestError("no WELCOME") }
+        return w
+    }
+
+    func fetch(held: UInt64 = 0, compression: Compression = .none) throws -> Message {
+        _ = try send(.fetch(heldVersion: held, compression: compression))
+        guard let (_, m) = try receive() else { throw TestError("closed") }
+        return m
+    }
+
+    func push(_ tensors: [Tensor], datasets: UInt64, compression: Compression = .none) throws -> Message {
+        _ = try send(
+            .push(
+                Push(clientID: "test", datasets: datasets, baseVersion: 0, tensors: tensors, compression: compression)))
+        guard let (_, m) = try receive() else { throw TestError("closed") }
+        return m
+    }
+}
+
+struct TestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
