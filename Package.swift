@@ -59,8 +59,11 @@ let package = Package(
         ),
         .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
-        .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedCodec"]),
-        .testTarget(name: "CLITests", dependencies: ["fed"]),
+        .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
+        .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedCodec", "FedTestSupport"]),
+        .testTarget(
+            name: "CLITests", dependencies: ["fed", "FedCodec", "FedTestSupport"],
+            exclude: ["original_http_client.py"]),
     ],
     swiftLanguageModes: [.v6]
 )

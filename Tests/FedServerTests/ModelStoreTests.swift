@@ -1,12 +1,9 @@
 import FedCodec
+import FedTestSupport
 import Foundation
 import Testing
 
 @testable import FedServer
-
-func constantTensors(_ value: Float, shapes: [[Int]] = Tensor.mnistMLPShapes) -> [Tensor] {
-    shapes.map { try! Tensor(shape: $0, values: [Float](repeating: value, count: Tensor.elementCount($0)!)) }
-}
 
 @Suite("ModelStore")
 struct ModelStoreTests {

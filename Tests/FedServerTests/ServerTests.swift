@@ -1,4 +1,5 @@
 import FedCodec
+import FedTestSupport
 import Foundation
 import Logging
 import NIOCore

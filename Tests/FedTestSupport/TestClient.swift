@@ -7,12 +7,12 @@ import Foundation
 
 /// A blocking TCP client for tests: plain sockets on 127.0.0.1, a receive
 /// timeout so no test can hang, and FedCodec to read answers.
-final class TestClient {
-    let fd: Int32
-    var decoder = FrameDecoder(limits: Limits(maxPayloadBytes: 64 << 20))
-    var nextID: UInt32 = 1
+public final class TestClient {
+    public let fd: Int32
+    public var decoder = FrameDecoder(limits: Limits(maxPayloadBytes: 64 << 20))
+    public var nextID: UInt32 = 1
 
-    init(port: Int, timeoutSeconds: Int = 10) throws {
+    public init(port: Int, timeoutSeconds: Int = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestError("socket failed") }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
@@ -34,7 +34,7 @@ final class TestClient {
 
     deinit { close(fd) }
 
-    func send(_ bytes: [UInt8]) throws {
+    public func send(_ bytes: [UInt8]) throws {
         var off = 0
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
@@ -43,7 +43,7 @@ final class TestClient {
         }
     }
 
-    func send(_ message: Message) throws -> UInt32 {
+    public func send(_ message: Message) throws -> UInt32 {
         let id = nextID
         nextID += 1
         try send(MessageCodec.encode(message, requestID: id, level: 1))
@@ -51,10 +51,10 @@ final class TestClient {
     }
 
     /// Half-closes the connection (no more bytes from us).
-    func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
+    public func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
 
     /// The next frame, or nil when the server closed the connection.
-    func receive() throws -> (UInt32, Message)? {
+    public func receive() throws -> (UInt32, Message)? {
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             if let frame = try decoder.next() {
@@ -70,7 +70,7 @@ final class TestClient {
     }
 
     /// True once the server has closed the connection (reads until EOF).
-    func closedByServer() -> Bool {
+    public func closedByServer() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
@@ -79,19 +79,19 @@ final class TestClient {
         }
     }
 
-    func handshake(_ id: String = "test") throws -> Welcome {
+    public func handshake(_ id: String = "test") throws -> Welcome {
         _ = try send(.hello(Hello(clientID: id)))
         guard case .welcome(let w)? = try receive()?.1 else { throw TestError("no WELCOME") }
         return w
     }
 
-    func fetch(held: UInt64 = 0, compression: Compression = .none) throws -> Message {
+    public func fetch(held: UInt64 = 0, compression: Compression = .none) throws -> Message {
         _ = try send(.fetch(heldVersion: held, compression: compression))
         guard let (_, m) = try receive() else { throw TestError("closed") }
         return m
     }
 
-    func push(_ tensors: [Tensor], datasets: UInt64, compression: Compression = .none) throws -> Message {
+    public func push(_ tensors: [Tensor], datasets: UInt64, compression: Compression = .none) throws -> Message {
         _ = try send(
             .push(
                 Push(clientID: "test", datasets: datasets, baseVersion: 0, tensors: tensors, compression: compression)))
@@ -100,7 +100,12 @@ final class TestClient {
     }
 }
 
-struct TestError: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
+public struct TestError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Tensors of the MNIST MLP's shapes (or `shapes`), every value `value`.
+public func constantTensors(_ value: Float, shapes: [[Int]] = Tensor.mnistMLPShapes) -> [Tensor] {
+    shapes.map { try! Tensor(shape: $0, values: [Float](repeating: value, count: Tensor.elementCount($0)!)) }
 }

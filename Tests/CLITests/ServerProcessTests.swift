@@ -1,0 +1,159 @@
+import FedCodec
+import FedTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A `fed server` process on a free port, for tests that need a real process.
+final class ServerProcess {
+    let process = Process()
+    let port: Int
+    private let output = Pipe()
+
+    init(checkpoint: String, extra: [String] = []) throws {
+        process.executableURL = FedProcess.binary
+        process.arguments = ["server", "--port", "0", "--checkpoint", checkpoint, "--log-level", "warning"] + extra
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Wait (bounded) for "listening on HOST:PORT".
+        var text = ""
+        let deadline = Date().addingTimeInterval(20)
+        while !text.contains("\n") && Date() < deadline {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        guard let line = text.split(separator: "\n").first, line.hasPrefix("listening on "),
+            let port = Int(line.split(separator: ":").last ?? "")
+        else {
+            process.terminate()
+            throw TestError("server did not start: \(text)")
+        }
+        self.port = port
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func terminate() -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill9() }
+    }
+}
+
+func temporaryDirectory() throws -> URL {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fedproc-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+@Suite("fed server process", .serialized)
+struct ServerProcessTests {
+    @Test("A Python standard-library client of the original HTTP protocol works unchanged")
+    func originalHTTPClient() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let server = try ServerProcess(checkpoint: dir.appendingPathComponent("m.fedk").path)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "original_http_client.py")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", script.path, String(server.port)]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        let report = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(report["fetch_status"] as? Int == 200)
+        #expect(report["fetch_keys"] as? [String] == ["datasets", "id", "weights"])
+        #expect(report["shapes_ok"] as? Bool == true)
+        #expect(report["push_status"] as? Int == 200 && report["push_body"] as? String == "Success")
+        #expect(report["nan_status"] as? Int == 400 && report["nan_error"] as? String == "non_finite_value")
+        #expect(report["huge_datasets_status"] as? Int == 400)
+        #expect(report["huge_datasets_error"] as? String == "invalid_datasets")
+        #expect(report["wrong_shape_error"] as? String == "shape_mismatch")
+        #expect(report["datasets_after"] as? Int == 5000)
+        #expect(report["b3_after"] as? [Double] == [0.25, 0.25, 0.25])
+        // The original's fetch is 4,350,666 bytes; ours is the same JSON within 1%.
+        let bytes = try #require(report["fetch_bytes"] as? Int)
+        #expect(abs(Double(bytes) - 4_350_666) / 4_350_666 < 0.01, "\(bytes) bytes")
+        #expect(server.terminate() == 0)
+    }
+
+    @Test("kill -9 during a stream of updates loses no acknowledged update")
+    func killNine() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("m.fedk").path
+        let server = try ServerProcess(checkpoint: path)
+        let client = try TestClient(port: server.port)
+        _ = try client.handshake()
+        var lastAcked: UInt64 = 0
+        // Pipeline pushes without waiting, and kill the server while they stream.
+        let pid = server.process.processIdentifier
+        let killer = Thread {
+            usleep(150_000)
+            kill(pid, SIGKILL)
+        }
+        killer.start()
+        var sent = 0
+        while sent < 10_000 {
+            do {
+                _ = try client.send(
+                    .push(
+                        Push(
+                            clientID: "k", datasets: 10, baseVersion: 0, tensors: constantTensors(Float(sent)),
+                            compression: .none)))
+                sent += 1
+                if sent % 4 == 0 {
+                    while let (_, m) = try client.receive() {
+                        if case .ack(let v, _) = m { lastAcked = max(lastAcked, v) }
+                        if client.decoder.bufferedByteCount == 0 { break }
+                    }
+                }
+            } catch {
+                break
+            }
+        }
+        server.process.waitUntilExit()
+        #expect(lastAcked > 0, "no update was acknowledged before the kill")
+        let restarted = try ServerProcess(checkpoint: path)
+        let c2 = try TestClient(port: restarted.port)
+        let welcome = try c2.handshake()
+        // Every acknowledged update survived; at most the one in flight was also written.
+        #expect(welcome.modelVersion >= lastAcked, "restarted at \(welcome.modelVersion), \(lastAcked) acknowledged")
+        #expect(welcome.datasets == welcome.modelVersion * 10)
+        #expect(restarted.terminate() == 0)
+    }
+
+    @Test("SIGTERM writes the checkpoint and exits 0; a corrupt checkpoint stops the server")
+    func gracefulStopAndCorruptCheckpoint() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("m.fedk").path
+        let server = try ServerProcess(checkpoint: path, extra: ["--save-every", "100"])
+        let c = try TestClient(port: server.port)
+        _ = try c.handshake()
+        guard case .ack(1, 10) = try c.push(constantTensors(3), datasets: 10) else { throw TestError("no ack") }
+        #expect(server.terminate() == 0)
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(try Checkpoint.decode(bytes).version == 1)
+        try Data("not a checkpoint".utf8).write(to: URL(fileURLWithPath: path))
+        let r = try FedProcess.run(["server", "--port", "0", "--checkpoint", path])
+        #expect(r.status != 0)
+        #expect(r.output.contains("not a usable checkpoint"))
+    }
+}

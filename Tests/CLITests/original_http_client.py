@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""A client of the original demo's HTTP form protocol, Python standard library only.
+
+Speaks exactly what the original's Keras clients sent (form-encoded POST on /,
+fields id, send, datasets, weights as JSON text) and checks what a compatible
+server must answer. Used by the Swift test suite against a real `fed server`:
+
+    python3 original_http_client.py PORT
+
+Prints one JSON object with what it saw; exits non-zero on a protocol error.
+"""
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+base = "http://127.0.0.1:%s/" % sys.argv[1]
+SHAPES = [[784, 200], [200], [200, 200], [200], [200, 10], [10]]
+
+
+def post(fields):
+    data = urllib.parse.urlencode(fields).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base, data=data), timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def shape(x):
+    return [len(x)] + shape(x[0]) if isinstance(x, list) else []
+
+
+report = {}
+status, body = post({"id": "py-client", "send": "False"})
+model = json.loads(body)
+report["fetch_status"] = status
+report["fetch_bytes"] = len(body)
+report["fetch_keys"] = sorted(model.keys())
+report["shapes_ok"] = [shape(w) for w in model["weights"]] == SHAPES
+report["datasets_before"] = model["datasets"]
+
+weights = model["weights"]
+weights[5] = [0.25] * 10
+status, body = post({"id": "py-client", "send": "True", "datasets": 5000, "weights": json.dumps(weights)})
+report["push_status"], report["push_body"] = status, body.decode()
+
+bad = json.loads(json.dumps(weights))
+bad[0][3][7] = float("nan")
+status, body = post({"id": "py-client", "send": "True", "datasets": 5000, "weights": json.dumps(bad)})
+report["nan_status"], report["nan_error"] = status, json.loads(body).get("error")
+
+status, body = post({"id": "py-client", "send": "True", "datasets": 1000000000, "weights": json.dumps(weights)})
+report["huge_datasets_status"], report["huge_datasets_error"] = status, json.loads(body).get("error")
+
+status, body = post({"id": "py-client", "send": "True", "datasets": 10, "weights": json.dumps(weights[:5])})
+report["wrong_shape_status"], report["wrong_shape_error"] = status, json.loads(body).get("error")
+
+# GET with a query works too, as in Flask's request.values.
+with urllib.request.urlopen(base + "?id=py-client&send=False", timeout=30) as r:
+    after = json.loads(r.read())
+report["datasets_after"] = after["datasets"]
+report["b3_after"] = after["weights"][5][:3]
+print(json.dumps(report))
