@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "FedCodec", targets: ["FedCodec"]),
         .library(name: "FedModel", targets: ["FedModel"]),
         .library(name: "FedServer", targets: ["FedServer"]),
+        .library(name: "FedClient", targets: ["FedClient"]),
         .executable(name: "fed", targets: ["fed"]),
     ],
     dependencies: [
@@ -45,6 +46,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "FedClient", dependencies: ["FedCodec"]),
         .target(name: "FedModel", dependencies: ["CZlib", "FedCodec"], swiftSettings: kernelSettings),
         .executableTarget(
             name: "fed",
@@ -52,6 +54,7 @@ let package = Package(
                 "FedCodec",
                 "FedModel",
                 "FedServer",
+                "FedClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,0 +1,148 @@
+import FedCodec
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A blocking connection to a server of the binary protocol: one socket, a
+/// frame decoder, and a deadline for every receive. Not thread-safe: one
+/// connection per thread.
+///
+/// Errors: `ConnectionError` for the socket (refused, reset, timed out,
+/// closed), `CodecError` for bytes that do not decode.
+public final class Connection {
+    public let host: String
+    public let port: Int
+    private let fd: Int32
+    private var decoder: FrameDecoder
+    private var nextID: UInt32 = 1
+    private var receiveBuffer = [UInt8](repeating: 0, count: 1 << 16)
+    /// Bytes sent and received on this connection.
+    public private(set) var bytesSent = 0
+    public private(set) var bytesReceived = 0
+
+    /// Connects to `host:port` (an IPv4 address or `localhost`), waiting at most `timeout` seconds.
+    public init(host: String, port: Int, timeout: Double = 10, limits: Limits = .default) throws {
+        self.host = host
+        self.port = port
+        decoder = FrameDecoder(limits: limits)
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ConnectionError.socket(errno) }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
+        let ip = host == "localhost" ? "127.0.0.1" : host
+        guard inet_pton(AF_INET, ip, &addr.sin_addr) == 1 else {
+            close(fd)
+            throw ConnectionError.badAddress("\(host) is not an IPv4 address")
+        }
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard r == 0 else {
+            let e = errno
+            close(fd)
+            throw e == ECONNREFUSED ? ConnectionError.refused : ConnectionError.socket(e)
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends `message` with a fresh request id, which it returns.
+    @discardableResult
+    public func send(_ message: Message, level: Int32 = 1) throws -> UInt32 {
+        let id = nextID
+        nextID &+= 1
+        try write(MessageCodec.encode(message, requestID: id, level: level))
+        return id
+    }
+
+    /// Writes raw bytes (for tests and benchmarks that build frames themselves).
+    public func write(_ bytes: [UInt8]) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ConnectionError.from(errno) }
+            off += n
+        }
+        bytesSent += bytes.count
+    }
+
+    /// The next message and its request id. Throws `.closed` at end of stream.
+    public func receive(limits: Limits = .default) throws -> (requestID: UInt32, message: Message) {
+        while true {
+            if let frame = try decoder.next() {
+                return (frame.header.requestID, try MessageCodec.decode(frame, limits: limits))
+            }
+            let n = receiveBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n == 0 {
+                try decoder.finish()
+                throw ConnectionError.closed
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ConnectionError.from(errno)
+            }
+            bytesReceived += n
+            decoder.append(receiveBuffer[0..<n])
+        }
+    }
+
+    /// Sends `message` and waits for the answer to it.
+    public func request(_ message: Message, level: Int32 = 1) throws -> Message {
+        let id = try send(message, level: level)
+        let (answerID, answer) = try receive()
+        guard answerID == id else {
+            throw ConnectionError.protocolViolation("answer to request \(answerID), expected \(id)")
+        }
+        return answer
+    }
+}
+
+/// Why a connection failed. `isRetryable` tells a retry policy whether trying
+/// again later can help.
+public enum ConnectionError: Error, Equatable, CustomStringConvertible {
+    case refused
+    case reset
+    case timedOut
+    case closed
+    case socket(Int32)
+    case badAddress(String)
+    case protocolViolation(String)
+
+    static func from(_ e: Int32) -> ConnectionError {
+        switch e {
+        case ECONNRESET, EPIPE: .reset
+        case EAGAIN, ETIMEDOUT: .timedOut
+        case ECONNREFUSED: .refused
+        default: .socket(e)
+        }
+    }
+
+    public var isRetryable: Bool {
+        switch self {
+        case .refused, .reset, .timedOut, .closed, .socket: true
+        case .badAddress, .protocolViolation: false
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .refused: "connection refused"
+        case .reset: "connection reset by the server"
+        case .timedOut: "timed out"
+        case .closed: "the server closed the connection"
+        case .socket(let e): "socket error: \(String(cString: strerror(e)))"
+        case .badAddress(let s): s
+        case .protocolViolation(let s): "protocol violation: \(s)"
+        }
+    }
+}
