@@ -157,3 +157,56 @@ struct ServerProcessTests {
         #expect(r.output.contains("not a usable checkpoint"))
     }
 }
+
+@Suite("fed server limits", .serialized)
+struct ServerLimitTests {
+    static func residentMegabytes(_ pid: Int32) -> Double {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? "VmRSS: 0 kB"
+        return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+    }
+
+    @Test("A client that pipelines fetches and never reads does not make the server buffer without bound")
+    func backpressure() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let server = try ServerProcess(checkpoint: dir.appendingPathComponent("m.fedk").path)
+        let c = try TestClient(port: server.port, timeoutSeconds: 2)
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        _ = try c.handshake()
+        // 20,000 fetches ask for 16 GB of answers; the client reads none of them.
+        var frames: [UInt8] = []
+        for i in 0..<20_000 {
+            frames += MessageCodec.encode(.fetch(heldVersion: 0, compression: .none), requestID: UInt32(i + 10))
+        }
+        try? c.send(frames)  // stops with a send timeout once the server stops reading
+        usleep(1_000_000)
+        let rss = Self.residentMegabytes(server.process.processIdentifier)
+        #expect(rss > 0 && rss < 150, "server resident memory \(rss) MB")
+        // Another client is still served promptly.
+        let other = try TestClient(port: server.port)
+        _ = try other.handshake()
+        guard case .model = try other.fetch() else { throw TestError("other client not served") }
+    }
+
+    @Test("An HTTP body over the limit gets 413 and the model is unchanged")
+    func bodyLimit() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let server = try ServerProcess(
+            checkpoint: dir.appendingPathComponent("m.fedk").path, extra: ["--max-body", "100000"])
+        let c = try TestClient(port: server.port)
+        let body = "id=x&send=True&datasets=10&weights=" + String(repeating: "1", count: 200_000)
+        try c.send(
+            Array(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                    .utf8))
+        var answer = [UInt8](repeating: 0, count: 4096)
+        let n = answer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress!, $0.count, 0) }
+        let text = String(decoding: answer.prefix(max(n, 0)), as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 413"), "\(text)")
+        let check = try TestClient(port: server.port)
+        #expect(try check.handshake().modelVersion == 0)
+    }
+}
