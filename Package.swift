@@ -46,7 +46,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "FedClient", dependencies: ["FedCodec"]),
+        .target(name: "FedClient", dependencies: ["FedCodec", "FedModel"]),
         .target(name: "FedModel", dependencies: ["CZlib", "FedCodec"], swiftSettings: kernelSettings),
         .executableTarget(
             name: "fed",

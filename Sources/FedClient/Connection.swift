@@ -96,6 +96,22 @@ public final class Connection {
         }
     }
 
+    /// Reads raw bytes until the peer closes the connection, at most `limit` bytes.
+    public func readToEnd(limit: Int) throws -> [UInt8] {
+        var out: [UInt8] = []
+        while true {
+            let n = receiveBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n == 0 { return out }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ConnectionError.from(errno)
+            }
+            bytesReceived += n
+            out += receiveBuffer[0..<n]
+            if out.count > limit { throw ConnectionError.protocolViolation("answer larger than \(limit) bytes") }
+        }
+    }
+
     /// Sends `message` and waits for the answer to it.
     public func request(_ message: Message, level: Int32 = 1) throws -> Message {
         let id = try send(message, level: level)

@@ -3,6 +3,49 @@ import Foundation
 
 /// Finds MNIST-format IDX files in a folder.
 enum DataFolder {
+    static let fashionMNIST = "/usr/share/datasets/fashion-mnist"
+
+    /// The data folder to use: `option`, else `FED_DATA`, else the first of
+    /// `./data`, `../shared/data/mnist` and Debian's Fashion-MNIST that holds
+    /// t10k files. Returns the folder and a note saying where it came from.
+    static func resolve(_ option: String?) throws -> (dir: String, note: String) {
+        if let option { return (option, "data from --data \(option)") }
+        if let env = ProcessInfo.processInfo.environment["FED_DATA"], !env.isEmpty {
+            return (env, "data from FED_DATA=\(env)")
+        }
+        for candidate in ["data", "../shared/data/mnist"] where file(candidate, "t10k-images-idx3-ubyte") != nil {
+            return (candidate, "MNIST-format data found in \(candidate)")
+        }
+        if file(fashionMNIST, "t10k-images-idx3-ubyte") != nil {
+            return (fashionMNIST, "no MNIST found: using Debian's Fashion-MNIST in \(fashionMNIST)")
+        }
+        throw DataError(
+            "no data found. Pass --data DIR (or set FED_DATA) naming a folder of MNIST-format IDX files "
+                + "(t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz], and train-* if you have them), "
+                + "or install Fashion-MNIST: sudo apt-get install dataset-fashion-mnist")
+    }
+
+    /// Training slices and a test set for federated runs: with training images,
+    /// up to 12 slices of 5,000 and the t10k test set; with only t10k images,
+    /// their first 5,000 cut into 12 slices and the other 5,000 to test.
+    static func federatedSplit(in dir: String, scale: Bool) throws -> (slices: [Dataset], test: Dataset, note: String) {
+        let test = try testSet(in: dir, scale: scale)
+        if let images = file(dir, "train-images-idx3-ubyte"), let labels = file(dir, "train-labels-idx1-ubyte") {
+            let train = try IDX.dataset(images: images, labels: labels, scale: scale)
+            let n = min(12, train.count / 5000)
+            guard n >= 1 else { throw DataError("\(images) has fewer than 5,000 images") }
+            return (try train.slices(1, n), test, "\(n) slices of 5,000 training images; \(test.count) test images")
+        }
+        guard test.count >= 2400 else { throw DataError("only \(test.count) images in \(dir)") }
+        let half = test.count / 2
+        let (train, held) = try test.split(first: half)
+        let size = half / 12
+        return (
+            try train.slices(1, 12, sliceSize: size), held,
+            "no training images in \(dir): the first \(half) test images cut into 12 slices of \(size), the other \(held.count) to test"
+        )
+    }
+
     /// `name` or `name.gz` in `dir`, whichever exists.
     static func file(_ dir: String, _ name: String) -> String? {
         for candidate in [name, name + ".gz"] {

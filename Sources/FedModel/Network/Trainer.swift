@@ -43,6 +43,13 @@ public final class Trainer {
         optimizer.reset()
     }
 
+    /// Replaces the weights with `tensors` (Keras shapes) and keeps Adam's
+    /// state, as Keras's `set_weights` does on a compiled model.
+    /// Throws `ModelError.shapeMismatch` and changes nothing on wrong shapes.
+    public func adopt(_ tensors: [Tensor]) throws(ModelError) {
+        try model.load(tensors)
+    }
+
     // MARK: - Training
 
     /// One epoch over `data` in a fresh random order from `rng`, `batchSize`

@@ -1,5 +1,3 @@
-import FedCodec
-
 /// The original demo's JSON for weights: six nested lists of numbers.
 ///
 /// The original sent `weights.tolist()` of float32 arrays through Python's
@@ -16,6 +14,38 @@ public enum LegacyJSON {
         appendWeights(tensors, to: &out)
         out.append(UInt8(ascii: "}"))
         return out
+    }
+
+    /// Reads a fetch answer `{"id": ..., "datasets": N, "weights": [...]}` (keys
+    /// in any order). Only `datasets` and `weights` are read.
+    public static func parseModelAnswer(_ text: [UInt8]) throws(WeightsJSONParser.Failure) -> (
+        datasets: UInt64, tensors: [Tensor]
+    ) {
+        func find(_ key: String) -> Int? {
+            let k = Array("\"\(key)\"".utf8)
+            guard text.count >= k.count else { return nil }
+            for i in 0...(text.count - k.count) where text[i] == k[0] && Array(text[i..<i + k.count]) == k {
+                var j = i + k.count
+                while j < text.count, text[j] == 0x20 || text[j] == 0x0A || text[j] == 0x09 || text[j] == 0x0D { j += 1 }
+                guard j < text.count, text[j] == UInt8(ascii: ":") else { continue }
+                return j + 1
+            }
+            return nil
+        }
+        guard let d = find("datasets") else { throw .init(description: "answer has no \"datasets\"") }
+        var j = d
+        while j < text.count, text[j] == 0x20 { j += 1 }
+        var datasets: UInt64 = 0
+        var digits = 0
+        while j < text.count, text[j] >= UInt8(ascii: "0"), text[j] <= UInt8(ascii: "9"), digits < 19 {
+            datasets = datasets * 10 + UInt64(text[j] - UInt8(ascii: "0"))
+            j += 1
+            digits += 1
+        }
+        guard digits > 0 else { throw .init(description: "\"datasets\" is not a non-negative integer") }
+        guard let w = find("weights") else { throw .init(description: "answer has no \"weights\"") }
+        let (tensors, _) = try WeightsJSONParser.parse(text, from: w)
+        return (datasets, tensors)
     }
 
     /// `[t1, t2, ...]`, each tensor as nested lists by its shape.
@@ -43,7 +73,7 @@ public enum LegacyJSON {
         out.append(UInt8(ascii: "]"))
     }
 
-    static func appendString(_ s: String, to out: inout [UInt8]) {
+    public static func appendString(_ s: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         for u in s.unicodeScalars {
             switch u {

@@ -1,4 +1,3 @@
-import FedCodec
 
 #if canImport(Glibc)
     import Glibc
@@ -10,17 +9,29 @@ import FedCodec
 /// Written for one job and for speed (a push is ~4.8 MB of text): numbers go
 /// through `strtod`, shapes are inferred and checked rectangular, and any
 /// other JSON (objects, strings, true, null) is an error naming the offset.
-enum WeightsJSONParser {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+public enum WeightsJSONParser {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    static func parse(_ text: [UInt8]) throws(Failure) -> [Tensor] {
+    /// The tensors of a JSON list of nested lists.
+    public static func parse(_ text: [UInt8]) throws(Failure) -> [Tensor] {
+        let (tensors, end) = try parse(text, from: 0)
+        guard end == text.count else { throw Failure(description: "weights JSON: trailing characters at byte \(end)") }
+        return tensors
+    }
+
+    /// The tensors of the list that starts at `offset` (after optional
+    /// whitespace), and the offset just past its closing bracket.
+    public static func parse(_ text: [UInt8], from offset: Int) throws(Failure) -> ([Tensor], Int) {
         var bytes = text
         bytes.append(0)  // strtod needs a terminator
-        let result: Result<[Tensor], Failure> = bytes.withUnsafeBufferPointer { buf in
-            var p = Parser(base: buf.baseAddress!, count: text.count)
-            return Result { () throws(Failure) -> [Tensor] in try p.document() }
+        let result: Result<([Tensor], Int), Failure> = bytes.withUnsafeBufferPointer { buf in
+            var p = Parser(base: buf.baseAddress!, count: text.count, i: offset)
+            return Result { () throws(Failure) -> ([Tensor], Int) in
+                let t = try p.document()
+                return (t, p.i)
+            }
         }
         return try result.get()
     }
@@ -69,8 +80,6 @@ enum WeightsJSONParser {
                     break
                 }
             }
-            skipSpace()
-            guard i == count else { throw fail("trailing characters") }
             return tensors
         }
 

@@ -1,0 +1,211 @@
+import FedCodec
+
+/// What a fetch returned.
+public enum FetchResult: Sendable {
+    case model(version: UInt64, datasets: UInt64, tensors: [Tensor])
+    /// The server still has the version the client holds.
+    case unchanged(version: UInt64, datasets: UInt64)
+}
+
+/// An `ERROR` from the server (or an HTTP error status).
+public struct RemoteError: Error, CustomStringConvertible {
+    public var code: ErrorCode
+    public var message: String
+    public var retryable: Bool
+    public var description: String { "server error \(code.name): \(message)" }
+}
+
+/// How a client reaches the server: the binary protocol or the original's HTTP.
+public protocol ModelTransport: AnyObject {
+    func fetch(heldVersion: UInt64) throws -> FetchResult
+    /// Returns the model version and sample count after the update.
+    func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64) throws -> (version: UInt64, datasets: UInt64)
+    var bytesSent: Int { get }
+    var bytesReceived: Int { get }
+    /// Drops the connection, so the next call reconnects.
+    func reset()
+}
+
+/// Whether trying again can help: connection failures and retryable server errors.
+public func isRetryable(_ error: any Error) -> Bool {
+    switch error {
+    case let e as ConnectionError: e.isRetryable
+    case let e as RemoteError: e.retryable
+    case let e as CodecError: e.code.isFatalToStream  // a garbled stream: a new connection may do
+    default: false
+    }
+}
+
+/// The binary protocol over one connection, reconnecting (with a new
+/// handshake) after any failure.
+public final class BinaryTransport: ModelTransport {
+    public let host: String
+    public let port: Int
+    public let clientID: String
+    public let compression: Compression
+    public let timeout: Double
+    private var connection: Connection?
+    private var closedBytes = (sent: 0, received: 0)
+    private var agreed: UInt8 = 1
+
+    public init(host: String, port: Int, clientID: String, compression: Compression = .shuffleZlib, timeout: Double = 30) {
+        self.host = host
+        self.port = port
+        self.clientID = clientID
+        self.compression = compression
+        self.timeout = timeout
+    }
+
+    public var bytesSent: Int { closedBytes.sent + (connection?.bytesSent ?? 0) }
+    public var bytesReceived: Int { closedBytes.received + (connection?.bytesReceived ?? 0) }
+
+    public func reset() {
+        if let c = connection {
+            closedBytes.sent += c.bytesSent
+            closedBytes.received += c.bytesReceived
+        }
+        connection = nil
+    }
+
+    private func connected() throws -> Connection {
+        if let c = connection { return c }
+        let c = try Connection(host: host, port: port, timeout: timeout)
+        connection = c
+        let answer = try c.request(.hello(Hello(compressions: 0b111, clientID: clientID)))
+        switch answer {
+        case .welcome(let w): agreed = w.compressions | 1
+        case .error(let e): throw RemoteError(code: e.code, message: e.message, retryable: e.retryable)
+        default: throw ConnectionError.protocolViolation("HELLO answered with \(answer.type)")
+        }
+        return c
+    }
+
+    private func call(_ message: Message) throws -> Message {
+        do {
+            let answer = try connected().request(message, level: 1)
+            if case .error(let e) = answer { throw RemoteError(code: e.code, message: e.message, retryable: e.retryable) }
+            return answer
+        } catch let e as RemoteError {
+            throw e
+        } catch {
+            reset()
+            throw error
+        }
+    }
+
+    private var wireCompression: Compression { agreed & compression.bit != 0 ? compression : .none }
+
+    public func fetch(heldVersion: UInt64) throws -> FetchResult {
+        _ = try connected()
+        switch try call(.fetch(heldVersion: heldVersion, compression: wireCompression)) {
+        case .model(let m): return .model(version: m.version, datasets: m.datasets, tensors: m.tensors)
+        case .modelUnchanged(let v, let d): return .unchanged(version: v, datasets: d)
+        case let other: throw ConnectionError.protocolViolation("FETCH answered with \(other.type)")
+        }
+    }
+
+    public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64) throws -> (version: UInt64, datasets: UInt64) {
+        _ = try connected()
+        let message = Message.push(
+            Push(clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: tensors, compression: wireCompression))
+        switch try call(message) {
+        case .ack(let v, let d): return (v, d)
+        case let other: throw ConnectionError.protocolViolation("PUSH answered with \(other.type)")
+        }
+    }
+}
+
+/// The original demo's HTTP form protocol: a new connection per request,
+/// JSON weights. Compatible with the original Flask server and `fed server`.
+public final class HTTPTransport: ModelTransport {
+    public let host: String
+    public let port: Int
+    public let clientID: String
+    public let timeout: Double
+    public private(set) var bytesSent = 0
+    public private(set) var bytesReceived = 0
+
+    public init(host: String, port: Int, clientID: String, timeout: Double = 60) {
+        self.host = host
+        self.port = port
+        self.clientID = clientID
+        self.timeout = timeout
+    }
+
+    public func reset() {}
+
+    /// POSTs form fields to `/`; returns status and body.
+    func post(_ fields: [(String, [UInt8])]) throws -> (Int, [UInt8]) {
+        var body: [UInt8] = []
+        for (i, (k, v)) in fields.enumerated() {
+            if i > 0 { body.append(UInt8(ascii: "&")) }
+            body += percentEncode(Array(k.utf8)) + [UInt8(ascii: "=")] + percentEncode(v)
+        }
+        let head = "POST / HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        let c = try Connection(host: host, port: port, timeout: timeout)
+        try c.write(Array(head.utf8) + body)
+        let answer = try c.readToEnd(limit: 64 << 20)
+        bytesSent += c.bytesSent
+        bytesReceived += c.bytesReceived
+        guard let split = findHeaderEnd(answer) else { throw ConnectionError.protocolViolation("no HTTP header in answer") }
+        let headText = String(decoding: answer[0..<split], as: UTF8.self)
+        let parts = headText.split(separator: " ", maxSplits: 2)
+        guard parts.count >= 2, let status = Int(parts[1]) else {
+            throw ConnectionError.protocolViolation("bad HTTP status line")
+        }
+        return (status, Array(answer[(split + 4)...]))
+    }
+
+    private func findHeaderEnd(_ b: [UInt8]) -> Int? {
+        guard b.count >= 4 else { return nil }
+        for i in 0...(b.count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
+        return nil
+    }
+
+    private func percentEncode(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        let hex = Array("0123456789ABCDEF".utf8)
+        for b in bytes {
+            switch b {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.append(b)
+            case UInt8(ascii: " "): out.append(UInt8(ascii: "+"))
+            default: out += [UInt8(ascii: "%"), hex[Int(b >> 4)], hex[Int(b & 15)]]
+            }
+        }
+        return out
+    }
+
+    private func check(_ status: Int, _ body: [UInt8]) throws {
+        guard status != 200 else { return }
+        let text = String(decoding: body.prefix(2000), as: UTF8.self)
+        let code = text.split(separator: "\"code\": ").dropFirst().first.flatMap { UInt16($0.prefix { $0.isNumber }) }
+        throw RemoteError(
+            code: code.map(ErrorCode.init(rawValue:)) ?? .internalError, message: "HTTP \(status): \(text)",
+            retryable: status >= 500)
+    }
+
+    public func fetch(heldVersion: UInt64) throws -> FetchResult {
+        let (status, body) = try post([("id", Array(clientID.utf8)), ("send", Array("False".utf8))])
+        try check(status, body)
+        do throws(WeightsJSONParser.Failure) {
+            let (datasets, tensors) = try LegacyJSON.parseModelAnswer(body)
+            return .model(version: 0, datasets: datasets, tensors: tensors)
+        } catch {
+            throw ConnectionError.protocolViolation(error.description)
+        }
+    }
+
+    public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64) throws -> (version: UInt64, datasets: UInt64) {
+        var weights: [UInt8] = []
+        LegacyJSON.appendWeights(tensors, to: &weights)
+        let (status, body) = try post([
+            ("id", Array(clientID.utf8)), ("send", Array("True".utf8)), ("datasets", Array(String(datasets).utf8)),
+            ("weights", weights),
+        ])
+        try check(status, body)
+        return (0, datasets)
+    }
+}
