@@ -63,6 +63,7 @@ let package = Package(
         .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
         .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
+        .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec"]),
         .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedCodec", "FedTestSupport"]),
         .testTarget(
             name: "CLITests", dependencies: ["fed", "FedCodec", "FedTestSupport"],

@@ -67,7 +67,8 @@ public final class FederatedLoop {
     public init(transport: any ModelTransport, options: Options = .init(), log: @escaping (String) -> Void = { _ in }) {
         self.transport = transport
         self.options = options
-        self.trainer = Trainer(model: MLP(seed: options.seed), maxBatch: max(256, options.batchSize), threads: options.threads)
+        self.trainer = Trainer(
+            model: MLP(seed: options.seed), maxBatch: max(256, options.batchSize), threads: options.threads)
         self.rng = SeededGenerator(seed: options.seed &+ 0x5EED)
         self.log = log
     }
@@ -125,7 +126,10 @@ public final class FederatedLoop {
             }
             summary.pushesAccepted += 1
             summary.lastVersion = max(summary.lastVersion, version)
-            log("pushed slice \(slice + 1): server at version \(version) (\(total) samples)")
+            log(
+                version > 0
+                    ? "pushed slice \(slice + 1): server at version \(version) (\(total) samples)"
+                    : "pushed slice \(slice + 1): accepted")
             return true
         } catch let e as RemoteError where !e.retryable {
             summary.pushesRejected += 1

@@ -48,7 +48,9 @@ public final class BinaryTransport: ModelTransport {
     private var closedBytes = (sent: 0, received: 0)
     private var agreed: UInt8 = 1
 
-    public init(host: String, port: Int, clientID: String, compression: Compression = .shuffleZlib, timeout: Double = 30) {
+    public init(
+        host: String, port: Int, clientID: String, compression: Compression = .shuffleZlib, timeout: Double = 30
+    ) {
         self.host = host
         self.port = port
         self.clientID = clientID
@@ -83,7 +85,9 @@ public final class BinaryTransport: ModelTransport {
     private func call(_ message: Message) throws -> Message {
         do {
             let answer = try connected().request(message, level: 1)
-            if case .error(let e) = answer { throw RemoteError(code: e.code, message: e.message, retryable: e.retryable) }
+            if case .error(let e) = answer {
+                throw RemoteError(code: e.code, message: e.message, retryable: e.retryable)
+            }
             return answer
         } catch let e as RemoteError {
             throw e
@@ -104,10 +108,14 @@ public final class BinaryTransport: ModelTransport {
         }
     }
 
-    public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64) throws -> (version: UInt64, datasets: UInt64) {
+    public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64) throws -> (
+        version: UInt64, datasets: UInt64
+    ) {
         _ = try connected()
         let message = Message.push(
-            Push(clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: tensors, compression: wireCompression))
+            Push(
+                clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: tensors,
+                compression: wireCompression))
         switch try call(message) {
         case .ack(let v, let d): return (v, d)
         case let other: throw ConnectionError.protocolViolation("PUSH answered with \(other.type)")
@@ -141,13 +149,16 @@ public final class HTTPTransport: ModelTransport {
             if i > 0 { body.append(UInt8(ascii: "&")) }
             body += percentEncode(Array(k.utf8)) + [UInt8(ascii: "=")] + percentEncode(v)
         }
-        let head = "POST / HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        let head =
+            "POST / HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         let c = try Connection(host: host, port: port, timeout: timeout)
         try c.write(Array(head.utf8) + body)
         let answer = try c.readToEnd(limit: 64 << 20)
         bytesSent += c.bytesSent
         bytesReceived += c.bytesReceived
-        guard let split = findHeaderEnd(answer) else { throw ConnectionError.protocolViolation("no HTTP header in answer") }
+        guard let split = findHeaderEnd(answer) else {
+            throw ConnectionError.protocolViolation("no HTTP header in answer")
+        }
         let headText = String(decoding: answer[0..<split], as: UTF8.self)
         let parts = headText.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, let status = Int(parts[1]) else {
@@ -168,7 +179,8 @@ public final class HTTPTransport: ModelTransport {
         let hex = Array("0123456789ABCDEF".utf8)
         for b in bytes {
             switch b {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"),
                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
                 out.append(b)
             case UInt8(ascii: " "): out.append(UInt8(ascii: "+"))
@@ -198,7 +210,9 @@ public final class HTTPTransport: ModelTransport {
         }
     }
 
-    public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64) throws -> (version: UInt64, datasets: UInt64) {
+    public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64) throws -> (
+        version: UInt64, datasets: UInt64
+    ) {
         var weights: [UInt8] = []
         LegacyJSON.appendWeights(tensors, to: &weights)
         let (status, body) = try post([

@@ -26,7 +26,9 @@ public enum LegacyJSON {
             guard text.count >= k.count else { return nil }
             for i in 0...(text.count - k.count) where text[i] == k[0] && Array(text[i..<i + k.count]) == k {
                 var j = i + k.count
-                while j < text.count, text[j] == 0x20 || text[j] == 0x0A || text[j] == 0x09 || text[j] == 0x0D { j += 1 }
+                while j < text.count, text[j] == 0x20 || text[j] == 0x0A || text[j] == 0x09 || text[j] == 0x0D {
+                    j += 1
+                }
                 guard j < text.count, text[j] == UInt8(ascii: ":") else { continue }
                 return j + 1
             }

@@ -30,7 +30,9 @@ extension Fed {
         func validate() throws {
             guard (1...12).contains(clients) else { throw ValidationError("--clients must be in 1...12") }
             guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
-            guard Compression(name: compression) != nil else { throw ValidationError("unknown --compression \(compression)") }
+            guard Compression(name: compression) != nil else {
+                throw ValidationError("unknown --compression \(compression)")
+            }
         }
 
         func run() throws {
@@ -48,12 +50,15 @@ extension Fed {
             try FileManager.default.createDirectory(at: ckDir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: ckDir) }
             let server = try FederatedServer.start(
-                configuration: ServerConfiguration(port: 0, checkpointPath: ckDir.appendingPathComponent("model.fedk").path),
+                configuration: ServerConfiguration(
+                    port: 0, checkpointPath: ckDir.appendingPathComponent("model.fedk").path),
                 initial: MLP(seed: seed).tensors(), threads: 1)
             let port = server.localPort
             print("server listening on 127.0.0.1:\(port); \(clients) clients, \(epochs) epochs per slice\n")
 
-            let shares = (0..<clients).map { i in Array(slices[(i * slices.count / clients)..<((i + 1) * slices.count / clients)]) }
+            let shares = (0..<clients).map { i in
+                Array(slices[(i * slices.count / clients)..<((i + 1) * slices.count / clients)])
+            }
             let summaries = Mutex<[Int: FederatedLoop.Summary]>([:])
             let mode = Compression(name: compression)!
             let group = DispatchGroup()
@@ -63,7 +68,8 @@ extension Fed {
                 let first = i * slices.count / clients + 1
                 Thread {
                     defer { group.leave() }
-                    let transport = BinaryTransport(host: "127.0.0.1", port: port, clientID: "client-\(i + 1)", compression: mode)
+                    let transport = BinaryTransport(
+                        host: "127.0.0.1", port: port, clientID: "client-\(i + 1)", compression: mode)
                     let loop = FederatedLoop(
                         transport: transport, options: .init(epochs: epochs, seed: seed &+ UInt64(i) &* 7919),
                         log: { line in

@@ -13,9 +13,10 @@ final class ServerProcess {
     let port: Int
     private let output = Pipe()
 
-    init(checkpoint: String, extra: [String] = []) throws {
+    init(checkpoint: String, port requested: Int = 0, extra: [String] = []) throws {
         process.executableURL = FedProcess.binary
-        process.arguments = ["server", "--port", "0", "--checkpoint", checkpoint, "--log-level", "warning"] + extra
+        process.arguments =
+            ["server", "--port", String(requested), "--checkpoint", checkpoint, "--log-level", "warning"] + extra
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()

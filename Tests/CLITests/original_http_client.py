@@ -32,6 +32,20 @@ def shape(x):
     return [len(x)] + shape(x[0]) if isinstance(x, list) else []
 
 
+if len(sys.argv) > 2 and sys.argv[2] == "session":
+    # Take part in a session: N rounds of fetch, nudge the weights, push 5,000 samples.
+    pushes = 0
+    for _ in range(int(sys.argv[3])):
+        status, body = post({"id": "py-session", "send": "False"})
+        assert status == 200, status
+        w = json.loads(body)["weights"]
+        w[5] = [x + 0.01 for x in w[5]]
+        status, body = post({"id": "py-session", "send": "True", "datasets": 5000, "weights": json.dumps(w)})
+        assert status == 200 and body == b"Success", (status, body)
+        pushes += 1
+    print(json.dumps({"pushes": pushes}))
+    sys.exit(0)
+
 report = {}
 status, body = post({"id": "py-client", "send": "False"})
 model = json.loads(body)

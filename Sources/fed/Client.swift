@@ -1,0 +1,126 @@
+import ArgumentParser
+import FedClient
+import FedCodec
+import FedModel
+import Foundation
+
+extension Fed {
+    struct Client: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Train on local data slices and exchange weights with a server, as the original client did.",
+            discussion: """
+                For each slice of --range L R (the 12 slices of 5,000 training images; with only \
+                test images at hand, 12 slices of their first half): fetch the server's model if the \
+                last push went through, train --epochs epochs, push the weights. When the server is \
+                unreachable it keeps training on its own weights and catches up when it returns; \
+                retryable failures are retried with exponential backoff and full jitter up to \
+                --deadline seconds. Without --id or --range on a terminal it asks for them.
+                """
+        )
+
+        @Option(help: "Server as HOST:PORT.") var server = "127.0.0.1:5000"
+        @Option(help: "Client id (any string).") var id: String?
+        @Option(parsing: .upToNextOption, help: "Slices to train on: L R, 1 <= L <= R <= 12.") var range: [Int] = []
+        @Option(help: "Folder of MNIST-format IDX files.") var data: String?
+        @Option(help: "Epochs per slice.") var epochs = 20
+        @Option(help: "Batch size.") var batchSize = 32
+        @Option(help: "Transport: binary or http (the original's form protocol).") var transport = "binary"
+        @Option(help: "Compression for the binary transport: none, zlib, shuffle-zlib.") var compression =
+            "shuffle-zlib"
+        @Option(help: "Attempts per request.") var attempts = 6
+        @Option(help: "First backoff in seconds (doubles up to --max-backoff).") var backoff = 0.25
+        @Option(help: "Largest backoff in seconds.") var maxBackoff = 8.0
+        @Option(help: "Give up a request after this many seconds of retrying.") var deadline = 60.0
+        @Option(help: "Seed of the initial weights and shuffles.") var seed: UInt64 = 1
+
+        func validate() throws {
+            guard transport == "binary" || transport == "http" else {
+                throw ValidationError("--transport is binary or http")
+            }
+            guard Compression(name: compression) != nil else {
+                throw ValidationError("unknown --compression \(compression)")
+            }
+            guard range.isEmpty || range.count == 2 else { throw ValidationError("--range takes two numbers: L R") }
+            if range.count == 2 { try Self.checkRange(range[0], range[1]) }
+            guard epochs >= 1, batchSize >= 1, batchSize <= 1024, attempts >= 1, backoff >= 0, maxBackoff >= backoff,
+                deadline > 0
+            else { throw ValidationError("epochs, batch size, attempts and times must be positive") }
+            let parts = server.split(separator: ":")
+            guard parts.count == 2, Int(parts[1]) != nil else { throw ValidationError("--server must be HOST:PORT") }
+        }
+
+        static func checkRange(_ l: Int, _ r: Int) throws {
+            guard 1 <= l, l <= r, r <= 12 else {
+                throw ValidationError(
+                    "range \(l) \(r) is invalid: need 1 <= L <= R <= 12 (12 slices of the training data)")
+            }
+        }
+
+        func run() throws {
+            let interactive = isatty(STDIN_FILENO) != 0 && isatty(STDOUT_FILENO) != 0
+            var clientID = id
+            var bounds = range
+            if clientID == nil || bounds.isEmpty {
+                guard interactive else {
+                    throw ValidationError("--id and --range L R are required when not on a terminal")
+                }
+                if clientID == nil {
+                    print("client id: ", terminator: "")
+                    clientID = readLine()?.trimmingCharacters(in: .whitespaces)
+                }
+                while bounds.isEmpty {
+                    print("dataset range L R (1 <= L <= R <= 12): ", terminator: "")
+                    let nums = (readLine() ?? "").split(separator: " ").compactMap { Int($0) }
+                    if nums.count == 2, (try? Self.checkRange(nums[0], nums[1])) != nil {
+                        bounds = nums
+                    } else {
+                        print("invalid range: give two numbers L R with 1 <= L <= R <= 12")
+                    }
+                }
+            }
+            guard let clientID, !clientID.isEmpty else { throw ValidationError("a client id is required") }
+            let (dir, note) = try DataFolder.resolve(data)
+            let (slices, _, split) = try DataFolder.federatedSplit(in: dir, scale: true)
+            guard bounds[1] <= slices.count else {
+                throw ValidationError("range \(bounds[0]) \(bounds[1]): only \(slices.count) slices in \(dir)")
+            }
+            print("\(note); \(split)")
+            let mine = Array(slices[(bounds[0] - 1)..<bounds[1]])
+            let parts = server.split(separator: ":")
+            let host = String(parts[0]), port = Int(parts[1])!
+            let t: any ModelTransport =
+                transport == "http"
+                ? HTTPTransport(host: host, port: port, clientID: clientID)
+                : BinaryTransport(
+                    host: host, port: port, clientID: clientID, compression: Compression(name: compression)!)
+            let policy = RetryPolicy(
+                maxAttempts: attempts, initialBackoff: .milliseconds(Int64(backoff * 1000)), multiplier: 2,
+                maxBackoff: .milliseconds(Int64(maxBackoff * 1000)), deadline: .milliseconds(Int64(deadline * 1000)))
+            let loop = FederatedLoop(
+                transport: t, options: .init(epochs: epochs, batchSize: batchSize, seed: seed, retry: policy),
+                log: { line in
+                    if interactive { print("") }
+                    print("[\(clientID)] \(line)")
+                })
+            let started = Date()
+            var epochStart = Date()
+            let summary = loop.run(slices: mine) { slice, epoch, loss, accuracy in
+                let rate = Double(mine[slice].count) / max(Date().timeIntervalSince(epochStart), 1e-9)
+                epochStart = Date()
+                let text = String(
+                    format: "slice %d/%d epoch %2d/%d  loss %.4f  accuracy %.4f  %.0f samples/s", slice + 1, mine.count,
+                    epoch, epochs, loss, accuracy, rate)
+                if interactive {
+                    let filled = epoch * 20 / epochs
+                    let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: 20 - filled)
+                    FileHandle.standardOutput.write(Data("\r\u{1B}[K[\(bar)] \(text)".utf8))
+                } else if epoch == epochs {
+                    print("[\(clientID)] \(text)")
+                }
+            }
+            if interactive { print("") }
+            print("[\(clientID)] done in \(String(format: "%.1f", Date().timeIntervalSince(started))) s: \(summary)")
+            if summary.pushesAccepted == 0 { throw ExitCode(2) }
+        }
+    }
+}

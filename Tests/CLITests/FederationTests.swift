@@ -1,0 +1,166 @@
+import FedCodec
+import FedTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A `fed client` process.
+final class ClientProcess {
+    let process = Process()
+    private let output = Pipe()
+
+    init(port: Int, id: String, range: (Int, Int), extra: [String] = []) throws {
+        process.executableURL = FedProcess.binary
+        process.arguments =
+            [
+                "client", "--server", "127.0.0.1:\(port)", "--id", id, "--range", String(range.0), String(range.1),
+                "--data", FedProcess.mnist, "--epochs", "2",
+            ] + extra
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+    }
+
+    /// Waits for the end; returns the exit status and everything printed.
+    func finish() -> (Int32, String) {
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// `pushes accepted N` from the summary line.
+    static func accepted(_ text: String) -> Int? {
+        guard let r = text.range(of: "pushes accepted ") else { return nil }
+        return Int(text[r.upperBound...].prefix { $0.isNumber })
+    }
+}
+
+/// A port that was free a moment ago.
+func reservePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+    }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+@Suite("Federated sessions", .serialized, .enabled(if: FedProcess.haveMNIST))
+struct FederationTests {
+    @Test("Three clients and a server run to completion: 12 updates applied")
+    func threeClients() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let server = try ServerProcess(checkpoint: dir.appendingPathComponent("m.fedk").path)
+        let clients = try [(1, 4), (5, 8), (9, 12)].enumerated().map { i, r in
+            try ClientProcess(port: server.port, id: "c\(i)", range: r)
+        }
+        for c in clients {
+            let (status, text) = c.finish()
+            #expect(status == 0, "\(text)")
+            #expect(ClientProcess.accepted(text) == 4, "\(text)")
+        }
+        let check = try TestClient(port: server.port)
+        #expect(try check.handshake().modelVersion == 12)
+        #expect(server.terminate() == 0)
+    }
+
+    @Test("The server killed with -9 and restarted mid-run: every client finishes, no acknowledged update lost")
+    func serverRestart() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("m.fedk").path
+        let port = reservePort()
+        let server = try ServerProcess(checkpoint: path, port: port)
+        let clients = try [(1, 6), (7, 12)].enumerated().map { i, r in
+            // 20 epochs a slice: long enough (seconds, even in release) that the kill lands mid-run.
+            try ClientProcess(port: port, id: "r\(i)", range: r, extra: ["--deadline", "60", "--epochs", "20"])
+        }
+        usleep(400_000)
+        server.kill9()
+        usleep(1_500_000)
+        let restarted = try ServerProcess(checkpoint: path, port: port)
+        var accepted = 0
+        var retried = false
+        for c in clients {
+            let (status, text) = c.finish()
+            #expect(status == 0, "\(text)")
+            accepted += ClientProcess.accepted(text) ?? 0
+            retried = retried || text.contains("retry 1 in")
+        }
+        #expect(retried, "the kill should have interrupted the clients")
+        let check = try TestClient(port: port)
+        let version = try check.handshake().modelVersion
+        // Each acknowledged push is a version on the server; a push applied just
+        // before the kill whose ACK was lost may have been applied twice.
+        #expect(version >= UInt64(accepted), "server at \(version), \(accepted) pushes acknowledged")
+        #expect(accepted >= 10, "pushes after the restart must go through: \(accepted) of 12")
+        #expect(restarted.terminate() == 0)
+    }
+
+    @Test("A client whose server never appears gives up at its deadline with a clear message")
+    func noServer() throws {
+        let start = Date()
+        let c = try ClientProcess(
+            port: reservePort(), id: "lonely", range: (1, 1), extra: ["--deadline", "2", "--epochs", "1"])
+        let (status, text) = c.finish()
+        #expect(status != 0)
+        #expect(text.contains("gave up at the retry deadline"), "\(text)")
+        #expect(text.contains("connection refused"))
+        #expect(Date().timeIntervalSince(start) < 30)
+    }
+
+    @Test("A Python standard-library client of the original HTTP protocol takes part with binary clients")
+    func mixedSession() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let server = try ServerProcess(checkpoint: dir.appendingPathComponent("m.fedk").path)
+        let binary = try ClientProcess(port: server.port, id: "bin", range: (1, 4))
+        let http = try ClientProcess(
+            port: server.port, id: "swift-http", range: (5, 6), extra: ["--transport", "http"])
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "original_http_client.py")
+        let py = Process()
+        py.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        py.arguments = ["python3", script.path, String(server.port), "session", "3"]
+        let out = Pipe()
+        py.standardOutput = out
+        try py.run()
+        let pyText = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        py.waitUntilExit()
+        #expect(py.terminationStatus == 0)
+        #expect(pyText.contains("\"pushes\": 3"))
+        let (s1, t1) = binary.finish()
+        let (s2, t2) = http.finish()
+        #expect(s1 == 0 && s2 == 0, "\(t1)\n\(t2)")
+        #expect(ClientProcess.accepted(t1) == 4 && ClientProcess.accepted(t2) == 2)
+        let check = try TestClient(port: server.port)
+        #expect(try check.handshake().modelVersion == 4 + 2 + 3)
+        #expect(server.terminate() == 0)
+    }
+
+    @Test("fed demo: the federated model beats one client's share alone, above a floor of 0.85")
+    func demo() throws {
+        let r = try FedProcess.run(["demo", "--data", FedProcess.mnist, "--epochs", "5"])
+        #expect(r.status == 0, "\(r.output)")
+        func accuracy(after marker: String) -> Double? {
+            guard let range = r.output.range(of: marker) else { return nil }
+            let rest = r.output[range.upperBound...]
+            guard let a = rest.range(of: "accuracy ") else { return nil }
+            return Double(rest[a.upperBound...].prefix { $0.isNumber || $0 == "." })
+        }
+        let federated = try #require(accuracy(after: "federated model"))
+        let alone = try #require(accuracy(after: "one client's share alone"))
+        #expect(federated >= 0.85, "\(r.output)")
+        #expect(federated > alone, "\(r.output)")
+        #expect(r.output.contains("the original's JSON would have moved"))
+    }
+}
