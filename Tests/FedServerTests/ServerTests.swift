@@ -63,6 +63,18 @@ struct ServerTests {
         #expect(try CheckpointFile.load(from: s.checkpoint)?.version == 1)
     }
 
+    @Test("A HELLO with no common version gets unsupported_version naming ours, then the server goes on")
+    func noCommonVersion() throws {
+        let s = try RunningServer()
+        let c = try TestClient(port: s.port)
+        _ = try c.send(.hello(Hello(minVersion: 2, maxVersion: 9, clientID: "future")))
+        guard case .error(let e)? = try c.receive()?.1 else { throw TestError("no ERROR") }
+        #expect(e.code == .unsupportedVersion && e.minVersion == 1 && e.maxVersion == 1)
+        #expect(c.closedByServer())
+        let other = try TestClient(port: s.port)
+        #expect(try other.handshake().version == 1)
+    }
+
     @Test("Requests before HELLO are refused; pipelined requests are answered in order")
     func pipelining() throws {
         let s = try RunningServer()

@@ -153,8 +153,9 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         switch message {
         case .hello(let hello):
             let ours = FrameHeader.supportedVersions
-            let common = max(hello.minVersion, ours.lowerBound)...min(hello.maxVersion, ours.upperBound)
-            guard common.lowerBound <= common.upperBound else {
+            // Not a ClosedRange: building one with lower > upper would trap.
+            let (low, high) = (max(hello.minVersion, ours.lowerBound), min(hello.maxVersion, ours.upperBound))
+            guard low <= high else {
                 logger.warning(
                     "client \(hello.clientID) speaks \(hello.minVersion)...\(hello.maxVersion): no common version")
                 sendError(
@@ -176,7 +177,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
                 ctx,
                 .welcome(
                     Welcome(
-                        version: common.upperBound, compressions: compressions,
+                        version: high, compressions: compressions,
                         serverID: context.configuration.serverID,
                         modelVersion: model.version, datasets: model.datasets,
                         maxPayloadBytes: UInt32(clamping: context.configuration.limits.maxPayloadBytes))),

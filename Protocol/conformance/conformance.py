@@ -1,0 +1,553 @@
+#!/usr/bin/env python3
+"""Conformance checker for swift-federated protocol version 1.
+
+An independent implementation of the client side of Protocol/SPEC.md in
+Python 3 with the standard library only (socket, struct, zlib, json).
+
+    python3 conformance.py [--vectors DIR] [--server HOST:PORT]
+
+With --vectors (default: ../vectors next to this file) it decodes every golden
+vector and checks it against manifest.json. With --server it runs a list of
+scenarios against a live server: handshake, version negotiation, fetch, fetch
+of an unchanged model, push and ack, every error the spec defines sent on
+purpose, pipelining, a frame written one byte at a time. It prints one line
+per check and ends with `N passed, N failed`; the exit status is 1 if any
+check failed.
+"""
+import argparse
+import json
+import math
+import os
+import socket
+import struct
+import sys
+import time
+import zlib
+
+MAGIC = b"FEDW"
+T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10)
+TYPE_NAMES = {v: k for k, v in T.items()}
+E = dict(bad_magic=1, unsupported_version=2, unknown_message_type=3, unsupported_flags=4, frame_too_large=5,
+         checksum_mismatch=6, truncated=7, malformed_payload=8, trailing_bytes=9, invalid_string=10,
+         unsupported_compression=11, unsupported_d_type=12, invalid_shape=13, size_mismatch=14,
+         decompressed_too_large=15, corrupt_compressed_data=16, handshake_required=32, unexpected_message=33,
+         shape_mismatch=34, non_finite_value=35, invalid_datasets=36, unauthorized=37, overloaded=38,
+         internal_error=39, timeout=40, shutting_down=41)
+MODES = {0: "none", 1: "zlib", 2: "shuffle-zlib"}
+MLP_SHAPES = [[784, 200], [200], [200, 200], [200], [200, 10], [10]]
+LIMITS = dict(max_payload=16 << 20, max_decompressed=64 << 20, max_tensors=64, max_rank=8)
+
+
+class ProtocolError(Exception):
+    def __init__(self, code, stage, text):
+        super().__init__(text)
+        self.code, self.stage = code, stage
+
+
+# ---------------------------------------------------------------- encoding
+
+def u8(v): return struct.pack(">B", v)
+def u16(v): return struct.pack(">H", v)
+def u32(v): return struct.pack(">I", v)
+def u64(v): return struct.pack(">Q", v)
+def sstr(s): b = s.encode() if isinstance(s, str) else s; return u16(len(b)) + b
+
+
+def frame(type_, rid, payload, version=1, flags=0, length=None, crc=None):
+    head = MAGIC + u8(version) + u8(type_) + u16(flags) + u32(rid) + u32(len(payload) if length is None else length)
+    return head + u32(zlib.crc32(head + payload) if crc is None else crc) + payload
+
+
+def blob(tensors, mode=0, level=1):
+    out = u8(mode) + u16(len(tensors))
+    raw = b""
+    for shape, values in tensors:
+        out += u8(1) + u8(len(shape)) + b"".join(u32(d) for d in shape)
+        raw += struct.pack("<%df" % len(values), *values)
+    if mode == 0:
+        stored = raw
+    elif mode == 1:
+        stored = zlib.compress(raw, level)
+    else:
+        stored = zlib.compress(b"".join(raw[j::4] for j in range(4)), level)
+    return out + u32(len(raw)) + u32(len(stored)) + stored
+
+
+def hello(client="conformance", lo=1, hi=1, comp=7, token=""):
+    return u8(lo) + u8(hi) + u8(comp) + sstr(client) + sstr(token)
+
+
+# ---------------------------------------------------------------- decoding
+
+class Reader:
+    def __init__(self, b, short_code=E["malformed_payload"], stage="message"):
+        self.b, self.i, self.short, self.stage = b, 0, short_code, stage
+
+    def take(self, n, what):
+        if self.i + n > len(self.b):
+            raise ProtocolError(self.short, self.stage, "%s runs past the end" % what)
+        v = self.b[self.i:self.i + n]
+        self.i += n
+        return v
+
+    def u8(self, w): return self.take(1, w)[0]
+    def u16(self, w): return struct.unpack(">H", self.take(2, w))[0]
+    def u32(self, w): return struct.unpack(">I", self.take(4, w))[0]
+    def u64(self, w): return struct.unpack(">Q", self.take(8, w))[0]
+
+    def string(self, w, maxlen, nonempty=False):
+        n = self.u16(w)
+        if n > maxlen:
+            raise ProtocolError(E["invalid_string"], self.stage, "%s too long" % w)
+        raw = self.take(n, w)
+        try:
+            s = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(E["invalid_string"], self.stage, "%s not UTF-8" % w)
+        if nonempty and not s:
+            raise ProtocolError(E["invalid_string"], self.stage, "%s empty" % w)
+        return s
+
+    def end(self):
+        if self.i != len(self.b):
+            raise ProtocolError(E["trailing_bytes"], self.stage, "trailing bytes")
+
+
+def decode_blob(r, limits=LIMITS):
+    mode = r.u8("compression")
+    if mode not in MODES:
+        raise ProtocolError(E["unsupported_compression"], r.stage, "compression %d" % mode)
+    count = r.u16("tensor count")
+    if count > limits["max_tensors"]:
+        raise ProtocolError(E["invalid_shape"], r.stage, "too many tensors")
+    shapes, total, cap = [], 0, limits["max_decompressed"] // 4
+    for _ in range(count):
+        if r.u8("dtype") != 1:
+            raise ProtocolError(E["unsupported_d_type"], r.stage, "dtype")
+        rank = r.u8("rank")
+        if rank > limits["max_rank"]:
+            raise ProtocolError(E["invalid_shape"], r.stage, "rank")
+        shape = [r.u32("dim") for _ in range(rank)]
+        n = 1
+        for d in shape:
+            n = min(n * d, cap + 1)
+        total = min(total + n, cap + 1)
+        shapes.append(shape)
+    if total > cap:
+        raise ProtocolError(E["decompressed_too_large"], r.stage, "declared data over the limit")
+    raw_size = r.u32("raw size")
+    if raw_size != total * 4:
+        raise ProtocolError(E["size_mismatch"], r.stage, "raw size")
+    stored_size = r.u32("stored size")
+    left = len(r.b) - r.i
+    if stored_size > left:
+        raise ProtocolError(E["malformed_payload"], r.stage, "stored size past the end")
+    if stored_size < left:
+        raise ProtocolError(E["trailing_bytes"], r.stage, "bytes after the blob")
+    stored = r.take(stored_size, "data")
+    if mode == 0:
+        if stored_size != raw_size:
+            raise ProtocolError(E["size_mismatch"], r.stage, "stored != raw")
+        raw = stored
+    else:
+        d = zlib.decompressobj()
+        try:
+            out = d.decompress(stored, raw_size + 1)
+        except zlib.error as e:
+            raise ProtocolError(E["corrupt_compressed_data"], r.stage, str(e))
+        if len(out) > raw_size:
+            raise ProtocolError(E["size_mismatch"], r.stage, "inflates past the declared size")
+        if not d.eof:
+            if d.unconsumed_tail or len(out) == raw_size:
+                # Output full but stream not ended: more data would follow.
+                try:
+                    more = d.decompress(d.unconsumed_tail, 1)
+                except zlib.error as e:
+                    raise ProtocolError(E["corrupt_compressed_data"], r.stage, str(e))
+                if more:
+                    raise ProtocolError(E["size_mismatch"], r.stage, "inflates past the declared size")
+            if not d.eof:
+                raise ProtocolError(E["corrupt_compressed_data"], r.stage, "zlib stream cut off")
+        if len(out) != raw_size:
+            raise ProtocolError(E["size_mismatch"], r.stage, "inflates short")
+        if d.unused_data:
+            raise ProtocolError(E["trailing_bytes"], r.stage, "bytes after the zlib stream")
+        raw = out
+        if mode == 2:
+            n = raw_size // 4
+            raw = bytes(raw[j * n + i] for i in range(n) for j in range(4)) if n < 4096 else unshuffle(raw, n)
+    tensors, off = [], 0
+    for shape in shapes:
+        n = 1
+        for d in shape:
+            n *= d
+        tensors.append((shape, raw[off:off + 4 * n]))
+        off += 4 * n
+    return MODES[mode], tensors
+
+
+def unshuffle(raw, n):
+    out = bytearray(4 * n)
+    for j in range(4):
+        out[j::4] = raw[j * n:(j + 1) * n]
+    return bytes(out)
+
+
+def decode_message(type_, payload, limits=LIMITS):
+    r = Reader(payload)
+    if type_ == T["hello"]:
+        lo, hi = r.u8("min"), r.u8("max")
+        if lo < 1 or lo > hi:
+            raise ProtocolError(E["malformed_payload"], "message", "version range")
+        m = dict(min_version=lo, max_version=hi, compressions=r.u8("compressions"),
+                 client_id=r.string("client id", 256, True), auth_token=r.string("token", 1024))
+    elif type_ == T["welcome"]:
+        m = dict(version=r.u8("version"), compressions=r.u8("compressions"), server_id=r.string("server id", 256),
+                 model_version=r.u64("mv"), datasets=r.u64("datasets"), max_payload_bytes=r.u32("max"))
+    elif type_ == T["fetch"]:
+        held, c = r.u64("held"), r.u8("compression")
+        if c not in MODES:
+            raise ProtocolError(E["unsupported_compression"], "message", "compression")
+        m = dict(held_version=held, compression=MODES[c])
+    elif type_ in (T["model"], T["push"]):
+        m = {}
+        if type_ == T["push"]:
+            m["client_id"] = r.string("client id", 256, True)
+            m["datasets"], m["base_version"] = r.u64("datasets"), r.u64("base")
+        else:
+            m["version"], m["datasets"] = r.u64("version"), r.u64("datasets")
+        m["compression"], m["tensors"] = decode_blob(r, limits)
+    elif type_ in (T["model_unchanged"], T["ack"]):
+        m = dict(version=r.u64("version"), datasets=r.u64("datasets"))
+    elif type_ == T["error"]:
+        code, retry = r.u16("code"), r.u8("retryable")
+        if retry > 1:
+            raise ProtocolError(E["malformed_payload"], "message", "retryable")
+        m = dict(code=code, retryable=bool(retry), min_version=r.u8("min"), max_version=r.u8("max"),
+                 text=r.string("message", 4096))
+    else:
+        m = dict(nonce=r.u64("nonce"))
+    r.end()
+    return m
+
+
+class FrameStream:
+    """Incremental frame decoder (section 2.1)."""
+
+    def __init__(self, limits=LIMITS):
+        self.buf, self.limits = b"", limits
+
+    def feed(self, data):
+        self.buf += data
+
+    def next(self):
+        b = self.buf
+        k = min(len(b), 4)
+        if b[:k] != MAGIC[:k]:
+            raise ProtocolError(E["bad_magic"], "frame", "bad magic")
+        if len(b) < 20:
+            return None
+        if b[4] != 1:
+            raise ProtocolError(E["unsupported_version"], "frame", "version %d" % b[4])
+        if b[5] not in TYPE_NAMES:
+            raise ProtocolError(E["unknown_message_type"], "frame", "type %d" % b[5])
+        flags, rid, length, crc = struct.unpack(">HIII", b[6:20])
+        if flags:
+            raise ProtocolError(E["unsupported_flags"], "frame", "flags")
+        if length > self.limits["max_payload"]:
+            raise ProtocolError(E["frame_too_large"], "frame", "length")
+        if len(b) < 20 + length:
+            return None
+        payload = b[20:20 + length]
+        if zlib.crc32(b[:16] + payload) != crc:
+            raise ProtocolError(E["checksum_mismatch"], "frame", "crc")
+        self.buf = b[20 + length:]
+        return b[5], rid, payload
+
+    def finish(self):
+        if self.buf:
+            raise ProtocolError(E["truncated"], "frame", "stream ended inside a frame")
+
+
+def tensor_form(shape, raw):
+    n = len(raw) // 4
+    t = {"shape": shape, "count": n, "crc32": zlib.crc32(raw)}
+    if n <= 32:
+        t["values_hex"] = [raw[i:i + 4][::-1].hex() for i in range(0, len(raw), 4)]
+    return t
+
+
+def manifest_form(type_, rid, m):
+    m = dict(m)
+    if "tensors" in m:
+        m["tensors"] = [tensor_form(s, raw) for s, raw in m["tensors"]]
+    return {"type": TYPE_NAMES[type_], "request_id": rid, "message": m}
+
+
+def decode_checkpoint(b):
+    r = Reader(b, E["truncated"], "checkpoint")
+    if r.take(4, "magic") != b"FEDK":
+        raise ProtocolError(E["bad_magic"], "checkpoint", "magic")
+    if r.u16("format") != 1:
+        raise ProtocolError(E["unsupported_version"], "checkpoint", "format")
+    r.u16("reserved")
+    version, datasets, n = r.u64("version"), r.u64("datasets"), r.u32("blob length")
+    left = len(b) - r.i
+    if n + 4 > left:
+        raise ProtocolError(E["truncated"], "checkpoint", "short")
+    if n + 4 < left:
+        raise ProtocolError(E["trailing_bytes"], "checkpoint", "trailing")
+    if zlib.crc32(b[:28 + n]) != struct.unpack(">I", b[28 + n:32 + n])[0]:
+        raise ProtocolError(E["checksum_mismatch"], "checkpoint", "crc")
+    br = Reader(b[28:28 + n], stage="checkpoint")
+    _, tensors = decode_blob(br)
+    return {"type": "checkpoint", "message": {"version": version, "datasets": datasets,
+                                              "tensors": [tensor_form(s, raw) for s, raw in tensors]}}
+
+
+# ---------------------------------------------------------------- reporting
+
+class Report:
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print("PASS  %s" % name)
+        else:
+            self.failed += 1
+            print("FAIL  %s%s" % (name, ": " + detail if detail else ""))
+        sys.stdout.flush()
+
+
+def canon(x):
+    return json.dumps(x, sort_keys=True)
+
+
+def check_vectors(directory, report):
+    manifest = json.load(open(os.path.join(directory, "manifest.json")))
+    for v in manifest["vectors"]:
+        data = open(os.path.join(directory, v["file"]), "rb").read()
+        frames, err = [], None
+        if v["kind"] == "checkpoint":
+            try:
+                frames.append(decode_checkpoint(data))
+            except ProtocolError as e:
+                err = e
+        else:
+            s = FrameStream()
+            s.feed(data)
+            try:
+                while True:
+                    f = s.next()
+                    if f is None:
+                        s.finish()
+                        break
+                    try:
+                        frames.append(manifest_form(f[0], f[1], decode_message(f[0], f[2])))
+                    except ProtocolError as e:
+                        err = e
+                        break
+            except ProtocolError as e:
+                err = e
+        want = v.get("error")
+        ok = [canon(f) for f in frames] == [canon(f) for f in v["frames"]]
+        if want:
+            ok = ok and err is not None and err.code == want["code"] and err.stage == want["stage"]
+        else:
+            ok = ok and err is None
+        report.check("vector %s" % v["name"], ok, "" if ok else "got %s, error %s" % (
+            [f.get("type") for f in frames], err and (err.code, err.stage, str(err))))
+
+
+# ---------------------------------------------------------------- live server
+
+class Conn:
+    def __init__(self, host, port, timeout=10):
+        self.s = socket.create_connection((host, port), timeout=timeout)
+        self.s.settimeout(timeout)
+        self.stream = FrameStream(dict(LIMITS, max_payload=1 << 30))
+        self.rid = 0
+
+    def send(self, data, bytewise=False):
+        if bytewise:
+            for i in range(len(data)):
+                self.s.sendall(data[i:i + 1])
+        else:
+            self.s.sendall(data)
+
+    def request(self, type_, payload):
+        self.rid += 1
+        self.send(frame(type_, self.rid, payload))
+        return self.rid
+
+    def receive(self):
+        """(type, request id, message), or None when the server closed."""
+        while True:
+            f = self.stream.next()
+            if f is not None:
+                return f[0], f[1], decode_message(f[0], f[2], dict(LIMITS, max_decompressed=1 << 30))
+            data = self.s.recv(1 << 16)
+            if not data:
+                return None
+            self.stream.feed(data)
+
+    def closed(self):
+        try:
+            while True:
+                data = self.s.recv(1 << 16)
+                if not data:
+                    return True
+        except (socket.timeout, ConnectionResetError):
+            return isinstance(sys.exc_info()[1], ConnectionResetError)
+
+    def close(self):
+        self.s.close()
+
+
+def floats(tensors):
+    return [(s, list(struct.unpack("<%df" % (len(raw) // 4), raw))) for s, raw in tensors]
+
+
+def run_server(host, port, report):
+    def scenario(name, fn):
+        try:
+            fn()
+        except Exception as e:  # a scenario that crashes is a failure, not an abort
+            report.check(name, False, "%s: %s" % (type(e).__name__, e))
+
+    def handshake(c, lo=1, hi=1):
+        rid = c.request(T["hello"], hello(lo=lo, hi=hi))
+        return rid, c.receive()
+
+    state = {}
+
+    def s_handshake():
+        c = Conn(host, port)
+        rid, (t, got, m) = handshake(c)
+        report.check("handshake: HELLO 1..1 answered by WELCOME version 1", t == T["welcome"] and got == rid and m["version"] == 1)
+        report.check("handshake: WELCOME offers compression none", m["compressions"] & 1 == 1)
+        state["welcome"] = m
+        c.close()
+
+    def s_versions():
+        c = Conn(host, port)
+        rid, (t, got, m) = handshake(c, 1, 9)
+        report.check("version negotiation: HELLO 1..9 gets WELCOME version 1", t == T["welcome"] and m["version"] == 1)
+        c.close()
+        c = Conn(host, port)
+        rid, ans = handshake(c, 2, 9)
+        ok = ans and ans[0] == T["error"] and ans[2]["code"] == E["unsupported_version"]
+        report.check("version negotiation: HELLO 2..9 gets ERROR unsupported_version", bool(ok), str(ans))
+        if ok:
+            report.check("version negotiation: the ERROR names versions 1..1", ans[2]["min_version"] == 1 and ans[2]["max_version"] >= 1)
+        report.check("version negotiation: then the connection is closed", c.closed())
+        c.close()
+
+    def s_fetch_push():
+        c = Conn(host, port)
+        handshake(c)
+        for mode in (0, 1, 2):
+            rid = c.request(T["fetch"], u64(0) + u8(mode))
+            t, got, m = c.receive()
+            ok = t == T["model"] and got == rid and [s for s, _ in m["tensors"]] == MLP_SHAPES
+            report.check("fetch (held 0, %s): MODEL with the MLP's six tensors" % MODES[mode], ok, str((TYPE_NAMES.get(t), m.get("compression"))))
+        version, datasets, tensors = m["version"], m["datasets"], floats(m["tensors"])
+        rid = c.request(T["push"], sstr("conformance") + u64(100) + u64(version) + blob(tensors, 2))
+        t, got, m = c.receive()
+        ok = t == T["ack"] and got == rid and m["version"] == version + 1 and m["datasets"] == datasets + 100
+        report.check("push: ACK with version + 1 and datasets + 100", ok, str((TYPE_NAMES.get(t), m)))
+        new = m["version"]
+        rid = c.request(T["fetch"], u64(new) + u8(0))
+        t, got, m = c.receive()
+        report.check("fetch of an unchanged model: MODEL_UNCHANGED, no weights", t == T["model_unchanged"] and m["version"] == new, str(TYPE_NAMES.get(t)))
+        rid = c.request(T["ping"], u64(0xFEEDFACE))
+        t, got, m = c.receive()
+        report.check("ping: PONG echoes the nonce", t == T["pong"] and m["nonce"] == 0xFEEDFACE and got == rid)
+        state["tensors"] = tensors
+        c.close()
+
+    def expect_error(name, payload_frames, code, handshake_first=True, fatal=False):
+        c = Conn(host, port)
+        if handshake_first:
+            handshake(c)
+        c.send(payload_frames)
+        ans = c.receive()
+        ok = ans is not None and ans[0] == T["error"] and ans[2]["code"] == code
+        report.check("error %s (%d): %s" % ([k for k, v in E.items() if v == code][0], code, name), ok, str(ans and (TYPE_NAMES.get(ans[0]), ans[2])))
+        if fatal:
+            report.check("error %d closes the connection" % code, c.closed())
+        c.close()
+
+    def s_errors():
+        t = state.get("tensors") or [(s, [0.0] * int(math.prod(s))) for s in MLP_SHAPES]
+        head = sstr("conformance") + u64(10) + u64(0)
+        nan = [(s, list(v)) for s, v in t]
+        nan[0][1][5] = float("nan")
+        expect_error("FETCH before HELLO", frame(T["fetch"], 1, u64(0) + u8(0)), E["handshake_required"], handshake_first=False)
+        expect_error("a client sending MODEL", frame(T["model"], 2, u64(1) + u64(1) + blob([])), E["unexpected_message"])
+        expect_error("PUSH with NaN", frame(T["push"], 3, head + blob(nan, 0)), E["non_finite_value"])
+        expect_error("PUSH with wrong shapes", frame(T["push"], 4, head + blob(t[:5], 0)), E["shape_mismatch"])
+        expect_error("PUSH with datasets 0", frame(T["push"], 5, sstr("c") + u64(0) + u64(0) + blob(t, 1)), E["invalid_datasets"])
+        expect_error("bad magic after the handshake", b"XXXX" + b"\0" * 16, E["bad_magic"], fatal=True)
+        expect_error("a frame of version 7", frame(T["ping"], 6, u64(1), version=7), E["unsupported_version"], fatal=True)
+        expect_error("message type 0x42", frame(0x42, 7, u64(1)), E["unknown_message_type"], fatal=True)
+        expect_error("flag bit 3", frame(T["ping"], 8, u64(1), flags=8), E["unsupported_flags"], fatal=True)
+        expect_error("payload length 2 GiB", frame(T["push"], 9, b"", length=1 << 31), E["frame_too_large"], fatal=True)
+        expect_error("wrong CRC", frame(T["ping"], 10, u64(1), crc=1), E["checksum_mismatch"], fatal=True)
+        expect_error("PING payload cut short", frame(T["ping"], 11, u32(1)), E["malformed_payload"])
+        expect_error("PING payload with a trailing byte", frame(T["ping"], 12, u64(1) + b"!"), E["trailing_bytes"])
+        expect_error("client id not UTF-8", frame(T["push"], 13, sstr(b"\xff") + u64(1) + u64(0) + blob(t, 0)), E["invalid_string"])
+        expect_error("blob compression 7", frame(T["push"], 14, head + u8(7) + u16(0) + u32(0) + u32(0)), E["unsupported_compression"])
+        expect_error("dtype 3", frame(T["push"], 15, head + u8(0) + u16(1) + u8(3) + u8(1) + u32(1) + u32(4) + u32(4) + b"\0" * 4), E["unsupported_d_type"])
+        expect_error("rank 9", frame(T["push"], 16, head + u8(0) + u16(1) + u8(1) + u8(9) + u32(1) * 9 + u32(4) + u32(4) + b"\0" * 4), E["invalid_shape"])
+        expect_error("raw size wrong", frame(T["push"], 17, head + u8(0) + u16(1) + u8(1) + u8(1) + u32(2) + u32(4) + u32(4) + b"\0" * 4), E["size_mismatch"])
+        expect_error("declared 4 GB of floats", frame(T["push"], 18, head + u8(1) + u16(1) + u8(1) + u8(2) + u32(60000) + u32(20000) + u32(0) + u32(8) + zlib.compress(b"")), E["decompressed_too_large"])
+        expect_error("corrupt zlib data", frame(T["push"], 19, head + u8(1) + u16(1) + u8(1) + u8(1) + u32(2) + u32(8) + u32(6) + b"\x78\x9c\xff\xff\xff\xff"), E["corrupt_compressed_data"])
+
+    def s_pipelining():
+        c = Conn(host, port)
+        data = frame(T["hello"], 1, hello()) + frame(T["ping"], 2, u64(2)) + frame(T["fetch"], 3, u64(0) + u8(1)) + frame(T["ping"], 4, u64(4))
+        c.send(data)
+        got = [c.receive() for _ in range(4)]
+        ok = [(a[0], a[1]) for a in got if a] == [(T["welcome"], 1), (T["pong"], 2), (T["model"], 3), (T["pong"], 4)]
+        report.check("pipelining: four requests in one write answered in order", ok, str([(a and (TYPE_NAMES.get(a[0]), a[1])) for a in got]))
+        c.close()
+
+    def s_bytewise():
+        c = Conn(host, port)
+        c.send(frame(T["hello"], 1, hello()) + frame(T["ping"], 2, u64(77)), bytewise=True)
+        a, b = c.receive(), c.receive()
+        report.check("a frame written one byte at a time is reassembled", a and b and a[0] == T["welcome"] and b[0] == T["pong"] and b[2]["nonce"] == 77)
+        c.close()
+
+    scenario("handshake", s_handshake)
+    scenario("versions", s_versions)
+    scenario("fetch/push", s_fetch_push)
+    scenario("errors", s_errors)
+    scenario("pipelining", s_pipelining)
+    scenario("bytewise", s_bytewise)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--vectors", default=os.path.join(here, "..", "vectors"), help="golden vector folder ('' to skip)")
+    p.add_argument("--server", help="HOST:PORT of a live server to check")
+    a = p.parse_args()
+    report = Report()
+    if a.vectors:
+        check_vectors(a.vectors, report)
+    if a.server:
+        host, port = a.server.rsplit(":", 1)
+        try:
+            run_server(host, int(port), report)
+        except OSError as e:
+            report.check("connect to %s" % a.server, False, str(e))
+    print("%d passed, %d failed" % (report.passed, report.failed))
+    sys.exit(1 if report.failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+
+/// Runs Protocol/conformance/conformance.py (Python standard library only).
+enum Conformance {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let script = root.appendingPathComponent("Protocol/conformance/conformance.py").path
+
+    static func python(_ args: [String]) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3"] + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// "N passed, N failed" from the last line.
+    static func counts(_ text: String) -> (Int, Int)? {
+        guard let line = text.split(separator: "\n").last(where: { $0.contains(" passed, ") }) else { return nil }
+        let nums = line.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        return nums.count == 2 ? (nums[0], nums[1]) : nil
+    }
+}
+
+@Suite("Conformance client", .serialized)
+struct ConformanceTests {
+    @Test("The Python conformance client passes every vector and every scenario against fed server")
+    func passesAgainstFedServer() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let server = try ServerProcess(checkpoint: dir.appendingPathComponent("m.fedk").path)
+        let (status, text) = try Conformance.python([Conformance.script, "--server", "127.0.0.1:\(server.port)"])
+        #expect(status == 0, "\(text)")
+        let (passed, failed) = try #require(Conformance.counts(text), "\(text)")
+        #expect(failed == 0, "\(text)")
+        #expect(passed >= 62 + 40)
+        #expect(server.process.isRunning, "the server survived every scenario")
+        #expect(server.terminate() == 0)
+    }
+
+    @Test("It fails loudly against a deliberately broken peer")
+    func failsAgainstBrokenPeer() throws {
+        let broken = Process()
+        broken.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        broken.arguments = [
+            "python3",
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("broken_server.py").path,
+            "30",
+        ]
+        let out = Pipe()
+        broken.standardOutput = out
+        try broken.run()
+        defer { broken.terminate() }
+        var portText = ""
+        while !portText.contains("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            portText += String(decoding: chunk, as: UTF8.self)
+        }
+        let port = try #require(Int(portText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let (status, text) = try Conformance.python([
+            Conformance.script, "--vectors", "", "--server", "127.0.0.1:\(port)",
+        ])
+        #expect(status == 1, "\(text)")
+        let (_, failed) = try #require(Conformance.counts(text), "\(text)")
+        #expect(failed >= 10, "\(text)")
+        #expect(text.contains("FAIL  handshake"))
+    }
+}
