@@ -53,7 +53,7 @@ extension Fed.Bench {
                 let d = FileManager.default.temporaryDirectory.appendingPathComponent("fed-bench-\(getpid())")
                 try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
                 dir = d
-                let (process, p) = try startServer(checkpoint: d.appendingPathComponent("model.fedk").path)
+                let (process, p) = try ChildServer.start(checkpoint: d.appendingPathComponent("model.fedk").path)
                 child = process
                 (host, port) = ("127.0.0.1", p)
             }
@@ -99,7 +99,7 @@ extension Fed.Bench {
                     _ = try c.request(.fetch(heldVersion: 0, compression: mode))
                     held.append(c)
                 }
-                rss = residentMegabytes(pid: child.processIdentifier)
+                rss = ChildServer.residentMegabytes(pid: child.processIdentifier)
                 print(String(format: "server resident memory with 64 clients connected: %.1f MB", rss ?? -1))
                 withExtendedLifetime(held) {}
             }
@@ -161,25 +161,6 @@ extension Fed.Bench {
                 p99: sorted[min(sorted.count - 1, sorted.count * 99 / 100)], bytesPerSecond: Double(bytes) / seconds)
         }
 
-        /// Starts this executable's `server` subcommand and waits for its `listening on` line.
-        func startServer(checkpoint: String) throws -> (Process, Int) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-            p.arguments = ["server", "--port", "0", "--checkpoint", checkpoint, "--log-level", "warning"]
-            let out = Pipe()
-            p.standardOutput = out
-            try p.run()
-            var text = ""
-            while !text.contains("\n") {
-                let chunk = out.fileHandleForReading.availableData
-                if chunk.isEmpty { break }
-                text += String(decoding: chunk, as: UTF8.self)
-            }
-            guard let line = text.split(separator: "\n").first, let port = Int(line.split(separator: ":").last ?? "")
-            else { throw ValidationError("server did not start: \(text)") }
-            return (p, port)
-        }
-
         /// Bytes per second of a plain TCP copy over 127.0.0.1 between two threads.
         func loopbackCopy(bytes total: Int) throws -> Double {
             let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -211,12 +192,5 @@ extension Fed.Bench {
             return Double(total) / elapsed
         }
 
-        func residentMegabytes(pid: Int32) -> Double? {
-            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-                let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-                let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
-            else { return nil }
-            return kb / 1024
-        }
     }
 }
