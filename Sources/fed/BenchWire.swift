@@ -77,7 +77,9 @@ extension Fed.Bench {
             let host: String, port: Int
             if let server {
                 let parts = server.split(separator: ":")
-                guard parts.count == 2, let p = Int(parts[1]) else { throw ValidationError("--server must be HOST:PORT") }
+                guard parts.count == 2, let p = Int(parts[1]) else {
+                    throw ValidationError("--server must be HOST:PORT")
+                }
                 (host, port) = (String(parts[0]), p)
             } else {
                 let (p, pt) = try ChildServer.start(checkpoint: tmp.appendingPathComponent("model.fedk").path)
@@ -96,17 +98,22 @@ extension Fed.Bench {
                     let (encodeMs, decodeMs) = codecTimes(encoding, tensors)
                     for clients in clientCounts {
                         done += 1
-                        Progress.line("measuring \(done)/\(total): \(weightsName) weights, \(encoding.name), \(clients) clients")
+                        Progress.line(
+                            "measuring \(done)/\(total): \(weightsName) weights, \(encoding.name), \(clients) clients")
                         let serverCPU0 = child.map { ChildServer.cpuSeconds(pid: $0.processIdentifier) } ?? 0
                         let clientCPU0 = processCPUSeconds()
-                        let r = try roundTrips(encoding, tensors, host: host, port: port, clients: clients, seconds: cell)
-                        let serverCPU = (child.map { ChildServer.cpuSeconds(pid: $0.processIdentifier) } ?? 0) - serverCPU0
+                        let r = try roundTrips(
+                            encoding, tensors, host: host, port: port, clients: clients, seconds: cell)
+                        let serverCPU =
+                            (child.map { ChildServer.cpuSeconds(pid: $0.processIdentifier) } ?? 0) - serverCPU0
                         let clientCPU = processCPUSeconds() - clientCPU0
                         rows.append(
                             Row(
-                                weights: weightsName, encoding: encoding.name, clients: clients, fetchBytes: r.fetchBytes,
+                                weights: weightsName, encoding: encoding.name, clients: clients,
+                                fetchBytes: r.fetchBytes,
                                 pushBytes: r.pushBytes, encodeMs: encodeMs, decodeMs: decodeMs,
-                                roundTripsPerSecond: Double(r.count) / r.elapsed, p50Ms: r.p50 * 1e3, p99Ms: r.p99 * 1e3,
+                                roundTripsPerSecond: Double(r.count) / r.elapsed, p50Ms: r.p50 * 1e3,
+                                p99Ms: r.p99 * 1e3,
                                 clientCPUms: clientCPU / Double(r.count) * 1e3,
                                 serverCPUms: child == nil ? .nan : serverCPU / Double(r.count) * 1e3))
                     }
@@ -134,7 +141,8 @@ extension Fed.Bench {
 
         /// The MLP after one slice of training on the data at hand (or, without data, fresh weights noted as such).
         func trainedWeights() throws -> [Tensor] {
-            guard let (dir, _) = try? DataFolder.resolve(data), let (slices, _, _) = try? DataFolder.federatedSplit(in: dir, scale: true)
+            guard let (dir, _) = try? DataFolder.resolve(data),
+                let (slices, _, _) = try? DataFolder.federatedSplit(in: dir, scale: true)
             else {
                 print("no data found: the 'trained' weights are fresh weights (pass --data to train one slice)")
                 return MLP(seed: 2).tensors()
@@ -158,7 +166,8 @@ extension Fed.Bench {
                 let dec = Timing.measure(seconds: budget) { _ = try? LegacyJSON.parseModelAnswer(answer) }
                 return (enc * 1e3, dec * 1e3)
             }
-            let push = Message.push(Push(clientID: "w", datasets: 1, baseVersion: 0, tensors: tensors, compression: e.compression!))
+            let push = Message.push(
+                Push(clientID: "w", datasets: 1, baseVersion: 0, tensors: tensors, compression: e.compression!))
             let model = MessageCodec.encode(
                 .model(Model(version: 1, datasets: 1, tensors: tensors, compression: e.compression!)), requestID: 1,
                 level: e.level)
@@ -181,7 +190,8 @@ extension Fed.Bench {
         }
 
         /// `clients` threads doing fetch + push round trips for `seconds` (at least one each).
-        func roundTrips(_ e: Encoding, _ tensors: [Tensor], host: String, port: Int, clients: Int, seconds: Double) throws
+        func roundTrips(_ e: Encoding, _ tensors: [Tensor], host: String, port: Int, clients: Int, seconds: Double)
+            throws
             -> Trips
         {
             let shared = Mutex<(lat: [Double], fetch: Int, push: Int, error: String?)>(([], 0, 0, nil))
@@ -197,14 +207,19 @@ extension Fed.Bench {
                         if let mode = e.compression {
                             let c = try Connection(host: host, port: port, timeout: 60)
                             _ = try c.request(.hello(Hello(clientID: "wire-\(i)")))
-                            let push = Message.push(Push(clientID: "wire-\(i)", datasets: 1, baseVersion: 0, tensors: tensors, compression: mode))
+                            let push = Message.push(
+                                Push(
+                                    clientID: "wire-\(i)", datasets: 1, baseVersion: 0, tensors: tensors,
+                                    compression: mode))
                             repeat {
                                 let t0 = Date()
                                 let r0 = c.bytesReceived, s0 = c.bytesSent
                                 _ = try c.request(.fetch(heldVersion: 0, compression: mode))
                                 fetchBytes = c.bytesReceived - r0 + c.bytesSent - s0
                                 let r1 = c.bytesReceived, s1 = c.bytesSent
-                                guard case .ack = try c.request(push, level: e.level) else { throw ValidationError("push refused") }
+                                guard case .ack = try c.request(push, level: e.level) else {
+                                    throw ValidationError("push refused")
+                                }
                                 pushBytes = c.bytesReceived - r1 + c.bytesSent - s1
                                 lat.append(Date().timeIntervalSince(t0))
                             } while Date().timeIntervalSince(start) < seconds
@@ -260,11 +275,15 @@ extension Fed.Bench {
             try csv.write(toFile: out + "/wire.csv", atomically: true, encoding: .utf8)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(
+                positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             try encoder.encode(rows).write(to: URL(fileURLWithPath: out + "/wire.json"))
             let points = rows.filter { $0.weights == "trained" && $0.clients == clients }
-            try WireChart.svg(points: points.map { ($0.encoding, Double($0.fetchBytes + $0.pushBytes), $0.roundTripsPerSecond) }, clients: clients)
-                .write(toFile: out + "/wire.svg", atomically: true, encoding: .utf8)
+            try WireChart.svg(
+                points: points.map { ($0.encoding, Double($0.fetchBytes + $0.pushBytes), $0.roundTripsPerSecond) },
+                clients: clients
+            )
+            .write(toFile: out + "/wire.svg", atomically: true, encoding: .utf8)
             print("\nwrote \(out)/wire.csv, \(out)/wire.json, \(out)/wire.svg")
         }
 
@@ -275,11 +294,16 @@ extension Fed.Bench {
                 let shuffle = trained.first(where: { $0.encoding == "shuffle-zlib-1" })
             else { return }
             print("\nbars (the original measured: fetch 4,350,666 bytes, push 4,753,846 bytes):")
-            Bar.check("JSON fetch within 2% of 4,350,666", 0.02 / max(abs(Double(json.fetchBytes) / 4_350_666 - 1), 1e-9), atLeast: 1)
-            Bar.check("JSON push within 2% of 4,753,846", 0.02 / max(abs(Double(json.pushBytes) / 4_753_846 - 1), 1e-9), atLeast: 1)
+            Bar.check(
+                "JSON fetch within 2% of 4,350,666", 0.02 / max(abs(Double(json.fetchBytes) / 4_350_666 - 1), 1e-9),
+                atLeast: 1)
+            Bar.check(
+                "JSON push within 2% of 4,753,846", 0.02 / max(abs(Double(json.pushBytes) / 4_753_846 - 1), 1e-9),
+                atLeast: 1)
             Bar.check(
                 "shuffle-zlib-1 <= 0.86x raw bytes (trained)",
-                0.86 / (Double(shuffle.fetchBytes + shuffle.pushBytes) / Double(raw.fetchBytes + raw.pushBytes)), atLeast: 1)
+                0.86 / (Double(shuffle.fetchBytes + shuffle.pushBytes) / Double(raw.fetchBytes + raw.pushBytes)),
+                atLeast: 1)
             Bar.check(
                 "shuffle-zlib-1 >= 6x fewer bytes than JSON per round trip",
                 Double(json.fetchBytes + json.pushBytes) / Double(shuffle.fetchBytes + shuffle.pushBytes), atLeast: 6)
@@ -290,7 +314,7 @@ extension Fed.Bench {
 /// The benchmark's chart: bytes per round trip (y, log) against round trips per second (x, log).
 enum WireChart {
     static func svg(points: [(String, Double, Double)], clients: Int) -> String {
-        let w = 760.0, h = 460.0, left = 90.0, right = 230.0, top = 50.0, bottom = 60.0
+        let w = 900.0, h = 460.0, left = 90.0, right = 300.0, top = 50.0, bottom = 60.0
         let xs = points.map { max($0.2, 0.01) }, ys = points.map { max($0.1, 1) }
         let x0 = floor(log10(xs.min() ?? 1)), x1 = ceil(log10(xs.max() ?? 10) + 0.01)
         let y0 = floor(log10(ys.min() ?? 1)), y1 = ceil(log10(ys.max() ?? 10) + 0.01)
@@ -306,21 +330,35 @@ enum WireChart {
         for e in Int(x0)...Int(x1) {
             let x = px(pow(10, Double(e)))
             s += "<line x1=\"\(x)\" y1=\"\(top)\" x2=\"\(x)\" y2=\"\(h - bottom)\" stroke=\"#ddd\"/>"
-            s += "<text x=\"\(x)\" y=\"\(h - bottom + 18)\" text-anchor=\"middle\">\(label(pow(10, Double(e))))</text>\n"
+            s +=
+                "<text x=\"\(x)\" y=\"\(h - bottom + 18)\" text-anchor=\"middle\">\(label(pow(10, Double(e))))</text>\n"
+        }
+        for e in Int(y0)..<Int(y1) {
+            for m in [2.0, 5.0] {
+                let y = py(m * pow(10, Double(e)))
+                s += "<line x1=\"\(left)\" y1=\"\(y)\" x2=\"\(w - right)\" y2=\"\(y)\" stroke=\"#f0f0f0\"/>"
+                s +=
+                    "<text x=\"\(left - 8)\" y=\"\(y + 4)\" text-anchor=\"end\" fill=\"#888\">\(label(m * pow(10, Double(e))))B</text>\n"
+            }
         }
         for e in Int(y0)...Int(y1) {
             let y = py(pow(10, Double(e)))
             s += "<line x1=\"\(left)\" y1=\"\(y)\" x2=\"\(w - right)\" y2=\"\(y)\" stroke=\"#ddd\"/>"
             s += "<text x=\"\(left - 8)\" y=\"\(y + 4)\" text-anchor=\"end\">\(label(pow(10, Double(e))))B</text>\n"
         }
-        s += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 15)\" text-anchor=\"middle\">round trips per second (fetch + push), log scale</text>\n"
-        s += "<text transform=\"translate(20 \((top + h - bottom) / 2)) rotate(-90)\" text-anchor=\"middle\">bytes per round trip, log scale</text>\n"
+        s +=
+            "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 15)\" text-anchor=\"middle\">round trips per second (fetch + push), log scale</text>\n"
+        s +=
+            "<text transform=\"translate(20 \((top + h - bottom) / 2)) rotate(-90)\" text-anchor=\"middle\">bytes per round trip, log scale</text>\n"
         let colors = ["#d62728", "#1f77b4", "#2ca02c", "#17becf", "#9467bd", "#ff7f0e", "#8c564b"]
         for (i, p) in points.enumerated() {
             let (x, y) = (px(max(p.2, 0.01)), py(max(p.1, 1)))
             let c = colors[i % colors.count]
             s += "<circle cx=\"\(x)\" cy=\"\(y)\" r=\"6\" fill=\"\(c)\"/>\n"
-            s += "<text x=\"\(w - right + 20)\" y=\"\(top + 20 + Double(i) * 20)\" fill=\"\(c)\">● \(p.0): \(label(p.1))B, \(String(format: "%.1f", p.2))/s</text>\n"
+            s +=
+                "<text x=\"\(x + 9)\" y=\"\(y - 8 - Double(i % 3) * 12)\" fill=\"\(c)\" font-size=\"10\">\(p.0)</text>\n"
+            s +=
+                "<text x=\"\(w - right + 20)\" y=\"\(top + 20 + Double(i) * 20)\" fill=\"\(c)\">● \(p.0): \(String(format: "%.2f MB", p.1 / 1e6)), \(String(format: "%.1f", p.2))/s</text>\n"
         }
         return s + "</svg>\n"
     }

@@ -8,7 +8,7 @@ import Foundation
 /// A `fed server` child process for benchmarks: this same executable, on a
 /// free port, with a given checkpoint.
 enum ChildServer {
-        /// Starts this executable's `server` subcommand and waits for its `listening on` line.
+    /// Starts this executable's `server` subcommand and waits for its `listening on` line.
     static func start(checkpoint: String) throws -> (Process, Int) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -26,7 +26,6 @@ enum ChildServer {
         else { throw ValidationError("server did not start: \(text)") }
         return (p, port)
     }
-
 
     static func residentMegabytes(pid: Int32) -> Double? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),

@@ -76,3 +76,24 @@ struct CLITests {
         #expect(result.output.contains("bench") && result.output.contains("evaluate"))
     }
 }
+
+@Suite("fed bench wire")
+struct BenchWireTests {
+    @Test("--quick measures every encoding and writes CSV, JSON and an SVG chart")
+    func quick() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wire-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try FedProcess.run(["bench", "wire", "--quick", "--out", dir.path])
+        #expect(r.status == 0, "\(r.output)")
+        let csv = try String(contentsOf: dir.appendingPathComponent("wire.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 1 + 7 * 2)
+        let rows = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("wire.json")))
+                as? [[String: Any]])
+        let json = try #require(rows.first { ($0["encoding"] as? String)?.hasPrefix("JSON") == true })
+        let fetch = try #require(json["fetchBytes"] as? Int)
+        #expect(abs(Double(fetch) / 4_350_666 - 1) < 0.02, "JSON fetch \(fetch) bytes")
+        let svg = try String(contentsOf: dir.appendingPathComponent("wire.svg"), encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("shuffle-zlib-1") && svg.contains("<circle"))
+    }
+}
