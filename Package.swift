@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec"]),
         .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedCodec", "FedTestSupport"]),
         .testTarget(
-            name: "CLITests", dependencies: ["fed", "FedCodec", "FedTestSupport"],
+            name: "CLITests", dependencies: ["fed", "FedCodec", "FedModel", "FedTestSupport"],
             exclude: ["original_http_client.py", "broken_server.py"]),
     ],
     swiftLanguageModes: [.v6]

@@ -5,6 +5,6 @@ struct Fed: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fed",
         abstract: "Federated learning in Swift: a binary protocol, a pure-Swift MLP, benchmarks, evaluation.",
-        subcommands: [Demo.self, Server.self, Client.self, Evaluate.self, Bench.self]
+        subcommands: [Demo.self, Server.self, Client.self, Evaluate.self, DataCommand.self, Bench.self]
     )
 }

@@ -1,3 +1,5 @@
+import FedModel
+import FedTestSupport
 import Foundation
 import Testing
 
@@ -95,5 +97,83 @@ struct BenchWireTests {
         #expect(abs(Double(fetch) / 4_350_666 - 1) < 0.02, "JSON fetch \(fetch) bytes")
         let svg = try String(contentsOf: dir.appendingPathComponent("wire.svg"), encoding: .utf8)
         #expect(svg.hasPrefix("<svg") && svg.contains("shuffle-zlib-1") && svg.contains("<circle"))
+    }
+}
+
+@Suite("fed data fetch", .enabled(if: FedProcess.haveMNIST))
+struct DataFetchTests {
+    /// A Python http.server on 127.0.0.1 serving `dir`, on a free port.
+    final class Mirror {
+        let process = Process()
+        let port: Int
+        init(dir: String) throws {
+            port = reservePort()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [
+                "python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir,
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            for _ in 0..<100 {
+                if (try? TestClient(port: port)) != nil { return }
+                usleep(50_000)
+            }
+            throw TestError("mirror did not start")
+        }
+        deinit { process.terminate() }
+    }
+
+    @Test("Downloads from a mirror, verifies SHA-256, refuses a corrupt file and says why")
+    func fetch() throws {
+        let root = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let served = root.appendingPathComponent("mirror"), target = root.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: served, withIntermediateDirectories: true)
+        for name in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+            try FileManager.default.copyItem(
+                atPath: FedProcess.mnist + "/" + name, toPath: served.appendingPathComponent(name).path)
+        }
+        // A tampered train-labels file: valid gzip, wrong content.
+        let good = try [UInt8](Data(contentsOf: URL(fileURLWithPath: FedProcess.mnist + "/train-labels-idx1-ubyte.gz")))
+        try Data(good.prefix(good.count)).write(to: served.appendingPathComponent("train-labels-idx1-ubyte.gz"))
+        let mirror = try Mirror(dir: served.path)
+        let base = "http://127.0.0.1:\(mirror.port)/"
+
+        let ok = try FedProcess.run(["data", "fetch", "--dir", target.path, "--mirror", base, "--only", "t10k"])
+        #expect(ok.status == 0, "\(ok.output)")
+        #expect(ok.output.contains("SHA-256 verified"))
+        let again = try FedProcess.run(["data", "fetch", "--dir", target.path, "--mirror", base, "--only", "t10k"])
+        #expect(again.output.contains("already present and verified"))
+        // The downloaded files are usable data.
+        let eval = try FedProcess.run(["bench", "train", "--data", target.path, "--samples", "1000", "--epochs", "1"])
+        #expect(eval.status == 0, "\(eval.output)")
+
+        var tampered = try [UInt8](IDX.gunzip(good, path: "x"))
+        tampered[100] ^= 1
+        try Data(gzipped(tampered)).write(to: served.appendingPathComponent("train-labels-idx1-ubyte.gz"))
+        let bad = try FedProcess.run([
+            "data", "fetch", "--dir", target.path, "--mirror", base, "--only", "train-labels",
+        ])
+        #expect(bad.status != 0)
+        #expect(bad.output.contains("does not match the published"), "\(bad.output)")
+        #expect(
+            !FileManager.default.fileExists(atPath: target.appendingPathComponent("train-labels-idx1-ubyte.gz").path))
+    }
+
+    /// gzip via the system's gzip command.
+    func gzipped(_ bytes: [UInt8]) throws -> [UInt8] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["gzip", "-c"]
+        let input = Pipe(), output = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        try p.run()
+        input.fileHandleForWriting.write(Data(bytes))
+        try input.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return [UInt8](data)
     }
 }

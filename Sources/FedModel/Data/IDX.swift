@@ -95,7 +95,7 @@ public enum IDX {
     }
 
     /// Inflates a gzip file, refusing output past `maxBytes`.
-    static func gunzip(_ input: [UInt8], path: String) throws(IDXError) -> [UInt8] {
+    public static func gunzip(_ input: [UInt8], path: String) throws(IDXError) -> [UInt8] {
         var stream = z_stream()
         guard fed_inflateInit2(&stream, 15 + 16) == Z_OK else {
             throw IDXError(path: path, reason: "inflateInit failed")
