@@ -39,31 +39,9 @@ extension Fed.Bench {
 
         func run() throws {
             let mode = Compression(name: compression)!
-            var child: Process?
-            var dir: URL?
-            let host: String
-            let port: Int
-            if let server {
-                let parts = server.split(separator: ":")
-                guard parts.count == 2, let p = Int(parts[1]) else {
-                    throw ValidationError("--server must be HOST:PORT")
-                }
-                (host, port) = (String(parts[0]), p)
-            } else {
-                let d = FileManager.default.temporaryDirectory.appendingPathComponent("fed-bench-\(getpid())")
-                try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-                dir = d
-                let (process, p) = try ChildServer.start(checkpoint: d.appendingPathComponent("model.fedk").path)
-                child = process
-                (host, port) = ("127.0.0.1", p)
-            }
-            defer {
-                if let child {
-                    kill(child.processIdentifier, SIGTERM)
-                    child.waitUntilExit()
-                }
-                if let dir { try? FileManager.default.removeItem(at: dir) }
-            }
+            let target = try BenchTarget(server: server)
+            defer { withExtendedLifetime(target) {} }  // the child server lives until the end of run
+            let (host, port, child) = (target.host, target.port, target.child)
             print("server \(host):\(port); \(clients) clients; \(seconds) s per figure; fetches in \(mode)")
 
             let loopback = try loopbackCopy(bytes: 1 << 30)

@@ -64,28 +64,9 @@ extension Fed.Bench {
         func run() throws {
             let cell = quick ? 0.25 : seconds
             let clientCounts = quick ? [1, 8] : [1, 8, 64]
-            var child: Process?
-            let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("fed-wire-\(getpid())")
-            try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-            defer {
-                if let child {
-                    kill(child.processIdentifier, SIGTERM)
-                    child.waitUntilExit()
-                }
-                try? FileManager.default.removeItem(at: tmp)
-            }
-            let host: String, port: Int
-            if let server {
-                let parts = server.split(separator: ":")
-                guard parts.count == 2, let p = Int(parts[1]) else {
-                    throw ValidationError("--server must be HOST:PORT")
-                }
-                (host, port) = (String(parts[0]), p)
-            } else {
-                let (p, pt) = try ChildServer.start(checkpoint: tmp.appendingPathComponent("model.fedk").path)
-                child = p
-                (host, port) = ("127.0.0.1", pt)
-            }
+            let target = try BenchTarget(server: server)
+            defer { withExtendedLifetime(target) {} }  // the child server lives until the end of run
+            let (host, port, child) = (target.host, target.port, target.child)
 
             var weightSets: [(String, [Tensor])] = []
             if !quick { weightSets.append(("fresh", MLP(seed: 1).tensors())) }

@@ -46,3 +46,43 @@ enum ChildServer {
         return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
+
+/// Parses `HOST:PORT`.
+func parseHostPort(_ text: String) throws -> (host: String, port: Int) {
+    let parts = text.split(separator: ":")
+    guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
+        throw ValidationError("\(text) is not HOST:PORT")
+    }
+    return (String(parts[0]), port)
+}
+
+/// The server a benchmark measures: `--server HOST:PORT` if given, else a
+/// `fed server` child with a temporary checkpoint, stopped (SIGTERM) and
+/// cleaned up when this goes away.
+final class BenchTarget {
+    let host: String
+    let port: Int
+    let child: Process?
+    private let dir: URL?
+
+    init(server: String?) throws {
+        if let server {
+            (host, port) = try parseHostPort(server)
+            (child, dir) = (nil, nil)
+        } else {
+            let d = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "fed-bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+            try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+            let (process, p) = try ChildServer.start(checkpoint: d.appendingPathComponent("model.fedk").path)
+            (host, port, child, dir) = ("127.0.0.1", p, process, d)
+        }
+    }
+
+    deinit {
+        if let child {
+            kill(child.processIdentifier, SIGTERM)
+            child.waitUntilExit()
+        }
+        if let dir { try? FileManager.default.removeItem(at: dir) }
+    }
+}

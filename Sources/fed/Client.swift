@@ -45,8 +45,7 @@ extension Fed {
             guard epochs >= 1, batchSize >= 1, batchSize <= 1024, attempts >= 1, backoff >= 0, maxBackoff >= backoff,
                 deadline > 0
             else { throw ValidationError("epochs, batch size, attempts and times must be positive") }
-            let parts = server.split(separator: ":")
-            guard parts.count == 2, Int(parts[1]) != nil else { throw ValidationError("--server must be HOST:PORT") }
+            _ = try parseHostPort(server)
         }
 
         static func checkRange(_ l: Int, _ r: Int) throws {
@@ -86,8 +85,7 @@ extension Fed {
             }
             print("\(note); \(split)")
             let mine = Array(slices[(bounds[0] - 1)..<bounds[1]])
-            let parts = server.split(separator: ":")
-            let host = String(parts[0]), port = Int(parts[1])!
+            let (host, port) = try parseHostPort(server)
             let t: any ModelTransport =
                 transport == "http"
                 ? HTTPTransport(host: host, port: port, clientID: clientID)

@@ -22,8 +22,13 @@ enum FedProcess {
 
     /// Runs `fed args`, returning exit status and combined output.
     static func run(_ args: [String]) throws -> (status: Int32, output: String) {
+        try run(executable: binary, args)
+    }
+
+    /// Runs any program to its end, returning exit status and combined output.
+    static func run(executable: URL, _ args: [String]) throws -> (status: Int32, output: String) {
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = executable
         p.arguments = args
         let pipe = Pipe()
         p.standardOutput = pipe

@@ -8,16 +8,7 @@ enum Conformance {
     static let script = root.appendingPathComponent("Protocol/conformance/conformance.py").path
 
     static func python(_ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3"] + args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        try FedProcess.run(executable: URL(fileURLWithPath: "/usr/bin/env"), ["python3"] + args)
     }
 
     /// "N passed, N failed" from the last line.
