@@ -1,7 +1,8 @@
 // libFuzzer entry point for FedCodec's decoders. Built by Fuzz/run.sh, not by
 // SwiftPM: it compiles FedCodec's sources with -sanitize=fuzzer,address.
 //
-// With the input's first byte odd, the rest after a type byte is decoded as a
+// With the input's first byte 2 mod 4, the rest is parsed as the original
+// demo's JSON weights and as a fetch answer. With the first byte odd, the rest after a type byte is decoded as a
 // payload directly (mutations are not stopped by the frame CRC). With it even,
 // the first byte chooses how the rest is fed to a FrameDecoder (in chunks of
 // 1 to 128 bytes), so the fuzzer explores split points too. Every
@@ -13,6 +14,13 @@
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
     let limits = Limits(maxPayloadBytes: 1 << 20, maxDecompressedBytes: 4 << 20)
+    if data[0] & 3 == 2 {
+        // The original's JSON weights and fetch answers (the HTTP layer's input).
+        let text = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
+        _ = try? WeightsJSONParser.parse(text)
+        _ = try? LegacyJSON.parseModelAnswer(text)
+        return 0
+    }
     if data[0] & 1 == 1 {
         guard size > 1 else { return 0 }
         let type = MessageType.allCases[Int(data[1]) % MessageType.allCases.count]

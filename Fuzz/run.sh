@@ -18,4 +18,7 @@ for f in Protocol/vectors/*.bin; do
         { printf '\x01'; printf "\\x$(printf %02x $(( $(od -An -tu1 -j5 -N1 "$f") - 1 )))"; tail -c +21 "$f"; } > "fuzz-corpus/$name.payload"
     fi
 done
+# Seeds for the JSON mode (first byte 2).
+[ -f fuzz-corpus/json-weights ] || printf '\x02[[[0.5, -1.25e-3], [3, 4]], [1.0, 2.0], 7]' > fuzz-corpus/json-weights
+[ -f fuzz-corpus/json-answer ] || printf '\x02{"id": "s", "datasets": 5000, "weights": [[1.5], [2]]}' > fuzz-corpus/json-answer
 "$out/fuzz-codec" -runs="$runs" -max_len=65536 -print_final_stats=1 "$@" fuzz-corpus
