@@ -15,7 +15,8 @@ final class RunningServer {
     var checkpoint: String { dir.appendingPathComponent("model.fedk").path }
 
     init(
-        tensors: [Tensor] = constantTensors(0), requestTimeout: TimeAmount = .seconds(10), maxConnections: Int = 256
+        tensors: [Tensor] = constantTensors(0), requestTimeout: TimeAmount = .seconds(10), maxConnections: Int = 256,
+        idleTimeout: TimeAmount = .seconds(300)
     ) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("srv-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -24,7 +25,7 @@ final class RunningServer {
         server = try FederatedServer.start(
             configuration: ServerConfiguration(
                 port: 0, checkpointPath: dir.appendingPathComponent("model.fedk").path, maxConnections: maxConnections,
-                requestTimeout: requestTimeout),
+                idleTimeout: idleTimeout, requestTimeout: requestTimeout),
             initial: tensors, logger: logger, threads: 2)
     }
 
@@ -185,6 +186,20 @@ struct ServerTests {
         guard case .model = try other.fetch(held: 0) else { throw TestError("other not served") }
     }
 
+    @Test("A connection silent for the idle timeout is closed; an active one is not")
+    func idleTimeout() throws {
+        let s = try RunningServer(idleTimeout: .milliseconds(500))
+        let idle = try TestClient(port: s.port)
+        _ = try idle.handshake()
+        let active = try TestClient(port: s.port)
+        _ = try active.handshake()
+        for _ in 0..<8 {
+            usleep(150_000)
+            guard case .pong = try active.fetchPing() else { throw TestError("active client dropped") }
+        }
+        #expect(idle.closedByServer())
+    }
+
     @Test("Connections over the limit are closed on arrival")
     func connectionLimit() throws {
         let s = try RunningServer(maxConnections: 2)
@@ -202,5 +217,13 @@ struct ServerTests {
         let c = try TestClient(port: s.port)
         try c.send(Array("\u{16}\u{03}\u{01}hello".utf8))
         #expect(c.closedByServer())
+    }
+}
+
+extension TestClient {
+    func fetchPing() throws -> Message {
+        _ = try send(.ping(nonce: 1))
+        guard let (_, m) = try receive() else { throw TestError("closed") }
+        return m
     }
 }
