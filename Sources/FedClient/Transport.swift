@@ -44,13 +44,16 @@ public final class BinaryTransport: ModelTransport {
     public let clientID: String
     public let compression: Compression
     public let timeout: Double
+    public let authToken: String
     private var connection: Connection?
     private var closedBytes = (sent: 0, received: 0)
     private var agreed: UInt8 = 1
 
     public init(
-        host: String, port: Int, clientID: String, compression: Compression = .shuffleZlib, timeout: Double = 30
+        host: String, port: Int, clientID: String, compression: Compression = .shuffleZlib, timeout: Double = 30,
+        authToken: String = ""
     ) {
+        self.authToken = authToken
         self.host = host
         self.port = port
         self.clientID = clientID
@@ -69,15 +72,22 @@ public final class BinaryTransport: ModelTransport {
         connection = nil
     }
 
+    /// The open, handshaken connection, opening one if needed. A connection
+    /// whose handshake fails is dropped, so the next call starts afresh.
     private func connected() throws -> Connection {
         if let c = connection { return c }
         let c = try Connection(host: host, port: port, timeout: timeout)
         connection = c
-        let answer = try c.request(.hello(Hello(compressions: 0b111, clientID: clientID)))
-        switch answer {
-        case .welcome(let w): agreed = w.compressions | 1
-        case .error(let e): throw RemoteError(code: e.code, message: e.message, retryable: e.retryable)
-        default: throw ConnectionError.protocolViolation("HELLO answered with \(answer.type)")
+        do {
+            let answer = try c.request(.hello(Hello(compressions: 0b111, clientID: clientID, authToken: authToken)))
+            switch answer {
+            case .welcome(let w): agreed = w.compressions | 1
+            case .error(let e): throw RemoteError(code: e.code, message: e.message, retryable: e.retryable)
+            default: throw ConnectionError.protocolViolation("HELLO answered with \(answer.type)")
+            }
+        } catch {
+            reset()
+            throw error
         }
         return c
     }

@@ -32,6 +32,7 @@ extension Fed {
         @Option(help: "Largest backoff in seconds.") var maxBackoff = 8.0
         @Option(help: "Give up a request after this many seconds of retrying.") var deadline = 60.0
         @Option(help: "Seed of the initial weights and shuffles.") var seed: UInt64 = 1
+        @Option(help: "Auth token for a server that requires one (binary transport).") var authToken = ""
 
         func validate() throws {
             guard transport == "binary" || transport == "http" else {
@@ -90,7 +91,8 @@ extension Fed {
                 transport == "http"
                 ? HTTPTransport(host: host, port: port, clientID: clientID)
                 : BinaryTransport(
-                    host: host, port: port, clientID: clientID, compression: Compression(name: compression)!)
+                    host: host, port: port, clientID: clientID, compression: Compression(name: compression)!,
+                    authToken: authToken)
             let policy = RetryPolicy(
                 maxAttempts: attempts, initialBackoff: .milliseconds(Int64(backoff * 1000)), multiplier: 2,
                 maxBackoff: .milliseconds(Int64(maxBackoff * 1000)), deadline: .milliseconds(Int64(deadline * 1000)))

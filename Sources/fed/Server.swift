@@ -39,6 +39,9 @@ extension Fed {
         @Option(help: "Seconds a connection may stay silent.") var idleTimeout = 300
         @Option(help: "Seconds to receive one request once it has started.") var requestTimeout = 30
         @Option(help: "Server id sent to clients.") var serverId = "fed-server"
+        @Option(help: "A token binary clients must present (repeatable; none: no authentication).")
+        var authToken: [String] = []
+        @Flag(help: "Do not serve the original demo's HTTP interface (it cannot authenticate).") var noHttp = false
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
         func validate() throws {
@@ -64,12 +67,15 @@ extension Fed {
                 maxDatasets: maxDatasets,
                 limits: Limits(maxPayloadBytes: maxPayload, maxDecompressedBytes: maxDecompressed),
                 maxHTTPBodyBytes: maxBody, maxConnections: maxConnections, idleTimeout: .seconds(Int64(idleTimeout)),
-                requestTimeout: .seconds(Int64(requestTimeout)))
+                requestTimeout: .seconds(Int64(requestTimeout)), authTokens: Set(authToken), serveHTTP: !noHttp)
             let server: FederatedServer
             do {
                 server = try FederatedServer.start(configuration: config, initial: MLP(seed: seed).tensors())
             } catch {
                 throw ValidationError("cannot start: \(error)")
+            }
+            if !authToken.isEmpty && !noHttp {
+                server.logger.warning("HTTP clients are not authenticated; add --no-http to accept only token holders")
             }
             print("listening on \(host):\(server.localPort)")
             fflush(nil)  // all streams: scripts wait for this line

@@ -16,7 +16,7 @@ final class RunningServer {
 
     init(
         tensors: [Tensor] = constantTensors(0), requestTimeout: TimeAmount = .seconds(10), maxConnections: Int = 256,
-        idleTimeout: TimeAmount = .seconds(300)
+        idleTimeout: TimeAmount = .seconds(300), authTokens: Set<String> = [], serveHTTP: Bool = true
     ) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("srv-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -25,7 +25,8 @@ final class RunningServer {
         server = try FederatedServer.start(
             configuration: ServerConfiguration(
                 port: 0, checkpointPath: dir.appendingPathComponent("model.fedk").path, maxConnections: maxConnections,
-                idleTimeout: idleTimeout, requestTimeout: requestTimeout),
+                idleTimeout: idleTimeout, requestTimeout: requestTimeout, authTokens: authTokens,
+                serveHTTP: serveHTTP),
             initial: tensors, logger: logger, threads: 2)
     }
 
@@ -198,6 +199,24 @@ struct ServerTests {
             guard case .pong = try active.fetchPing() else { throw TestError("active client dropped") }
         }
         #expect(idle.closedByServer())
+    }
+
+    @Test("With auth tokens, HELLO without a known token gets unauthorized and is closed; HTTP can be turned off")
+    func authentication() throws {
+        let s = try RunningServer(authTokens: ["s3cret"], serveHTTP: false)
+        for token in ["", "guess"] {
+            let c = try TestClient(port: s.port)
+            _ = try c.send(.hello(Hello(clientID: "x", authToken: token)))
+            guard case .error(let e)? = try c.receive()?.1 else { throw TestError("no ERROR") }
+            #expect(e.code == .unauthorized)
+            #expect(c.closedByServer())
+        }
+        let ok = try TestClient(port: s.port)
+        _ = try ok.send(.hello(Hello(clientID: "x", authToken: "s3cret")))
+        guard case .welcome? = try ok.receive()?.1 else { throw TestError("token refused") }
+        let http = try TestClient(port: s.port)
+        try http.send(Array("GET /?id=a HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(http.closedByServer())
     }
 
     @Test("Connections over the limit are closed on arrival")

@@ -169,6 +169,18 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
                 }
                 return
             }
+            let tokens = context.configuration.authTokens
+            guard tokens.isEmpty || tokens.contains(hello.authToken) else {
+                logger.warning(
+                    "client \(hello.clientID) refused: \(hello.authToken.isEmpty ? "no" : "unknown") auth token")
+                sendError(ctx, .unauthorized, "a valid auth token is required", requestID: id)
+                closing = true
+                let channel = ctx.channel
+                ctx.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                    channel.close(promise: nil)
+                }
+                return
+            }
             clientID = hello.clientID
             logger[metadataKey: "client"] = "\(hello.clientID)"
             compressions = (hello.compressions & context.configuration.compressions) | Compression.none.bit

@@ -64,6 +64,10 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             } catch {
                 ctx.close(promise: nil)
             }
+        case .http where !context.configuration.serveHTTP:
+            context.logger.warning(
+                "closing HTTP connection from \(ctx.remoteAddress?.description ?? "?"): HTTP is disabled")
+            ctx.close(promise: nil)
         case .http:
             do {
                 let http = HTTPConnectionHandler(context: context)

@@ -29,13 +29,20 @@ public struct ServerConfiguration: Sendable {
     public var requestTimeout: TimeAmount
     /// Compressions the server accepts and offers (bit per mode).
     public var compressions: UInt8
+    /// Tokens a binary client must present in HELLO; empty: no authentication.
+    public var authTokens: Set<String>
+    /// Whether the original demo's HTTP interface is served (it has no authentication).
+    public var serveHTTP: Bool
 
     public init(
         host: String = "127.0.0.1", port: Int = 5000, checkpointPath: String = "model.fedk", saveEvery: Int = 1,
         serverID: String = "fed-server", maxDatasets: UInt64 = 60_000, limits: Limits = .default,
         maxHTTPBodyBytes: Int = 32 << 20, maxConnections: Int = 1024, idleTimeout: TimeAmount = .seconds(300),
-        requestTimeout: TimeAmount = .seconds(30), compressions: UInt8 = 0b111
+        requestTimeout: TimeAmount = .seconds(30), compressions: UInt8 = 0b111, authTokens: Set<String> = [],
+        serveHTTP: Bool = true
     ) {
+        self.authTokens = authTokens
+        self.serveHTTP = serveHTTP
         self.host = host
         self.port = port
         self.checkpointPath = checkpointPath
