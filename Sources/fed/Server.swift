@@ -56,6 +56,14 @@ extension Fed {
         }
 
         func run() throws {
+            // Block SIGINT/SIGTERM in every thread (NIO's threads inherit this
+            // mask) and take them with sigwait below: a signal sent at any
+            // moment after `listening on` is printed is never lost.
+            var stopSignals = sigset_t()
+            sigemptyset(&stopSignals)
+            sigaddset(&stopSignals, SIGINT)
+            sigaddset(&stopSignals, SIGTERM)
+            pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
             let level = Logger.Level(rawValue: logLevel)!
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
@@ -80,20 +88,10 @@ extension Fed {
             print("listening on \(host):\(server.localPort)")
             fflush(nil)  // all streams: scripts wait for this line
 
-            signal(SIGINT, SIG_IGN)
-            signal(SIGTERM, SIG_IGN)
-            let done = DispatchSemaphore(value: 0)
-            var sources: [DispatchSourceSignal] = []
-            for sig in [SIGINT, SIGTERM] {
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                source.setEventHandler { done.signal() }
-                source.resume()
-                sources.append(source)
-            }
-            done.wait()
+            var received: Int32 = 0
+            sigwait(&stopSignals, &received)
             server.logger.info("stopping")
             try server.shutdown()
-            withExtendedLifetime(sources) {}
         }
     }
 }

@@ -126,7 +126,13 @@ struct DataFetchTests {
             }
             throw TestError("mirror did not start")
         }
-        deinit { process.terminate() }
+        func stop() {
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+        }
+        deinit { stop() }
     }
 
     @Test("Downloads from a mirror, verifies SHA-256, refuses a corrupt file and says why")
@@ -143,6 +149,7 @@ struct DataFetchTests {
         let good = try [UInt8](Data(contentsOf: URL(fileURLWithPath: FedProcess.mnist + "/train-labels-idx1-ubyte.gz")))
         try Data(good.prefix(good.count)).write(to: served.appendingPathComponent("train-labels-idx1-ubyte.gz"))
         let mirror = try Mirror(dir: served.path)
+        defer { mirror.stop() }  // no server may outlive the test
         let base = "http://127.0.0.1:\(mirror.port)/"
 
         let ok = try FedProcess.run(["data", "fetch", "--dir", target.path, "--mirror", base, "--only", "t10k"])
