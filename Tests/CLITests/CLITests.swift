@@ -117,8 +117,8 @@ struct DataFetchTests {
             process.arguments = [
                 "python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir,
             ]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
+            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")  // not the shared nullDevice: Process may close it
+            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
             try process.run()
             for _ in 0..<100 {
                 if (try? TestClient(port: port)) != nil { return }

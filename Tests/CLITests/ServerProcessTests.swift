@@ -18,7 +18,7 @@ final class ServerProcess {
         process.arguments =
             ["server", "--port", String(requested), "--checkpoint", checkpoint, "--log-level", "warning"] + extra
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
         // Wait (bounded) for "listening on HOST:PORT".
         var text = ""
