@@ -117,7 +117,8 @@ struct DataFetchTests {
             process.arguments = [
                 "python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir,
             ]
-            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")  // not the shared nullDevice: Process may close it
+            // A fresh handle, not the shared nullDevice: a concurrent spawn may close that one.
+            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
             process.standardError = FileHandle(forWritingAtPath: "/dev/null")
             try process.run()
             for _ in 0..<100 {
