@@ -54,30 +54,40 @@ public enum WeightsJSONParser {
             i += 1
         }
 
-        mutating func document() throws(Failure) -> [Tensor] {
-            try expect(UInt8(ascii: "["))
-            var tensors: [Tensor] = []
+        /// The elements of a list whose `[` has been consumed, each read by
+        /// `element`, up to and including the closing `]`; returns their count.
+        mutating func listElements(_ element: (inout Parser) throws(Failure) -> Void) throws(Failure) -> Int {
             skipSpace()
             if i < count, base[i] == UInt8(ascii: "]") {
                 i += 1
-            } else {
-                while true {
-                    var values: [Float] = []
-                    var dims: [Int] = []
-                    var leafDepth: Int?
-                    try value(depth: 0, dims: &dims, leafDepth: &leafDepth, values: &values)
-                    let shape = Array(dims.prefix(leafDepth ?? dims.count))
-                    guard let t = try? Tensor(shape: shape, values: values) else { throw fail("ragged tensor") }
-                    tensors.append(t)
-                    skipSpace()
-                    guard i < count else { throw fail("unterminated list") }
-                    if base[i] == UInt8(ascii: ",") {
-                        i += 1
-                        continue
-                    }
-                    try expect(UInt8(ascii: "]"))
-                    break
+                return 0
+            }
+            var n = 0
+            while true {
+                try element(&self)
+                n += 1
+                skipSpace()
+                guard i < count else { throw fail("unterminated list") }
+                if base[i] == UInt8(ascii: ",") {
+                    i += 1
+                    continue
                 }
+                try expect(UInt8(ascii: "]"))
+                return n
+            }
+        }
+
+        mutating func document() throws(Failure) -> [Tensor] {
+            try expect(UInt8(ascii: "["))
+            var tensors: [Tensor] = []
+            _ = try listElements { (p) throws(Failure) in
+                var values: [Float] = []
+                var dims: [Int] = []
+                var leafDepth: Int?
+                try p.value(depth: 0, dims: &dims, leafDepth: &leafDepth, values: &values)
+                let shape = Array(dims.prefix(leafDepth ?? dims.count))
+                guard let t = try? Tensor(shape: shape, values: values) else { throw p.fail("ragged tensor") }
+                tensors.append(t)
             }
             return tensors
         }
@@ -94,23 +104,8 @@ public enum WeightsJSONParser {
             if base[i] == UInt8(ascii: "[") {
                 if let leaf = leafDepth, depth >= leaf { throw fail("a list where a number was expected") }
                 i += 1
-                var n = 0
-                skipSpace()
-                if i < count, base[i] == UInt8(ascii: "]") {
-                    i += 1
-                } else {
-                    while true {
-                        try value(depth: depth + 1, dims: &dims, leafDepth: &leafDepth, values: &values)
-                        n += 1
-                        skipSpace()
-                        guard i < count else { throw fail("unterminated list") }
-                        if base[i] == UInt8(ascii: ",") {
-                            i += 1
-                            continue
-                        }
-                        try expect(UInt8(ascii: "]"))
-                        break
-                    }
+                let n = try listElements { (p) throws(Failure) in
+                    try p.value(depth: depth + 1, dims: &dims, leafDepth: &leafDepth, values: &values)
                 }
                 while dims.count <= depth { dims.append(-1) }
                 if dims[depth] == -1 {
