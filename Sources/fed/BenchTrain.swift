@@ -30,6 +30,13 @@ extension Fed.Bench {
         @Option(help: "Threads for the matrix products.") var threads = min(
             2, ProcessInfo.processInfo.activeProcessorCount)
         @Option(help: "Seed of the initial weights and the shuffles.") var seed: UInt64 = 1
+        @Option(
+            help: ArgumentHelp(
+                "Train this many models, seeds --seed, --seed+1, ..., and print the accuracy of each and their spread.",
+                discussion:
+                    "One run's accuracy varies by about a point with the seed (the same holds for TensorFlow), so compare distributions, not single runs."
+            ))
+        var seeds = 1
         @Flag(help: "Feed raw 0...255 pixels, as the original did, instead of scaling to [0, 1].") var rawPixels = false
         @Option(
             help:
@@ -41,6 +48,7 @@ extension Fed.Bench {
             guard samples > 0, epochs > 0, batchSize > 0, batchSize <= 1024, threads > 0 else {
                 throw ValidationError("--samples, --epochs, --threads must be positive and --batch-size in 1...1024")
             }
+            guard (1...1000).contains(seeds) else { throw ValidationError("--seeds must be in 1...1000") }
         }
 
         func run() throws {
@@ -88,6 +96,34 @@ extension Fed.Bench {
                 String(
                     format: "  speed-up over that reference: %.2fx", 8.6 / secs * Double(train.count * epochs) / 100_000
                 ))
+            if seeds > 1 {
+                try accuracyOverSeeds(train: train, test: test, first: evaluation.accuracy)
+            }
+        }
+
+        /// Trains `seeds - 1` more models (the first one's accuracy is given) and prints each
+        /// accuracy and the spread over all of them.
+        func accuracyOverSeeds(train: Dataset, test: Dataset, first: Double) throws {
+            print("\naccuracy over \(seeds) seeds (\(epochs) epochs each):")
+            var accuracies = [first]
+            print(String(format: "  seed %d: %.4f", seed, first))
+            for s in seed + 1..<seed + UInt64(seeds) {
+                let trainer = Trainer(model: MLP(seed: s), maxBatch: max(256, batchSize), threads: threads)
+                var rng = SeededGenerator(seed: s &+ 1)
+                for epoch in 1...epochs {
+                    _ = trainer.trainEpoch(train, batchSize: batchSize, rng: &rng)
+                    if Progress.isTerminal { Progress.line("  seed \(s): epoch \(epoch)/\(epochs)") }
+                }
+                let accuracy = trainer.evaluate(test).accuracy
+                accuracies.append(accuracy)
+                Progress.line(String(format: "  seed %d: %.4f", s, accuracy))
+                Progress.done()
+            }
+            let summary = SampleSummary(accuracies)
+            print(
+                String(
+                    format: "  mean %.4f  sd %.4f  min %.4f  median %.4f  max %.4f  (%d runs)", summary.mean,
+                    summary.standardDeviation, summary.min, summary.median, summary.max, accuracies.count))
         }
 
         func printKernelRates(peak: Double) {

@@ -42,3 +42,27 @@ enum Bar {
         print(String(format: "  %@  %@: %.2f (need >= %.2f)", ok ? "PASS" : "MISS", name, value, atLeast))
     }
 }
+
+/// Mean, sample standard deviation (n - 1), min, median and max of a non-empty sample.
+struct SampleSummary {
+    var mean: Double
+    var standardDeviation: Double
+    var min: Double
+    var median: Double
+    var max: Double
+
+    /// - Precondition: `values` is not empty.
+    init(_ values: [Double]) {
+        precondition(!values.isEmpty, "SampleSummary needs at least one value")
+        let sorted = values.sorted()
+        let n = Double(values.count)
+        mean = values.reduce(0, +) / n
+        let m = mean
+        standardDeviation =
+            values.count > 1 ? (values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / (n - 1)).squareRoot() : 0
+        min = sorted[0]
+        max = sorted[sorted.count - 1]
+        let mid = sorted.count / 2
+        median = sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+    }
+}
