@@ -16,8 +16,9 @@ extension Fed.Bench {
                 next to this machine's peak multiply-add rate measured in the same run.
                 Data: MNIST-format IDX files in --data (train-images-idx3-ubyte[.gz] and labels; \
                 without training images, the t10k files are split: the first --samples to train, \
-                the rest to test). Build with -c release, and FED_TARGET_CPU=native for AVX/FMA \
-                (see the README).
+                the rest to test). Build with -c release; the README says how the kernels' target \
+                CPU is chosen (FED_TARGET_CPU). --seeds N trains N models and prints the spread \
+                of their accuracy.
                 """
         )
 
@@ -166,7 +167,7 @@ enum BuildInfo {
             let mode = "release"
         #endif
         return
-            "\(mode); kernels \(FedModelBuild.fusedMultiplyAdd ? "with FMA (FED_TARGET_CPU set)" : "for baseline x86-64, no FMA (set FED_TARGET_CPU=native)")"
+            "\(mode); kernels \(FedModelBuild.fusedMultiplyAdd ? "built for a CPU with FMA (see the README)" : "for the portable baseline, no FMA (slow: see FED_TARGET_CPU in the README)")"
     }
 }
 

@@ -6,8 +6,9 @@ public typealias Vec = SIMD16<Float>
 /// Release builds of Swift target baseline x86-64 unless told otherwise, and
 /// there `addingProduct` is a library call per lane (about 0.8 GFLOP/s). So
 /// the fused form is used only when the package is built for a CPU with FMA,
-/// which defines `FED_FMA` (see Package.swift and the README: set
-/// `FED_TARGET_CPU`); otherwise a separate multiply and add.
+/// which defines `FED_FMA` (Package.swift does so for the root package on a
+/// machine with FMA, or as FED_TARGET_CPU says; see the README); otherwise a
+/// separate multiply and add.
 @inline(__always)
 func fmadd(_ acc: Vec, _ a: Vec, _ b: Vec) -> Vec {
     #if FED_FMA
