@@ -52,7 +52,7 @@ func buildMachineHasFMA() -> Bool {
 
 let package = Package(
     name: "swift-federated",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "FedCodec", targets: ["FedCodec"]),
         .library(name: "FedModel", targets: ["FedModel"]),

@@ -44,6 +44,7 @@ func expectClose(_ got: [Float], _ want: [Float], depth: Int, sourceLocation: So
 /// (m, k, n): odd shapes, and the MLP's own.
 let shapes: [(Int, Int, Int)] = [
     (1, 1, 1), (3, 5, 7), (33, 785, 201), (4, 3, 64), (5, 17, 65), (32, 784, 208), (32, 208, 16), (7, 0, 16),
+    (8, 9, 112), (9, 11, 40),
 ]
 
 @Suite("GEMM kernels")
@@ -83,14 +84,24 @@ struct GEMMTests {
         expectClose(c, Naive.nt(m, n, k, a, b), depth: n)
     }
 
-    @Test("One and two threads give bit-identical results")
-    func threadsAgree() {
+    @Test(
+        "One, two and three threads give bit-identical results",
+        arguments: [(256, 784, 208), (32, 784, 208), (64, 300, 176), (100, 208, 200)])
+    func threadsAgree(shape: (Int, Int, Int)) {
         var rng = SeededGenerator(seed: 9)
-        let (m, k, n) = (256, 784, 208)  // above the threshold where a second thread starts
-        let a = randomMatrix(m * k, &rng), b = randomMatrix(k * n, &rng)
-        var c1 = [Float](repeating: 0, count: m * n), c2 = c1
-        GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &c1, threads: 1)
-        GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &c2, threads: 2)
-        #expect(c1.map(\.bitPattern) == c2.map(\.bitPattern))
+        let (m, k, n) = shape  // all above the threshold where helpers take part
+        let a = randomMatrix(max(m * k, m * n), &rng), b = randomMatrix(max(k * n, m * n), &rng)
+        func bits(_ threads: Int) -> [[UInt32]] {
+            var nn = [Float](repeating: 0, count: m * n)
+            var tn = [Float](repeating: 0, count: k * n)
+            var nt = [Float](repeating: 0, count: m * k)
+            GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &nn, threads: threads)
+            GEMM.tn(m: m, n: n, k: k, a: a, b: b, c: &tn, threads: threads)
+            GEMM.nt(m: m, n: n, k: k, a: a, b: b, c: &nt, threads: threads)
+            return [nn, tn, nt].map { $0.map(\.bitPattern) }
+        }
+        let one = bits(1)
+        #expect(bits(2) == one)
+        #expect(bits(3) == one)
     }
 }

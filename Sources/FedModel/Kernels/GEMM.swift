@@ -99,9 +99,22 @@ public enum GEMM {
                 c: c, cStride: cStride, accumulate: accumulate)
             return
         }
-        // Edge tiles: one row and one 16-column vector at a time, then scalars.
+        // Edge tiles. Four rows: 4 x 16 blocks (four independent chains, not one), then
+        // each row's scalar tail. Every element is still one chain over the depth in
+        // order, so it gets the same bits whichever kernel computes it (whatever the
+        // column split between threads).
+        var first = 0
+        if rows == 4 {
+            while first + 16 <= cols {
+                tile4x16(
+                    depth: depth, a: aRow, aRowStride: aRowStride, aDepthStride: aDepthStride, b: b + first,
+                    bStride: bStride, c: c + first, cStride: cStride, accumulate: accumulate)
+                first += 16
+            }
+        }
+        // Fewer rows: one row and one 16-column vector at a time, then scalars.
         for r in 0..<rows {
-            var v = 0
+            var v = first
             while v + 16 <= cols {
                 var acc = accumulate ? load(c + r * cStride + v) : Vec()
                 var ap = aRow + r * aRowStride
@@ -167,6 +180,29 @@ public enum GEMM {
         store(c30, r3); store(c31, r3 + 16); store(c32, r3 + 32); store(c33, r3 + 48)
     }
 
+    /// A 4 x 16 tile: four accumulators, for the columns left of a 64-column tile.
+    @inline(__always)
+    static func tile4x16(
+        depth: Int, a: UnsafePointer<Float>, aRowStride: Int, aDepthStride: Int, b: UnsafePointer<Float>,
+        bStride: Int, c: UnsafeMutablePointer<Float>, cStride: Int, accumulate: Bool
+    ) {
+        let r1 = c + cStride, r2 = c + 2 * cStride, r3 = c + 3 * cStride
+        var c0 = accumulate ? load(c) : Vec(), c1 = accumulate ? load(r1) : Vec()
+        var c2 = accumulate ? load(r2) : Vec(), c3 = accumulate ? load(r3) : Vec()
+        var ap = a
+        var bp = b
+        for _ in 0..<depth {
+            let bv = load(bp)
+            c0 = fmadd(c0, Vec(repeating: ap[0]), bv)
+            c1 = fmadd(c1, Vec(repeating: ap[aRowStride]), bv)
+            c2 = fmadd(c2, Vec(repeating: ap[2 * aRowStride]), bv)
+            c3 = fmadd(c3, Vec(repeating: ap[3 * aRowStride]), bv)
+            ap += aDepthStride
+            bp += bStride
+        }
+        store(c0, c); store(c1, r1); store(c2, r2); store(c3, r3)
+    }
+
     /// Up to 4 x 4 dot products of rows of `a` and rows of `b`, each of length `n`.
     @inline(__always)
     static func dotTile(
@@ -218,30 +254,28 @@ public enum GEMM {
 
     // MARK: - Threads
 
-    /// Below this many flops a product runs on the calling thread: waking a
-    /// second one with `concurrentPerform` costs more than it saves. Measured
-    /// with `fed bench train`: the batch-32 first layer (10 MFLOP) ran at 174
-    /// GFLOP/s on one thread and 85 on two.
-    static let parallelThreshold = 24_000_000
+    /// Below this many flops a product runs on the calling thread: handing
+    /// part of it to a helper (`WorkerPool`) costs a few microseconds.
+    static let parallelThreshold = 2_000_000
 
     /// Splits `0..<n` into column panels (multiples of 64, or of 16 at the
     /// end) for up to `threads` threads.
-    static func parallelPanels(n: Int, threads: Int, work: Int, _ body: (Int, Int) -> Void) {
+    static func parallelPanels(n: Int, threads: Int, work: Int, _ body: @escaping (Int, Int) -> Void) {
         let vectors = (n + 15) / 16
         parallelRanges(count: vectors, threads: threads, work: work) { v0, v1 in body(v0 * 16, min(v1 * 16, n)) }
     }
 
-    static func parallelRanges(count: Int, threads: Int, work: Int, _ body: (Int, Int) -> Void) {
-        let parts = work >= parallelThreshold ? min(max(threads, 1), count) : 1
+    /// Splits `0..<count` into up to `threads` ranges, run by `WorkerPool.shared`.
+    static func parallelRanges(count: Int, threads: Int, work: Int, _ body: @escaping (Int, Int) -> Void) {
+        let parts = work >= parallelThreshold ? min(max(threads, 1), count, WorkerPool.shared.helpers + 1) : 1
         if parts <= 1 {
             body(0, count)
             return
         }
         // Each part writes a disjoint range of the output, so sharing the
         // (non-Sendable) closure and its pointers across threads is safe.
-        nonisolated(unsafe) let body = body
         // Chunk boundaries are multiples of 4 vectors (one 64-column tile) where possible.
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        WorkerPool.shared.run(parts: parts) { part in
             let lo = part * count / parts
             let hi = (part + 1) * count / parts
             let alignedLo = part == 0 ? 0 : min(count, (lo + 2) / 4 * 4)
