@@ -42,14 +42,17 @@ public struct Adam: Sendable {
         }
     }
 
-    /// Applies one step to every parameter array, with its gradient.
+    /// Applies one step to every parameter array, with its gradient. Arrays of
+    /// `parallelThreshold` elements or more are split into ranges for up to
+    /// `threads` threads (`WorkerPool`); each element's update is the same
+    /// whichever thread makes it, so the result does not depend on `threads`.
     /// Invariant: `parameters[i].count == gradients[i].count`, a multiple of 16.
-    public mutating func update(_ parameters: inout [[Float]], gradients: [[Float]]) {
+    public mutating func update(_ parameters: inout [[Float]], gradients: [[Float]], threads: Int = 1) {
         step += 1
         let t = Float(step)
-        let alpha = learningRate * (1 - powf(beta2, t)).squareRoot() / (1 - powf(beta1, t))
-        let a = Vec(repeating: alpha), e = Vec(repeating: epsilon)
-        let k1 = Vec(repeating: 1 - beta1), k2 = Vec(repeating: 1 - beta2)
+        let constants = Constants(
+            alpha: learningRate * (1 - powf(beta2, t)).squareRoot() / (1 - powf(beta1, t)), epsilon: epsilon,
+            k1: 1 - beta1, k2: 1 - beta2)
         for i in parameters.indices {
             let n = parameters[i].count
             precondition(n % 16 == 0 && gradients[i].count == n)
@@ -57,23 +60,56 @@ public struct Adam: Sendable {
                 m[i].withUnsafeMutableBufferPointer { mb in
                     v[i].withUnsafeMutableBufferPointer { vb in
                         gradients[i].withUnsafeBufferPointer { gb in
-                            var j = 0
-                            while j < n {
-                                let g = load(gb.baseAddress! + j)
-                                var mj = load(mb.baseAddress! + j)
-                                var vj = load(vb.baseAddress! + j)
-                                mj += (g - mj) * k1
-                                vj += (g * g - vj) * k2
-                                let wj = load(w.baseAddress! + j) - a * mj / (vectorSquareRoot(vj) + e)
-                                store(mj, mb.baseAddress! + j)
-                                store(vj, vb.baseAddress! + j)
-                                store(wj, w.baseAddress! + j)
-                                j += 16
+                            let arrays = Arrays(
+                                w: w.baseAddress!, m: mb.baseAddress!, v: vb.baseAddress!, g: gb.baseAddress!)
+                            let parts = n >= Self.parallelThreshold ? max(1, min(threads, 8)) : 1
+                            if parts == 1 {
+                                Self.kernel(arrays, 0..<n, constants)
+                                return
+                            }
+                            let vectors = n / 16
+                            WorkerPool.shared.run(parts: parts) { part in
+                                let range = (part * vectors / parts * 16)..<((part + 1) * vectors / parts * 16)
+                                Self.kernel(arrays, range, constants)
                             }
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// Arrays this size or larger are updated by several threads.
+    static let parallelThreshold = 16_384
+
+    struct Constants {
+        var alpha: Float, epsilon: Float, k1: Float, k2: Float
+    }
+
+    /// Pointers to one parameter array, its moments and its gradient; the
+    /// caller keeps them valid until every range is done.
+    struct Arrays: @unchecked Sendable {
+        var w: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
+        var g: UnsafePointer<Float>
+    }
+
+    /// One Adam step on the elements in `range` (bounds multiples of 16).
+    @inline(__always)
+    static func kernel(_ p: Arrays, _ range: Range<Int>, _ c: Constants) {
+        let a = Vec(repeating: c.alpha), e = Vec(repeating: c.epsilon)
+        let k1 = Vec(repeating: c.k1), k2 = Vec(repeating: c.k2)
+        var j = range.lowerBound
+        while j < range.upperBound {
+            let g = load(p.g + j)
+            var mj = load(p.m + j)
+            var vj = load(p.v + j)
+            mj += (g - mj) * k1
+            vj += (g * g - vj) * k2
+            let wj = load(p.w + j) - a * mj / (vectorSquareRoot(vj) + e)
+            store(mj, p.m + j)
+            store(vj, p.v + j)
+            store(wj, p.w + j)
+            j += 16
         }
     }
 }

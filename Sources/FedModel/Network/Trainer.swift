@@ -79,7 +79,7 @@ public final class Trainer {
             let (loss, hits) = softmaxCrossEntropy(batch: b)
             backward(batch: b)
             let t3 = clock.now
-            optimizer.update(&model.parameters, gradients: grads)
+            optimizer.update(&model.parameters, gradients: grads, threads: threads)
             let t4 = clock.now
             timing.data += seconds(t1 - t0)
             timing.forward += seconds(t2 - t1)
