@@ -32,6 +32,8 @@ extension Fed {
         @Option(help: "Largest backoff in seconds.") var maxBackoff = 8.0
         @Option(help: "Give up a request after this many seconds of retrying.") var deadline = 60.0
         @Option(help: "Seed of the initial weights and shuffles.") var seed: UInt64 = 1
+        @Option(help: "Threads for training (the same weights for any number).") var threads = min(
+            2, ProcessInfo.processInfo.activeProcessorCount)
         @Option(help: "Auth token for a server that requires one (binary transport).") var authToken = ""
 
         func validate() throws {
@@ -44,8 +46,8 @@ extension Fed {
             guard range.isEmpty || range.count == 2 else { throw ValidationError("--range takes two numbers: L R") }
             if range.count == 2 { try Self.checkRange(range[0], range[1]) }
             guard epochs >= 1, batchSize >= 1, batchSize <= 1024, attempts >= 1, backoff >= 0, maxBackoff >= backoff,
-                deadline > 0
-            else { throw ValidationError("epochs, batch size, attempts and times must be positive") }
+                deadline > 0, threads >= 1
+            else { throw ValidationError("epochs, batch size, attempts, threads and times must be positive") }
             _ = try parseHostPort(server)
         }
 
@@ -97,7 +99,7 @@ extension Fed {
                 maxAttempts: attempts, initialBackoff: .milliseconds(Int64(backoff * 1000)), multiplier: 2,
                 maxBackoff: .milliseconds(Int64(maxBackoff * 1000)), deadline: .milliseconds(Int64(deadline * 1000)))
             let loop = FederatedLoop(
-                transport: t, options: .init(epochs: epochs, batchSize: batchSize, seed: seed, retry: policy),
+                transport: t, options: .init(epochs: epochs, batchSize: batchSize, seed: seed, retry: policy, threads: threads),
                 log: { line in
                     if interactive { print("") }
                     print("[\(clientID)] \(line)")
