@@ -11,7 +11,8 @@ import Dispatch
 /// Register blocking: each micro-kernel keeps a 4 x 64 tile of `C` (16
 /// vectors) in registers while it walks the shared dimension, so every load
 /// of `B` feeds four rows. Work is split by column panels (`nn`, `tn`) or row
-/// blocks (`nt`) across `threads`; each element of `C` is computed by one
+/// blocks (`nt`) across `threads` (on `WorkerPool.shared`, for products of
+/// `parallelThreshold` flops or more); each element of `C` is computed by one
 /// thread in one fixed order, so the result is bit-identical whatever the
 /// thread count.
 public enum GEMM {

@@ -5,11 +5,12 @@ import Dispatch
 
 /// Trains and runs an `MLP`: forward and backward passes over mini-batches,
 /// the fused softmax + cross-entropy, and Adam. Holds every buffer it needs,
-/// sized once, so a training step allocates nothing.
+/// sized once, so a training step allocates no buffers (only the small job
+/// records of products and updates it shares with `WorkerPool` helpers).
 ///
 /// Determinism: the same model, seed and data give bit-identical weights,
-/// whatever `threads` is (each output of a product is computed by one thread
-/// in a fixed order).
+/// whatever `threads` is (each output of a product, and each parameter's
+/// update, is computed by one thread in a fixed order).
 public final class Trainer {
     public private(set) var model: MLP
     public var optimizer: Adam
