@@ -32,6 +32,13 @@ extension Fed {
         @Option(help: "Largest backoff in seconds.") var maxBackoff = 8.0
         @Option(help: "Give up a request after this many seconds of retrying.") var deadline = 60.0
         @Option(help: "Seed of the initial weights and shuffles.") var seed: UInt64 = 1
+        @Flag(
+            help: ArgumentHelp(
+                "Feed raw 0...255 pixels, as the original's Keras clients did.",
+                discussion:
+                    "Every client of one federation must feed pixels the same way: with the original's clients in the session, give this to every fed client (and to fed evaluate)."
+            ))
+        var rawPixels = false
         @Option(help: "Threads for training (the same weights for any number).") var threads = min(
             2, ProcessInfo.processInfo.activeProcessorCount)
         @Option(help: "Auth token for a server that requires one (binary transport).") var authToken = ""
@@ -82,7 +89,7 @@ extension Fed {
             }
             guard let clientID, !clientID.isEmpty else { throw ValidationError("a client id is required") }
             let (dir, note) = try DataFolder.resolve(data)
-            let (slices, _, split) = try DataFolder.federatedSplit(in: dir, scale: true)
+            let (slices, _, split) = try DataFolder.federatedSplit(in: dir, scale: !rawPixels)
             guard bounds[1] <= slices.count else {
                 throw ValidationError("range \(bounds[0]) \(bounds[1]): only \(slices.count) slices in \(dir)")
             }
@@ -99,7 +106,8 @@ extension Fed {
                 maxAttempts: attempts, initialBackoff: .milliseconds(Int64(backoff * 1000)), multiplier: 2,
                 maxBackoff: .milliseconds(Int64(maxBackoff * 1000)), deadline: .milliseconds(Int64(deadline * 1000)))
             let loop = FederatedLoop(
-                transport: t, options: .init(epochs: epochs, batchSize: batchSize, seed: seed, retry: policy, threads: threads),
+                transport: t,
+                options: .init(epochs: epochs, batchSize: batchSize, seed: seed, retry: policy, threads: threads),
                 log: { line in
                     if interactive { print("") }
                     print("[\(clientID)] \(line)")

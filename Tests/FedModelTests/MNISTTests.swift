@@ -44,3 +44,44 @@ struct MNISTTests {
         #expect(result.accuracy >= 0.93, "\(result.report())")
     }
 }
+
+/// Fashion-MNIST from Debian's dataset-fashion-mnist (.ci/run installs it).
+enum FashionMNIST {
+    static let directory = "/usr/share/datasets/fashion-mnist"
+
+    static var available: Bool {
+        [
+            "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+        ]
+        .allSatisfy { FileManager.default.fileExists(atPath: directory + "/" + $0) }
+    }
+}
+
+@Suite("Fashion-MNIST")
+struct FashionMNISTTests {
+    /// The setting: the first 5,000 training images, 20 epochs, the full
+    /// test set. One run's accuracy depends on the seed (here 0.820-0.846 over
+    /// 24 seeds, mean 0.834; TensorFlow 0.785-0.841, mean 0.822: see the README),
+    /// so three seeds are trained and the floors sit below that spread.
+    @Test(
+        "Trained on the first 5,000 training images, three seeds average at least 0.82 on the full test set",
+        .enabled(if: FashionMNIST.available), .timeLimit(.minutes(10)))
+    func trains() throws {
+        let d = FashionMNIST.directory
+        let train = try IDX.dataset(
+            images: d + "/train-images-idx3-ubyte.gz", labels: d + "/train-labels-idx1-ubyte.gz"
+        ).split(first: 5000).0
+        let test = try IDX.dataset(images: d + "/t10k-images-idx3-ubyte.gz", labels: d + "/t10k-labels-idx1-ubyte.gz")
+        #expect(train.count == 5000 && test.count == 10_000)
+        var accuracies: [Double] = []
+        for seed in UInt64(1)...3 {
+            let trainer = Trainer(model: MLP(seed: seed), maxBatch: 256, threads: 2)
+            var rng = SeededGenerator(seed: seed + 1)
+            for _ in 0..<20 { trainer.trainEpoch(train, batchSize: 32, rng: &rng) }
+            accuracies.append(trainer.evaluate(test).accuracy)
+        }
+        #expect(accuracies.allSatisfy { $0 >= 0.80 }, "\(accuracies)")
+        #expect(accuracies.reduce(0, +) / 3 >= 0.82, "\(accuracies)")
+    }
+}
