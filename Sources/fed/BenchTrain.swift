@@ -133,14 +133,30 @@ extension Fed.Bench {
             var rows: [[String]] = []
             var rng = SeededGenerator(seed: 1)
             for (k, n) in layers {
-                let a = (0..<max(m * k, m * n)).map { _ in rng.uniform(1) }
-                let b = (0..<k * n).map { _ in rng.uniform(1) }
-                var c = [Float](repeating: 0, count: max(m * n, k * n, m * k))
+                // Aligned as the trainer's buffers are (see AlignedFloats).
+                let a = AlignedFloats((0..<max(m * k, m * n)).map { _ in rng.uniform(1) })
+                let b = AlignedFloats((0..<k * n).map { _ in rng.uniform(1) })
+                var c = AlignedFloats(repeating: 0, count: max(m * n, k * n, m * k))
                 let flops = 2.0 * Double(m * k * n)
                 for th in Set([1, threads]).sorted() {
-                    let nn = Timing.measure(seconds: 0.2) { GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &c, threads: th) }
-                    let tn = Timing.measure(seconds: 0.2) { GEMM.tn(m: m, n: n, k: k, a: a, b: a, c: &c, threads: th) }
-                    let nt = Timing.measure(seconds: 0.2) { GEMM.nt(m: m, n: n, k: k, a: a, b: b, c: &c, threads: th) }
+                    let (nn, tn, nt) = a.withUnsafeBufferPointer { a in
+                        b.withUnsafeBufferPointer { b in
+                            c.withUnsafeMutableBufferPointer { c in
+                                let (pa, pb, pc) = (a.baseAddress!, b.baseAddress!, c.baseAddress!)
+                                return (
+                                    Timing.measure(seconds: 0.2) {
+                                        GEMM.nn(m: m, n: n, k: k, a: pa, b: pb, c: pc, threads: th)
+                                    },
+                                    Timing.measure(seconds: 0.2) {
+                                        GEMM.tn(m: m, n: n, k: k, a: pa, b: pa, c: pc, threads: th)
+                                    },
+                                    Timing.measure(seconds: 0.2) {
+                                        GEMM.nt(m: m, n: n, k: k, a: pa, b: pb, c: pc, threads: th)
+                                    }
+                                )
+                            }
+                        }
+                    }
                     rows.append([
                         "\(m)x\(k) * \(k)x\(n)", "\(th)",
                         String(format: "%.1f (%.0f%%)", flops / nn / 1e9, 100 * flops / nn / 1e9 / peak),

@@ -66,18 +66,18 @@ struct MLPTests {
     @Test("One Adam step matches values computed by hand")
     func adamStep() {
         var adam = Adam(shapes: [16])
-        var w: [[Float]] = [[Float](repeating: 0.5, count: 16)]
+        var w = [AlignedFloats(repeating: 0.5, count: 16)]
         var g = [Float](repeating: 0, count: 16)
         g[0] = 0.2
         g[1] = -0.1
-        adam.update(&w, gradients: [g])
+        adam.update(&w, gradients: [AlignedFloats(g)])
         // t=1: alpha = 0.001*sqrt(1-0.999)/(1-0.9) = 3.16227766e-4; m = 0.1*g; v = 0.001*g^2
         // w -= alpha*m/(sqrt(v)+1e-7): for g=0.2: m=0.02, sqrt(v)=0.0063245553 -> step 9.99984e-4
         #expect(abs(w[0][0] - (0.5 - 0.000_999_984_2)) < 1e-7)
         #expect(abs(w[0][1] - (0.5 + 0.000_999_968_4)) < 1e-7)
         #expect(w[0][2] == 0.5)
         // t=2 with the same gradient: m=0.038, v=0.0000799600 (for 0.2)
-        adam.update(&w, gradients: [g])
+        adam.update(&w, gradients: [AlignedFloats(g)])
         let alpha2 = 0.001 * (1 - 0.999 * 0.999).squareRoot() / (1 - 0.81)
         let m2 = 0.9 * 0.02 + 0.1 * 0.2
         let v2 = 0.999 * 0.00004 + 0.001 * 0.04

@@ -204,6 +204,30 @@ public enum GEMM {
         store(c0, c); store(c1, r1); store(c2, r2); store(c3, r3)
     }
 
+    /// Writes the lane sums of `a`, `b`, `c`, `d` to `out[0...3]`, reducing the
+    /// four vectors together (halves added pairwise, 3 shuffle-and-add levels for
+    /// all four) instead of one horizontal sum each.
+    @inline(__always)
+    static func storeSums(_ a: Vec, _ b: Vec, _ c: Vec, _ d: Vec, _ out: UnsafeMutablePointer<Float>) {
+        // 16 -> 8 lanes each; a and b share one vector, c and d another.
+        let ab = SIMD16(lowHalf: a.lowHalf + a.highHalf, highHalf: b.lowHalf + b.highHalf)
+        let cd = SIMD16(lowHalf: c.lowHalf + c.highHalf, highHalf: d.lowHalf + d.highHalf)
+        // 8 -> 4 lanes each: [a a a a b b b b c c c c d d d d].
+        let abcd = SIMD16(
+            lowHalf: SIMD8(
+                lowHalf: ab.lowHalf.lowHalf + ab.lowHalf.highHalf, highHalf: ab.highHalf.lowHalf + ab.highHalf.highHalf),
+            highHalf: SIMD8(
+                lowHalf: cd.lowHalf.lowHalf + cd.lowHalf.highHalf, highHalf: cd.highHalf.lowHalf + cd.highHalf.highHalf)
+        )
+        // 4 -> 2 -> 1 lane each: even and odd lanes, twice.
+        let pairs = abcd.evenHalf + abcd.oddHalf  // [a a b b c c d d]
+        let sums = pairs.evenHalf + pairs.oddHalf  // [a b c d]
+        out[0] = sums[0]
+        out[1] = sums[1]
+        out[2] = sums[2]
+        out[3] = sums[3]
+    }
+
     /// Up to 4 x 4 dot products of rows of `a` and rows of `b`, each of length `n`.
     @inline(__always)
     static func dotTile(
@@ -228,11 +252,10 @@ public enum GEMM {
                 s30 = fmadd(s30, a3, b0); s31 = fmadd(s31, a3, b1); s32 = fmadd(s32, a3, b2); s33 = fmadd(s33, a3, b3)
                 p += 16
             }
-            c[0] = s00.sum(); c[1] = s01.sum(); c[2] = s02.sum(); c[3] = s03.sum()
-            let r1 = c + cStride, r2 = c + 2 * cStride, r3 = c + 3 * cStride
-            r1[0] = s10.sum(); r1[1] = s11.sum(); r1[2] = s12.sum(); r1[3] = s13.sum()
-            r2[0] = s20.sum(); r2[1] = s21.sum(); r2[2] = s22.sum(); r2[3] = s23.sum()
-            r3[0] = s30.sum(); r3[1] = s31.sum(); r3[2] = s32.sum(); r3[3] = s33.sum()
+            storeSums(s00, s01, s02, s03, c)
+            storeSums(s10, s11, s12, s13, c + cStride)
+            storeSums(s20, s21, s22, s23, c + 2 * cStride)
+            storeSums(s30, s31, s32, s33, c + 3 * cStride)
             return
         }
         for r in 0..<rows {

@@ -18,8 +18,8 @@ public struct Adam: Sendable {
     public var epsilon: Float
     /// Steps taken so far.
     public private(set) var step = 0
-    var m: [[Float]]
-    var v: [[Float]]
+    var m: [AlignedFloats]
+    var v: [AlignedFloats]
 
     public init(
         shapes counts: [Int], learningRate: Float = 0.001, beta1: Float = 0.9, beta2: Float = 0.999,
@@ -29,16 +29,16 @@ public struct Adam: Sendable {
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
-        m = counts.map { [Float](repeating: 0, count: $0) }
-        v = m
+        m = counts.map { AlignedFloats(repeating: 0, count: $0) }
+        v = counts.map { AlignedFloats(repeating: 0, count: $0) }
     }
 
     /// Forgets the moments and the step count (after adopting new weights).
     public mutating func reset() {
         step = 0
         for i in m.indices {
-            m[i] = [Float](repeating: 0, count: m[i].count)
-            v[i] = m[i]
+            m[i] = AlignedFloats(repeating: 0, count: m[i].count)
+            v[i] = AlignedFloats(repeating: 0, count: v[i].count)
         }
     }
 
@@ -47,7 +47,7 @@ public struct Adam: Sendable {
     /// `threads` threads (`WorkerPool`); each element's update is the same
     /// whichever thread makes it, so the result does not depend on `threads`.
     /// Invariant: `parameters[i].count == gradients[i].count`, a multiple of 16.
-    public mutating func update(_ parameters: inout [[Float]], gradients: [[Float]], threads: Int = 1) {
+    public mutating func update(_ parameters: inout [AlignedFloats], gradients: [AlignedFloats], threads: Int = 1) {
         step += 1
         let t = Float(step)
         let constants = Constants(

@@ -15,8 +15,8 @@ public struct MLP: Sendable {
     public let sizes: [Int]
     /// Padded unit counts.
     public let padded: [Int]
-    /// `[W1, b1, W2, b2, ...]`, padded, row-major.
-    public internal(set) var parameters: [[Float]]
+    /// `[W1, b1, W2, b2, ...]`, padded, row-major, 64-byte aligned.
+    public internal(set) var parameters: [AlignedFloats]
 
     public static let mnistSizes = [784, 200, 200, 10]
 
@@ -28,7 +28,7 @@ public struct MLP: Sendable {
         self.sizes = sizes
         self.padded = sizes.map { ($0 + 15) / 16 * 16 }
         var rng = SeededGenerator(seed: seed)
-        var params: [[Float]] = []
+        var params: [AlignedFloats] = []
         for l in 0..<sizes.count - 1 {
             let fanIn = sizes[l], fanOut = sizes[l + 1]
             let limit = Float((6.0 / Double(fanIn + fanOut)).squareRoot())
@@ -36,8 +36,8 @@ public struct MLP: Sendable {
             for i in 0..<fanIn {
                 for j in 0..<fanOut { w[i * padded[l + 1] + j] = rng.uniform(limit) }
             }
-            params.append(w)
-            params.append([Float](repeating: 0, count: padded[l + 1]))
+            params.append(AlignedFloats(w))
+            params.append(AlignedFloats(repeating: 0, count: padded[l + 1]))
         }
         parameters = params
     }
@@ -80,10 +80,10 @@ public struct MLP: Sendable {
             for i in 0..<rows {
                 for j in 0..<cols { w[i * stride + j] = kernel[i * cols + j] }
             }
-            parameters[2 * l] = w
+            parameters[2 * l] = AlignedFloats(w)
             var b = [Float](repeating: 0, count: stride)
             for j in 0..<cols { b[j] = tensors[2 * l + 1].values[j] }
-            parameters[2 * l + 1] = b
+            parameters[2 * l + 1] = AlignedFloats(b)
         }
     }
 }

@@ -20,10 +20,10 @@ public final class Trainer {
     public private(set) var timing = PhaseTiming()
 
     /// acts[0] is the input batch, acts[l + 1] the output of layer l (after ReLU for hidden layers).
-    private var acts: [[Float]]
+    private var acts: [AlignedFloats]
     /// deltas[l]: gradient of the loss with respect to layer l's output before activation.
-    private var deltas: [[Float]]
-    private var grads: [[Float]]
+    private var deltas: [AlignedFloats]
+    private var grads: [AlignedFloats]
     private var labels: [Int32]
 
     public init(model: MLP, maxBatch: Int = 256, threads: Int = 1) {
@@ -31,9 +31,9 @@ public final class Trainer {
         self.maxBatch = maxBatch
         self.threads = max(1, threads)
         optimizer = Adam(shapes: model.parameters.map(\.count))
-        acts = model.padded.map { [Float](repeating: 0, count: maxBatch * $0) }
-        deltas = acts
-        grads = model.parameters.map { [Float](repeating: 0, count: $0.count) }
+        acts = model.padded.map { AlignedFloats(repeating: 0, count: maxBatch * $0) }
+        deltas = model.padded.map { AlignedFloats(repeating: 0, count: maxBatch * $0) }
+        grads = model.parameters.map { AlignedFloats(repeating: 0, count: $0.count) }
         labels = [Int32](repeating: 0, count: maxBatch)
     }
 
