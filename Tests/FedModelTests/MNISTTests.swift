@@ -61,11 +61,12 @@ enum FashionMNIST {
 @Suite("Fashion-MNIST")
 struct FashionMNISTTests {
     /// The setting: the first 5,000 training images, 20 epochs, the full
-    /// test set. One run's accuracy depends on the seed (here 0.820-0.846 over
-    /// 24 seeds, mean 0.834; TensorFlow 0.785-0.841, mean 0.822: see the README),
-    /// so three seeds are trained and the floors sit below that spread.
+    /// test set. One run's accuracy depends on the seed (here 0.799-0.847 over
+    /// 24 seeds, mean 0.831; TensorFlow 0.785-0.841, mean 0.822: see the README),
+    /// and other target CPUs round differently, so three seeds are trained and
+    /// the floors sit below that spread: they catch a broken model, not a seed.
     @Test(
-        "Trained on the first 5,000 training images, three seeds average at least 0.82 on the full test set",
+        "Trained on the first 5,000 training images, three seeds average at least 0.81 on the full test set",
         .enabled(if: FashionMNIST.available), .timeLimit(.minutes(10)))
     func trains() throws {
         let d = FashionMNIST.directory
@@ -81,7 +82,7 @@ struct FashionMNISTTests {
             for _ in 0..<20 { trainer.trainEpoch(train, batchSize: 32, rng: &rng) }
             accuracies.append(trainer.evaluate(test).accuracy)
         }
-        #expect(accuracies.allSatisfy { $0 >= 0.80 }, "\(accuracies)")
-        #expect(accuracies.reduce(0, +) / 3 >= 0.82, "\(accuracies)")
+        #expect(accuracies.allSatisfy { $0 >= 0.78 }, "\(accuracies)")
+        #expect(accuracies.reduce(0, +) / 3 >= 0.81, "\(accuracies)")
     }
 }
