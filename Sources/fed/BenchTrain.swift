@@ -28,7 +28,7 @@ extension Fed.Bench {
         @Option(help: "Training samples.") var samples = 5000
         @Option(help: "Epochs.") var epochs = 20
         @Option(help: "Batch size.") var batchSize = 32
-        @Option(help: "Threads for the matrix products.") var threads = min(
+        @Option(help: "Threads for the matrix products and Adam (the same weights for any number).") var threads = min(
             2, ProcessInfo.processInfo.activeProcessorCount)
         @Option(help: "Seed of the initial weights and the shuffles.") var seed: UInt64 = 1
         @Option(

@@ -85,18 +85,21 @@ struct MLPTests {
         #expect(abs(Double(w[0][0]) - expected) < 1e-6)
     }
 
-    @Test("The same seed and data give bit-identical weights, with 1 or 2 threads")
-    func deterministic() {
-        let data = tinyData(count: 100, features: 20, seed: 5)
+    @Test(
+        "The same seed and data give bit-identical weights, with 1, 2 or 3 threads",
+        arguments: [[20, 64, 3], MLP.mnistSizes])  // the MNIST sizes put products and Adam on the WorkerPool
+    func deterministic(sizes: [Int]) {
+        let data = tinyData(count: 100, features: sizes[0], seed: 5)
         var results: [[UInt32]] = []
-        for threads in [1, 1, 2] {
-            let trainer = Trainer(model: MLP(sizes: [20, 64, 3], seed: 8), maxBatch: 32, threads: threads)
+        for threads in [1, 1, 2, 3] {
+            let trainer = Trainer(model: MLP(sizes: sizes, seed: 8), maxBatch: 32, threads: threads)
             var rng = SeededGenerator(seed: 3)
             for _ in 0..<3 { trainer.trainEpoch(data, batchSize: 32, rng: &rng) }
             results.append(trainer.model.tensors().flatMap { $0.values.map(\.bitPattern) })
         }
         #expect(results[0] == results[1])
         #expect(results[0] == results[2])
+        #expect(results[0] == results[3])
     }
 
     @Test("Training lowers the loss on a separable problem")
