@@ -24,22 +24,10 @@ public enum GEMM {
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
         accumulate: Bool = false, threads: Int = 1
     ) {
-        parallelPanels(n: n, threads: threads, work: 2 * m * n * k) { j0, j1 in
-            var i = 0
-            while i < m {
-                let rows = min(tileRows, m - i)
-                var j = j0
-                while j < j1 {
-                    let cols = min(tileCols, j1 - j)
-                    // A's row r is read at a + (i + r) * k + p: stride k along rows, 1 along p.
-                    tile(
-                        rows: rows, cols: cols, depth: k, aRow: a + i * k, aRowStride: k, aDepthStride: 1,
-                        b: b + j, bStride: n, c: c + i * n + j, cStride: n, accumulate: accumulate)
-                    j += cols
-                }
-                i += rows
-            }
-        }
+        // A's row r is read at a + r * k + p: stride k along rows, 1 along the depth k.
+        product(
+            rows: m, n: n, depth: k, a: a, aRowStride: k, aDepthStride: 1, b: b, c: c, accumulate: accumulate,
+            threads: threads)
     }
 
     /// `C[k x n] = A[m x k]^T * B[m x n]`, plus `C` when `accumulate` (weight gradients).
@@ -47,20 +35,33 @@ public enum GEMM {
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
         accumulate: Bool = false, threads: Int = 1
     ) {
-        parallelPanels(n: n, threads: threads, work: 2 * m * n * k) { j0, j1 in
+        // Row r of A^T is column r of A: stride 1 along rows, k along the depth m.
+        product(
+            rows: k, n: n, depth: m, a: a, aRowStride: 1, aDepthStride: k, b: b, c: c, accumulate: accumulate,
+            threads: threads)
+    }
+
+    /// `C[rows x n] = A' * B[depth x n]` (plus `C`), where row `r` of `A'` at depth
+    /// `p` is `a[r * aRowStride + p * aDepthStride]`: `nn` and `tn` differ only there.
+    /// Column panels go to threads; 4 x 64 tiles within a panel.
+    static func product(
+        rows: Int, n: Int, depth: Int, a: UnsafePointer<Float>, aRowStride: Int, aDepthStride: Int,
+        b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int
+    ) {
+        parallelPanels(n: n, threads: threads, work: 2 * rows * n * depth) { j0, j1 in
             var i = 0
-            while i < k {
-                let rows = min(tileRows, k - i)
+            while i < rows {
+                let tileRowCount = min(tileRows, rows - i)
                 var j = j0
                 while j < j1 {
                     let cols = min(tileCols, j1 - j)
-                    // Row r of A^T is column i + r of A: stride 1 along rows, k along the depth m.
                     tile(
-                        rows: rows, cols: cols, depth: m, aRow: a + i, aRowStride: 1, aDepthStride: k,
-                        b: b + j, bStride: n, c: c + i * n + j, cStride: n, accumulate: accumulate)
+                        rows: tileRowCount, cols: cols, depth: depth, aRow: a + i * aRowStride, aRowStride: aRowStride,
+                        aDepthStride: aDepthStride, b: b + j, bStride: n, c: c + i * n + j, cStride: n,
+                        accumulate: accumulate)
                     j += cols
                 }
-                i += rows
+                i += tileRowCount
             }
         }
     }
