@@ -29,6 +29,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+# The original's model, defined once, in the Keras client of Protocol/conformance.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Protocol", "conformance"))
+from keras_client import model  # noqa: E402
+
 
 def load(folder, name, offset):
     return np.frombuffer(gzip.open(os.path.join(folder, name)).read(), np.uint8, offset=offset)
@@ -41,18 +45,6 @@ def data(folder):
         return images("train")[:5000], labels("train")[:5000], images("t10k"), labels("t10k")
     x, y = images("t10k"), labels("t10k")
     return x[:5000], y[:5000], x[5000:], y[5000:]
-
-
-def model():
-    m = keras.Sequential([
-        keras.Input((28, 28)), keras.layers.Flatten(),
-        keras.layers.Dense(200), keras.layers.ReLU(),
-        keras.layers.Dense(200), keras.layers.ReLU(),
-        keras.layers.Dense(10), keras.layers.Softmax(),
-    ])
-    adam = keras.optimizers.Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
-    m.compile(optimizer=adam, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return m
 
 
 def main():
