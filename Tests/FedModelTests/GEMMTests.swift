@@ -44,7 +44,7 @@ func expectClose(_ got: [Float], _ want: [Float], depth: Int, sourceLocation: So
 /// (m, k, n): odd shapes, and the MLP's own.
 let shapes: [(Int, Int, Int)] = [
     (1, 1, 1), (3, 5, 7), (33, 785, 201), (4, 3, 64), (5, 17, 65), (32, 784, 208), (32, 208, 16), (7, 0, 16),
-    (8, 9, 112), (9, 11, 40),
+    (8, 9, 112), (9, 11, 40), (5, 40, 24), (6, 17, 1),
 ]
 
 @Suite("GEMM kernels")

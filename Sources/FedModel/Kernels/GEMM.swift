@@ -66,11 +66,29 @@ public enum GEMM {
         }
     }
 
+    /// Up to this shared dimension, `nt` transposes `B` and runs the tiled product.
+    static let shortDotProduct = 32
+
     /// `C[m x k] = A[m x n] * B[k x n]^T` (input gradients).
     public static func nt(
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
         threads: Int = 1
     ) {
+        if n <= shortDotProduct && k >= 16 {
+            // Dot products of one or two vectors spend more on their horizontal sums
+            // than on multiplying: transpose B (k x n, small) and take the tiled A * B^T.
+            var bt = AlignedFloats(repeating: 0, count: n * k)
+            bt.withUnsafeMutableBufferPointer { bt in
+                let t = bt.baseAddress!
+                for j in 0..<k {
+                    for p in 0..<n { t[p * k + j] = b[j * n + p] }
+                }
+                product(
+                    rows: m, n: k, depth: n, a: a, aRowStride: n, aDepthStride: 1, b: UnsafePointer(t), c: c,
+                    accumulate: false, threads: threads)
+            }
+            return
+        }
         let blocks = (m + tileRows - 1) / tileRows
         parallelRanges(count: blocks, threads: threads, work: 2 * m * n * k) { b0, b1 in
             for block in b0..<b1 {
