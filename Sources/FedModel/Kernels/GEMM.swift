@@ -1,5 +1,3 @@
-import Dispatch
-
 /// Single-precision matrix products on row-major matrices, in pure Swift.
 ///
 /// Any shapes work; the fast paths want the dimension the vectors run along

@@ -1,8 +1,6 @@
 import FedCodec
 import Foundation
 
-import Dispatch
-
 /// Trains and runs an `MLP`: forward and backward passes over mini-batches,
 /// the fused softmax + cross-entropy, and Adam. Holds every buffer it needs,
 /// sized once, so a training step allocates no buffers (only the small job
