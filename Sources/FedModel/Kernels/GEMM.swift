@@ -8,7 +8,11 @@
 ///
 /// Register blocking: each micro-kernel keeps a 4 x 64 tile of `C` (16
 /// vectors) in registers while it walks the shared dimension, so every load
-/// of `B` feeds four rows. Work is split by column panels (`nn`, `tn`) or row
+/// of `B` feeds four rows. Cache blocking: `B` is taken in 64-column strips cut
+/// into depth blocks of 128 rows (32 KiB, one L1 data cache), and every row
+/// tile of `A` passes over a block while it is in L1. Each element of `C` is
+/// still one chain of multiply-adds in depth order (partial sums are stored
+/// and reloaded as they are), so blocking does not change its bits. Work is split by column panels (`nn`, `tn`) or row
 /// blocks (`nt`) across `threads` (on `WorkerPool.shared`, for products of
 /// `parallelThreshold` flops or more); each element of `C` is computed by one
 /// thread in one fixed order, so the result is bit-identical whatever the
@@ -16,6 +20,8 @@
 public enum GEMM {
     static let tileRows = 4
     static let tileCols = 64
+    /// Depth of one block of B: 128 x 64 floats = 32 KiB, one L1 data cache.
+    static let depthBlock = 128
 
     /// `C[m x n] = A[m x k] * B[k x n]`, plus `C` when `accumulate`.
     public static func nn(
@@ -47,19 +53,26 @@ public enum GEMM {
         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int
     ) {
         parallelPanels(n: n, threads: threads, work: 2 * rows * n * depth) { j0, j1 in
-            var i = 0
-            while i < rows {
-                let tileRowCount = min(tileRows, rows - i)
-                var j = j0
-                while j < j1 {
-                    let cols = min(tileCols, j1 - j)
-                    tile(
-                        rows: tileRowCount, cols: cols, depth: depth, aRow: a + i * aRowStride, aRowStride: aRowStride,
-                        aDepthStride: aDepthStride, b: b + j, bStride: n, c: c + i * n + j, cStride: n,
-                        accumulate: accumulate)
-                    j += cols
-                }
-                i += tileRowCount
+            var j = j0
+            while j < j1 {
+                let cols = min(tileCols, j1 - j)
+                // Depth blocks of B's 64-column strip small enough for L1, reused by every row tile.
+                var p = 0
+                repeat {
+                    let block = min(depthBlock, depth - p)
+                    var i = 0
+                    while i < rows {
+                        let tileRowCount = min(tileRows, rows - i)
+                        tile(
+                            rows: tileRowCount, cols: cols, depth: block,
+                            aRow: a + i * aRowStride + p * aDepthStride, aRowStride: aRowStride,
+                            aDepthStride: aDepthStride, b: b + p * n + j, bStride: n, c: c + i * n + j, cStride: n,
+                            accumulate: accumulate || p > 0)
+                        i += tileRowCount
+                    }
+                    p += block
+                } while p < depth
+                j += cols
             }
         }
     }
