@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Fed: ParsableCommand {
@@ -8,4 +9,14 @@ struct Fed: ParsableCommand {
         discussion: "Start with `fed demo`. Each subcommand has its own --help.",
         subcommands: [Demo.self, Server.self, Client.self, Evaluate.self, DataCommand.self, Bench.self]
     )
+
+    /// Ignores SIGPIPE, then runs the command. The commands write to sockets
+    /// (their own, and libcurl's under URLSession in `fed data fetch`) and pipes
+    /// that the other end may close: such a write must fail with EPIPE and be
+    /// handled or retried, not kill the process (seen in a test run: `fed data
+    /// fetch` killed by SIGPIPE after its downloads, its output lost).
+    static func main() {
+        signal(SIGPIPE, SIG_IGN)
+        main(nil)
+    }
 }

@@ -64,6 +64,20 @@ struct CLITests {
         #expect(eval.output.contains("confusion (rows: actual, columns: predicted)"))
     }
 
+    @Test("A closed output pipe does not kill fed with SIGPIPE: the write fails and the command finishes")
+    func brokenPipe() throws {
+        let p = Process()
+        p.executableURL = FedProcess.binary
+        p.arguments = ["bench", "codec", "--help"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        try pipe.fileHandleForReading.close()  // nobody will read: every write hits a closed pipe
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit, "killed by signal \(p.terminationStatus)")
+    }
+
     @Test("fed evaluate refuses a corrupt checkpoint with a clear message")
     func corruptCheckpoint() throws {
         let vectors = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
