@@ -61,13 +61,9 @@ extension Fed.Bench {
             print(String(format: "peak multiply-add rate, one core: %.1f GFLOP/s", peak1))
             printKernelRates(peak: peak1)
 
-            let trainer = Trainer(model: MLP(seed: seed), maxBatch: max(256, batchSize), threads: threads)
-            var rng = SeededGenerator(seed: seed &+ 1)
             let clock = ContinuousClock()
             let start = clock.now
-            var last = (loss: 0.0, accuracy: 0.0)
-            for epoch in 1...epochs {
-                last = trainer.trainEpoch(train, batchSize: batchSize, rng: &rng)
+            let trainer = trained(seed: seed, on: train) { epoch, last in
                 Progress.line(
                     String(format: "epoch %d/%d  loss %.4f  accuracy %.4f", epoch, epochs, last.loss, last.accuracy))
             }
@@ -102,6 +98,17 @@ extension Fed.Bench {
             }
         }
 
+        /// The MLP of `seed` trained for --epochs on `data` (shuffles seeded by `seed + 1`);
+        /// `onEpoch` gets each epoch's number and its loss and accuracy.
+        func trained(
+            seed: UInt64, on data: Dataset, onEpoch: (Int, (loss: Double, accuracy: Double)) -> Void
+        ) -> Trainer {
+            let trainer = Trainer(model: MLP(seed: seed), maxBatch: max(256, batchSize), threads: threads)
+            var rng = SeededGenerator(seed: seed &+ 1)
+            for epoch in 1...epochs { onEpoch(epoch, trainer.trainEpoch(data, batchSize: batchSize, rng: &rng)) }
+            return trainer
+        }
+
         /// Trains `seeds - 1` more models (the first one's accuracy is given) and prints each
         /// accuracy and the spread over all of them.
         func accuracyOverSeeds(train: Dataset, test: Dataset, first: Double) throws {
@@ -109,10 +116,7 @@ extension Fed.Bench {
             var accuracies = [first]
             print(String(format: "  seed %d: %.4f", seed, first))
             for s in seed + 1..<seed + UInt64(seeds) {
-                let trainer = Trainer(model: MLP(seed: s), maxBatch: max(256, batchSize), threads: threads)
-                var rng = SeededGenerator(seed: s &+ 1)
-                for epoch in 1...epochs {
-                    _ = trainer.trainEpoch(train, batchSize: batchSize, rng: &rng)
+                let trainer = trained(seed: s, on: train) { epoch, _ in
                     if Progress.isTerminal { Progress.line("  seed \(s): epoch \(epoch)/\(epochs)") }
                 }
                 let accuracy = trainer.evaluate(test).accuracy

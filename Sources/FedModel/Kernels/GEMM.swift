@@ -88,9 +88,9 @@ public enum GEMM {
         if n <= shortDotProduct && k >= 16 {
             // Dot products of one or two vectors spend more on their horizontal sums
             // than on multiplying: transpose B (k x n, small) and take the tiled A * B^T.
-            var bt = AlignedFloats(repeating: 0, count: n * k)
-            bt.withUnsafeMutableBufferPointer { bt in
-                let t = bt.baseAddress!
+            // On the stack when small (the MLP's last layer: 13 KiB), aligned as the kernels want.
+            withUnsafeTemporaryAllocation(byteCount: n * k * MemoryLayout<Float>.stride, alignment: 64) { raw in
+                let t = raw.baseAddress!.bindMemory(to: Float.self, capacity: n * k)
                 for j in 0..<k {
                     for p in 0..<n { t[p * k + j] = b[j * n + p] }
                 }
