@@ -201,6 +201,20 @@ struct ServerTests {
         #expect(idle.closedByServer())
     }
 
+    @Test(
+        "An HTTP request cut off mid-body is dropped at the request deadline; a silent connection at the idle timeout")
+    func stalledHTTPAndSilentConnection() throws {
+        let s = try RunningServer(requestTimeout: .milliseconds(300), idleTimeout: .milliseconds(700))
+        let http = try TestClient(port: s.port)
+        try http.send(Array("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nid=a".utf8))
+        let silent = try TestClient(port: s.port)  // never sends a byte: no protocol known yet
+        let start = Date()
+        #expect(http.closedByServer())
+        #expect(Date().timeIntervalSince(start) < 5)
+        #expect(silent.closedByServer())
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
+
     @Test("With auth tokens, HELLO without a known token gets unauthorized and is closed; HTTP can be turned off")
     func authentication() throws {
         let s = try RunningServer(authTokens: ["s3cret"], serveHTTP: false)

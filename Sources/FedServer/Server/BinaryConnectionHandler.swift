@@ -56,15 +56,6 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         ctx.fireChannelInactive()
     }
 
-    func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            logger.info("closing idle connection")
-            ctx.close(promise: nil)
-            return
-        }
-        ctx.fireUserInboundEventTriggered(event)
-    }
-
     func errorCaught(context ctx: ChannelHandlerContext, error: Error) {
         logger.debug("connection error: \(error)")
         ctx.close(promise: nil)
@@ -121,13 +112,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             requestTimer?.cancel()
             requestTimer = nil
         } else if requestTimer == nil {
-            let timeout = context.configuration.requestTimeout
-            let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
-            requestTimer = ctx.eventLoop.scheduleTask(in: timeout) {
-                let (handler, ctx) = loopBound.value
-                handler.logger.warning("closing connection: a frame did not arrive within \(timeout)")
-                ctx.close(promise: nil)
-            }
+            requestTimer = ctx.closeAfter(
+                context.configuration.requestTimeout, logger: logger, reason: "a frame did not arrive")
         }
     }
 

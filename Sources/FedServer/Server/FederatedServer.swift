@@ -82,6 +82,7 @@ public final class FederatedServer: Sendable {
                     channel.closeFuture.whenComplete { _ in counter.release() }
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
+                    try sync.addHandler(IdleConnectionCloser(logger: logger))
                     try sync.addHandler(ProtocolSniffer(context: context))
                 }
             }

@@ -42,13 +42,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             {
                 tooLarge = true
             }
-            let timeout = context.configuration.requestTimeout
-            let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
-            requestTimer = ctx.eventLoop.scheduleTask(in: timeout) {
-                let (handler, ctx) = loopBound.value
-                handler.logger.warning("closing HTTP connection: request not complete within \(timeout)")
-                ctx.close(promise: nil)
-            }
+            requestTimer = ctx.closeAfter(
+                context.configuration.requestTimeout, logger: logger, reason: "HTTP request not complete")
         case .body(var chunk):
             guard !tooLarge else { return }
             if (body?.readableBytes ?? 0) + chunk.readableBytes > context.configuration.maxHTTPBodyBytes {
@@ -80,14 +75,6 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     func channelInactive(context ctx: ChannelHandlerContext) {
         requestTimer?.cancel()
         ctx.fireChannelInactive()
-    }
-
-    func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            ctx.close(promise: nil)
-            return
-        }
-        ctx.fireUserInboundEventTriggered(event)
     }
 
     private func handle(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, body: [UInt8]) {
