@@ -193,7 +193,7 @@ def unshuffle(raw, n):
     return bytes(out)
 
 
-def decode_message(type_, payload, limits=LIMITS):
+def decode_message(type_, payload, limits=LIMITS, version=1):
     r = Reader(payload)
     if type_ == T["hello"]:
         lo, hi = r.u8("min"), r.u8("max")
@@ -204,6 +204,8 @@ def decode_message(type_, payload, limits=LIMITS):
     elif type_ == T["welcome"]:
         m = dict(version=r.u8("version"), compressions=r.u8("compressions"), server_id=r.string("server id", 256),
                  model_version=r.u64("mv"), datasets=r.u64("datasets"), max_payload_bytes=r.u32("max"))
+        if m["version"] >= 2:  # section 4: version 2 announces two more limits
+            m["max_decompressed"], m["max_datasets"] = r.u64("max decompressed"), r.u64("max datasets")
     elif type_ == T["fetch"]:
         held, c = r.u64("held"), r.u8("compression")
         if c not in MODES:
@@ -214,6 +216,8 @@ def decode_message(type_, payload, limits=LIMITS):
         if type_ == T["push"]:
             m["client_id"] = r.string("client id", 256, True)
             m["datasets"], m["base_version"] = r.u64("datasets"), r.u64("base")
+            if version >= 2:
+                m["push_id"] = r.u64("push id")
         else:
             m["version"], m["datasets"] = r.u64("version"), r.u64("datasets")
         m["compression"], m["tensors"] = decode_blob(r, limits)
@@ -247,7 +251,7 @@ class FrameStream:
             raise ProtocolError(E["bad_magic"], "frame", "bad magic")
         if len(b) < 20:
             return None
-        if b[4] != 1:
+        if b[4] not in (1, 2):
             raise ProtocolError(E["unsupported_version"], "frame", "version %d" % b[4])
         if b[5] not in TYPE_NAMES:
             raise ProtocolError(E["unknown_message_type"], "frame", "type %d" % b[5])
@@ -262,7 +266,7 @@ class FrameStream:
         if zlib.crc32(b[:16] + payload) != crc:
             raise ProtocolError(E["checksum_mismatch"], "frame", "crc")
         self.buf = b[20 + length:]
-        return b[5], rid, payload
+        return b[5], rid, payload, b[4]
 
     def finish(self):
         if self.buf:
@@ -288,21 +292,36 @@ def decode_checkpoint(b):
     r = Reader(b, E["truncated"], "checkpoint")
     if r.take(4, "magic") != b"FEDK":
         raise ProtocolError(E["bad_magic"], "checkpoint", "magic")
-    if r.u16("format") != 1:
+    fmt = r.u16("format")
+    if fmt not in (1, 2):
         raise ProtocolError(E["unsupported_version"], "checkpoint", "format")
     r.u16("reserved")
     version, datasets, n = r.u64("version"), r.u64("datasets"), r.u32("blob length")
     left = len(b) - r.i
     if n + 4 > left:
         raise ProtocolError(E["truncated"], "checkpoint", "short")
-    if n + 4 < left:
+    if fmt == 1 and n + 4 < left:
         raise ProtocolError(E["trailing_bytes"], "checkpoint", "trailing")
-    if zlib.crc32(b[:28 + n]) != struct.unpack(">I", b[28 + n:32 + n])[0]:
+    end = 28 + n if fmt == 1 else len(b) - 4  # format 2: the CRC is the last four bytes
+    if zlib.crc32(b[:end]) != struct.unpack(">I", b[end:end + 4])[0]:
         raise ProtocolError(E["checksum_mismatch"], "checkpoint", "crc")
     br = Reader(b[28:28 + n], stage="checkpoint")
     _, tensors = decode_blob(br)
-    return {"type": "checkpoint", "message": {"version": version, "datasets": datasets,
-                                              "tensors": [tensor_form(s, raw) for s, raw in tensors]}}
+    m = {"version": version, "datasets": datasets, "tensors": [tensor_form(s, raw) for s, raw in tensors]}
+    if fmt == 2:
+        sr = Reader(b[28 + n:end], E["truncated"], "checkpoint")
+        for _ in range(sr.u16("section count")):
+            tag, length = sr.u16("tag"), sr.u32("length")
+            body = Reader(sr.take(length, "section"), stage="checkpoint")
+            if tag == 1:
+                m["recent_pushes"] = [dict(client_id=body.string("client id", 256, True), push_id=body.u64("id"),
+                                           version=body.u64("version"), datasets=body.u64("datasets"))
+                                      for _ in range(body.u32("count"))]
+                body.end()
+            elif not tag & 0x8000:
+                raise ProtocolError(E["unsupported_version"], "checkpoint", "section %d" % tag)
+        sr.end()
+    return {"type": "checkpoint", "message": m}
 
 
 # ---------------------------------------------------------------- reporting
@@ -345,7 +364,7 @@ def check_vectors(directory, report):
                         s.finish()
                         break
                     try:
-                        frames.append(manifest_form(f[0], f[1], decode_message(f[0], f[2])))
+                        frames.append(manifest_form(f[0], f[1], decode_message(f[0], f[2], version=f[3])))
                     except ProtocolError as e:
                         err = e
                         break
@@ -377,9 +396,9 @@ class Conn:
         else:
             self.s.sendall(data)
 
-    def request(self, type_, payload):
+    def request(self, type_, payload, version=1):
         self.rid += 1
-        self.send(frame(type_, self.rid, payload))
+        self.send(frame(type_, self.rid, payload, version=version))
         return self.rid
 
     def receive(self):
@@ -387,7 +406,7 @@ class Conn:
         while True:
             f = self.stream.next()
             if f is not None:
-                return f[0], f[1], decode_message(f[0], f[2], dict(LIMITS, max_decompressed=1 << 30))
+                return f[0], f[1], decode_message(f[0], f[2], dict(LIMITS, max_decompressed=1 << 30), f[3])
             data = self.s.recv(1 << 16)
             if not data:
                 return None
@@ -434,14 +453,16 @@ def run_server(host, port, report):
     def s_versions():
         c = Conn(host, port)
         rid, (t, got, m) = handshake(c, 1, 9)
-        report.check("version negotiation: HELLO 1..9 gets WELCOME version 1", t == T["welcome"] and m["version"] == 1)
+        report.check("version negotiation: HELLO 1..9 gets WELCOME version 2", t == T["welcome"] and m["version"] == 2)
+        report.check("version negotiation: WELCOME version 2 announces max_decompressed and max_datasets",
+                     m.get("max_decompressed", 0) > 0 and m.get("max_datasets", 0) > 0)
         c.close()
         c = Conn(host, port)
-        rid, ans = handshake(c, 2, 9)
+        rid, ans = handshake(c, 3, 9)
         ok = ans and ans[0] == T["error"] and ans[2]["code"] == E["unsupported_version"]
-        report.check("version negotiation: HELLO 2..9 gets ERROR unsupported_version", bool(ok), str(ans))
+        report.check("version negotiation: HELLO 3..9 gets ERROR unsupported_version", bool(ok), str(ans))
         if ok:
-            report.check("version negotiation: the ERROR names versions 1..1", ans[2]["min_version"] == 1 and ans[2]["max_version"] >= 1)
+            report.check("version negotiation: the ERROR names versions 1..2", ans[2]["min_version"] == 1 and ans[2]["max_version"] == 2)
         report.check("version negotiation: then the connection is closed", c.closed())
         c.close()
 
@@ -466,6 +487,28 @@ def run_server(host, port, report):
         t, got, m = c.receive()
         report.check("ping: PONG echoes the nonce", t == T["pong"] and m["nonce"] == 0xFEEDFACE and got == rid)
         state["tensors"] = tensors
+        c.close()
+
+    def s_idempotent_push():
+        c = Conn(host, port)
+        handshake(c, 1, 2)
+        tensors = state.get("tensors") or [(s, [0.0] * int(math.prod(s))) for s in MLP_SHAPES]
+        push_id = 0x5EED0000 + (os.getpid() & 0xFFFF)
+        body = sstr("conformance-v2") + u64(10) + u64(0) + u64(push_id) + blob(tensors, 2)
+        rid = c.request(T["push"], body, version=2)
+        first = c.receive()
+        ok = first is not None and first[0] == T["ack"]
+        report.check("version 2 push with a push id: ACK", ok, str(first and (TYPE_NAMES.get(first[0]), first[2])))
+        c.close()
+        c = Conn(host, port)  # the same push again, as after a lost ACK, on a new connection
+        handshake(c, 1, 2)
+        rid = c.request(T["push"], body, version=2)
+        again = c.receive()
+        report.check("the same push id again: the original ACK, applied once",
+                     ok and again is not None and again[0] == T["ack"] and again[2] == first[2], str(again and again[2]))
+        rid = c.request(T["fetch"], u64(first[2]["version"] if ok else 0) + u8(0), version=2)
+        t, got, m = c.receive()
+        report.check("the model version did not move for the repeat", t == T["model_unchanged"], str(TYPE_NAMES.get(t)))
         c.close()
 
     def expect_error(name, payload_frames, code, handshake_first=True, fatal=False):
@@ -504,7 +547,12 @@ def run_server(host, port, report):
         expect_error("rank 9", frame(T["push"], 16, head + u8(0) + u16(1) + u8(1) + u8(9) + u32(1) * 9 + u32(4) + u32(4) + b"\0" * 4), E["invalid_shape"])
         expect_error("raw size wrong", frame(T["push"], 17, head + u8(0) + u16(1) + u8(1) + u8(1) + u32(2) + u32(4) + u32(4) + b"\0" * 4), E["size_mismatch"])
         expect_error("declared 4 GB of floats", frame(T["push"], 18, head + u8(1) + u16(1) + u8(1) + u8(2) + u32(60000) + u32(20000) + u32(0) + u32(8) + zlib.compress(b"")), E["decompressed_too_large"])
-        expect_error("corrupt zlib data", frame(T["push"], 19, head + u8(1) + u16(1) + u8(1) + u8(1) + u32(2) + u32(8) + u32(6) + b"\x78\x9c\xff\xff\xff\xff"), E["corrupt_compressed_data"])
+        # The model's shapes, so the server gets past its shape check (done on the blob header, section 4.2).
+        mlp_header = u8(1) + u16(len(MLP_SHAPES)) + b"".join(u8(1) + u8(len(s)) + b"".join(u32(d) for d in s) for s in MLP_SHAPES)
+        raw = 4 * sum(math.prod(s) for s in MLP_SHAPES)
+        expect_error("corrupt zlib data", frame(T["push"], 19, head + mlp_header + u32(raw) + u32(6) + b"\x78\x9c\xff\xff\xff\xff"), E["corrupt_compressed_data"])
+        expect_error("wrong shapes are refused from the blob header, before its data is inflated",
+                     frame(T["push"], 20, head + u8(1) + u16(1) + u8(1) + u8(1) + u32(2) + u32(8) + u32(6) + b"\x78\x9c\xff\xff\xff\xff"), E["shape_mismatch"])
 
     def s_pipelining():
         c = Conn(host, port)
@@ -525,6 +573,7 @@ def run_server(host, port, report):
     scenario("handshake", s_handshake)
     scenario("versions", s_versions)
     scenario("fetch/push", s_fetch_push)
+    scenario("idempotent push", s_idempotent_push)
     scenario("errors", s_errors)
     scenario("pipelining", s_pipelining)
     scenario("bytewise", s_bytewise)

@@ -139,6 +139,11 @@ add("welcome", frame(2, 1, u8(1) + u8(0b111) + string("fed-server") + u64(12) + 
     "WELCOME choosing version 1",
     [msg("welcome", 1, version=1, compressions=7, server_id="fed-server", model_version=12, datasets=60000,
          max_payload_bytes=16 << 20)], canonical=True)
+add("welcome_v2", frame(2, 1, u8(2) + u8(0b101) + string("fed-server") + u64(12) + u64(60000) + u32(1 << 20)
+                        + u64(796840) + u64(60000)),
+    "WELCOME choosing version 2 (in a version-1 frame): it announces max_decompressed and max_datasets",
+    [msg("welcome", 1, version=2, compressions=5, server_id="fed-server", model_version=12, datasets=60000,
+         max_payload_bytes=1 << 20, max_decompressed=796840, max_datasets=60000)], canonical=True)
 add("fetch_initial", frame(3, 5, u64(0) + u8(0)), "FETCH holding no model, asking for raw weights",
     [msg("fetch", 5, held_version=0, compression="none")], canonical=True)
 add("fetch_held", frame(3, 6, u64(42) + u8(2)), "FETCH holding version 42, asking for shuffle-zlib",
@@ -156,6 +161,13 @@ for mode, canon in (("none", True), ("zlib", False), ("shuffle-zlib", False)):
         "PUSH of a rank-3 2x2x2 tensor and a rank-0 scalar, compression " + mode,
         [msg("push", 9, client_id="bob", datasets=5000, base_version=3, compression=mode,
              tensors=tensors_json(MULTI))], canonical=canon)
+add("push_v2_with_id", frame(6, 21, string("bob") + u64(5000) + u64(3) + u64(0x0123456789ABCDEF)
+                             + blob(MULTI, "none"), version=2),
+    "PUSH in a version-2 frame: a push id (idempotency key) follows base_version",
+    [msg("push", 21, client_id="bob", datasets=5000, base_version=3, push_id=0x0123456789ABCDEF,
+         compression="none", tensors=tensors_json(MULTI))], canonical=True)
+add("ack_v2", frame(7, 21, u64(4) + u64(15000), version=2), "ACK in a version-2 frame (same layout as version 1)",
+    [msg("ack", 21, version=4, datasets=15000)], canonical=True)
 add("push_empty_tensors", frame(6, 10, string("carol") + u64(1) + u64(0) + blob(EMPTY, "none")),
     "PUSH with empty tensors (shapes [0] and [3,0]) next to a non-empty one",
     [msg("push", 10, client_id="carol", datasets=1, base_version=0, compression="none",
@@ -193,7 +205,7 @@ for cut, field in ((2, "magic"), (4, "version"), (5, "type"), (7, "flags"), (10,
         "a PING frame cut after %d bytes, inside its %s field" % (cut, field), error=("frame", "truncated"))
 add("bad_magic", b"GET / HTTP/1.1\r\n\r\n" + good, "bytes that are not a frame (an HTTP request)",
     error=("frame", "bad_magic"))
-add("unsupported_version", frame(9, 1, u64(1), version=2), "a frame of protocol version 2",
+add("unsupported_version", frame(9, 1, u64(1), version=3), "a frame of protocol version 3",
     error=("frame", "unsupported_version"))
 add("unknown_type", frame(0x7F, 1, u64(1)), "a frame of message type 0x7f", error=("frame", "unknown_message_type"))
 add("unknown_flag", frame(9, 1, u64(1), flags=0x0001), "a frame with flag bit 0 set",
@@ -256,10 +268,16 @@ add("blob_raw_stored_size_mismatch", frame(6, 1, PUSH_HEAD + blob(SMALL, "none",
     "PUSH in mode none whose stored size (40) differs from its raw size (36)", error=("message", "size_mismatch"))
 
 # ---- checkpoint files -----------------------------------------------------
-def checkpoint(version, datasets, tensors, mode="shuffle-zlib", magic=b"FEDK", fmt=1):
+def checkpoint(version, datasets, tensors, mode="shuffle-zlib", magic=b"FEDK", fmt=1, sections=None):
     b = blob(tensors, mode, level=1)
     body = magic + u16(fmt) + u16(0) + u64(version) + u64(datasets) + u32(len(b)) + b
+    if sections is not None:
+        body += u16(len(sections)) + b"".join(u16(tag) + u32(len(data)) + data for tag, data in sections)
     return body + u32(zlib.crc32(body))
+
+
+def recent_pushes(records):
+    return u32(len(records)) + b"".join(string(c) + u64(p) + u64(v) + u64(d) for c, p, v, d in records)
 
 
 ck = checkpoint(5, 25000, SMALL)
@@ -272,11 +290,22 @@ add("checkpoint_truncated", ck[:-10], "a checkpoint cut 10 bytes short (a half-w
     error=("checkpoint", "truncated"), kind="checkpoint")
 add("checkpoint_foreign", b"\x80\x04\x95" + ck[3:], "a file that is not a checkpoint (a Python pickle's first bytes)",
     error=("checkpoint", "bad_magic"), kind="checkpoint")
-add("checkpoint_future_format", checkpoint(5, 25000, SMALL, fmt=2), "a checkpoint of format version 2",
+RECENT = [("alice", 7, 4, 20000), ("bob", 0xFFFFFFFFFFFFFFFF, 5, 25000)]
+add("checkpoint_format2", checkpoint(5, 25000, SMALL, fmt=2, sections=[(1, recent_pushes(RECENT)),
+                                                                      (0x8001, b"optional, skipped")]),
+    "a format-2 checkpoint: the recent pushes section (tag 1) and an unknown optional section (tag 0x8001)",
+    [{"type": "checkpoint", "message": {"version": 5, "datasets": 25000, "tensors": tensors_json(SMALL),
+                                        "recent_pushes": [dict(client_id=c, push_id=p, version=v, datasets=d)
+                                                          for c, p, v, d in RECENT]}}],
+    kind="checkpoint")
+add("checkpoint_unknown_required_section", checkpoint(5, 25000, SMALL, fmt=2, sections=[(2, b"x")]),
+    "a format-2 checkpoint with a section tag (2) this version does not define and may not skip",
+    error=("checkpoint", "unsupported_version"), kind="checkpoint")
+add("checkpoint_future_format", checkpoint(5, 25000, SMALL, fmt=3), "a checkpoint of format version 3",
     error=("checkpoint", "unsupported_version"), kind="checkpoint")
 
 manifest = {
-    "protocol_version": 1,
+    "protocol_versions": [1, 2],
     "generator": "Protocol/vectors/generate.py",
     "limits": {"max_payload_bytes": 16 << 20, "max_decompressed_bytes": 64 << 20, "max_tensors": 64, "max_rank": 8},
     "notes": [

@@ -55,12 +55,15 @@ public final class Connection {
 
     deinit { close(fd) }
 
+    /// The protocol version agreed in the handshake (1 until then).
+    public var version: UInt8 = 1
+
     /// Sends `message` with a fresh request id, which it returns.
     @discardableResult
     public func send(_ message: Message, level: Int32 = 1) throws -> UInt32 {
         let id = nextID
         nextID &+= 1
-        try write(MessageCodec.encode(message, requestID: id, level: level))
+        try write(MessageCodec.encode(message, requestID: id, level: level, version: version))
         return id
     }
 

@@ -121,8 +121,11 @@ public final class FederatedLoop {
 
     private func push(slice: Int) -> Bool {
         do {
+            // One key for every retry of this push: a retry after a lost ACK is not applied twice.
+            let pushID = UInt64.random(in: 1...UInt64.max)
             let (version, total) = try withRetry("push") {
-                try transport.push(trainer.model.tensors(), datasets: min(datasets, options.maxClaim), baseVersion: 0)
+                try transport.push(
+                    trainer.model.tensors(), datasets: min(datasets, options.maxClaim), baseVersion: 0, pushID: pushID)
             }
             summary.pushesAccepted += 1
             summary.lastVersion = max(summary.lastVersion, version)

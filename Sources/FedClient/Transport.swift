@@ -19,7 +19,12 @@ public struct RemoteError: Error, CustomStringConvertible {
 public protocol ModelTransport: AnyObject {
     func fetch(heldVersion: UInt64) throws -> FetchResult
     /// Returns the model version and sample count after the update.
-    func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64) throws -> (version: UInt64, datasets: UInt64)
+    /// `pushID` (non-zero) is the push's idempotency key: send the same one
+    /// when retrying the same push, so a server that applied it already
+    /// answers with the original acknowledgement instead of applying it twice.
+    func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> (
+        version: UInt64, datasets: UInt64
+    )
     var bytesSent: Int { get }
     var bytesReceived: Int { get }
     /// Drops the connection, so the next call reconnects.
@@ -79,9 +84,16 @@ public final class BinaryTransport: ModelTransport {
         let c = try Connection(host: host, port: port, timeout: timeout)
         connection = c
         do {
-            let answer = try c.request(.hello(Hello(compressions: 0b111, clientID: clientID, authToken: authToken)))
+            let answer = try c.request(
+                .hello(
+                    Hello(
+                        minVersion: FrameHeader.supportedVersions.lowerBound,
+                        maxVersion: FrameHeader.supportedVersions.upperBound, compressions: 0b111, clientID: clientID,
+                        authToken: authToken)))
             switch answer {
-            case .welcome(let w): agreed = w.compressions | 1
+            case .welcome(let w):
+                agreed = w.compressions | 1
+                c.version = w.version
             case .error(let e): throw RemoteError(code: e.code, message: e.message, retryable: e.retryable)
             default: throw ConnectionError.protocolViolation("HELLO answered with \(answer.type)")
             }
@@ -118,14 +130,14 @@ public final class BinaryTransport: ModelTransport {
         }
     }
 
-    public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64) throws -> (
+    public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> (
         version: UInt64, datasets: UInt64
     ) {
         _ = try connected()
         let message = Message.push(
             Push(
                 clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: tensors,
-                compression: wireCompression))
+                compression: wireCompression, pushID: pushID))
         switch try call(message) {
         case .ack(let v, let d): return (v, d)
         case let other: throw ConnectionError.protocolViolation("PUSH answered with \(other.type)")
@@ -220,7 +232,8 @@ public final class HTTPTransport: ModelTransport {
         }
     }
 
-    public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64) throws -> (
+    /// The original's form protocol has no idempotency key: `pushID` is not sent.
+    public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> (
         version: UInt64, datasets: UInt64
     ) {
         var weights: [UInt8] = []

@@ -2,40 +2,64 @@
 ///
 /// ```
 ///  0  4  magic "FEDK"
-///  4  2  format version (1), u16 BE
+///  4  2  format (1 or 2), u16 BE
 ///  6  2  reserved, zero
 ///  8  8  model version, u64 BE
 /// 16  8  datasets, u64 BE
 /// 24  4  blob length n, u32 BE
 /// 28  n  tensor blob (as in MODEL)
-/// 28+n 4 CRC-32 of bytes 0..<28+n, u32 BE
+///        format 2 only: u16 section count, then per section u16 tag, u32 length L, L bytes
+///  ...4  CRC-32 of every byte before it, u32 BE
 /// ```
-/// The file is exactly `32 + n` bytes; anything else is an error.
+/// Format 1 is exactly `32 + n` bytes. Sections (format 2) carry state that
+/// must survive with the model; tag 1 is the recent pushes (idempotency
+/// keys). A tag with bit 15 set may be skipped by a reader that does not know
+/// it; any other unknown tag makes the file unreadable (`unsupported_version`).
+/// A checkpoint with no section is written as format 1, so older readers read it.
 public struct Checkpoint: Hashable, Sendable {
     public static let magic: [UInt8] = [0x46, 0x45, 0x44, 0x4B]
-    public static let formatVersion: UInt16 = 1
+    /// Formats this build reads; it writes the lowest that holds the content.
+    public static let formats: ClosedRange<UInt16> = 1...2
+    static let recentPushesTag: UInt16 = 1
 
     public var version: UInt64
     public var datasets: UInt64
     public var tensors: [Tensor]
+    /// The pushes whose idempotency keys the server remembers, oldest first.
+    public var recentPushes: [PushRecord]
 
-    public init(version: UInt64, datasets: UInt64, tensors: [Tensor]) {
+    public init(version: UInt64, datasets: UInt64, tensors: [Tensor], recentPushes: [PushRecord] = []) {
         self.version = version
         self.datasets = datasets
         self.tensors = tensors
+        self.recentPushes = recentPushes
     }
 
     /// The file's bytes.
     public func encode(compression: Compression = .shuffleZlib, level: Int32 = 1) -> [UInt8] {
         var w = ByteWriter(capacity: 64 + tensors.reduce(0) { $0 + 4 * $1.count + 16 })
         w.append(Checkpoint.magic)
-        w.u16(Checkpoint.formatVersion)
+        w.u16(recentPushes.isEmpty ? 1 : 2)
         w.u16(0)
         w.u64(version)
         w.u64(datasets)
         w.u32(0)
         TensorBlob.encode(tensors, compression: compression, level: level, into: &w)
         w.patchU32(UInt32(w.bytes.count - 28), at: 24)
+        if !recentPushes.isEmpty {
+            var section = ByteWriter()
+            section.u32(UInt32(recentPushes.count))
+            for p in recentPushes {
+                section.string(p.clientID)
+                section.u64(p.pushID)
+                section.u64(p.version)
+                section.u64(p.datasets)
+            }
+            w.u16(1)
+            w.u16(Checkpoint.recentPushesTag)
+            w.u32(UInt32(section.bytes.count))
+            w.append(section.bytes)
+        }
         let crc = CRC32.checksum(w.bytes)
         w.u32(crc)
         return w.bytes
@@ -52,8 +76,8 @@ public struct Checkpoint: Hashable, Sendable {
                 throw CodecError(.badMagic, "not a swift-federated checkpoint (magic is not FEDK)")
             }
             let format = try r.u16("format version")
-            guard format == formatVersion else {
-                throw CodecError(.unsupportedVersion, "checkpoint format \(format); this build reads format 1")
+            guard formats.contains(format) else {
+                throw CodecError(.unsupportedVersion, "checkpoint format \(format); this build reads formats 1 and 2")
             }
             _ = try r.u16("reserved")
             let version = try r.u64("model version")
@@ -65,10 +89,11 @@ public struct Checkpoint: Hashable, Sendable {
             if r.remaining < blobLength + 4 {
                 throw CodecError(.truncated, "file ends before its CRC")
             }
-            if r.remaining > blobLength + 4 {
+            if format == 1 && r.remaining > blobLength + 4 {
                 throw CodecError(.trailingBytes, "\(r.remaining - blobLength - 4) bytes after the CRC")
             }
-            let crcOffset = 28 + blobLength
+            // Format 2: the CRC is the file's last four bytes; sections are checked after it.
+            let crcOffset = format == 1 ? 28 + blobLength : raw.count - 4
             let expected = CRC32.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<crcOffset]))
             let stored = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: crcOffset, as: UInt32.self))
             guard expected == stored else {
@@ -76,7 +101,50 @@ public struct Checkpoint: Hashable, Sendable {
             }
             var blob = ByteReader(try r.take(blobLength, "blob"))
             let tensors = try TensorBlob.decode(&blob, limits: limits)
-            return Checkpoint(version: version, datasets: datasets, tensors: tensors)
+            var pushes: [PushRecord] = []
+            if format == 2 {
+                var sections = ByteReader(try r.take(r.remaining - 4, "sections"), shortCode: .truncated)
+                let count = Int(try sections.u16("section count"))
+                for _ in 0..<count {
+                    let tag = try sections.u16("section tag")
+                    let length = Int(try sections.u32("section length"))
+                    var body = ByteReader(try sections.take(length, "section \(tag)"), shortCode: .malformedPayload)
+                    switch tag {
+                    case recentPushesTag:
+                        let n = Int(try body.u32("recent push count"))
+                        for _ in 0..<n {
+                            let id = try body.string("client id", maxBytes: MessageCodec.maxClientIDBytes)
+                            pushes.append(
+                                PushRecord(
+                                    clientID: id, pushID: try body.u64("push id"), version: try body.u64("version"),
+                                    datasets: try body.u64("datasets")))
+                        }
+                        try body.expectEnd("the recent pushes section")
+                    case _ where tag & 0x8000 != 0:
+                        continue
+                    default:
+                        throw CodecError(.unsupportedVersion, "checkpoint section \(tag) is not known to this build")
+                    }
+                }
+                try sections.expectEnd("the checkpoint's sections")
+            }
+            return Checkpoint(version: version, datasets: datasets, tensors: tensors, recentPushes: pushes)
         }
+    }
+}
+
+/// A push the server applied and acknowledged, remembered by its
+/// idempotency key (client id, push id) with the `ACK` it was given.
+public struct PushRecord: Hashable, Sendable {
+    public var clientID: String
+    public var pushID: UInt64
+    public var version: UInt64
+    public var datasets: UInt64
+
+    public init(clientID: String, pushID: UInt64, version: UInt64, datasets: UInt64) {
+        self.clientID = clientID
+        self.pushID = pushID
+        self.version = version
+        self.datasets = datasets
     }
 }

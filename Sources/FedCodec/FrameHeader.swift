@@ -12,9 +12,9 @@ public struct FrameHeader: Hashable, Sendable {
     /// `"FEDW"`.
     public static let magic: [UInt8] = [0x46, 0x45, 0x44, 0x57]
     public static let size = 20
-    /// The protocol versions this implementation speaks.
-    public static let supportedVersions: ClosedRange<UInt8> = 1...1
-    /// Flag bits defined by version 1: none. Every other bit must be zero.
+    /// The protocol versions this implementation speaks (SPEC.md section 3.1).
+    public static let supportedVersions: ClosedRange<UInt8> = 1...2
+    /// Flag bits defined by versions 1 and 2: none. Every other bit must be zero.
     public static let knownFlags: UInt16 = 0
 
     public var version: UInt8

@@ -1,13 +1,18 @@
 /// The messages of Protocol v1 (`Protocol/SPEC.md`, "Messages"), decoded.
+///
+/// `welcome` and `push` are stored indirectly. With them inline (a 64-byte
+/// enum) release builds of Swift 6.3.1 read corrupt payloads out of values
+/// passed between this package's test modules, while debug builds did not;
+/// boxed, the enum is smaller and both agree.
 public enum Message: Hashable, Sendable {
     case hello(Hello)
-    case welcome(Welcome)
+    indirect case welcome(Welcome)
     /// Asks for the model; `heldVersion` is the version the client already has (0: none).
     case fetch(heldVersion: UInt64, compression: Compression)
     case model(Model)
     /// The answer to a fetch whose `heldVersion` is the current version: no weights.
     case modelUnchanged(version: UInt64, datasets: UInt64)
-    case push(Push)
+    indirect case push(Push)
     case ack(version: UInt64, datasets: UInt64)
     case error(ErrorMessage)
     case ping(nonce: UInt64)
@@ -64,12 +69,20 @@ public struct Welcome: Hashable, Sendable {
     public var datasets: UInt64
     /// The largest payload the server accepts.
     public var maxPayloadBytes: UInt32
+    /// Version 2 and later: the largest raw size of a blob the server accepts
+    /// (`max_decompressed`); 0 when not announced (version 1).
+    public var maxDecompressedBytes: UInt64
+    /// Version 2 and later: the largest `datasets` one push may claim; 0 when
+    /// not announced (version 1).
+    public var maxDatasets: UInt64
 
     public init(
         version: UInt8 = 1, compressions: UInt8, serverID: String, modelVersion: UInt64, datasets: UInt64,
-        maxPayloadBytes: UInt32
+        maxPayloadBytes: UInt32, maxDecompressedBytes: UInt64 = 0, maxDatasets: UInt64 = 0
     ) {
         self.version = version
+        self.maxDecompressedBytes = maxDecompressedBytes
+        self.maxDatasets = maxDatasets
         self.compressions = compressions
         self.serverID = serverID
         self.modelVersion = modelVersion
@@ -104,10 +117,17 @@ public struct Push: Hashable, Sendable {
     public var baseVersion: UInt64
     public var tensors: [Tensor]
     public var compression: Compression
+    /// Version 2 and later: the push's idempotency key, unique among this
+    /// client id's pushes (a random or increasing number); 0: none. A server
+    /// answers a push whose (client id, push id) it has applied with that
+    /// push's original `ACK` and applies nothing. Not sent in version 1.
+    public var pushID: UInt64
 
     public init(
-        clientID: String, datasets: UInt64, baseVersion: UInt64, tensors: [Tensor], compression: Compression = .none
+        clientID: String, datasets: UInt64, baseVersion: UInt64, tensors: [Tensor], compression: Compression = .none,
+        pushID: UInt64 = 0
     ) {
+        self.pushID = pushID
         self.clientID = clientID
         self.datasets = datasets
         self.baseVersion = baseVersion

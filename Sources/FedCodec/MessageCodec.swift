@@ -4,43 +4,49 @@
 /// ```
 /// HELLO           u8 minVersion, u8 maxVersion, u8 compressions, str clientID (1-256 B), str authToken (0-1024 B)
 /// WELCOME         u8 version, u8 compressions, str serverID (0-256 B), u64 modelVersion, u64 datasets, u32 maxPayload
+///                 [version >= 2: u64 maxDecompressed, u64 maxDatasets]
 /// FETCH           u64 heldVersion, u8 compression
 /// MODEL           u64 version, u64 datasets, blob
 /// MODEL_UNCHANGED u64 version, u64 datasets
-/// PUSH            str clientID (1-256 B), u64 datasets, u64 baseVersion, blob
+/// PUSH            str clientID (1-256 B), u64 datasets, u64 baseVersion, [frame version >= 2: u64 pushID], blob
 /// ACK             u64 version, u64 datasets
 /// ERROR           u16 code, u8 retryable (0|1), u8 minVersion, u8 maxVersion, str message (0-4096 B)
 /// PING, PONG      u64 nonce
 /// ```
 /// Every payload must be consumed exactly: bytes left over are `.trailingBytes`.
+/// A frame's version selects its layout (PUSH gains `pushID` in version 2);
+/// WELCOME travels in a version-1 frame and its own `version` field selects
+/// whether the version-2 fields follow.
 public enum MessageCodec {
     public static let maxClientIDBytes = 256
     public static let maxAuthTokenBytes = 1024
     public static let maxErrorMessageBytes = 4096
 
     /// Encodes `message` as one complete frame. `level` is zlib's level for compressed blobs.
-    public static func encode(_ message: Message, requestID: UInt32, level: Int32 = 6) -> [UInt8] {
+    public static func encode(_ message: Message, requestID: UInt32, level: Int32 = 6, version: UInt8 = 1) -> [UInt8] {
         var capacity = 64
         switch message {
         case .model(let m): capacity += m.tensors.reduce(0) { $0 + 4 * $1.count + 16 }
         case .push(let p): capacity += p.tensors.reduce(0) { $0 + 4 * $1.count + 16 }
         default: break
         }
-        var frame = FrameWriter(type: message.type, requestID: requestID, capacity: capacity)
-        writePayload(message, level: level, into: &frame.payload)
+        // HELLO and WELCOME always travel in version-1 frames (SPEC.md section 3).
+        let frameVersion: UInt8 = message.type == .hello || message.type == .welcome ? 1 : version
+        var frame = FrameWriter(type: message.type, requestID: requestID, capacity: capacity, version: frameVersion)
+        writePayload(message, level: level, version: frameVersion, into: &frame.payload)
         // Payloads written here are far below 4 GiB for any tensors that fit in memory
         // as blobs (the blob's own u32 sizes bound them first).
         return (try? frame.finish()) ?? []
     }
 
     /// The payload bytes alone (no frame header) of `message`.
-    public static func payload(_ message: Message, level: Int32 = 6) -> [UInt8] {
+    public static func payload(_ message: Message, level: Int32 = 6, version: UInt8 = 1) -> [UInt8] {
         var w = ByteWriter()
-        writePayload(message, level: level, into: &w)
+        writePayload(message, level: level, version: version, into: &w)
         return w.bytes
     }
 
-    static func writePayload(_ message: Message, level: Int32, into w: inout ByteWriter) {
+    static func writePayload(_ message: Message, level: Int32, version: UInt8, into w: inout ByteWriter) {
         switch message {
         case .hello(let h):
             w.u8(h.minVersion)
@@ -55,6 +61,10 @@ public enum MessageCodec {
             w.u64(x.modelVersion)
             w.u64(x.datasets)
             w.u32(x.maxPayloadBytes)
+            if x.version >= 2 {
+                w.u64(x.maxDecompressedBytes)
+                w.u64(x.maxDatasets)
+            }
         case .fetch(let held, let compression):
             w.u64(held)
             w.u8(compression.rawValue)
@@ -69,6 +79,7 @@ public enum MessageCodec {
             w.string(p.clientID)
             w.u64(p.datasets)
             w.u64(p.baseVersion)
+            if version >= 2 { w.u64(p.pushID) }
             TensorBlob.encode(p.tensors, compression: p.compression, level: level, into: &w)
         case .error(let e):
             w.u16(e.code.rawValue)
@@ -86,13 +97,14 @@ public enum MessageCodec {
     public static func decode(_ frame: Frame, limits: Limits = .default) throws(CodecError) -> Message {
         try withBytes(frame.payload) { (raw) throws(CodecError) -> Message in
             var r = ByteReader(raw)
-            let message = try decodePayload(type: frame.header.type, &r, limits: limits)
+            let message = try decodePayload(type: frame.header.type, version: frame.header.version, &r, limits: limits)
             try r.expectEnd("the \(frame.header.type) payload")
             return message
         }
     }
 
-    static func decodePayload(type: MessageType, _ r: inout ByteReader, limits: Limits) throws(CodecError)
+    static func decodePayload(type: MessageType, version frameVersion: UInt8, _ r: inout ByteReader, limits: Limits)
+        throws(CodecError)
         -> Message
     {
         switch type {
@@ -114,10 +126,17 @@ public enum MessageCodec {
             let modelVersion = try r.u64("model version")
             let datasets = try r.u64("datasets")
             let maxPayload = try r.u32("max payload")
+            var maxDecompressed: UInt64 = 0
+            var maxDatasets: UInt64 = 0
+            if version >= 2 {
+                maxDecompressed = try r.u64("max decompressed")
+                maxDatasets = try r.u64("max datasets")
+            }
             return .welcome(
                 Welcome(
                     version: version, compressions: compressions, serverID: serverID, modelVersion: modelVersion,
-                    datasets: datasets, maxPayloadBytes: maxPayload))
+                    datasets: datasets, maxPayloadBytes: maxPayload, maxDecompressedBytes: maxDecompressed,
+                    maxDatasets: maxDatasets))
         case .fetch:
             let held = try r.u64("held version")
             let byte = try r.u8("compression")
@@ -137,10 +156,14 @@ public enum MessageCodec {
             let id = try clientID(&r)
             let datasets = try r.u64("datasets")
             let base = try r.u64("base version")
+            var pushID: UInt64 = 0
+            if frameVersion >= 2 { pushID = try r.u64("push id") }
             let mode = r.remaining > 0 ? Compression(rawValue: r.bytes[r.offset]) : nil
             let tensors = try TensorBlob.decode(&r, limits: limits)
             return .push(
-                Push(clientID: id, datasets: datasets, baseVersion: base, tensors: tensors, compression: mode ?? .none))
+                Push(
+                    clientID: id, datasets: datasets, baseVersion: base, tensors: tensors, compression: mode ?? .none,
+                    pushID: pushID))
         case .ack:
             return .ack(version: try r.u64("version"), datasets: try r.u64("datasets"))
         case .error:
@@ -156,6 +179,28 @@ public enum MessageCodec {
             return .ping(nonce: try r.u64("nonce"))
         case .pong:
             return .pong(nonce: try r.u64("nonce"))
+        }
+    }
+
+    /// The tensor shapes a `PUSH` frame's blob declares, read from the
+    /// payload's fields and the blob header alone, with every check of the
+    /// blob header done (nothing inflated or copied), so a receiver can refuse
+    /// a push of the wrong shapes before decoding its data. Nil when the
+    /// frame is not a PUSH or fails before its blob data (full decoding then
+    /// reports why).
+    public static func declaredPushShapes(_ frame: Frame, limits: Limits) -> [[Int]]? {
+        guard frame.header.type == .push else { return nil }
+        return frame.payload.withUnsafeBytes { raw -> [[Int]]? in
+            var r = ByteReader(raw)
+            do throws(CodecError) {
+                _ = try clientID(&r)
+                _ = try r.u64("datasets")
+                _ = try r.u64("base version")
+                if frame.header.version >= 2 { _ = try r.u64("push id") }
+                return try TensorBlob.header(&r, limits: limits).shapes
+            } catch {
+                return nil
+            }
         }
     }
 

@@ -55,8 +55,19 @@ public enum TensorBlob {
         }
     }
 
-    /// Decodes one blob that runs to the end of `reader`'s bytes.
-    public static func decode(_ reader: inout ByteReader, limits: Limits) throws(CodecError) -> [Tensor] {
+    /// A blob's header, checked (`Protocol/SPEC.md` section 6, checks 1-6)
+    /// without touching its data.
+    public struct Header: Hashable, Sendable {
+        public var compression: Compression
+        public var shapes: [[Int]]
+        public var rawSize: Int
+        public var storedSize: Int
+    }
+
+    /// Reads and checks the header of a blob that runs to the end of
+    /// `reader`'s bytes, leaving the reader at the stored data. Nothing is
+    /// allocated beyond the shapes, nothing is inflated.
+    public static func header(_ reader: inout ByteReader, limits: Limits) throws(CodecError) -> Header {
         let modeByte = try reader.u8("blob compression")
         guard let compression = Compression(rawValue: modeByte) else {
             throw CodecError(
@@ -108,6 +119,13 @@ public enum TensorBlob {
         if storedSize < reader.remaining {
             throw CodecError(.trailingBytes, "\(reader.remaining - storedSize) bytes after the blob's data")
         }
+        return Header(compression: compression, shapes: shapes, rawSize: rawSize, storedSize: storedSize)
+    }
+
+    /// Decodes one blob that runs to the end of `reader`'s bytes.
+    public static func decode(_ reader: inout ByteReader, limits: Limits) throws(CodecError) -> [Tensor] {
+        let h = try header(&reader, limits: limits)
+        let (compression, shapes, rawSize, storedSize) = (h.compression, h.shapes, h.rawSize, h.storedSize)
         let stored = try reader.take(storedSize, "blob data")
         switch compression {
         case .none:

@@ -211,7 +211,7 @@ extension Fed.Bench {
                                 let a = t.bytesSent + t.bytesReceived
                                 _ = try t.fetch(heldVersion: 0)
                                 let b = t.bytesSent + t.bytesReceived
-                                _ = try t.push(tensors, datasets: 1, baseVersion: 0)
+                                _ = try t.push(tensors, datasets: 1, baseVersion: 0, pushID: 0)
                                 fetchBytes = b - a
                                 pushBytes = t.bytesSent + t.bytesReceived - b
                                 lat.append(Date().timeIntervalSince(t0))

@@ -17,8 +17,15 @@ extension Fed {
                 is written to --checkpoint (atomically, fsync'd) before it is acknowledged; updates \
                 arriving together share one write. On start the server resumes from --checkpoint; a \
                 corrupt or foreign file stops it with a message rather than starting over. When ready \
-                it prints `listening on HOST:PORT`. SIGINT or SIGTERM: stop accepting, finish what is \
-                in flight, write the checkpoint, exit 0.
+                it prints `listening on HOST:PORT`. SIGINT or SIGTERM: stop accepting connections and \
+                pushes (binary clients get shutting_down, HTTP 503, both retryable), let pushes in \
+                flight finish (at most --shutdown-grace), write the checkpoint, exit 0.
+
+                Limits: frame, decompressed and HTTP body sizes default to what the served model \
+                needs (printed at start); bytes held for requests still arriving and answers not \
+                yet sent stay within --memory-budget, past which clients are told `overloaded` \
+                (HTTP 503) and may retry. With --auth-token, binary clients present the token in \
+                HELLO and HTTP clients send `Authorization: Bearer TOKEN`.
                 """
         )
 
@@ -32,12 +39,27 @@ extension Fed {
         var saveEvery = 1
         @Option(help: "Seed of the initial weights when there is no checkpoint.") var seed: UInt64 = 1
         @Option(help: "Largest datasets count one update may claim.") var maxDatasets: UInt64 = 60_000
-        @Option(help: "Largest frame payload in bytes.") var maxPayload = 16 << 20
-        @Option(help: "Largest decompressed tensor data in bytes.") var maxDecompressed = 64 << 20
-        @Option(help: "Largest HTTP request body in bytes.") var maxBody = 32 << 20
-        @Option(help: "Most connections at once.") var maxConnections = 1024
+        @Option(help: "Largest frame payload in bytes (default: the model's raw size + 1/64 + 64 KiB).")
+        var maxPayload: Int?
+        @Option(help: "Largest decompressed tensor data in bytes (default: the model's raw size).")
+        var maxDecompressed: Int?
+        @Option(help: "Largest HTTP request body in bytes (default: 40 bytes per weight + 64 KiB).") var maxBody: Int?
+        @Option(help: "Most connections served at once; more are told `overloaded` (HTTP 503) and closed.")
+        var maxConnections = 1024
+        @Option(help: "Most connections from one IP address (default: no such limit).")
+        var maxConnectionsPerAddress: Int?
+        @Option(help: "MiB the server may hold for requests arriving and answers being sent (at most 512).")
+        var memoryBudget = 256
         @Option(help: "Seconds a connection may stay silent.") var idleTimeout = 300
-        @Option(help: "Seconds to receive one request once it has started.") var requestTimeout = 30
+        @Option(help: "Seconds a new connection has to send its first bytes.") var firstBytesTimeout = 5
+        @Option(help: "Seconds to receive one request (headers included) once it has started.") var requestTimeout = 30
+        @Option(help: "Seconds a shutdown waits for pushes in flight before it writes the checkpoint and exits.")
+        var shutdownGrace = 10
+        @Option(
+            help:
+                "A browser origin (scheme://host[:port]) allowed to send HTTP requests (repeatable; default: none, requests with an Origin header get 403)."
+        )
+        var allowOrigin: [String] = []
         @Option(help: "Server id sent to clients.") var serverId = "fed-server"
         @Option(help: "A token binary clients must present (repeatable; none: no authentication).")
         var authToken: [String] = []
@@ -47,9 +69,13 @@ extension Fed {
         func validate() throws {
             guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
             guard saveEvery >= 1 else { throw ValidationError("--save-every must be at least 1") }
-            guard maxDatasets >= 1, maxPayload >= 1024, maxDecompressed >= 1024, maxBody >= 1024, maxConnections >= 1,
-                idleTimeout >= 1, requestTimeout >= 1
+            guard maxDatasets >= 1, (maxPayload ?? 1024) >= 1024, (maxDecompressed ?? 1024) >= 1024,
+                (maxBody ?? 1024) >= 1024, maxConnections >= 1, (maxConnectionsPerAddress ?? 1) >= 1, idleTimeout >= 1,
+                requestTimeout >= 1, firstBytesTimeout >= 1, shutdownGrace >= 0
             else { throw ValidationError("limits must be positive (sizes at least 1024 bytes)") }
+            guard (16...512).contains(memoryBudget) else {
+                throw ValidationError("--memory-budget must be in 16...512 (MiB)")
+            }
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("unknown --log-level \(logLevel)")
             }
@@ -73,24 +99,28 @@ extension Fed {
             let config = ServerConfiguration(
                 host: host, port: port, checkpointPath: checkpoint, saveEvery: saveEvery, serverID: serverId,
                 maxDatasets: maxDatasets,
-                limits: Limits(maxPayloadBytes: maxPayload, maxDecompressedBytes: maxDecompressed),
-                maxHTTPBodyBytes: maxBody, maxConnections: maxConnections, idleTimeout: .seconds(Int64(idleTimeout)),
-                requestTimeout: .seconds(Int64(requestTimeout)), authTokens: Set(authToken), serveHTTP: !noHttp)
+                limits: maxPayload == nil && maxDecompressed == nil
+                    ? nil
+                    : Limits(
+                        maxPayloadBytes: maxPayload ?? Limits.default.maxPayloadBytes,
+                        maxDecompressedBytes: maxDecompressed ?? Limits.default.maxDecompressedBytes),
+                maxHTTPBodyBytes: maxBody, maxConnections: maxConnections,
+                maxConnectionsPerAddress: maxConnectionsPerAddress, memoryBudget: memoryBudget << 20,
+                idleTimeout: .seconds(Int64(idleTimeout)), firstBytesTimeout: .seconds(Int64(firstBytesTimeout)),
+                requestTimeout: .seconds(Int64(requestTimeout)), shutdownGrace: .seconds(Int64(shutdownGrace)),
+                authTokens: Set(authToken), serveHTTP: !noHttp, allowedOrigins: Set(allowOrigin))
             let server: FederatedServer
             do {
                 server = try FederatedServer.start(configuration: config, initial: MLP(seed: seed).tensors())
             } catch {
                 throw ValidationError("cannot start: \(error)")
             }
-            if !authToken.isEmpty && !noHttp {
-                server.logger.warning("HTTP clients are not authenticated; add --no-http to accept only token holders")
-            }
             print("listening on \(host):\(server.localPort)")
             fflush(nil)  // all streams: scripts wait for this line
 
             var received: Int32 = 0
             sigwait(&stopSignals, &received)
-            server.logger.info("stopping")
+            server.logger.info("stopping: no new connections or pushes; draining")
             try server.shutdown()
         }
     }

@@ -62,7 +62,7 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
             return d
         }
     }
-    let fields: [String: Any]
+    var fields: [String: Any]
     let type: String
     switch message {
     case .hello(let h):
@@ -78,6 +78,10 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
             "model_version": Int(w.modelVersion), "datasets": Int(w.datasets),
             "max_payload_bytes": Int(w.maxPayloadBytes),
         ]
+        if w.version >= 2 {
+            fields["max_decompressed"] = Int(w.maxDecompressedBytes)
+            fields["max_datasets"] = Int(w.maxDatasets)
+        }
     case .fetch(let held, let compression):
         type = "fetch"
         fields = ["held_version": Int(held), "compression": compression.description]
@@ -96,6 +100,7 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
             "client_id": p.clientID, "datasets": Int(p.datasets), "base_version": Int(p.baseVersion),
             "compression": p.compression.description, "tensors": tensors(p.tensors),
         ]
+        if p.pushID != 0 { fields["push_id"] = NSNumber(value: p.pushID) }
     case .ack(let version, let datasets):
         type = "ack"
         fields = ["version": Int(version), "datasets": Int(datasets)]
@@ -189,7 +194,8 @@ struct GoldenVectorTests {
         decoder.append(vector.bytes)
         var out: [UInt8] = []
         while let frame = try decoder.next() {
-            out += MessageCodec.encode(try MessageCodec.decode(frame), requestID: frame.header.requestID)
+            out += MessageCodec.encode(
+                try MessageCodec.decode(frame), requestID: frame.header.requestID, version: frame.header.version)
         }
         #expect(out == vector.bytes)
     }
@@ -205,6 +211,14 @@ struct GoldenVectorTests {
                 try! JSONSerialization.jsonObject(with: Data(manifestForm(model, requestID: 0).utf8)) as! [String: Any]
             var fields = form["message"] as! [String: Any]
             fields["compression"] = nil
+            if !ck.recentPushes.isEmpty {
+                fields["recent_pushes"] = ck.recentPushes.map {
+                    [
+                        "client_id": $0.clientID, "push_id": NSNumber(value: $0.pushID),
+                        "version": Int($0.version), "datasets": Int($0.datasets),
+                    ] as [String: Any]
+                }
+            }
             #expect(canonicalJSON(["type": "checkpoint", "message": fields]) == vector.frames.first)
         } catch {
             #expect(error.code.name == vector.errorName, "\(error)")

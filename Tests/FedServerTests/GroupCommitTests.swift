@@ -68,6 +68,6 @@ struct GroupCommitTests {
                 ($0 as? RejectedUpdate)?.code == .nonFiniteValue
             })
         let ok = try await committer.submit(constantTensors(3), datasets: 10)
-        #expect(ok.version == 1 && ok.tensors == constantTensors(3))
+        #expect(ok.version == 1 && store.snapshot().tensors == constantTensors(3))
     }
 }

@@ -13,12 +13,16 @@ public final class ModelSnapshot: Sendable {
     public let version: UInt64
     public let datasets: UInt64
     public let tensors: [Tensor]
+    /// The most recent pushes applied up to this version that carried an
+    /// idempotency key, oldest first (at most `ModelStore.rememberedPushes`).
+    public let recentPushes: [PushRecord]
     private let cache = Mutex<[String: EncodedPayload]>([:])
 
-    public init(version: UInt64, datasets: UInt64, tensors: [Tensor]) {
+    public init(version: UInt64, datasets: UInt64, tensors: [Tensor], recentPushes: [PushRecord] = []) {
         self.version = version
         self.datasets = datasets
         self.tensors = tensors
+        self.recentPushes = recentPushes
     }
 
     /// Bytes that do not change between requests, and their CRC-32.
@@ -47,17 +51,20 @@ public final class ModelSnapshot: Sendable {
     /// per request, the payload is the shared one. The frame CRC is combined
     /// from the header's and the cached payload CRC, so a fetch costs no pass
     /// over the weights.
-    public func modelFrameHeader(requestID: UInt32, compression: Compression) -> (header: [UInt8], payload: [UInt8]) {
-        let (header, payload) = modelFrame(requestID: requestID, compression: compression)
+    func modelFrameHeader(requestID: UInt32, compression: Compression) -> (header: [UInt8], payload: [UInt8]) {
+        let (header, payload) = modelFrame(requestID: requestID, compression: compression, version: 1)
         return (header, Array(payload.readableBytesView))
     }
 
     /// `modelFrameHeader` with the payload as the shared NIO buffer.
-    public func modelFrame(requestID: UInt32, compression: Compression) -> (header: [UInt8], payload: ByteBuffer) {
+    /// `version` is the frame's (the connection's agreed version); the payload is the same in every version.
+    public func modelFrame(requestID: UInt32, compression: Compression, version: UInt8 = 1)
+        -> (header: [UInt8], payload: ByteBuffer)
+    {
         let payload = modelPayload(compression)
         var w = ByteWriter(capacity: 20)
         w.append(FrameHeader.magic)
-        w.u8(1)
+        w.u8(version)
         w.u8(MessageType.model.rawValue)
         w.u16(0)
         w.u32(requestID)

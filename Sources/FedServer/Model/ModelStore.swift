@@ -72,13 +72,19 @@ public final class ModelStore: Sendable {
         }
     }
 
+    /// Idempotency keys remembered (the most recent, across all clients).
+    public static let rememberedPushes = 4096
+
     /// One pending update of a batch.
     public struct Update: Sendable {
         public var tensors: [Tensor]
         public var datasets: UInt64
-        public init(tensors: [Tensor], datasets: UInt64) {
+        /// The push's idempotency key (client id, push id), if it has one.
+        public var key: PushKey?
+        public init(tensors: [Tensor], datasets: UInt64, key: PushKey? = nil) {
             self.tensors = tensors
             self.datasets = datasets
+            self.key = key
         }
     }
 
@@ -88,18 +94,31 @@ public final class ModelStore: Sendable {
     /// returns. Each valid update gets its own version; invalid ones are
     /// rejected individually. If `commit` throws, nothing is published and
     /// every valid update of the batch fails with `internal_error`.
+    ///
+    /// An update whose key is among the remembered pushes (or earlier in the
+    /// same batch) is not applied again: it succeeds with the original
+    /// acknowledgement, `replayed` set.
     public func applyBatch(_ updates: [Update], commit: (ModelSnapshot) throws -> Void)
-        -> [Result<ModelSnapshot, RejectedUpdate>]
+        -> [Result<Acknowledgement, RejectedUpdate>]
     {
         writer.withLock { _ in
             var staged = snapshot()
             let base = staged
-            var results: [Result<ModelSnapshot, RejectedUpdate>] = []
+            var results: [Result<Acknowledgement, RejectedUpdate>] = []
             for u in updates {
+                if let key = u.key,
+                    let seen = staged.recentPushes.last(where: {
+                        $0.pushID == key.pushID && $0.clientID == key.clientID
+                    })
+                {
+                    results.append(
+                        .success(Acknowledgement(version: seen.version, datasets: seen.datasets, replayed: true)))
+                    continue
+                }
                 do throws(RejectedUpdate) {
                     try validate(u.tensors, datasets: u.datasets, against: staged)
-                    staged = fold(onto: staged, tensors: u.tensors, datasets: u.datasets)
-                    results.append(.success(staged))
+                    staged = fold(onto: staged, tensors: u.tensors, datasets: u.datasets, key: u.key)
+                    results.append(.success(Acknowledgement(version: staged.version, datasets: staged.datasets)))
                 } catch {
                     results.append(.failure(error))
                 }
@@ -108,8 +127,11 @@ public final class ModelStore: Sendable {
             do {
                 try commit(staged)
             } catch {
-                let failure = RejectedUpdate(.internalError, "the update could not be made durable: \(error)")
-                return results.map { r in r.flatMap { _ in .failure(failure) } }
+                // The cause (it may name local paths) is for the server's log, not for clients.
+                let failure = RejectedUpdate(.internalError, "the server could not store the update; try again later")
+                return results.map { r in
+                    r.flatMap { ack in ack.replayed ? .success(ack) : .failure(failure) }
+                }
             }
             let published = staged
             lock.withWriteLock { current = published }
@@ -117,10 +139,18 @@ public final class ModelStore: Sendable {
         }
     }
 
-    private func fold(onto base: ModelSnapshot, tensors: [Tensor], datasets: UInt64) -> ModelSnapshot {
+    private func fold(onto base: ModelSnapshot, tensors: [Tensor], datasets: UInt64, key: PushKey? = nil)
+        -> ModelSnapshot
+    {
         let (blended, count) = configuration.aggregation.aggregate(
             current: base.tensors, currentCount: base.datasets, update: tensors, updateCount: datasets)
-        return ModelSnapshot(version: base.version + 1, datasets: count, tensors: blended)
+        var pushes = base.recentPushes
+        if let key {
+            pushes.append(
+                PushRecord(clientID: key.clientID, pushID: key.pushID, version: base.version + 1, datasets: count))
+            if pushes.count > Self.rememberedPushes { pushes.removeFirst(pushes.count - Self.rememberedPushes) }
+        }
+        return ModelSnapshot(version: base.version + 1, datasets: count, tensors: blended, recentPushes: pushes)
     }
 }
 
@@ -133,4 +163,28 @@ public struct RejectedUpdate: Error, Equatable, CustomStringConvertible {
         self.message = message
     }
     public var description: String { "\(code.name): \(message)" }
+}
+
+/// A push's idempotency key: the client's id and a number it never reuses for another push.
+public struct PushKey: Hashable, Sendable {
+    public var clientID: String
+    public var pushID: UInt64
+    public init(clientID: String, pushID: UInt64) {
+        self.clientID = clientID
+        self.pushID = pushID
+    }
+}
+
+/// What an applied (or replayed) update is acknowledged with.
+public struct Acknowledgement: Hashable, Sendable {
+    /// The model version the update produced, and the model's sample count then.
+    public var version: UInt64
+    public var datasets: UInt64
+    /// True when the update's key had been applied before: nothing was applied now.
+    public var replayed: Bool
+    public init(version: UInt64, datasets: UInt64, replayed: Bool = false) {
+        self.version = version
+        self.datasets = datasets
+        self.replayed = replayed
+    }
 }

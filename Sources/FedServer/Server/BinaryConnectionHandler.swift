@@ -8,11 +8,16 @@ import NIOCore
 /// (pipelining). A push waits for its durable commit before the next frame
 /// of the connection is handled. Backpressure: while the channel is not
 /// writable (a slow reader of large answers) or a push is in flight, the
-/// handler stops asking the socket for more bytes, so the server buffers at
-/// most what is already in flight. A frame that has started to arrive must
-/// complete within `requestTimeout`. Frame-level errors are answered with
-/// `ERROR` and close the connection; payload errors are answered and the
-/// connection goes on.
+/// handler stops asking the socket for more bytes. The bytes of a frame still
+/// arriving are counted against the server's memory budget (a frame that
+/// would exceed it gets `ERROR overloaded` and the connection is closed), as
+/// are `MODEL` answers until the socket has taken them. A frame that has
+/// started to arrive must complete within `requestTimeout`.
+///
+/// Frame-level errors are answered with `ERROR` and close the connection;
+/// payload errors are answered and the connection goes on. When the client
+/// half-closes, every request already received is still answered; a frame
+/// cut off by the half-close gets `ERROR truncated`; then the connection closes.
 final class BinaryConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -20,17 +25,22 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
 
     private let context: ServerContext
     private var decoder: FrameDecoder
+    private var lease: BudgetLease
+    /// The client's id once HELLO has succeeded.
     private var clientID: String?
+    private var version: UInt8 = 1
     private var compressions: UInt8 = 1
     private var pushInFlight = false
     private var readPending = false
+    private var inputClosed = false
     private var closing = false
     private var requestTimer: Scheduled<Void>?
     private var logger: Logger
 
     init(context: ServerContext) {
         self.context = context
-        self.decoder = FrameDecoder(limits: context.configuration.limits)
+        self.decoder = FrameDecoder(limits: context.limits.frame)
+        self.lease = BudgetLease(budget: context.budget)
         self.logger = context.logger
     }
 
@@ -41,8 +51,13 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     // MARK: Inbound
 
     func channelRead(context ctx: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
         let buffer = unwrapInboundIn(data)
         decoder.append(buffer.readableBytesView)
+        guard lease.resize(to: decoder.bufferedByteCount) else {
+            logger.warning("closing connection: memory budget exhausted (\(context.budget.used) B held)")
+            return failStream(ctx, .overloaded, "the server is out of memory for requests; try again later")
+        }
         process(ctx)
     }
 
@@ -51,8 +66,18 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         ctx.fireChannelWritabilityChanged()
     }
 
+    func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            inputClosed = true
+            process(ctx)
+            return
+        }
+        ctx.fireUserInboundEventTriggered(event)
+    }
+
     func channelInactive(context ctx: ChannelHandlerContext) {
         requestTimer?.cancel()
+        lease.close()
         ctx.fireChannelInactive()
     }
 
@@ -80,7 +105,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
 
     // MARK: Processing
 
-    /// Handles every complete frame, in order, until one must wait.
+    /// Handles every complete frame, in order, until one must wait; then, if
+    /// the client has half-closed and nothing is left to answer, closes.
     private func process(_ ctx: ChannelHandlerContext) {
         var wrote = false
         while !pushInFlight && !closing && ctx.channel.isWritable {
@@ -90,18 +116,26 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
                 frame = next
             } catch {
                 logger.warning("rejected frame: \(error)")
-                send(ctx, .error(ErrorMessage(error)), requestID: 0)
-                closing = true
-                let channel = ctx.channel
-                ctx.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                    channel.close(promise: nil)
-                }
-                return
+                return failStream(ctx, error.code, error.message)
             }
             handle(ctx, frame)
             wrote = true
         }
+        _ = lease.resize(to: decoder.bufferedByteCount)
         if wrote { ctx.flush() }
+        if inputClosed && !pushInFlight && !closing {
+            let left = decoder.bufferedByteCount
+            if left > 0 && ctx.channel.isWritable {
+                // Every complete frame has been handled: what is left was cut off.
+                do throws(CodecError) {
+                    try decoder.finish()
+                } catch {
+                    return failStream(ctx, error.code, error.message)
+                }
+            } else if left == 0 {
+                return closeAfterWrites(ctx)
+            }
+        }
         armRequestTimer(ctx)
         resumeReading(ctx)
     }
@@ -117,8 +151,26 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Answers an error that ends the stream (request id 0), then closes.
+    private func failStream(_ ctx: ChannelHandlerContext, _ code: ErrorCode, _ text: String, requestID: UInt32 = 0) {
+        closing = true
+        requestTimer?.cancel()
+        lease.close()
+        send(ctx, .error(ErrorMessage(code: code, message: text)), requestID: requestID)
+        closeAfterWrites(ctx)
+    }
+
+    /// Closes once everything written so far has reached the socket.
+    private func closeAfterWrites(_ ctx: ChannelHandlerContext) {
+        closing = true
+        let channel = ctx.channel
+        ctx.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
     private func send(_ ctx: ChannelHandlerContext, _ message: Message, requestID: UInt32) {
-        let bytes = MessageCodec.encode(message, requestID: requestID, level: 1)
+        let bytes = MessageCodec.encode(message, requestID: requestID, level: 1, version: version)
         ctx.write(wrapOutboundOut(ctx.channel.allocator.buffer(bytes: bytes)), promise: nil)
     }
 
@@ -128,9 +180,22 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
 
     private func handle(_ ctx: ChannelHandlerContext, _ frame: Frame) {
         let id = frame.header.requestID
+        if clientID != nil && frame.header.version != version {
+            logger.warning("frame of version \(frame.header.version) after agreeing on \(version)")
+            return failStream(
+                ctx, .unsupportedVersion, "this connection agreed on version \(version)", requestID: id)
+        }
+        if clientID != nil, let declared = MessageCodec.declaredPushShapes(frame, limits: context.limits.frame),
+            declared != context.modelShapes
+        {
+            // Refused from the blob header alone: nothing is inflated or copied.
+            return sendError(
+                ctx, .shapeMismatch,
+                "tensor shapes \(declared.prefix(8)) differ from the model's \(context.modelShapes)", requestID: id)
+        }
         let message: Message
         do throws(CodecError) {
-            message = try MessageCodec.decode(frame, limits: context.configuration.limits)
+            message = try MessageCodec.decode(frame, limits: context.limits.frame)
         } catch {
             logger.warning("rejected \(frame.header.type) request \(id): \(error)")
             send(ctx, .error(ErrorMessage(error)), requestID: id)
@@ -138,97 +203,119 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         }
         switch message {
         case .hello(let hello):
-            let ours = FrameHeader.supportedVersions
-            // Not a ClosedRange: building one with lower > upper would trap.
-            let (low, high) = (max(hello.minVersion, ours.lowerBound), min(hello.maxVersion, ours.upperBound))
-            guard low <= high else {
-                logger.warning(
-                    "client \(hello.clientID) speaks \(hello.minVersion)...\(hello.maxVersion): no common version")
-                sendError(
-                    ctx, .unsupportedVersion,
-                    "client speaks \(hello.minVersion)...\(hello.maxVersion); this server speaks \(ours.lowerBound)...\(ours.upperBound)",
-                    requestID: id)
-                closing = true
-                let channel = ctx.channel
-                ctx.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                    channel.close(promise: nil)
-                }
-                return
-            }
-            let tokens = context.configuration.authTokens
-            guard tokens.isEmpty || tokens.contains(hello.authToken) else {
-                logger.warning(
-                    "client \(hello.clientID) refused: \(hello.authToken.isEmpty ? "no" : "unknown") auth token")
-                sendError(ctx, .unauthorized, "a valid auth token is required", requestID: id)
-                closing = true
-                let channel = ctx.channel
-                ctx.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                    channel.close(promise: nil)
-                }
-                return
-            }
-            clientID = hello.clientID
-            logger[metadataKey: "client"] = "\(hello.clientID)"
-            compressions = (hello.compressions & context.configuration.compressions) | Compression.none.bit
-            let model = context.store.snapshot()
-            send(
-                ctx,
-                .welcome(
-                    Welcome(
-                        version: high, compressions: compressions,
-                        serverID: context.configuration.serverID,
-                        modelVersion: model.version, datasets: model.datasets,
-                        maxPayloadBytes: UInt32(clamping: context.configuration.limits.maxPayloadBytes))),
-                requestID: id)
-        case .ping(let nonce):
-            send(ctx, .pong(nonce: nonce), requestID: id)
+            handleHello(ctx, hello, id: id)
         case .pong, .error:
-            break
+            // Unsolicited answers from a client are ignored (SPEC.md section 4).
+            if case .error(let e) = message { logger.info("client sent ERROR \(e.code)") }
         case .welcome, .model, .modelUnchanged, .ack:
             sendError(ctx, .unexpectedMessage, "a client does not send \(message.type)", requestID: id)
-        case .fetch(let held, let wanted):
-            guard clientID != nil else { return sendError(ctx, .handshakeRequired, "send HELLO first", requestID: id) }
-            let model = context.store.snapshot()
-            if held != 0 && held == model.version {
-                send(ctx, .modelUnchanged(version: model.version, datasets: model.datasets), requestID: id)
-                return
-            }
-            let compression = compressions & wanted.bit != 0 ? wanted : .none
-            let (header, payload) = model.modelFrame(requestID: id, compression: compression)
-            ctx.write(wrapOutboundOut(ctx.channel.allocator.buffer(bytes: header)), promise: nil)
-            ctx.write(wrapOutboundOut(payload), promise: nil)
-        case .push(let push):
-            guard let client = clientID else {
+        case .ping, .fetch, .push:
+            guard clientID != nil else {
                 return sendError(ctx, .handshakeRequired, "send HELLO first", requestID: id)
             }
-            if compressions & push.compression.bit == 0 {
-                return sendError(ctx, .unsupportedCompression, "\(push.compression) was not agreed", requestID: id)
+            switch message {
+            case .ping(let nonce): send(ctx, .pong(nonce: nonce), requestID: id)
+            case .fetch(let held, let wanted): handleFetch(ctx, held: held, wanted: wanted, id: id)
+            case .push(let push): handlePush(ctx, push, id: id)
+            default: break
             }
-            pushInFlight = true
-            let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
-            let eventLoop = ctx.eventLoop
-            let logger = self.logger
-            context.committer.submit(push.tensors, datasets: push.datasets) { result in
+        }
+    }
+
+    private func handleHello(_ ctx: ChannelHandlerContext, _ hello: Hello, id: UInt32) {
+        let who = LogSafe.text(hello.clientID)
+        guard clientID == nil else {
+            return sendError(ctx, .unexpectedMessage, "HELLO was already answered on this connection", requestID: id)
+        }
+        let ours = FrameHeader.supportedVersions
+        // Not a ClosedRange: building one with lower > upper would trap.
+        let (low, high) = (max(hello.minVersion, ours.lowerBound), min(hello.maxVersion, ours.upperBound))
+        guard low <= high else {
+            logger.warning("client \(who) speaks \(hello.minVersion)...\(hello.maxVersion): no common version")
+            return failStream(
+                ctx, .unsupportedVersion,
+                "client speaks \(hello.minVersion)...\(hello.maxVersion); this server speaks \(ours.lowerBound)...\(ours.upperBound)",
+                requestID: id)
+        }
+        let tokens = context.configuration.authTokens
+        guard tokens.isEmpty || tokens.contains(hello.authToken) else {
+            logger.warning("client \(who) refused: \(hello.authToken.isEmpty ? "no" : "unknown") auth token")
+            return failStream(ctx, .unauthorized, "a valid auth token is required", requestID: id)
+        }
+        clientID = hello.clientID
+        logger[metadataKey: "client"] = "\(who)"
+        compressions = (hello.compressions & context.configuration.compressions) | Compression.none.bit
+        let model = context.store.snapshot()
+        // WELCOME travels in a version-1 frame; later frames use the agreed version.
+        send(
+            ctx,
+            .welcome(
+                Welcome(
+                    version: high, compressions: compressions, serverID: context.configuration.serverID,
+                    modelVersion: model.version, datasets: model.datasets,
+                    maxPayloadBytes: UInt32(clamping: context.limits.frame.maxPayloadBytes),
+                    maxDecompressedBytes: UInt64(context.limits.frame.maxDecompressedBytes),
+                    maxDatasets: context.configuration.maxDatasets)),
+            requestID: id)
+        version = high
+    }
+
+    private func handleFetch(_ ctx: ChannelHandlerContext, held: UInt64, wanted: Compression, id: UInt32) {
+        let model = context.store.snapshot()
+        if held != 0 && held == model.version {
+            return send(ctx, .modelUnchanged(version: model.version, datasets: model.datasets), requestID: id)
+        }
+        let compression = compressions & wanted.bit != 0 ? wanted : .none
+        let (header, payload) = model.modelFrame(requestID: id, compression: compression, version: version)
+        let size = payload.readableBytes
+        guard context.budget.reserve(size) else {
+            logger.warning("fetch refused: memory budget exhausted (\(context.budget.used) B held)")
+            return sendError(
+                ctx, .overloaded, "the server is out of memory for answers; try again later", requestID: id)
+        }
+        let budget = context.budget
+        ctx.write(wrapOutboundOut(ctx.channel.allocator.buffer(bytes: header)), promise: nil)
+        let written = ctx.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenComplete { _ in budget.release(size) }
+        ctx.write(wrapOutboundOut(payload), promise: written)
+    }
+
+    private func handlePush(_ ctx: ChannelHandlerContext, _ push: Push, id: UInt32) {
+        let client = LogSafe.text(clientID ?? "?")
+        if compressions & push.compression.bit == 0 {
+            return sendError(ctx, .unsupportedCompression, "\(push.compression) was not agreed", requestID: id)
+        }
+        if context.lifecycle.isDraining {
+            return sendError(ctx, .shuttingDown, "the server is shutting down; push again later", requestID: id)
+        }
+        pushInFlight = true
+        let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
+        let eventLoop = ctx.eventLoop
+        let logger = self.logger
+        let key = push.pushID == 0 ? nil : PushKey(clientID: clientID ?? push.clientID, pushID: push.pushID)
+        context.committer.submit(push.tensors, datasets: push.datasets, key: key) { result in
+            switch result {
+            case .success(let ack) where ack.replayed:
+                logger.info(
+                    "repeated push \(push.pushID) from \(client): answered with its ACK, version \(ack.version)")
+            case .success(let ack):
+                logger.info(
+                    "applied update from \(client): \(push.datasets) samples, version \(ack.version) (\(ack.datasets) samples)"
+                )
+            case .failure(let rejection):
+                logger.warning("rejected update from \(client): \(rejection)")
+            }
+            eventLoop.execute {
+                let (handler, ctx) = loopBound.value
+                handler.pushInFlight = false
                 switch result {
-                case .success(let s):
-                    logger.info(
-                        "applied update from \(client): \(push.datasets) samples, version \(s.version) (\(s.datasets) samples)"
-                    )
-                case .failure(let rejection):
-                    logger.warning("rejected update from \(client): \(rejection)")
+                case .success(let ack):
+                    handler.send(ctx, .ack(version: ack.version, datasets: ack.datasets), requestID: id)
+                case .failure(let r):
+                    handler.send(ctx, .error(ErrorMessage(code: r.code, message: r.message)), requestID: id)
                 }
-                eventLoop.execute {
-                    let (handler, ctx) = loopBound.value
-                    handler.pushInFlight = false
-                    switch result {
-                    case .success(let s):
-                        handler.send(ctx, .ack(version: s.version, datasets: s.datasets), requestID: id)
-                    case .failure(let r):
-                        handler.send(ctx, .error(ErrorMessage(code: r.code, message: r.message)), requestID: id)
-                    }
-                    ctx.flush()
-                    handler.process(ctx)
-                }
+                ctx.flush()
+                handler.process(ctx)
             }
         }
     }

@@ -24,14 +24,17 @@ final class IdleConnectionCloser: ChannelInboundHandler, Sendable {
 }
 
 extension ChannelHandlerContext {
-    /// Closes the channel after `timeout` (logging `reason` as a warning)
-    /// unless the returned task is cancelled first: the per-request deadline
-    /// of both protocol handlers. Call on the channel's event loop.
-    func closeAfter(_ timeout: TimeAmount, logger: Logger, reason: String) -> Scheduled<Void> {
-        let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
+    /// Closes the channel after `timeout` (logging `reason`) unless the
+    /// returned task is cancelled first: the first-bytes deadline and the
+    /// per-request deadline of both protocols. Call on the channel's event loop.
+    func closeAfter(
+        _ timeout: TimeAmount, logger: Logger, reason: String, level: Logger.Level = .warning
+    ) -> Scheduled<Void> {
+        let channel = self.channel
+        let peer = remoteAddress?.description ?? "?"
         return eventLoop.scheduleTask(in: timeout) {
-            logger.warning("closing connection: \(reason) within \(timeout)")
-            loopBound.value.close(promise: nil)
+            logger.log(level: level, "closing connection from \(peer): \(reason) within \(timeout)")
+            channel.close(promise: nil)
         }
     }
 }

@@ -13,39 +13,58 @@ import Synchronization
 /// a `GroupCommitter`.
 ///
 /// Lifecycle: `start` resumes from the checkpoint (or starts from `initial`),
-/// binds, and returns once listening; `shutdown` stops accepting, lets
-/// connections finish what they are doing, writes the checkpoint and returns.
+/// binds, and returns once listening; `shutdown` stops accepting connections
+/// and new pushes, lets pushes in flight finish (at most
+/// `configuration.shutdownGrace`), writes the checkpoint, closes every
+/// connection and returns.
 public final class FederatedServer: Sendable {
     public let configuration: ServerConfiguration
+    /// The limits in force (configured, or derived from the model).
+    public let limits: ResolvedLimits
     public let store: ModelStore
     public let committer: GroupCommitter
     public let logger: Logger
+    /// Bytes held for clients now, against `configuration.memoryBudget`.
+    public let budget: MemoryBudget
     private let group: MultiThreadedEventLoopGroup
     private let channel: Channel
+    private let registry: ConnectionRegistry
+    private let lifecycle: ServerLifecycle
 
     /// The address actually bound (with the real port when 0 was asked for).
     public var localPort: Int { channel.localAddress?.port ?? configuration.port }
 
     /// Resumes or creates the model and starts listening.
+    ///
     /// Throws if the checkpoint exists but cannot be read (never starts fresh
-    /// over it), or if the address cannot be bound.
+    /// over it), if its tensor shapes differ from `initial`'s (the shapes this
+    /// server was asked to serve), or if the address cannot be bound.
     public static func start(
         configuration: ServerConfiguration, initial: @autoclosure () -> [Tensor],
         logger: Logger = Logger(label: "fed.server"),
         threads: Int = System.coreCount
     ) throws -> FederatedServer {
+        let fresh = initial()
         let snapshot: ModelSnapshot
         if let resumed = try CheckpointFile.load(from: configuration.checkpointPath) {
+            let served = fresh.map(\.shape)
+            let stored = resumed.tensors.map(\.shape)
+            guard served == stored else {
+                throw FileError(
+                    "checkpoint \(configuration.checkpointPath) holds tensors of shapes \(stored), but this server serves \(served); give a checkpoint of this model or another --checkpoint path"
+                )
+            }
             snapshot = resumed
             logger.info(
                 "resumed version \(resumed.version) (\(resumed.datasets) samples) from \(configuration.checkpointPath)")
         } else {
-            snapshot = ModelSnapshot(version: 0, datasets: 0, tensors: initial())
+            snapshot = ModelSnapshot(version: 0, datasets: 0, tensors: fresh)
             logger.info("no checkpoint at \(configuration.checkpointPath): starting from fresh weights")
         }
         let store = ModelStore(initial: snapshot, configuration: .init(maxDatasets: configuration.maxDatasets))
         let committer = GroupCommitter(
             store: store, path: configuration.checkpointPath, saveEvery: configuration.saveEvery)
+        committer.onWriteFailure = { error in logger.error("checkpoint write failed: \(error)") }
         if configuration.saveEvery > 1 {
             logger.warning("--save-every \(configuration.saveEvery): updates are acknowledged before they are durable")
         }
@@ -60,76 +79,95 @@ public final class FederatedServer: Sendable {
         self.store = store
         self.committer = committer
         self.logger = logger
+        let shapes = store.snapshot().tensors.map(\.shape)
+        let limits = ResolvedLimits(configuration: configuration, modelShapes: shapes)
+        self.limits = limits
+        let budget = MemoryBudget(limit: configuration.memoryBudget)
+        self.budget = budget
+        let lifecycle = ServerLifecycle()
+        self.lifecycle = lifecycle
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.group = group
         let context = ServerContext(
-            configuration: configuration, store: store, committer: committer, logger: logger)
-        let counter = ConnectionCounter(limit: configuration.maxConnections)
+            configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
+            budget: budget, lifecycle: lifecycle, logger: logger)
+        let registry = ConnectionRegistry(
+            limit: configuration.maxConnections, perAddressLimit: configuration.maxConnectionsPerAddress)
+        self.registry = registry
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    guard counter.acquire() else {
+                    let refusal: String?
+                    switch registry.admit(channel) {
+                    case .served: refusal = nil
+                    case .refused(let reason): refusal = reason
+                    case .dropped:
                         logger.warning(
-                            "connection from \(channel.remoteAddress?.description ?? "?") refused: \(configuration.maxConnections) connections already open"
+                            "connection from \(channel.remoteAddress?.description ?? "?") dropped: over the connection limit"
                         )
                         channel.close(promise: nil)
                         return
                     }
-                    channel.closeFuture.whenComplete { _ in counter.release() }
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
                     try sync.addHandler(IdleConnectionCloser(logger: logger))
-                    try sync.addHandler(ProtocolSniffer(context: context))
+                    try sync.addHandler(ProtocolSniffer(context: context, refusal: refusal))
                 }
             }
         self.channel = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
-        self.connectionCounter = counter
+        logger.info(
+            "limits: frame payload \(limits.frame.maxPayloadBytes) B, decompressed \(limits.frame.maxDecompressedBytes) B, HTTP body \(limits.maxHTTPBodyBytes) B, memory budget \(configuration.memoryBudget) B, \(configuration.maxConnections) connections"
+        )
     }
 
-    private let connectionCounter: ConnectionCounter
+    /// Connections being served now.
+    public var openConnections: Int { registry.count }
 
-    /// Connections open now.
-    public var openConnections: Int { connectionCounter.count }
+    /// Whether `shutdown` has begun (new pushes are refused with `shutting_down`).
+    public var isDraining: Bool { lifecycle.isDraining }
 
-    /// Stops accepting, waits up to `grace` for open connections to finish,
-    /// writes the checkpoint, and releases the threads.
-    public func shutdown(grace: TimeAmount = .seconds(5)) throws {
+    /// Stops the server and returns once the checkpoint is written:
+    /// 1. stop accepting connections; refuse new pushes (`shutting_down`, HTTP 503);
+    /// 2. wait until pushes in flight are committed, at most `grace`;
+    /// 3. write the checkpoint (every acknowledged update is in it);
+    /// 4. close every connection and stop the event loops.
+    public func shutdown(grace: TimeAmount? = nil) throws {
+        lifecycle.startDraining()
         try? channel.close().wait()
-        let deadline = NIODeadline.now() + grace
-        while connectionCounter.count > 0 && NIODeadline.now() < deadline {
-            usleep(10_000)
+        let deadline = NIODeadline.now() + (grace ?? configuration.shutdownGrace)
+        while !committer.isIdle && NIODeadline.now() < deadline {
+            usleep(5_000)
         }
+        // Answers to the last pushes are written on the event loops: give them a moment.
+        usleep(50_000)
         try committer.flush()
         logger.info("checkpoint written: version \(store.snapshot().version)")
+        for child in registry.channels() { child.close(promise: nil) }
         try group.syncShutdownGracefully()
     }
+}
+
+/// Whether the server is shutting down; read by every connection.
+final class ServerLifecycle: Sendable {
+    private let draining = Atomic<Bool>(false)
+    var isDraining: Bool { draining.load(ordering: .acquiring) }
+    func startDraining() { draining.store(true, ordering: .releasing) }
 }
 
 /// What every connection handler needs.
 struct ServerContext: Sendable {
     let configuration: ServerConfiguration
+    let limits: ResolvedLimits
+    /// The served model's tensor shapes (they never change while it runs).
+    let modelShapes: [[Int]]
     let store: ModelStore
     let committer: GroupCommitter
+    let budget: MemoryBudget
+    let lifecycle: ServerLifecycle
     let logger: Logger
-}
-
-/// Counts connections against a limit.
-final class ConnectionCounter: Sendable {
-    private let value = Atomic<Int>(0)
-    let limit: Int
-    init(limit: Int) { self.limit = limit }
-    var count: Int { value.load(ordering: .relaxed) }
-    func acquire() -> Bool {
-        let now = value.add(1, ordering: .relaxed).newValue
-        if now > limit {
-            value.subtract(1, ordering: .relaxed)
-            return false
-        }
-        return true
-    }
-    func release() { value.subtract(1, ordering: .relaxed) }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import FedCodec
 import Logging
 import NIOCore
@@ -7,23 +8,42 @@ import NIOHTTP1
 /// route, `/`, GET or POST, form fields `id`, `send`, `datasets`, `weights`.
 ///
 /// `send=True` applies an update (same validation, same durable commit as a
-/// binary `PUSH`) and answers `200 Success`, or `400` with a JSON error and
+/// binary `PUSH`) and answers `200 Success`, or an error with a JSON body and
 /// the model unchanged. Anything else answers the model as the original's
 /// JSON (`{"id", "datasets", "weights"}`), encoded once per model version.
-/// Bodies over `maxHTTPBodyBytes` get `413` and the connection is closed.
-final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+///
+/// Checked on the request head, before any body byte is read: the `Origin`
+/// (403 unless allowed), the bearer token when tokens are set (401), the
+/// declared `Content-Length` (413); then `Expect: 100-continue` is answered.
+/// Every error answer closes the connection. Body bytes count against the
+/// memory budget (503 when it is exhausted), and so do answers until the
+/// socket has taken them; a request is not handled while the previous answer
+/// is still queued past the write watermark (a client that does not read
+/// holds one answer, not one per request). Form and JSON parsing run off the
+/// event loop.
+final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let context: ServerContext
+    private let gate: HTTPRequestGate
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
-    private var tooLarge = false
-    private var requestTimer: Scheduled<Void>?
+    private var lease: BudgetLease
+    /// An error was answered for the current request: ignore its remaining parts (the connection closes).
+    private var answered = false
+    /// A request waiting for the channel to become writable.
+    private var waiting: (HTTPRequestHead, ByteBuffer?)?
+    private var busy = false
+    private var readPending = false
+    private var inputClosed = false
     private var logger: Logger
 
-    init(context: ServerContext) {
+    init(context: ServerContext, gate: HTTPRequestGate) {
         self.context = context
+        self.gate = gate
+        self.lease = BudgetLease(budget: context.budget)
         self.logger = context.logger
     }
 
@@ -31,25 +51,26 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         logger[metadataKey: "peer"] = "\(ctx.remoteAddress?.description ?? "?")"
     }
 
+    // MARK: Inbound
+
     func channelRead(context ctx: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
             head = h
             body = nil
-            tooLarge = false
-            if let length = h.headers.first(name: "content-length").flatMap(Int.init),
-                length > context.configuration.maxHTTPBodyBytes
-            {
-                tooLarge = true
-            }
-            requestTimer = ctx.closeAfter(
-                context.configuration.requestTimeout, logger: logger, reason: "HTTP request not complete")
+            answered = false
+            checkHead(ctx, h)
         case .body(var chunk):
-            guard !tooLarge else { return }
-            if (body?.readableBytes ?? 0) + chunk.readableBytes > context.configuration.maxHTTPBodyBytes {
-                tooLarge = true
-                body = nil
-                return
+            guard !answered else { return }
+            let size = (body?.readableBytes ?? 0) + chunk.readableBytes
+            if size > context.limits.maxHTTPBodyBytes {
+                return fail(
+                    ctx, .payloadTooLarge, .frameTooLarge, "request body over \(context.limits.maxHTTPBodyBytes) bytes")
+            }
+            guard lease.resize(to: size) else {
+                logger.warning("HTTP request refused: memory budget exhausted (\(context.budget.used) B held)")
+                return fail(
+                    ctx, .serviceUnavailable, .overloaded, "the server is out of memory for requests; try again later")
             }
             if body == nil {
                 body = chunk
@@ -57,77 +78,159 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 body!.writeBuffer(&chunk)
             }
         case .end:
-            requestTimer?.cancel()
-            requestTimer = nil
-            guard let head else { return }
+            gate.requestArrived()
+            guard !answered, let head else { return }
             self.head = nil
-            if tooLarge {
-                logger.warning("rejected HTTP request: body over \(context.configuration.maxHTTPBodyBytes) bytes")
-                respond(
-                    ctx, head, status: .payloadTooLarge, json: errorJSON(.frameTooLarge, "request body too large"),
-                    close: true)
-                return
+            let request = (head, body)
+            body = nil
+            if ctx.channel.isWritable && !busy {
+                handle(ctx, request.0, body: request.1)
+            } else {
+                waiting = request
             }
-            handle(ctx, head, body: body.map { Array($0.readableBytesView) } ?? [])
         }
+    }
+
+    func channelWritabilityChanged(context ctx: ChannelHandlerContext) {
+        if ctx.channel.isWritable, !busy, let (head, body) = waiting {
+            waiting = nil
+            handle(ctx, head, body: body)
+        }
+        resumeReading(ctx)
+        ctx.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            inputClosed = true
+            if !busy && waiting == nil && head == nil { ctx.close(promise: nil) }
+            return
+        }
+        ctx.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context ctx: ChannelHandlerContext, error: Error) {
+        // HTTPServerProtocolErrorHandler has answered a parser error with 400; nothing more can be read.
+        logger.info("closing HTTP connection: \(error)")
+        ctx.close(promise: nil)
     }
 
     func channelInactive(context ctx: ChannelHandlerContext) {
-        requestTimer?.cancel()
+        lease.close()
         ctx.fireChannelInactive()
     }
 
-    private func handle(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, body: [UInt8]) {
+    // MARK: Outbound: reads are held while a request is handled or waits.
+
+    func read(context ctx: ChannelHandlerContext) {
+        if busy || waiting != nil || !ctx.channel.isWritable {
+            readPending = true
+        } else {
+            ctx.read()
+        }
+    }
+
+    private func resumeReading(_ ctx: ChannelHandlerContext) {
+        if readPending && !busy && waiting == nil && ctx.channel.isWritable {
+            readPending = false
+            ctx.read()
+        }
+    }
+
+    // MARK: Requests
+
+    /// The checks that need only the head; a failure is answered at once.
+    private func checkHead(_ ctx: ChannelHandlerContext, _ h: HTTPRequestHead) {
+        let config = context.configuration
+        if let origin = h.headers.first(name: "origin"), !config.allowedOrigins.contains(origin) {
+            logger.warning("HTTP request refused: origin \(LogSafe.text(origin)) is not allowed")
+            return fail(ctx, .forbidden, .unauthorized, "cross-origin requests are not allowed")
+        }
+        if !config.authTokens.isEmpty {
+            let given = h.headers.first(name: "authorization").flatMap { value -> Substring? in
+                let parts = value.split(separator: " ", maxSplits: 1)
+                return parts.count == 2 && parts[0].lowercased() == "bearer" ? parts[1] : nil
+            }
+            guard let given, config.authTokens.contains(String(given)) else {
+                logger.warning("HTTP request refused: \(given == nil ? "no" : "unknown") bearer token")
+                return fail(
+                    ctx, .unauthorized, .unauthorized, "a valid token is required (Authorization: Bearer TOKEN)",
+                    extraHeaders: [("WWW-Authenticate", "Bearer")])
+            }
+        }
+        let lengths = h.headers["content-length"]
+        if let length = lengths.first.flatMap({ Int($0) }), length > context.limits.maxHTTPBodyBytes {
+            logger.warning("HTTP request refused: Content-Length \(length) over \(context.limits.maxHTTPBodyBytes)")
+            return fail(
+                ctx, .payloadTooLarge, .frameTooLarge, "request body over \(context.limits.maxHTTPBodyBytes) bytes")
+        }
+        if h.headers.first(name: "expect")?.lowercased() == "100-continue" {
+            ctx.writeAndFlush(
+                wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: .continue))), promise: nil)
+        }
+    }
+
+    private func handle(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, body: ByteBuffer?) {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         guard path.first == "/" || path.first == "" else {
-            respond(ctx, head, status: .notFound, json: errorJSON(.unexpectedMessage, "only / is served"))
-            return
+            return respondError(ctx, head, .notFound, .unexpectedMessage, "only / is served")
         }
         guard head.method == .GET || head.method == .POST else {
-            respond(ctx, head, status: .methodNotAllowed, json: errorJSON(.unexpectedMessage, "use GET or POST"))
-            return
+            return respondError(ctx, head, .methodNotAllowed, .unexpectedMessage, "use GET or POST")
         }
-        var fields = path.count > 1 ? FormFields.parse(Array(path[1].utf8)) : [:]
-        if head.method == .POST { fields.merge(FormFields.parse(body)) { _, new in new } }
-        let client = fields["id"].map { String(decoding: $0, as: UTF8.self) } ?? "?"
-        let send = fields["send"].map { String(decoding: $0, as: UTF8.self) }
-        guard send == "True" else {
-            let model = context.store.snapshot()
-            respond(ctx, head, status: .ok, body: model.legacyJSON(serverID: context.configuration.serverID).buffer)
-            return
-        }
-        guard let datasetsText = fields["datasets"].map({ String(decoding: $0, as: UTF8.self) }),
-            let datasets = UInt64(datasetsText.filter { !$0.isWhitespace })
-        else {
-            return reject(ctx, head, client, RejectedUpdate(.invalidDatasets, "datasets must be a positive integer"))
-        }
-        guard let weightsText = fields["weights"] else {
-            return reject(ctx, head, client, RejectedUpdate(.malformedPayload, "weights field missing"))
-        }
-        let tensors: [Tensor]
-        do throws(WeightsJSONParser.Failure) {
-            tensors = try WeightsJSONParser.parse(weightsText)
-        } catch {
-            return reject(ctx, head, client, RejectedUpdate(.malformedPayload, error.description))
-        }
+        busy = true
+        let query = path.count > 1 ? Array(path[1].utf8) : []
+        let bodyBytes = head.method == .POST ? body.map { Array($0.readableBytesView) } ?? [] : []
+        lease.close()
         let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
         let eventLoop = ctx.eventLoop
-        let logger = self.logger
-        context.committer.submit(tensors, datasets: datasets) { result in
-            if case .success(let s) = result {
-                logger.info(
-                    "applied update from \(client) (HTTP): \(datasets) samples, version \(s.version) (\(s.datasets) samples)"
-                )
-            }
+        // Parsing a 5 MB form of JSON numbers takes milliseconds: not on the event loop.
+        DispatchQueue.global().async {
+            let request = LegacyRequest(query: query, body: bodyBytes)
             eventLoop.execute {
                 let (handler, ctx) = loopBound.value
-                switch result {
-                case .success:
-                    handler.respond(
-                        ctx, head, status: .ok, body: ctx.channel.allocator.buffer(string: "Success"),
-                        type: "text/html; charset=utf-8")
-                case .failure(let rejection):
-                    handler.reject(ctx, head, client, rejection)
+                handler.handle(ctx, head, request)
+            }
+        }
+    }
+
+    private func handle(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ request: LegacyRequest) {
+        let client = LogSafe.text(request.clientID)
+        switch request.kind {
+        case .fetch:
+            let answer = context.store.snapshot().legacyJSON(serverID: context.configuration.serverID).buffer
+            let size = answer.readableBytes
+            guard context.budget.reserve(size) else {
+                logger.warning("HTTP fetch refused: memory budget exhausted (\(context.budget.used) B held)")
+                return respondError(ctx, head, .serviceUnavailable, .overloaded, "the server is busy; try again later")
+            }
+            let budget = context.budget
+            respond(ctx, head, status: .ok, body: answer) { budget.release(size) }
+        case .invalid(let rejection):
+            reject(ctx, head, client, rejection)
+        case .push(let tensors, let datasets):
+            if context.lifecycle.isDraining {
+                return respondError(ctx, head, .serviceUnavailable, .shuttingDown, "the server is shutting down")
+            }
+            let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
+            let eventLoop = ctx.eventLoop
+            let logger = self.logger
+            context.committer.submit(tensors, datasets: datasets) { result in
+                if case .success(let s) = result {
+                    logger.info(
+                        "applied update from \(client) (HTTP): \(datasets) samples, version \(s.version) (\(s.datasets) samples)"
+                    )
+                }
+                eventLoop.execute {
+                    let (handler, ctx) = loopBound.value
+                    switch result {
+                    case .success:
+                        handler.respond(
+                            ctx, head, status: .ok, body: ctx.channel.allocator.buffer(string: "Success"),
+                            type: "text/html; charset=utf-8")
+                    case .failure(let rejection):
+                        handler.reject(ctx, head, client, rejection)
+                    }
                 }
             }
         }
@@ -135,43 +238,95 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 
     private func reject(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ client: String, _ r: RejectedUpdate) {
         logger.warning("rejected update from \(client) (HTTP): \(r)")
-        respond(
-            ctx, head, status: r.code.isRetryableByDefault ? .serviceUnavailable : .badRequest,
-            json: errorJSON(r.code, r.message))
+        respondError(ctx, head, r.code.isRetryableByDefault ? .serviceUnavailable : .badRequest, r.code, r.message)
     }
 
-    private func errorJSON(_ code: ErrorCode, _ message: String) -> [UInt8] {
-        var out = Array("{\"error\": ".utf8)
-        LegacyJSON.appendString(code.name, to: &out)
-        out += Array(", \"code\": \(code.rawValue), \"message\": ".utf8)
-        LegacyJSON.appendString(message, to: &out)
-        out += Array("}".utf8)
-        return out
-    }
-
-    private func respond(
-        _ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, status: HTTPResponseStatus, json: [UInt8],
-        close: Bool = false
+    /// Answers an error for the request whose head has just arrived (its body is not read) and closes.
+    private func fail(
+        _ ctx: ChannelHandlerContext, _ status: HTTPResponseStatus, _ code: ErrorCode, _ message: String,
+        extraHeaders: [(String, String)] = []
     ) {
-        respond(ctx, head, status: status, body: ctx.channel.allocator.buffer(bytes: json), close: close)
+        answered = true
+        body = nil
+        lease.close()
+        guard let head else { return ctx.close(promise: nil) }
+        self.head = nil
+        respondError(ctx, head, status, code, message, extraHeaders: extraHeaders)
+    }
+
+    private func respondError(
+        _ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ code: ErrorCode,
+        _ message: String, extraHeaders: [(String, String)] = []
+    ) {
+        var extra = extraHeaders
+        if status == .serviceUnavailable { extra.append(("Retry-After", "1")) }
+        respond(
+            ctx, head, status: status, body: ctx.channel.allocator.buffer(bytes: errorJSON(code, message)),
+            close: true, extraHeaders: extra)
     }
 
     private func respond(
         _ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, status: HTTPResponseStatus, body: ByteBuffer,
-        type: String = "application/json", close: Bool = false
+        type: String = "application/json", close: Bool = false, extraHeaders: [(String, String)] = [],
+        written: (@Sendable () -> Void)? = nil
     ) {
-        let keepAlive = head.isKeepAlive && !close
+        busy = false
+        let keepAlive = head.isKeepAlive && !close && !inputClosed
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: type)
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         headers.add(name: "Server", value: "fed")
+        for (name, value) in extraHeaders { headers.add(name: name, value: value) }
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         ctx.write(
             wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
             promise: nil)
-        ctx.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let bodyWritten = ctx.eventLoop.makePromise(of: Void.self)
+        if let written { bodyWritten.futureResult.whenComplete { _ in written() } }
+        ctx.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: bodyWritten)
         let done = ctx.writeAndFlush(wrapOutboundOut(.end(nil)))
         let channel = ctx.channel
-        if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
+        if !keepAlive {
+            answered = true
+            done.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            resumeReading(ctx)
+        }
+    }
+}
+
+/// A request of the original's form protocol, parsed (off the event loop).
+struct LegacyRequest: Sendable {
+    enum Kind: Sendable {
+        case fetch
+        case push(tensors: [Tensor], datasets: UInt64)
+        case invalid(RejectedUpdate)
+    }
+    var clientID: String
+    var kind: Kind
+
+    init(query: [UInt8], body: [UInt8]) {
+        var fields = FormFields.parse(query)
+        fields.merge(FormFields.parse(body)) { _, new in new }
+        clientID = fields["id"].map { String(decoding: $0, as: UTF8.self) } ?? "?"
+        guard fields["send"].map({ String(decoding: $0, as: UTF8.self) }) == "True" else {
+            kind = .fetch
+            return
+        }
+        guard let datasetsText = fields["datasets"].map({ String(decoding: $0, as: UTF8.self) }),
+            let datasets = UInt64(datasetsText.filter { !$0.isWhitespace })
+        else {
+            kind = .invalid(RejectedUpdate(.invalidDatasets, "datasets must be a positive integer"))
+            return
+        }
+        guard let weightsText = fields["weights"] else {
+            kind = .invalid(RejectedUpdate(.malformedPayload, "weights field missing"))
+            return
+        }
+        do throws(WeightsJSONParser.Failure) {
+            kind = .push(tensors: try WeightsJSONParser.parse(weightsText), datasets: datasets)
+        } catch {
+            kind = .invalid(RejectedUpdate(.malformedPayload, error.description))
+        }
     }
 }

@@ -2,27 +2,42 @@ import FedCodec
 import NIOCore
 import NIOHTTP1
 
-/// Decides from a connection's first bytes which protocol it speaks, then
-/// replaces itself with that protocol's handlers and passes the bytes on.
+/// Decides from a connection's first bytes which protocol it speaks
+/// (Protocol/SPEC.md, section 10's table), then replaces itself with that
+/// protocol's handlers and passes the bytes on.
 ///
-/// `FEDW` goes to the binary protocol; an HTTP method followed by a space
-/// (`GET `, `POST `, ...) to HTTP/1.1; anything else is logged and closed.
+/// - `FEDW`: the binary protocol;
+/// - an HTTP method and a space (`GET `, `POST `, ...): HTTP/1.1;
+/// - anything else: `ERROR bad_magic` (request id 0), then close.
+///
+/// The bytes that decide must arrive within `firstBytesTimeout`, or the
+/// connection is closed. A connection admitted only to be refused (over a
+/// connection limit) gets `ERROR overloaded` (binary) or `503` (HTTP) once its
+/// protocol is known, and is closed.
 final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private static let methods = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"].map {
         Array($0.utf8) + [0x20]
     }
+    private static let longestPrefix = 8
     private let context: ServerContext
+    private let refusal: String?
     private var buffered: ByteBuffer?
+    private var deadline: Scheduled<Void>?
 
-    init(context: ServerContext) { self.context = context }
+    /// `refusal`: why this connection is refused (nil: it is served).
+    init(context: ServerContext, refusal: String? = nil) {
+        self.context = context
+        self.refusal = refusal
+    }
 
     enum Verdict { case binary, http, undecided, unknown }
 
     static func classify(_ bytes: ByteBufferView) -> Verdict {
-        let prefix = Array(bytes.prefix(8))
+        let prefix = Array(bytes.prefix(longestPrefix))
         if prefix.isEmpty { return .undecided }
         let magicLength = min(prefix.count, 4)
         if prefix[0..<magicLength].elementsEqual(FrameHeader.magic[0..<magicLength]) {
@@ -39,6 +54,16 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         return undecided ? .undecided : .unknown
     }
 
+    func handlerAdded(context ctx: ChannelHandlerContext) {
+        deadline = ctx.closeAfter(
+            context.configuration.firstBytesTimeout, logger: context.logger,
+            reason: "the first bytes of a connection did not arrive", level: .info)
+    }
+
+    func handlerRemoved(context ctx: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+
     func channelRead(context ctx: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         if var b = buffered {
@@ -48,15 +73,23 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             buffered = incoming
         }
         guard let bytes = buffered else { return }
-        switch Self.classify(bytes.readableBytesView) {
+        let peer = ctx.remoteAddress?.description ?? "?"
+        let verdict = Self.classify(bytes.readableBytesView)
+        if let refusal, verdict != .undecided {
+            deadline?.cancel()
+            return refuse(ctx, verdict: verdict, bytes: bytes, reason: refusal)
+        }
+        switch verdict {
         case .undecided:
             return
         case .unknown:
+            deadline?.cancel()
             context.logger.warning(
-                "closing connection from \(ctx.remoteAddress?.description ?? "?"): neither FEDW nor HTTP (first bytes \(bytes.readableBytesView.prefix(8).map { String($0, radix: 16) }))"
+                "closing connection from \(peer): neither FEDW nor HTTP (first bytes \(bytes.readableBytesView.prefix(8).map { String($0, radix: 16) }))"
             )
-            ctx.close(promise: nil)
+            ctx.sendErrorAndClose(.badMagic, "a connection must start with FEDW or an HTTP method", requestID: 0)
         case .binary:
+            deadline?.cancel()
             do {
                 try ctx.pipeline.syncOperations.addHandler(
                     BinaryConnectionHandler(context: context), position: .after(self))
@@ -65,19 +98,56 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 ctx.close(promise: nil)
             }
         case .http where !context.configuration.serveHTTP:
-            context.logger.warning(
-                "closing HTTP connection from \(ctx.remoteAddress?.description ?? "?"): HTTP is disabled")
-            ctx.close(promise: nil)
+            deadline?.cancel()
+            context.logger.warning("closing HTTP connection from \(peer): HTTP is disabled")
+            ctx.writeRawHTTP(status: "404 Not Found", json: errorJSON(.unexpectedMessage, "HTTP is disabled"))
         case .http:
+            deadline?.cancel()
             do {
-                let http = HTTPConnectionHandler(context: context)
-                try ctx.pipeline.syncOperations.addHandler(http, position: .after(self))
-                try ctx.pipeline.syncOperations.configureHTTPServerPipeline(
+                let gate = HTTPRequestGate(context: context)
+                let http = HTTPConnectionHandler(context: context, gate: gate)
+                let sync = ctx.pipeline.syncOperations
+                try sync.addHandler(http, position: .after(self))
+                try sync.configureHTTPServerPipeline(
                     position: .after(self), withPipeliningAssistance: true, withErrorHandling: true)
+                try sync.addHandler(gate, position: .after(self))
                 forward(ctx)
             } catch {
                 ctx.close(promise: nil)
             }
+        }
+    }
+
+    /// Tells a client over a limit to come back later, in its protocol, and closes.
+    private func refuse(_ ctx: ChannelHandlerContext, verdict: Verdict, bytes: ByteBuffer, reason: String) {
+        let peer = ctx.remoteAddress?.description ?? "?"
+        context.logger.warning("connection from \(peer) refused: \(reason)")
+        switch verdict {
+        case .binary:
+            // Echo the request id if the header has arrived that far (bytes 8-11).
+            let id = bytes.getInteger(at: bytes.readerIndex + 8, as: UInt32.self) ?? 0
+            ctx.sendErrorAndClose(.overloaded, "the server is at its connection limit; try again later", requestID: id)
+        case .http:
+            ctx.writeRawHTTP(
+                status: "503 Service Unavailable",
+                json: errorJSON(.overloaded, "the server is at its connection limit"),
+                extraHeaders: "Retry-After: 1\r\n")
+        case .unknown, .undecided:
+            ctx.sendErrorAndClose(.badMagic, "a connection must start with FEDW or an HTTP method", requestID: 0)
+        }
+    }
+
+    /// The client half-closed before its protocol was known: the start of a
+    /// frame (a prefix of FEDW) is a truncated frame (SPEC.md 2.1); anything else is closed.
+    func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else { return ctx.fireUserInboundEventTriggered(event) }
+        deadline?.cancel()
+        let bytes = buffered.map { Array($0.readableBytesView) } ?? []
+        if !bytes.isEmpty && bytes.count < 4 && FrameHeader.magic.starts(with: bytes) {
+            ctx.sendErrorAndClose(
+                .truncated, "the stream ended inside a frame (\(bytes.count) of 20 header bytes)", requestID: 0)
+        } else {
+            ctx.close(promise: nil)
         }
     }
 
@@ -87,4 +157,38 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         ctx.fireChannelRead(wrapInboundOut(bytes))
         ctx.pipeline.syncOperations.removeHandler(context: ctx, promise: nil)
     }
+}
+
+extension ChannelHandlerContext {
+    /// Writes one `ERROR` frame, flushes it, then closes the connection: the
+    /// answer to every error fatal to a stream.
+    func sendErrorAndClose(_ code: ErrorCode, _ text: String, requestID: UInt32) {
+        let bytes = MessageCodec.encode(.error(ErrorMessage(code: code, message: text)), requestID: requestID)
+        let channel = self.channel
+        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Writes a complete HTTP/1.1 answer with `Connection: close` below any
+    /// HTTP handler (before the protocol is set up), then closes.
+    func writeRawHTTP(status: String, json: [UInt8], extraHeaders: String = "") {
+        var text = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nContent-Length: \(json.count)\r\n"
+        text += "Server: fed\r\n\(extraHeaders)Connection: close\r\n\r\n"
+        var buffer = channel.allocator.buffer(capacity: text.utf8.count + json.count)
+        buffer.writeString(text)
+        buffer.writeBytes(json)
+        let channel = self.channel
+        channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+    }
+}
+
+/// The JSON body of an HTTP error answer: `{"error": name, "code": N, "message": text}`.
+func errorJSON(_ code: ErrorCode, _ message: String) -> [UInt8] {
+    var out = Array("{\"error\": ".utf8)
+    LegacyJSON.appendString(code.name, to: &out)
+    out += Array(", \"code\": \(code.rawValue), \"message\": ".utf8)
+    LegacyJSON.appendString(message, to: &out)
+    out += Array("}".utf8)
+    return out
 }

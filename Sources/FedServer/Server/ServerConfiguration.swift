@@ -2,6 +2,10 @@ import FedCodec
 import NIOCore
 
 /// Everything `FederatedServer` can be told; every parameter has a default.
+///
+/// Size limits left `nil` are derived from the model the server serves (see
+/// `ResolvedLimits`), so a server of the 199,210-float MLP refuses a frame or
+/// a body far larger than any honest push before buffering it.
 public struct ServerConfiguration: Sendable {
     /// Address to bind. Default 127.0.0.1 (loopback only).
     public var host: String
@@ -16,33 +20,51 @@ public struct ServerConfiguration: Sendable {
     public var serverID: String
     /// Largest `datasets` one update may claim.
     public var maxDatasets: UInt64
-    /// Frame and blob limits of the binary protocol.
-    public var limits: Limits
-    /// Largest HTTP request body (the original's push is about 4.8 MB).
-    public var maxHTTPBodyBytes: Int
-    /// Connections served at once; more are closed on arrival.
+    /// Frame and blob limits of the binary protocol; nil: derived from the model.
+    public var limits: Limits?
+    /// Largest HTTP request body; nil: derived from the model (40 bytes per weight + 64 KiB).
+    public var maxHTTPBodyBytes: Int?
+    /// Connections served at once. One more than this is answered `overloaded`
+    /// (binary) or `503` (HTTP) and closed.
     public var maxConnections: Int
+    /// Connections from one IP address at once; nil (default): no such limit.
+    public var maxConnectionsPerAddress: Int?
+    /// Bytes the server may hold for requests still arriving and answers still
+    /// being sent, across all connections. Default 256 MiB. A request that
+    /// would exceed it is answered `overloaded`/`503` and its connection closed.
+    public var memoryBudget: Int
     /// A connection with no traffic for this long is closed.
     public var idleTimeout: TimeAmount
-    /// A request (frame or HTTP message) must arrive completely within this
-    /// time of its first byte, or the connection is closed.
+    /// A new connection must send enough bytes to tell its protocol within
+    /// this time, or it is closed. Default 5 s.
+    public var firstBytesTimeout: TimeAmount
+    /// A request (frame, or HTTP head and body) must arrive completely within
+    /// this time of its first byte, or the connection is closed.
     public var requestTimeout: TimeAmount
+    /// On shutdown: how long in-flight requests may take before connections
+    /// are closed regardless. Default 10 s.
+    public var shutdownGrace: TimeAmount
     /// Compressions the server accepts and offers (bit per mode).
     public var compressions: UInt8
-    /// Tokens a binary client must present in HELLO; empty: no authentication.
+    /// Tokens clients must present: binary clients in HELLO, HTTP clients as
+    /// `Authorization: Bearer TOKEN`. Empty: no authentication.
     public var authTokens: Set<String>
-    /// Whether the original demo's HTTP interface is served (it has no authentication).
+    /// Whether the original demo's HTTP interface is served.
     public var serveHTTP: Bool
+    /// Browser origins (`https://host:port`) allowed to send HTTP requests;
+    /// a request with any other `Origin` header is refused with 403. Clients
+    /// that send no `Origin` (every non-browser client) are not affected.
+    public var allowedOrigins: Set<String>
 
     public init(
         host: String = "127.0.0.1", port: Int = 5000, checkpointPath: String = "model.fedk", saveEvery: Int = 1,
-        serverID: String = "fed-server", maxDatasets: UInt64 = 60_000, limits: Limits = .default,
-        maxHTTPBodyBytes: Int = 32 << 20, maxConnections: Int = 1024, idleTimeout: TimeAmount = .seconds(300),
-        requestTimeout: TimeAmount = .seconds(30), compressions: UInt8 = 0b111, authTokens: Set<String> = [],
-        serveHTTP: Bool = true
+        serverID: String = "fed-server", maxDatasets: UInt64 = 60_000, limits: Limits? = nil,
+        maxHTTPBodyBytes: Int? = nil, maxConnections: Int = 1024, maxConnectionsPerAddress: Int? = nil,
+        memoryBudget: Int = 256 << 20, idleTimeout: TimeAmount = .seconds(300),
+        firstBytesTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30),
+        shutdownGrace: TimeAmount = .seconds(10), compressions: UInt8 = 0b111, authTokens: Set<String> = [],
+        serveHTTP: Bool = true, allowedOrigins: Set<String> = []
     ) {
-        self.authTokens = authTokens
-        self.serveHTTP = serveHTTP
         self.host = host
         self.port = port
         self.checkpointPath = checkpointPath
@@ -52,8 +74,35 @@ public struct ServerConfiguration: Sendable {
         self.limits = limits
         self.maxHTTPBodyBytes = maxHTTPBodyBytes
         self.maxConnections = maxConnections
+        self.maxConnectionsPerAddress = maxConnectionsPerAddress
+        self.memoryBudget = memoryBudget
         self.idleTimeout = idleTimeout
+        self.firstBytesTimeout = firstBytesTimeout
         self.requestTimeout = requestTimeout
+        self.shutdownGrace = shutdownGrace
         self.compressions = compressions
+        self.authTokens = authTokens
+        self.serveHTTP = serveHTTP
+        self.allowedOrigins = allowedOrigins
+    }
+}
+
+/// The limits a running server enforces: the configured ones, or for those
+/// left nil, values derived from the served model's raw size `R` (4 bytes a
+/// weight): `max_decompressed = R` (no honest push inflates to more),
+/// `max_payload = R + R/64 + 64 KiB` (zlib's worst-case growth is far below
+/// 1/64, plus the message's fields), HTTP body `40 bytes a weight + 64 KiB`
+/// (a form-encoded JSON number with its separator is at most about 30).
+public struct ResolvedLimits: Sendable, Equatable {
+    public var frame: Limits
+    public var maxHTTPBodyBytes: Int
+
+    public init(configuration: ServerConfiguration, modelShapes: [[Int]]) {
+        let weights = modelShapes.reduce(0) { $0 + ($1.reduce(1, *)) }
+        let raw = max(4 * weights, 1024)
+        frame =
+            configuration.limits
+            ?? Limits(maxPayloadBytes: raw + raw / 64 + (64 << 10), maxDecompressedBytes: raw)
+        maxHTTPBodyBytes = configuration.maxHTTPBodyBytes ?? (40 * weights + (64 << 10))
     }
 }

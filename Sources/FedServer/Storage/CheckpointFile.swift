@@ -1,11 +1,17 @@
 import FedCodec
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Reads and writes the server's checkpoint (Protocol/SPEC.md, section 8).
 public enum CheckpointFile {
     /// Writes `snapshot` atomically and durably (temporary file, fsync, rename, fsync of the folder).
     public static func save(_ snapshot: ModelSnapshot, to path: String) throws {
-        let ck = Checkpoint(version: snapshot.version, datasets: snapshot.datasets, tensors: snapshot.tensors)
+        let ck = Checkpoint(
+            version: snapshot.version, datasets: snapshot.datasets, tensors: snapshot.tensors,
+            recentPushes: snapshot.recentPushes)
         try AtomicFile.write(ck.encode(), to: path)
     }
 
@@ -13,16 +19,19 @@ public enum CheckpointFile {
     /// exists but is not a valid checkpoint is an error that names the file
     /// and the reason: the server must stop rather than silently start fresh.
     public static func load(from path: String) throws -> ModelSnapshot? {
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        let bytes: [UInt8]
-        do {
-            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            throw FileError("cannot read checkpoint \(path): \(error.localizedDescription)")
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
+        if isDirectory.boolValue {
+            throw FileError("checkpoint \(path) is a directory; give the path of a file (it is created if missing)")
         }
+        guard access(path, R_OK) == 0, let data = FileManager.default.contents(atPath: path) else {
+            throw FileError("cannot read checkpoint \(path): \(String(cString: strerror(errno)))")
+        }
+        let bytes = [UInt8](data)
         do throws(CodecError) {
             let ck = try Checkpoint.decode(bytes)
-            return ModelSnapshot(version: ck.version, datasets: ck.datasets, tensors: ck.tensors)
+            return ModelSnapshot(
+                version: ck.version, datasets: ck.datasets, tensors: ck.tensors, recentPushes: ck.recentPushes)
         } catch {
             throw FileError("\(path) is not a usable checkpoint (\(error)); move it away or fix it to continue")
         }

@@ -34,23 +34,28 @@ public final class GroupCommitter: Sendable {
         state.withLock { $0.lastSavedVersion = version }
     }
 
-    public typealias Completion = @Sendable (Result<ModelSnapshot, RejectedUpdate>) -> Void
+    public typealias Completion = @Sendable (Result<Acknowledgement, RejectedUpdate>) -> Void
 
     /// Checkpoint writes so far.
     public var writes: Int { state.withLock { $0.writes } }
 
     /// Validates and applies one update; returns once it is durable (or, with
     /// `saveEvery > 1`, once it is applied). Throws `RejectedUpdate`.
-    public func submit(_ tensors: [Tensor], datasets: UInt64) async throws -> ModelSnapshot {
+    public func submit(_ tensors: [Tensor], datasets: UInt64, key: PushKey? = nil) async throws -> Acknowledgement {
         try await withCheckedThrowingContinuation { continuation in
-            submit(tensors, datasets: datasets) { continuation.resume(with: $0.mapError { $0 as any Error }) }
+            submit(tensors, datasets: datasets, key: key) { continuation.resume(with: $0.mapError { $0 as any Error }) }
         }
     }
 
+    /// Whether no update is waiting or being committed now.
+    public var isIdle: Bool { state.withLock { $0.pending.isEmpty && !$0.running } }
+
     /// The same, calling `completion` (on the committer's queue) when done.
-    public func submit(_ tensors: [Tensor], datasets: UInt64, completion: @escaping Completion) {
+    public func submit(
+        _ tensors: [Tensor], datasets: UInt64, key: PushKey? = nil, completion: @escaping Completion
+    ) {
         let start = state.withLock { s -> Bool in
-            s.pending.append((ModelStore.Update(tensors: tensors, datasets: datasets), completion))
+            s.pending.append((ModelStore.Update(tensors: tensors, datasets: datasets, key: key), completion))
             if s.running { return false }
             s.running = true
             return true
@@ -71,6 +76,14 @@ public final class GroupCommitter: Sendable {
         }
     }
 
+    /// Called with the error of a failed checkpoint write (its text may name
+    /// local paths: for the server's log only).
+    public var onWriteFailure: (@Sendable (any Error) -> Void)? {
+        get { failureHook.withLock { $0 } }
+        set { failureHook.withLock { $0 = newValue } }
+    }
+    private let failureHook = Mutex<(@Sendable (any Error) -> Void)?>(nil)
+
     /// Runs on `queue`: commits batches until nothing is pending.
     private func drain() {
         while true {
@@ -84,7 +97,12 @@ public final class GroupCommitter: Sendable {
             let results = store.applyBatch(batch.map(\.0)) { staged in
                 let due = state.withLock { staged.version >= $0.lastSavedVersion + UInt64(saveEvery) }
                 guard saveEvery == 1 || due else { return }
-                try CheckpointFile.save(staged, to: path)
+                do {
+                    try CheckpointFile.save(staged, to: path)
+                } catch {
+                    failureHook.withLock { $0 }?(error)
+                    throw error
+                }
                 state.withLock {
                     $0.writes += 1
                     $0.lastSavedVersion = staged.version
