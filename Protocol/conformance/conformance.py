@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Conformance checker for swift-federated protocol version 1.
+"""Conformance checker for swift-federated protocol versions 1 and 2.
 
 An independent implementation of the client side of Protocol/SPEC.md in
 Python 3 with the standard library only (socket, struct, zlib, json).

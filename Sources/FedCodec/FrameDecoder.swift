@@ -35,6 +35,25 @@ public struct FrameDecoder: Sendable {
     /// Bytes received but not yet returned as part of a frame.
     public var bufferedByteCount: Int { buffer.count - readerIndex }
 
+    /// Bytes the decoder holds or will hold for what has started to arrive:
+    /// the buffered bytes and, once a header has been accepted, its whole
+    /// frame. A receiver counts this against its memory, then calls
+    /// `reserveForPendingFrame()`.
+    public var committedByteCount: Int {
+        if case .waitingForPayload(let header) = state {
+            return max(bufferedByteCount, FrameHeader.size + Int(header.payloadLength))
+        }
+        return bufferedByteCount
+    }
+
+    /// Grows the buffer to hold exactly the frame whose header was accepted
+    /// (so appending its payload does not double the buffer).
+    public mutating func reserveForPendingFrame() {
+        if case .waitingForPayload(let header) = state {
+            buffer.reserveCapacity(readerIndex + FrameHeader.size + Int(header.payloadLength))
+        }
+    }
+
     /// Adds received bytes.
     public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         if readerIndex > 0 && readerIndex >= buffer.count / 2 {

@@ -36,7 +36,32 @@ public enum WeightsJSONParser {
     }
 
     private struct Parser {
-        static let numberBytes = Set(Array("0123456789+-.eE".utf8))
+        /// RFC 8259's number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+        /// (so `01`, `1.`, `.5`, `+1` and `1e` are not numbers).
+        static func isJSONNumber(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+            var k = 0
+            func digits() -> Int {
+                let from = k
+                while k < b.count, b[k] >= UInt8(ascii: "0"), b[k] <= UInt8(ascii: "9") { k += 1 }
+                return k - from
+            }
+            if k < b.count, b[k] == UInt8(ascii: "-") { k += 1 }
+            if k < b.count, b[k] == UInt8(ascii: "0") {
+                k += 1
+            } else if digits() == 0 {
+                return false
+            }
+            if k < b.count, b[k] == UInt8(ascii: ".") {
+                k += 1
+                if digits() == 0 { return false }
+            }
+            if k < b.count, b[k] == UInt8(ascii: "e") || b[k] == UInt8(ascii: "E") {
+                k += 1
+                if k < b.count, b[k] == UInt8(ascii: "+") || b[k] == UInt8(ascii: "-") { k += 1 }
+                if digits() == 0 { return false }
+            }
+            return k == b.count
+        }
 
         let base: UnsafePointer<UInt8>
         let count: Int
@@ -132,10 +157,8 @@ public enum WeightsJSONParser {
             guard c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || pythonSpecial else {
                 throw fail("not a JSON number")
             }
-            if !pythonSpecial {
-                for k in 0..<consumed where !Self.numberBytes.contains(base[i + k]) {
-                    throw fail("not a JSON number")
-                }
+            if !pythonSpecial && !Self.isJSONNumber(UnsafeBufferPointer(start: start, count: consumed)) {
+                throw fail("not a JSON number")
             }
             i += consumed
             values.append(Float(v))

@@ -22,8 +22,8 @@ extension Fed.Bench {
                 """
         )
 
-        @Option(help: "Folder of MNIST-format IDX files.")
-        var data: String = ProcessInfo.processInfo.environment["FED_DATA"] ?? "../shared/data/mnist"
+        @Option(help: "Folder of MNIST-format IDX files (default: FED_DATA, ./data, then the built-in MNIST test set).")
+        var data: String?
 
         @Option(help: "Training samples.") var samples = 5000
         @Option(help: "Epochs.") var epochs = 20
@@ -53,8 +53,9 @@ extension Fed.Bench {
         }
 
         func run() throws {
-            let (train, test) = try DataFolder.trainAndTest(in: data, trainSamples: samples, scale: !rawPixels)
-            print("data: \(train.count) training and \(test.count) test samples from \(data)")
+            let (dir, note) = try DataFolder.resolve(data)
+            let (train, test) = try DataFolder.trainAndTest(in: dir, trainSamples: samples, scale: !rawPixels)
+            print("data: \(train.count) training and \(test.count) test samples; \(note)")
             print("build: \(BuildInfo.kernels)")
 
             let peak1 = PeakRate.singleThreadGFLOPs()

@@ -5,16 +5,33 @@ import Foundation
 enum DataFolder {
     static let fashionMNIST = "/usr/share/datasets/fashion-mnist"
 
-    /// The data folder to use: `option`, else `FED_DATA`, else the first of
-    /// `./data`, `../shared/data/mnist` and Debian's Fashion-MNIST that holds
-    /// t10k files. Returns the folder and a note saying where it came from.
+    /// The MNIST test set shipped in the package (Data/mnist): next to the
+    /// working directory when run from the package, else found from the
+    /// executable's place in the package's `.build` folder.
+    static var builtIn: String? {
+        var candidates = ["Data/mnist"]
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = exe.deletingLastPathComponent()
+        for _ in 0..<5 {
+            candidates.append(dir.appendingPathComponent("Data/mnist").path)
+            dir = dir.deletingLastPathComponent()
+        }
+        return candidates.first { file($0, "t10k-images-idx3-ubyte") != nil }
+    }
+
+    /// The data folder to use: `option`, else `FED_DATA`, else `./data` if it
+    /// holds t10k files, else the MNIST test set shipped in the package, else
+    /// Debian's Fashion-MNIST. Returns the folder and a note saying where it came from.
     static func resolve(_ option: String?) throws -> (dir: String, note: String) {
         if let option { return (option, "data from --data \(option)") }
         if let env = ProcessInfo.processInfo.environment["FED_DATA"], !env.isEmpty {
             return (env, "data from FED_DATA=\(env)")
         }
-        for candidate in ["data", "../shared/data/mnist"] where file(candidate, "t10k-images-idx3-ubyte") != nil {
-            return (candidate, "MNIST-format data found in \(candidate)")
+        if file("data", "t10k-images-idx3-ubyte") != nil {
+            return ("data", "MNIST-format data found in ./data")
+        }
+        if let builtIn {
+            return (builtIn, "the built-in MNIST test set (\(builtIn), 10,000 digits, CC BY-SA 3.0)")
         }
         if file(fashionMNIST, "t10k-images-idx3-ubyte") != nil {
             return (fashionMNIST, "no MNIST found: using Debian's Fashion-MNIST in \(fashionMNIST)")

@@ -17,7 +17,7 @@ extension Fed {
                 --epochs epochs, push), evaluates the final federated model, trains one model alone \
                 on the first client's share for comparison, and prints both accuracies, the wall time \
                 and the bytes on the wire against what the original's JSON would have moved.
-                Data: --data, FED_DATA, ./data, ../shared/data/mnist or Debian's Fashion-MNIST.
+                Data: --data, FED_DATA, ./data, else the MNIST test set built into the package (Data/mnist).
                 """
         )
 

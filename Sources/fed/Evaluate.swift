@@ -19,8 +19,11 @@ extension Fed {
         @Option(help: "Checkpoint file to evaluate.")
         var checkpoint: String
 
-        @Option(help: "Folder of MNIST-format IDX files (t10k-images-idx3-ubyte[.gz] and labels).")
-        var data: String = ProcessInfo.processInfo.environment["FED_DATA"] ?? "../shared/data/mnist"
+        @Option(
+            help:
+                "Folder of MNIST-format IDX files, t10k-images-idx3-ubyte[.gz] and labels (default: FED_DATA, ./data, then the built-in MNIST test set)."
+        )
+        var data: String?
 
         @Option(help: "Use test images from this index on.")
         var testFrom = 0
@@ -42,7 +45,7 @@ extension Fed {
             } catch {
                 throw ValidationError("\(checkpoint) does not hold the 784-200-200-10 MLP: \(error)")
             }
-            var test = try DataFolder.testSet(in: data, scale: !rawPixels)
+            var test = try DataFolder.testSet(in: try DataFolder.resolve(data).dir, scale: !rawPixels)
             guard testFrom < test.count else {
                 throw ValidationError("--test-from \(testFrom) >= \(test.count) images")
             }

@@ -14,11 +14,10 @@ enum FedProcess {
         return dir.appendingPathComponent("fed")
     }()
 
+    /// The MNIST test set shipped in the package (Data/mnist).
     static let mnist = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared/data/mnist").path
-
-    static var haveMNIST: Bool { FileManager.default.fileExists(atPath: mnist + "/t10k-images-idx3-ubyte.gz") }
+        .appendingPathComponent("Data/mnist").path
 
     /// Runs `fed args`, returning exit status and combined output.
     static func run(_ args: [String]) throws -> (status: Int32, output: String) {
@@ -42,7 +41,7 @@ enum FedProcess {
 
 @Suite("fed CLI")
 struct CLITests {
-    @Test("fed bench train saves a checkpoint that fed evaluate reads", .enabled(if: FedProcess.haveMNIST))
+    @Test("fed bench train saves a checkpoint that fed evaluate reads")
     func trainThenEvaluate() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -119,7 +118,7 @@ struct BenchWireTests {
     }
 }
 
-@Suite("fed data fetch", .enabled(if: FedProcess.haveMNIST))
+@Suite("fed data fetch")
 struct DataFetchTests {
     /// A Python http.server on 127.0.0.1 serving `dir`, on a free port.
     final class Mirror {
@@ -160,9 +159,6 @@ struct DataFetchTests {
             try FileManager.default.copyItem(
                 atPath: FedProcess.mnist + "/" + name, toPath: served.appendingPathComponent(name).path)
         }
-        // A tampered train-labels file: valid gzip, wrong content.
-        let good = try [UInt8](Data(contentsOf: URL(fileURLWithPath: FedProcess.mnist + "/train-labels-idx1-ubyte.gz")))
-        try Data(good.prefix(good.count)).write(to: served.appendingPathComponent("train-labels-idx1-ubyte.gz"))
         let mirror = try Mirror(dir: served.path)
         defer { mirror.stop() }  // no server may outlive the test
         let base = "http://127.0.0.1:\(mirror.port)/"
@@ -176,16 +172,19 @@ struct DataFetchTests {
         let eval = try FedProcess.run(["bench", "train", "--data", target.path, "--samples", "1000", "--epochs", "1"])
         #expect(eval.status == 0, "\(eval.output)")
 
+        // A tampered labels file (valid gzip, one label changed) is refused and not kept.
+        let good = try [UInt8](Data(contentsOf: URL(fileURLWithPath: FedProcess.mnist + "/t10k-labels-idx1-ubyte.gz")))
         var tampered = try [UInt8](IDX.gunzip(good, path: "x"))
         tampered[100] ^= 1
-        try Data(gzipped(tampered)).write(to: served.appendingPathComponent("train-labels-idx1-ubyte.gz"))
+        try Data(gzipped(tampered)).write(to: served.appendingPathComponent("t10k-labels-idx1-ubyte.gz"))
+        let fresh = root.appendingPathComponent("fresh")
         let bad = try FedProcess.run([
-            "data", "fetch", "--dir", target.path, "--mirror", base, "--only", "train-labels",
+            "data", "fetch", "--dir", fresh.path, "--mirror", base, "--only", "t10k-labels",
         ])
         #expect(bad.status != 0)
         #expect(bad.output.contains("does not match the published"), "\(bad.output)")
         #expect(
-            !FileManager.default.fileExists(atPath: target.appendingPathComponent("train-labels-idx1-ubyte.gz").path))
+            !FileManager.default.fileExists(atPath: fresh.appendingPathComponent("t10k-labels-idx1-ubyte.gz").path))
     }
 
     /// gzip via the system's gzip command.

@@ -53,7 +53,7 @@ func reservePort() -> Int {
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
-@Suite("Federated sessions", .serialized, .enabled(if: FedProcess.haveMNIST))
+@Suite("Federated sessions", .serialized)
 struct FederationTests {
     @Test("Three clients and a server run to completion: 12 updates applied")
     func threeClients() throws {

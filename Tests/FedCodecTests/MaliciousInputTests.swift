@@ -116,3 +116,17 @@ struct MaliciousInputTests {
         }
     }
 }
+
+@Suite("Weights JSON numbers")
+struct WeightsJSONNumberTests {
+    @Test("RFC 8259 numbers are read", arguments: ["0", "-0", "1", "-12", "0.5", "1.25e-3", "6E+2", "-0.0e0"])
+    func accepted(_ number: String) throws {
+        let tensors = try WeightsJSONParser.parse(Array("[[\(number)]]".utf8))
+        #expect(tensors.first?.values == [Float(Double(number)!)])
+    }
+
+    @Test("Spellings JSON does not allow are refused", arguments: ["01", "1.", ".5", "+1", "1e", "0x10", "1.e3", "-"])
+    func refused(_ number: String) {
+        #expect(throws: WeightsJSONParser.Failure.self) { try WeightsJSONParser.parse(Array("[[\(number)]]".utf8)) }
+    }
+}

@@ -3,15 +3,11 @@ import Testing
 
 @testable import FedModel
 
-/// The real MNIST test digits in ../shared/data/mnist (see its README).
+/// The real MNIST test digits shipped in the package (Data/mnist, see its README).
 enum MNIST {
     static let directory = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared/data/mnist").path
-
-    static var available: Bool {
-        FileManager.default.fileExists(atPath: directory + "/t10k-images-idx3-ubyte.gz")
-    }
+        .appendingPathComponent("Data/mnist").path
 
     static func testSet() throws -> Dataset {
         try IDX.dataset(
@@ -21,7 +17,7 @@ enum MNIST {
 
 @Suite("MNIST")
 struct MNISTTests {
-    @Test("The MNIST test set loads: 10,000 digits of 784 pixels in [0, 1]", .enabled(if: MNIST.available))
+    @Test("The MNIST test set loads: 10,000 digits of 784 pixels in [0, 1]")
     func loads() throws {
         let data = try MNIST.testSet()
         #expect(data.count == 10_000 && data.features == 784)
@@ -32,7 +28,7 @@ struct MNISTTests {
 
     @Test(
         "Trained on the first 5,000 test digits, the MLP reaches 0.93 on the other 5,000",
-        .enabled(if: MNIST.available), .timeLimit(.minutes(10)))
+        .timeLimit(.minutes(10)))
     func trains() throws {
         let (train, test) = try MNIST.testSet().split(first: 5000)
         let trainer = Trainer(model: MLP(seed: 1), maxBatch: 256, threads: 2)

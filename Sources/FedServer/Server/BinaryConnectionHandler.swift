@@ -54,10 +54,6 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         guard !closing else { return }
         let buffer = unwrapInboundIn(data)
         decoder.append(buffer.readableBytesView)
-        guard lease.resize(to: decoder.bufferedByteCount) else {
-            logger.warning("closing connection: memory budget exhausted (\(context.budget.used) B held)")
-            return failStream(ctx, .overloaded, "the server is out of memory for requests; try again later")
-        }
         process(ctx)
     }
 
@@ -121,8 +117,12 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             handle(ctx, frame)
             wrote = true
         }
-        _ = lease.resize(to: decoder.bufferedByteCount)
         if wrote { ctx.flush() }
+        guard lease.resize(to: decoder.committedByteCount) else {
+            logger.warning("closing connection: memory budget exhausted (\(context.budget.used) B held)")
+            return failStream(ctx, .overloaded, "the server is out of memory for requests; try again later")
+        }
+        decoder.reserveForPendingFrame()
         if inputClosed && !pushInFlight && !closing {
             let left = decoder.bufferedByteCount
             if left > 0 && ctx.channel.isWritable {

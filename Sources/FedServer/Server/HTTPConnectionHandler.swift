@@ -67,16 +67,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 return fail(
                     ctx, .payloadTooLarge, .frameTooLarge, "request body over \(context.limits.maxHTTPBodyBytes) bytes")
             }
-            guard lease.resize(to: size) else {
-                logger.warning("HTTP request refused: memory budget exhausted (\(context.budget.used) B held)")
-                return fail(
-                    ctx, .serviceUnavailable, .overloaded, "the server is out of memory for requests; try again later")
-            }
+            // Without a Content-Length (chunked) the buffer grows as it must: count what it holds.
+            let capacity = max(body?.capacity ?? 0, size)
+            guard lease.resize(to: max(lease.held, capacity)) else { return refuseForMemory(ctx) }
             if body == nil {
-                body = chunk
-            } else {
-                body!.writeBuffer(&chunk)
+                body = ctx.channel.allocator.buffer(capacity: max(lease.held, chunk.readableBytes))
             }
+            body!.writeBuffer(&chunk)
         case .end:
             gate.requestArrived()
             guard !answered, let head else { return }
@@ -164,6 +161,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             return fail(
                 ctx, .payloadTooLarge, .frameTooLarge, "request body over \(context.limits.maxHTTPBodyBytes) bytes")
         }
+        if let length = lengths.first.flatMap({ Int($0) }), length > 0 {
+            // The body's whole size is known: hold it in the budget before any of it is read.
+            guard lease.resize(to: length) else { return refuseForMemory(ctx) }
+        }
         if h.headers.first(name: "expect")?.lowercased() == "100-continue" {
             ctx.writeAndFlush(
                 wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: .continue))), promise: nil)
@@ -181,7 +182,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         busy = true
         let query = path.count > 1 ? Array(path[1].utf8) : []
         let bodyBytes = head.method == .POST ? body.map { Array($0.readableBytesView) } ?? [] : []
-        lease.close()
+        // Parsing holds the body, its decoded form and the tensors at once: about three times the body.
+        guard lease.resize(to: 3 * (bodyBytes.count + query.count)) else {
+            busy = false
+            return refuseForMemory(ctx, head: head)
+        }
         let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
         let eventLoop = ctx.eventLoop
         // Parsing a 5 MB form of JSON numbers takes milliseconds: not on the event loop.
@@ -195,6 +200,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func handle(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ request: LegacyRequest) {
+        lease.close()
         let client = LogSafe.text(request.clientID)
         switch request.kind {
         case .fetch:
@@ -239,6 +245,17 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func reject(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ client: String, _ r: RejectedUpdate) {
         logger.warning("rejected update from \(client) (HTTP): \(r)")
         respondError(ctx, head, r.code.isRetryableByDefault ? .serviceUnavailable : .badRequest, r.code, r.message)
+    }
+
+    private func refuseForMemory(_ ctx: ChannelHandlerContext, head: HTTPRequestHead? = nil) {
+        logger.warning("HTTP request refused: memory budget exhausted (\(context.budget.used) B held)")
+        if let head {
+            lease.close()
+            return respondError(
+                ctx, head, .serviceUnavailable, .overloaded, "the server is out of memory for requests; try again later"
+            )
+        }
+        fail(ctx, .serviceUnavailable, .overloaded, "the server is out of memory for requests; try again later")
     }
 
     /// Answers an error for the request whose head has just arrived (its body is not read) and closes.

@@ -1,0 +1,530 @@
+#!/usr/bin/env python3
+"""Hostile clients against a real `fed server`: the bars of the hardening work.
+
+Starts `fed server` (a child process on 127.0.0.1, a fresh checkpoint folder
+per scenario), attacks it over loopback with Python standard-library sockets,
+and prints one line per bar with the measured figures and PASS or FAIL:
+
+  flood-http     1,024 connections each declaring a 33 MB HTTP body and sending
+                 the first part of it, under a 3 GB address-space cap (ulimit -v)
+  flood-binary   the same with a frame header declaring a 16 MB payload
+  budget-*       the same floods with the size limits raised above the attack,
+                 so that the memory budget is the only defence
+  slow-reader    one HTTP client pipelining GET / and never reading, over 150 versions
+  sigterm        SIGTERM while 8 clients push back to back
+  bad-request    a 400 from the HTTP parser closes the connection
+  dribble        headers dribbled a byte at a time, closed at --request-timeout
+  half-close     PUSH then shutdown(SHUT_WR), 20 times
+  retry          a version-2 push sent again after its ACK was lost
+  silent         1,024 silent connections, then a new client
+  bombs          8 clients pushing decompression bombs while one fetches
+  http-token     HTTP with and without the bearer token when tokens are set
+  log-forgery    a client id with a newline and a 100 KB HTTP id
+
+Every request loop is bounded in count and time, and only 127.0.0.1 is used.
+Usage: python3 Benchmarks/hostile.py [--fed .build/release/fed] [--only NAME ...]
+Exit status 0 when every bar passes.
+"""
+import argparse
+import os
+import random
+import resource
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "Protocol", "conformance"))
+import conformance as C  # noqa: E402  (the protocol's independent Python codec)
+
+GB = 1 << 30
+MB = 1 << 20
+MLP = [(s, [((i * 7919) % 200 - 100) / 1000.0 for i in range(int(C.math.prod(s)))]) for s in C.MLP_SHAPES]
+RESULTS = []
+
+
+def bar(name, ok, figures):
+    ok = bool(ok)
+    RESULTS.append(ok)
+    print("%-4s %-13s %s" % ("PASS" if ok else "FAIL", name, figures), flush=True)
+
+
+# ---------------------------------------------------------------- the server
+
+class Server:
+    def __init__(self, fed, extra=(), address_space=None):
+        self.dir = tempfile.mkdtemp(prefix="hostile-")
+        self.checkpoint = os.path.join(self.dir, "model.fedk")
+        self.log = open(os.path.join(self.dir, "server.log"), "w+")
+
+        def limits():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+            if address_space:
+                resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+        self.p = subprocess.Popen([fed, "server", "--port", "0", "--checkpoint", self.checkpoint] + list(extra),
+                                  stdout=subprocess.PIPE, stderr=self.log, preexec_fn=limits)
+        line = self.p.stdout.readline().decode()
+        if "listening on" not in line:
+            raise SystemExit("fed server did not start: %r (log: %s)" % (line, self.log.name))
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def status(self, key):
+        try:
+            with open("/proc/%d/status" % self.p.pid) as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) * 1024
+        except FileNotFoundError:
+            return 0
+        return 0
+
+    def rss(self): return self.status("VmRSS")
+    def peak(self): return self.status("VmHWM")
+    def alive(self): return self.p.poll() is None
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def connect(port, timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+class Client:
+    """A blocking binary-protocol client (request, then read its answer)."""
+
+    def __init__(self, port, client="hostile", version=1, timeout=10):
+        self.s = connect(port, timeout)
+        self.stream = C.FrameStream(dict(C.LIMITS, max_payload=1 << 30))
+        self.rid = 0
+        self.version = 1
+        t, _, m = self.request(C.T["hello"], C.hello(client, 1, version))
+        if t != C.T["welcome"]:
+            raise RuntimeError("no WELCOME: %r" % (m,))
+        self.version = m["version"]
+
+    def request(self, type_, payload):
+        self.rid += 1
+        self.s.sendall(C.frame(type_, self.rid, payload, version=self.version))
+        return self.receive()
+
+    def receive(self):
+        while True:
+            f = self.stream.next()
+            if f is not None:
+                return f[0], f[1], C.decode_message(f[0], f[2], dict(C.LIMITS, max_decompressed=GB), f[3])
+            data = self.s.recv(1 << 20)
+            if not data:
+                return None, None, None
+            self.stream.feed(data)
+
+    def fetch(self):
+        return self.request(C.T["fetch"], C.u64(0) + C.u8(0))
+
+    def push(self, blob_bytes, datasets=10, push_id=None):
+        body = C.sstr("hostile") + C.u64(datasets) + C.u64(0)
+        if self.version >= 2:
+            body += C.u64(push_id or 0)
+        return self.request(C.T["push"], body + blob_bytes)
+
+
+class Prober(threading.Thread):
+    """A normal client fetching the whole model in a loop; records latencies."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.latencies, self.errors, self.stop = port, [], 0, False
+
+    def run(self):
+        c = None
+        while not self.stop:
+            try:
+                c = c or Client(self.port, "prober")
+                t0 = time.perf_counter()
+                t, _, _ = c.fetch()
+                if t != C.T["model"]:
+                    raise RuntimeError("fetch answered %r" % t)
+                self.latencies.append(time.perf_counter() - t0)
+            except Exception:
+                self.errors += 1
+                c = None
+                time.sleep(0.05)
+            time.sleep(0.005)
+
+    def p99_ms(self):
+        if not self.latencies:
+            return float("inf")
+        xs = sorted(self.latencies)
+        return 1000 * xs[min(len(xs) - 1, int(0.99 * len(xs)))]
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+
+
+# ---------------------------------------------------------------- scenarios
+
+def flood(fed, name, extra, opener, connections, budget_mb):
+    srv = Server(fed, ["--max-connections", "1024", "--memory-budget", str(budget_mb)] + extra, address_space=3 * GB)
+    base = srv.rss()
+    prober = Prober(srv.port)
+    prober.start()
+    time.sleep(0.3)
+    socks, refused = [], 0
+    t0 = time.time()
+    for i in range(connections):
+        try:
+            s = connect(srv.port, 2)
+            opener(s)
+            socks.append(s)
+        except OSError:
+            refused += 1
+    time.sleep(1.0)
+    answered = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(64):
+                answered += 1
+        except (BlockingIOError, OSError):
+            pass
+    took = time.time() - t0
+    prober.stop = True
+    prober.join(5)
+    peak, alive = srv.peak(), srv.alive()
+    for s in socks:
+        s.close()
+    srv.stop()
+    ok = alive and peak <= budget_mb * MB + base and prober.p99_ms() < 50 and prober.latencies
+    bar(name, ok, "%d connections in %.1f s, %d answered early, %d refused at connect; server alive %s, resident "
+        "%.0f MB at start, peak %.0f MB (budget %d MB); fetch p99 %.1f ms over %d fetches, %d failed"
+        % (connections, took, answered, refused, alive, base / MB, peak / MB, budget_mb, prober.p99_ms(),
+           len(prober.latencies), prober.errors))
+
+
+def http_opener(body_bytes):
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 33000000\r\n\r\n"
+    chunk = b"id=flood&send=True&datasets=1&weights=" + b"1" * max(0, body_bytes - 38)
+
+    def open_(s):
+        s.sendall(head + chunk)
+    return open_
+
+
+def binary_opener(payload_bytes):
+    head = C.MAGIC + C.u8(1) + C.u8(C.T["push"]) + C.u16(0) + C.u32(1) + C.u32(16 << 20) + C.u32(0)
+
+    def open_(s):
+        s.sendall(C.frame(C.T["hello"], 1, C.hello("flood")) + head + b"\0" * payload_bytes)
+    return open_
+
+
+def slow_reader(fed):
+    srv = Server(fed)
+    reader = connect(srv.port)
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.settimeout(0.5)
+    pusher = Client(srv.port, "pusher")
+    time.sleep(0.2)
+    start = srv.rss()
+    peak_rss = start
+    for v in range(150):
+        try:
+            reader.sendall(b"GET /?id=slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        except OSError:
+            pass
+        t, _, m = pusher.push(C.blob(MLP, 2), 10)
+        if t != C.T["ack"]:
+            break
+        peak_rss = max(peak_rss, srv.rss())
+    time.sleep(0.5)
+    end = srv.rss()
+    versions = m.get("version", 0) if m else 0
+    srv.stop()
+    bar("slow-reader", versions == 150 and peak_rss - start < 50 * MB,
+        "150 versions pushed (last ACK version %d); resident %.0f MB -> peak %.0f MB, end %.0f MB (growth %.0f MB, bar < 50)"
+        % (versions, start / MB, peak_rss / MB, end / MB, (peak_rss - start) / MB))
+
+
+def sigterm(fed):
+    srv = Server(fed)
+    acked = [0] * 8
+    stop = threading.Event()
+    blob = C.blob(MLP, 2)
+
+    def pusher(i):
+        try:
+            c = Client(srv.port, "p%d" % i)
+            while not stop.is_set():
+                t, _, m = c.push(blob, 1)
+                if t != C.T["ack"]:
+                    return
+                acked[i] = max(acked[i], m["version"])
+        except Exception:
+            return
+
+    threads = [threading.Thread(target=pusher, args=(i,), daemon=True) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    t0 = time.time()
+    srv.p.send_signal(signal.SIGTERM)
+    try:
+        code = srv.p.wait(20)
+    except subprocess.TimeoutExpired:
+        code = None
+    took = time.time() - t0
+    stop.set()
+    for t in threads:
+        t.join(5)
+    try:
+        with open(srv.checkpoint, "rb") as f:
+            saved = C.decode_checkpoint(f.read())["message"]["version"]
+    except Exception as e:
+        saved = -1
+    top = max(acked)
+    bar("sigterm", code == 0 and took < 10 and saved >= top > 0 and "checkpoint written" in srv.log_text(),
+        "exit code %s after %.2f s (bar 10 s); highest ACKed version %d, checkpoint version %d"
+        % (code, took, top, saved))
+
+
+def small_bars(fed):
+    srv = Server(fed, ["--request-timeout", "5", "--idle-timeout", "10"])
+    port = srv.port
+
+    # A 400 closes.
+    s = connect(port, 3)
+    s.sendall(b"GET / HTTP/1.1\r\nnot a header\r\n\r\n")
+    t0 = time.time()
+    data = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            data += d
+    except socket.timeout:
+        pass
+    took = time.time() - t0
+    bar("bad-request", data.startswith(b"HTTP/1.1 400") and took < 1,
+        "answered %r, closed after %.3f s (bar 1 s)" % (data[:12].decode(), took))
+
+    # Header dribble.
+    s = connect(port, 1)
+    s.sendall(b"GET / HTTP/1.1\r\nX-Slow: ")
+    t0 = time.time()
+    closed_at = None
+    while time.time() - t0 < 20:
+        try:
+            s.sendall(b"a")
+            s.setblocking(False)
+            if s.recv(64) == b"":
+                closed_at = time.time() - t0
+                break
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed_at = time.time() - t0
+            break
+        finally:
+            s.setblocking(True)
+        time.sleep(0.2)
+    bar("dribble", closed_at is not None and closed_at < 6.5,
+        "closed after %s s of dribbled headers (--request-timeout 5)" % ("%.1f" % closed_at if closed_at else "> 20"))
+
+    # Half-close.
+    acks = 0
+    blob = C.blob(MLP, 2)
+    for i in range(20):
+        c = Client(port, "half%d" % i)
+        c.rid += 1
+        c.s.sendall(C.frame(C.T["push"], c.rid, C.sstr("half") + C.u64(1) + C.u64(0) + blob))
+        c.s.shutdown(socket.SHUT_WR)
+        t, _, _ = c.receive()
+        acks += t == C.T["ack"]
+        c.s.close()
+    bar("half-close", acks == 20, "%d of 20 pushes followed by SHUT_WR got their ACK" % acks)
+
+    # A push retried after a lost ACK.
+    push_id = random.getrandbits(63) | 1
+    c = Client(port, "retrier", version=2)
+    c.rid += 1
+    c.s.sendall(C.frame(C.T["push"], c.rid, C.sstr("retrier") + C.u64(10) + C.u64(0) + C.u64(push_id) + blob,
+                        version=2))
+    c.s.close()  # the ACK is lost with the connection
+    time.sleep(0.3)
+    c = Client(port, "retrier", version=2)
+    before = c.request(C.T["fetch"], C.u64(0) + C.u8(0))[2]["version"]
+    t, _, m = c.push(blob, 10, push_id)
+    after = c.request(C.T["fetch"], C.u64(0) + C.u8(0))[2]["version"]
+    bar("retry", t == C.T["ack"] and m["version"] == before and after == before,
+        "retry answered %s version %s; model version %d before, %d after (applied once)"
+        % (C.TYPE_NAMES.get(t), m and m.get("version"), before, after))
+    srv.stop()
+
+    # Silent connections.
+    srv = Server(fed, ["--max-connections", "1024"])
+    socks = []
+    for _ in range(1024):
+        try:
+            socks.append(connect(srv.port, 2))
+        except OSError:
+            break
+    time.sleep(0.3)
+    t0 = time.time()
+    late = connect(srv.port, 5)
+    late.sendall(C.frame(C.T["hello"], 1, C.hello("late")))
+    st = C.FrameStream()
+    answer = None
+    try:
+        while answer is None:
+            d = late.recv(4096)
+            if not d:
+                break
+            st.feed(d)
+            f = st.next()
+            if f:
+                answer = C.decode_message(f[0], f[2])
+    except socket.timeout:
+        pass
+    told = time.time() - t0
+    served_at = None
+    while time.time() - t0 < 20:
+        try:
+            Client(srv.port, "later", timeout=2)
+            served_at = time.time() - t0
+            break
+        except Exception:
+            time.sleep(0.25)
+    bar("silent", answer is not None and answer.get("code") == C.E["overloaded"] and told < 1 and served_at is not None
+        and served_at < 15,
+        "%d silent connections; a new client told %s after %.3f s, served after %s s (bar 15 s)"
+        % (len(socks), answer and C.TYPE_NAMES.get(C.T["error"]) + " %d" % answer.get("code", 0), told,
+           "%.1f" % served_at if served_at else "never"))
+    for s in socks:
+        s.close()
+    srv.stop()
+
+    # Decompression bombs.
+    srv = Server(fed)
+    prober = Prober(srv.port)
+    prober.start()
+    stop = threading.Event()
+    bomb = C.u8(1) + C.u16(1) + C.u8(1) + C.u8(2) + C.u32(4096) + C.u32(4096) + C.u32(64 * MB)
+    stored = zlib.compress(b"\0" * (64 * MB), 9)
+    bomb += C.u32(len(stored)) + stored
+    sent = [0]
+
+    def bomber(i):
+        try:
+            c = Client(srv.port, "bomber%d" % i)
+            deadline = time.time() + 5
+            while not stop.is_set() and time.time() < deadline:
+                c.push(bomb, 1)
+                sent[0] += 1
+        except Exception:
+            pass
+
+    threads = [threading.Thread(target=bomber, args=(i,), daemon=True) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    prober.stop = True
+    prober.join(5)
+    bar("bombs", prober.p99_ms() < 50 and sent[0] > 0,
+        "8 senders pushed %d bombs of %d KB declaring 64 MiB; fetch p99 %.1f ms over %d fetches (bar 50 ms)"
+        % (sent[0], len(bomb) // 1024, prober.p99_ms(), len(prober.latencies)))
+    srv.stop()
+
+    # Tokens on HTTP.
+    srv = Server(fed, ["--auth-token", "s3cret"])
+
+    def http(headers):
+        s = connect(srv.port, 5)
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n" + headers + b"Content-Length: 29\r\nConnection: close\r\n\r\n"
+                  b"id=x&send=True&datasets=60000")
+        out = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return out
+            out += d
+
+    without = http(b"")
+    wrong = http(b"Authorization: Bearer guess\r\n")
+    right = http(b"Authorization: Bearer s3cret\r\n")
+    bar("http-token", without.startswith(b"HTTP/1.1 401") and wrong.startswith(b"HTTP/1.1 401")
+        and right.startswith(b"HTTP/1.1 400"),
+        "without a token: %r; wrong token: %r; right token reaches validation: %r"
+        % (without[:12].decode(), wrong[:12].decode(), right[:12].decode()))
+    srv.stop()
+
+    # Log forgery.
+    srv = Server(fed)
+    c = Client(srv.port, "evil\napplied update from admin: 1 samples, version 999999")
+    nan = [(s, list(v)) for s, v in MLP]
+    nan[0][1][0] = float("nan")
+    c.push(C.blob(nan, 0), 1)
+    s = connect(srv.port, 5)
+    s.sendall(b"GET /?id=" + b"x" * 100000 + b"%0Aforged HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    while s.recv(1 << 20):
+        pass
+    time.sleep(0.3)
+    text = srv.log_text()
+    srv.stop()
+    forged = [l for l in text.splitlines() if l.startswith("applied update from admin") or l.startswith("forged")]
+    longest = max((len(l) for l in text.splitlines()), default=0)
+    bar("log-forgery", not forged and longest < 2000,
+        "%d forged lines; longest log line %d bytes; log %d bytes in all" % (len(forged), longest, len(text)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--fed", default=os.path.join(HERE, "..", ".build", "release", "fed"))
+    ap.add_argument("--connections", type=int, default=1024)
+    ap.add_argument("--only", nargs="*", default=None, help="flood, slow-reader, sigterm, small")
+    a = ap.parse_args()
+    if not os.path.exists(a.fed):
+        raise SystemExit("no %s: build it with `swift build -c release` first" % a.fed)
+    raise_fd_limit()
+    want = lambda n: a.only is None or n in a.only  # noqa: E731
+    if want("flood"):
+        flood(a.fed, "flood-http", [], http_opener(64 << 10), a.connections, 512)
+        flood(a.fed, "flood-binary", [], binary_opener(64 << 10), a.connections, 512)
+        flood(a.fed, "budget-http", ["--max-body", "40000000"], http_opener(1 << 20), a.connections, 512)
+        flood(a.fed, "budget-binary", ["--max-payload", "17000000", "--max-decompressed", "70000000"],
+              binary_opener(1 << 20), a.connections, 512)
+    if want("slow-reader"):
+        slow_reader(a.fed)
+    if want("sigterm"):
+        sigterm(a.fed)
+    if want("small"):
+        small_bars(a.fed)
+    print("%d passed, %d failed" % (sum(RESULTS), len(RESULTS) - sum(RESULTS)))
+    sys.exit(0 if all(RESULTS) else 1)
+
+
+if __name__ == "__main__":
+    main()
