@@ -383,7 +383,10 @@ def check_vectors(directory, report):
 # ---------------------------------------------------------------- live server
 
 class Conn:
-    def __init__(self, host, port, timeout=10):
+    timeout = 10.0  # seconds a receive may wait (--timeout)
+
+    def __init__(self, host, port, timeout=None):
+        timeout = timeout or Conn.timeout
         self.s = socket.create_connection((host, port), timeout=timeout)
         self.s.settimeout(timeout)
         self.stream = FrameStream(dict(LIMITS, max_payload=1 << 30))
@@ -584,7 +587,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--vectors", default=os.path.join(here, "..", "vectors"), help="golden vector folder ('' to skip)")
     p.add_argument("--server", help="HOST:PORT of a live server to check")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for each answer of the server (default 10)")
     a = p.parse_args()
+    Conn.timeout = a.timeout
     report = Report()
     if a.vectors:
         check_vectors(a.vectors, report)

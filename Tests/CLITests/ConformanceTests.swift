@@ -56,7 +56,7 @@ struct ConformanceTests {
         }
         let port = try #require(Int(portText.trimmingCharacters(in: .whitespacesAndNewlines)))
         let (status, text) = try Conformance.python([
-            Conformance.script, "--vectors", "", "--server", "127.0.0.1:\(port)",
+            Conformance.script, "--vectors", "", "--server", "127.0.0.1:\(port)", "--timeout", "0.5",
         ])
         #expect(status == 1, "\(text)")
         let (_, failed) = try #require(Conformance.counts(text), "\(text)")
