@@ -76,7 +76,7 @@ let package = Package(
         .target(
             name: "FedServer",
             dependencies: [
-                "CZlib", "FedCodec",
+                "FedCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

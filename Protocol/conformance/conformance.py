@@ -203,7 +203,7 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
                  client_id=r.string("client id", 256, True), auth_token=r.string("token", 1024))
     elif type_ == T["welcome"]:
         m = dict(version=r.u8("version"), compressions=r.u8("compressions"), server_id=r.string("server id", 256),
-                 model_version=r.u64("mv"), datasets=r.u64("datasets"), max_payload_bytes=r.u32("max"))
+                 model_version=r.u64("mv"), datasets=r.u64("datasets"), max_payload=r.u32("max"))
         if m["version"] >= 2:  # section 4: version 2 announces two more limits
             m["max_decompressed"], m["max_datasets"] = r.u64("max decompressed"), r.u64("max datasets")
     elif type_ == T["fetch"]:
@@ -228,7 +228,7 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
         if retry > 1:
             raise ProtocolError(E["malformed_payload"], "message", "retryable")
         m = dict(code=code, retryable=bool(retry), min_version=r.u8("min"), max_version=r.u8("max"),
-                 text=r.string("message", 4096))
+                 message=r.string("message", 4096))
     else:
         m = dict(nonce=r.u64("nonce"))
     r.end()
@@ -295,7 +295,8 @@ def decode_checkpoint(b):
     fmt = r.u16("format")
     if fmt not in (1, 2):
         raise ProtocolError(E["unsupported_version"], "checkpoint", "format")
-    r.u16("reserved")
+    if r.u16("reserved") != 0:
+        raise ProtocolError(E["unsupported_version"], "checkpoint", "reserved")
     version, datasets, n = r.u64("version"), r.u64("datasets"), r.u32("blob length")
     left = len(b) - r.i
     if n + 4 > left:

@@ -138,12 +138,12 @@ add("hello_token_range", frame(1, 2, u8(1) + u8(3) + u8(0b101) + string("z\u00fc
 add("welcome", frame(2, 1, u8(1) + u8(0b111) + string("fed-server") + u64(12) + u64(60000) + u32(16 << 20)),
     "WELCOME choosing version 1",
     [msg("welcome", 1, version=1, compressions=7, server_id="fed-server", model_version=12, datasets=60000,
-         max_payload_bytes=16 << 20)], canonical=True)
+         max_payload=16 << 20)], canonical=True)
 add("welcome_v2", frame(2, 1, u8(2) + u8(0b101) + string("fed-server") + u64(12) + u64(60000) + u32(1 << 20)
                         + u64(796840) + u64(60000)),
     "WELCOME choosing version 2 (in a version-1 frame): it announces max_decompressed and max_datasets",
     [msg("welcome", 1, version=2, compressions=5, server_id="fed-server", model_version=12, datasets=60000,
-         max_payload_bytes=1 << 20, max_decompressed=796840, max_datasets=60000)], canonical=True)
+         max_payload=1 << 20, max_decompressed=796840, max_datasets=60000)], canonical=True)
 add("fetch_initial", frame(3, 5, u64(0) + u8(0)), "FETCH holding no model, asking for raw weights",
     [msg("fetch", 5, held_version=0, compression="none")], canonical=True)
 add("fetch_held", frame(3, 6, u64(42) + u8(2)), "FETCH holding version 42, asking for shuffle-zlib",
@@ -179,11 +179,11 @@ add("ack", frame(7, 9, u64(4) + u64(15000)), "ACK: the push made version 4, 15,0
     [msg("ack", 9, version=4, datasets=15000)], canonical=True)
 add("error_overloaded", frame(8, 12, u16(38) + u8(1) + u8(1) + u8(1) + string("too many connections")),
     "ERROR overloaded, retryable",
-    [msg("error", 12, code=38, retryable=True, min_version=1, max_version=1, text="too many connections")],
+    [msg("error", 12, code=38, retryable=True, min_version=1, max_version=1, message="too many connections")],
     canonical=True)
 add("error_version", frame(8, 0, u16(2) + u8(0) + u8(1) + u8(1) + string("this peer speaks 1...1")),
     "ERROR unsupported_version naming the versions the sender speaks",
-    [msg("error", 0, code=2, retryable=False, min_version=1, max_version=1, text="this peer speaks 1...1")],
+    [msg("error", 0, code=2, retryable=False, min_version=1, max_version=1, message="this peer speaks 1...1")],
     canonical=True)
 add("ping", frame(9, 13, u64(0x0123456789ABCDEF)), "PING", [msg("ping", 13, nonce=0x0123456789ABCDEF)],
     canonical=True)
@@ -268,9 +268,9 @@ add("blob_raw_stored_size_mismatch", frame(6, 1, PUSH_HEAD + blob(SMALL, "none",
     "PUSH in mode none whose stored size (40) differs from its raw size (36)", error=("message", "size_mismatch"))
 
 # ---- checkpoint files -----------------------------------------------------
-def checkpoint(version, datasets, tensors, mode="shuffle-zlib", magic=b"FEDK", fmt=1, sections=None):
+def checkpoint(version, datasets, tensors, mode="shuffle-zlib", magic=b"FEDK", fmt=1, sections=None, reserved=0):
     b = blob(tensors, mode, level=1)
-    body = magic + u16(fmt) + u16(0) + u64(version) + u64(datasets) + u32(len(b)) + b
+    body = magic + u16(fmt) + u16(reserved) + u64(version) + u64(datasets) + u32(len(b)) + b
     if sections is not None:
         body += u16(len(sections)) + b"".join(u16(tag) + u32(len(data)) + data for tag, data in sections)
     return body + u32(zlib.crc32(body))
@@ -301,13 +301,16 @@ add("checkpoint_format2", checkpoint(5, 25000, SMALL, fmt=2, sections=[(1, recen
 add("checkpoint_unknown_required_section", checkpoint(5, 25000, SMALL, fmt=2, sections=[(2, b"x")]),
     "a format-2 checkpoint with a section tag (2) this version does not define and may not skip",
     error=("checkpoint", "unsupported_version"), kind="checkpoint")
+add("checkpoint_reserved_nonzero", checkpoint(5, 25000, SMALL, reserved=1),
+    "a checkpoint whose reserved field is 1 (a future format's bit): refused", error=("checkpoint", "unsupported_version"),
+    kind="checkpoint")
 add("checkpoint_future_format", checkpoint(5, 25000, SMALL, fmt=3), "a checkpoint of format version 3",
     error=("checkpoint", "unsupported_version"), kind="checkpoint")
 
 manifest = {
     "protocol_versions": [1, 2],
     "generator": "Protocol/vectors/generate.py",
-    "limits": {"max_payload_bytes": 16 << 20, "max_decompressed_bytes": 64 << 20, "max_tensors": 64, "max_rank": 8},
+    "limits": {"max_payload": 16 << 20, "max_decompressed": 64 << 20, "max_tensors": 64, "max_rank": 8},
     "notes": [
         "kind 'stream': feed the file's bytes to a frame decoder, then declare end of stream; 'frames' are the "
         "frames (decoded messages) that must come out, in order, before 'error' if any.",

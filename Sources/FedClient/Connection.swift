@@ -2,6 +2,8 @@ import FedCodec
 
 #if canImport(Glibc)
     import Glibc
+#elseif canImport(Darwin)
+    import Darwin
 #endif
 
 /// A blocking connection to a server of the binary protocol: one socket, a
@@ -26,9 +28,16 @@ public final class Connection {
         self.host = host
         self.port = port
         decoder = FrameDecoder(limits: limits)
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #if canImport(Glibc)
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+            fd = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
         guard fd >= 0 else { throw ConnectionError.socket(errno) }
         var one: Int32 = 1
+        #if canImport(Darwin)
+            setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
+        #endif
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -71,7 +80,7 @@ public final class Connection {
     public func write(_ bytes: [UInt8]) throws {
         var off = 0
         while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeBytes { sendNoSignal(fd, $0.baseAddress! + off, $0.count - off) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw ConnectionError.from(errno) }
             off += n
@@ -164,4 +173,14 @@ public enum ConnectionError: Error, Equatable, CustomStringConvertible {
         case .protocolViolation(let s): "protocol violation: \(s)"
         }
     }
+}
+
+/// `send` without SIGPIPE: `MSG_NOSIGNAL` on Linux; on Darwin the socket's
+/// `SO_NOSIGPIPE` (set where it is opened) does the same.
+private func sendNoSignal(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+    #if canImport(Glibc)
+        Glibc.send(fd, bytes, count, Int32(MSG_NOSIGNAL))
+    #else
+        Darwin.send(fd, bytes, count, 0)
+    #endif
 }

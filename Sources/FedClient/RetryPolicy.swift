@@ -87,6 +87,8 @@ public enum RetryError: Error, CustomStringConvertible {
 
 #if canImport(Glibc)
     import Glibc
+#elseif canImport(Darwin)
+    import Darwin
 #endif
 import Foundation
 

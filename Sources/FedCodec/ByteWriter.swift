@@ -1,5 +1,5 @@
 /// Appends protocol fields to a growing byte array: integers big-endian,
-/// strings as a `u16` length and UTF-8 bytes (`Protocol/SPEC.md`, "Encoding rules").
+/// strings as a `u16` length and UTF-8 bytes (`Protocol/SPEC.md`, section 1, "Conventions").
 public struct ByteWriter: Sendable {
     public private(set) var bytes: [UInt8]
 

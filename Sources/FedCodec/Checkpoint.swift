@@ -79,7 +79,11 @@ public struct Checkpoint: Hashable, Sendable {
             guard formats.contains(format) else {
                 throw CodecError(.unsupportedVersion, "checkpoint format \(format); this build reads formats 1 and 2")
             }
-            _ = try r.u16("reserved")
+            let reserved = try r.u16("reserved")
+            guard reserved == 0 else {
+                // A future format may give these bits a meaning this build cannot honour.
+                throw CodecError(.unsupportedVersion, "checkpoint reserved field is \(reserved), not 0")
+            }
             let version = try r.u64("model version")
             let datasets = try r.u64("datasets")
             let blobLength = Int(try r.u32("blob length"))

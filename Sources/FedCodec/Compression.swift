@@ -1,6 +1,6 @@
 import CZlib
 
-/// How a tensor blob's data is stored (`Protocol/SPEC.md`, "Compression").
+/// How a tensor blob's data is stored (`Protocol/SPEC.md`, section 6.2, "Compression modes").
 public enum Compression: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     /// Little-endian Float32 bytes as they are.
     case none = 0

@@ -1,4 +1,4 @@
-/// A stable numeric error code of Protocol v1 (`Protocol/SPEC.md`, "Error codes").
+/// A stable numeric error code of the protocol (`Protocol/SPEC.md`, "Error codes").
 ///
 /// Codes are a struct over a private enum, so new codes can be added without
 /// breaking exhaustive switches in client code, while every code the spec

@@ -112,6 +112,20 @@ public struct FrameWriter: Sendable {
         payload.u32(0)  // crc, patched by finish()
     }
 
+    /// The 20 header bytes of a frame whose payload (`payloadLength` bytes
+    /// with CRC `payloadCRC`) is kept elsewhere, such as a cached encoding
+    /// shared by many answers: the frame CRC is combined, not recomputed.
+    public static func header(
+        type: MessageType, requestID: UInt32, payloadLength: Int, payloadCRC: UInt32, version: UInt8 = 1,
+        flags: UInt16 = 0
+    ) -> [UInt8] {
+        var w = FrameWriter(type: type, requestID: requestID, capacity: 0, version: version, flags: flags)
+        w.payload.patchU32(UInt32(truncatingIfNeeded: payloadLength), at: 12)
+        let head = w.payload.bytes.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<16])) }
+        w.payload.patchU32(CRC32.combine(head, payloadCRC, secondLength: payloadLength), at: 16)
+        return w.payload.bytes
+    }
+
     /// The finished frame. Throws `.frameTooLarge` if the payload exceeds 4 GiB - 1.
     public consuming func finish() throws(CodecError) -> [UInt8] {
         let length = payload.bytes.count - FrameHeader.size

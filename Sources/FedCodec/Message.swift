@@ -1,4 +1,4 @@
-/// The messages of Protocol v1 (`Protocol/SPEC.md`, "Messages"), decoded.
+/// The messages of protocol versions 1 and 2 (`Protocol/SPEC.md`, "Messages"), decoded.
 ///
 /// `welcome` and `push` are stored indirectly. With them inline (a 64-byte
 /// enum) release builds of Swift 6.3.1 read corrupt payloads out of values

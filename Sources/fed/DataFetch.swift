@@ -107,6 +107,8 @@ extension Fed.DataCommand {
 }
 
 /// Hands a URLSession completion back to the waiting thread.
+/// Sendable by argument: `result` is written once, before `done` is
+/// signalled, and read only after `wait` has seen that signal.
 final class DownloadBox: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var result: Result<[UInt8], any Error> = .failure(ValidationError("no answer"))

@@ -76,7 +76,7 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
         fields = [
             "version": Int(w.version), "compressions": Int(w.compressions), "server_id": w.serverID,
             "model_version": Int(w.modelVersion), "datasets": Int(w.datasets),
-            "max_payload_bytes": Int(w.maxPayloadBytes),
+            "max_payload": Int(w.maxPayloadBytes),
         ]
         if w.version >= 2 {
             fields["max_decompressed"] = Int(w.maxDecompressedBytes)
@@ -108,7 +108,7 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
         type = "error"
         fields = [
             "code": Int(e.code.rawValue), "retryable": e.retryable, "min_version": Int(e.minVersion),
-            "max_version": Int(e.maxVersion), "text": e.message,
+            "max_version": Int(e.maxVersion), "message": e.message,
         ]
     case .ping(let nonce):
         type = "ping"

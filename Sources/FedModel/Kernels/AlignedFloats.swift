@@ -8,6 +8,10 @@
 /// at 192-200 GFLOP/s from such buffers and 241-245 from aligned ones. Every
 /// buffer the kernels stream (weights, activations, gradients, Adam's moments)
 /// is one of these.
+///
+/// Sendable by argument: the storage is shared between copies only until one
+/// of them writes (copy on write through `isKnownUniquelyReferenced`), so a
+/// copy sent to another thread is never mutated in place by the sender.
 public struct AlignedFloats: RandomAccessCollection, MutableCollection, Equatable, @unchecked Sendable {
     /// Alignment of the first element, in bytes.
     public static let alignment = 64

@@ -24,6 +24,9 @@ import Synchronization
 /// Invariants: a job's body is called once per part in `0..<parts`; `run`
 /// returns only after every call has returned; a helper that picks up a job
 /// after it finished finds no part to claim and never calls its body.
+///
+/// Sendable by argument: its mutable state is the atomics and the job slot,
+/// which is read and written only under `mutex`.
 public final class WorkerPool: @unchecked Sendable {
     /// The process-wide pool: one helper per processor beyond the first, up to 7.
     public static let shared = WorkerPool(helpers: min(7, max(0, ProcessInfo.processInfo.activeProcessorCount - 1)))
@@ -34,6 +37,10 @@ public final class WorkerPool: @unchecked Sendable {
     /// Loads of the job counter an idle helper makes before it sleeps.
     static let spinChecks = 20_000
 
+    /// Sendable by argument: `body` is a non-`@Sendable` closure run on helper
+    /// threads. That is safe because `run` does not return (and so the
+    /// caller's captured state does not change) until every part has
+    /// finished, and callers give it bodies that write disjoint ranges.
     private final class Job: @unchecked Sendable {
         let body: (Int) -> Void
         let parts: Int

@@ -88,6 +88,9 @@ public struct Adam: Sendable {
 
     /// Pointers to one parameter array, its moments and its gradient; the
     /// caller keeps them valid until every range is done.
+    /// Sendable by argument: the pointers cross to WorkerPool helpers, which
+    /// each write a disjoint range, and `WorkerPool.run` returns only after
+    /// every range is done, so no two threads touch one element.
     struct Arrays: @unchecked Sendable {
         var w: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
         var g: UnsafePointer<Float>

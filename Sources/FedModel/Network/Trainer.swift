@@ -199,8 +199,8 @@ public final class Trainer {
 
     // MARK: - Inference
 
-    /// Class scores (logits) of `count` samples starting at `offset`, in
-    /// batches of `maxBatch`; calls `body` with each batch's logits.
+    /// The predicted class (the highest score) of every sample of `data`,
+    /// computed in batches of `maxBatch`.
     public func predict(_ data: Dataset) -> [Int] {
         var out: [Int] = []
         out.reserveCapacity(data.count)

@@ -1,4 +1,3 @@
-import CZlib
 import FedCodec
 import NIOCore
 import Synchronization
@@ -62,17 +61,10 @@ public final class ModelSnapshot: Sendable {
         -> (header: [UInt8], payload: ByteBuffer)
     {
         let payload = modelPayload(compression)
-        var w = ByteWriter(capacity: 20)
-        w.append(FrameHeader.magic)
-        w.u8(version)
-        w.u8(MessageType.model.rawValue)
-        w.u16(0)
-        w.u32(requestID)
-        w.u32(UInt32(payload.bytes.count))
-        let headCRC = CRC32.checksum(w.bytes)
-        let crc = crc32_combine(UInt(headCRC), UInt(payload.crc), off_t(payload.bytes.count))
-        w.u32(UInt32(truncatingIfNeeded: crc))
-        return (w.bytes, payload.buffer)
+        let header = FrameWriter.header(
+            type: .model, requestID: requestID, payloadLength: payload.bytes.count, payloadCRC: payload.crc,
+            version: version)
+        return (header, payload.buffer)
     }
 
     /// Encodes under the snapshot's lock, so each encoding is made exactly once;
@@ -88,5 +80,5 @@ public final class ModelSnapshot: Sendable {
     }
 
     /// How many encodings this snapshot holds (for tests of the cache).
-    public var cachedEncodingCount: Int { cache.withLock { $0.count } }
+    var cachedEncodingCount: Int { cache.withLock { $0.count } }
 }

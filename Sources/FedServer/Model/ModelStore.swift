@@ -27,6 +27,7 @@ public final class ModelStore: Sendable {
     /// Serialises writers, so the read-write lock is held for the swap alone
     /// (never across an aggregation or a disk write).
     private let writer = Mutex<Void>(())
+    /// Guarded by `lock`: read under its read lock, replaced under its write lock.
     nonisolated(unsafe) private var current: ModelSnapshot
 
     public init(initial: ModelSnapshot, configuration: Configuration = .init()) {
@@ -57,11 +58,12 @@ public final class ModelStore: Sendable {
         }
     }
 
-    /// Validates and applies an update, returning the new snapshot. The
-    /// aggregation runs under the write lock so updates are serialised;
-    /// readers keep reading the previous snapshot until the swap.
+    /// Validates and applies one update, returning the new snapshot (tests;
+    /// the server goes through `applyBatch`). Writers are serialised by
+    /// `writer`; the aggregation runs outside the read-write lock, which is
+    /// held for the swap alone, so readers keep the previous snapshot until then.
     @discardableResult
-    public func apply(_ tensors: [Tensor], datasets: UInt64) throws(RejectedUpdate) -> ModelSnapshot {
+    func apply(_ tensors: [Tensor], datasets: UInt64) throws(RejectedUpdate) -> ModelSnapshot {
         // Validation needs only shapes, which never change: do the O(n) finite
         // check before taking the lock.
         try validate(tensors, datasets: datasets, against: snapshot())

@@ -8,6 +8,8 @@
 ///
 /// Writers are not starved on glibc only if readers hold the lock briefly:
 /// `ModelStore` holds it just long enough to copy a reference.
+///
+/// Sendable: the pthread lock is its only state and exists to be shared.
 public final class ReadWriteLock: @unchecked Sendable {
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
 
