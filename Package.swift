@@ -56,6 +56,7 @@ let package = Package(
     products: [
         .library(name: "FedCodec", targets: ["FedCodec"]),
         .library(name: "FedModel", targets: ["FedModel"]),
+        .library(name: "FedStorage", targets: ["FedStorage"]),
         .library(name: "FedServer", targets: ["FedServer"]),
         .library(name: "FedClient", targets: ["FedClient"]),
         .executable(name: "fed", targets: ["fed"]),
@@ -73,10 +74,11 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
         .target(name: "FedCodec", dependencies: ["CZlib"]),
+        .target(name: "FedStorage", dependencies: ["FedCodec"]),
         .target(
             name: "FedServer",
             dependencies: [
-                "FedCodec",
+                "FedCodec", "FedStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -85,11 +87,20 @@ let package = Package(
         ),
         .target(name: "FedClient", dependencies: ["FedCodec", "FedModel"]),
         .target(name: "FedModel", dependencies: ["CZlib", "FedCodec"], swiftSettings: kernelSettings),
+        .target(
+            name: "FedBench",
+            dependencies: [
+                "FedCodec", "FedModel", "FedStorage", "FedClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "fed",
             dependencies: [
+                "FedBench",
                 "FedCodec",
                 "FedModel",
+                "FedStorage",
                 "FedServer",
                 "FedClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -101,7 +112,7 @@ let package = Package(
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
         .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
         .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec"]),
-        .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedCodec", "FedTestSupport"]),
+        .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedStorage", "FedCodec", "FedTestSupport"]),
         .testTarget(
             name: "CLITests", dependencies: ["fed", "FedCodec", "FedModel", "FedTestSupport"],
             exclude: ["original_http_client.py", "broken_server.py"]),

@@ -184,3 +184,17 @@ private func sendNoSignal(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) 
         Darwin.send(fd, bytes, count, 0)
     #endif
 }
+
+/// A server address written `HOST:PORT` (port 1-65535).
+public struct HostPort: Hashable, Sendable {
+    public var host: String
+    public var port: Int
+
+    /// Nil unless `text` is `HOST:PORT` with a port in 1...65535.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else { return nil }
+        host = String(parts[0])
+        self.port = port
+    }
+}

@@ -55,7 +55,7 @@ extension Fed {
             guard epochs >= 1, batchSize >= 1, batchSize <= 1024, attempts >= 1, backoff >= 0, maxBackoff >= backoff,
                 deadline > 0, threads >= 1
             else { throw ValidationError("epochs, batch size, attempts, threads and times must be positive") }
-            _ = try parseHostPort(server)
+            guard HostPort(server) != nil else { throw ValidationError("\(server) is not HOST:PORT") }
         }
 
         static func checkRange(_ l: Int, _ r: Int) throws {
@@ -95,7 +95,9 @@ extension Fed {
             }
             print("\(note); \(split)")
             let mine = Array(slices[(bounds[0] - 1)..<bounds[1]])
-            let (host, port) = try parseHostPort(server)
+            guard let (host, port) = HostPort(server).map({ ($0.host, $0.port) }) else {
+                throw ValidationError("\(server) is not HOST:PORT")
+            }
             let t: any ModelTransport =
                 transport == "http"
                 ? HTTPTransport(host: host, port: port, clientID: clientID)

@@ -1,6 +1,6 @@
 import ArgumentParser
 import FedModel
-import FedServer
+import FedStorage
 import Foundation
 
 #if canImport(FoundationNetworking)

@@ -1,7 +1,7 @@
 import ArgumentParser
 import FedCodec
 import FedModel
-import FedServer
+import FedStorage
 import Foundation
 
 extension Fed {
@@ -36,7 +36,7 @@ extension Fed {
         }
 
         func run() throws {
-            guard let snapshot = try CheckpointFile.load(from: checkpoint) else {
+            guard let snapshot = try CheckpointFile.read(from: checkpoint) else {
                 throw ValidationError("no checkpoint at \(checkpoint)")
             }
             var model = MLP(seed: 0)

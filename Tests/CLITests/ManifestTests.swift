@@ -1,3 +1,4 @@
+import FedTestSupport
 import Foundation
 import Testing
 

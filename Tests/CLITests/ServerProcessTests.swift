@@ -60,12 +60,6 @@ final class ServerProcess {
     }
 }
 
-func temporaryDirectory() throws -> URL {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fedproc-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    return dir
-}
-
 @Suite("fed server process", .serialized)
 struct ServerProcessTests {
     @Test("A Python standard-library client of the original HTTP protocol works unchanged")
@@ -168,12 +162,6 @@ struct ServerProcessTests {
 
 @Suite("fed server limits", .serialized)
 struct ServerLimitTests {
-    static func residentMegabytes(_ pid: Int32) -> Double {
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? "VmRSS: 0 kB"
-        return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
-    }
-
     @Test("A client that pipelines fetches and never reads does not make the server buffer without bound")
     func backpressure() throws {
         let dir = try temporaryDirectory()
@@ -190,7 +178,7 @@ struct ServerLimitTests {
         }
         try? c.send(frames)  // stops with a send timeout once the server stops reading
         usleep(1_000_000)
-        let rss = Self.residentMegabytes(server.process.processIdentifier)
+        let rss = residentMegabytes(server.process.processIdentifier)
         #expect(rss > 0 && rss < 150, "server resident memory \(rss) MB")
         // Another client is still served promptly.
         let other = try TestClient(port: server.port)

@@ -1,4 +1,5 @@
 import FedCodec
+import FedStorage
 import FedTestSupport
 import Foundation
 import Testing

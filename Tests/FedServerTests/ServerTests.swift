@@ -1,4 +1,5 @@
 import FedCodec
+import FedStorage
 import FedTestSupport
 import Foundation
 import Logging
@@ -271,18 +272,6 @@ struct ServerTests {
 }
 
 extension TestClient {
-    /// Everything the server sends until it closes (or the receive timeout), as text.
-    func receiveAll() -> String {
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            if n <= 0 { break }
-            out += chunk[0..<n]
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
     func fetchPing() throws -> Message {
         _ = try send(.ping(nonce: 1))
         guard let (_, m) = try receive() else { throw TestError("closed") }

@@ -1,4 +1,5 @@
 import FedCodec
+import FedStorage
 import Logging
 import NIOCore
 import NIOPosix

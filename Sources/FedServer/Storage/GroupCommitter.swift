@@ -1,5 +1,6 @@
 import Dispatch
 import FedCodec
+import FedStorage
 import Synchronization
 
 /// Applies updates so that each one is durable before its caller hears of it.

@@ -1,10 +1,10 @@
 import ArgumentParser
 import FedCodec
+import FedStorage
 import FedModel
-import FedServer
 import Foundation
 
-extension Fed.Bench {
+extension BenchCommand {
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Training speed of the MLP on the original's schedule, and each kernel's GFLOP/s.",

@@ -1,14 +1,13 @@
-import FedModel
 import Foundation
 
-/// Finds MNIST-format IDX files in a folder.
-enum DataFolder {
-    static let fashionMNIST = "/usr/share/datasets/fashion-mnist"
+/// Finds MNIST-format IDX files in a folder, and the package's built-in data.
+public enum DataFolder {
+    public static let fashionMNIST = "/usr/share/datasets/fashion-mnist"
 
     /// The MNIST test set shipped in the package (Data/mnist): next to the
     /// working directory when run from the package, else found from the
     /// executable's place in the package's `.build` folder.
-    static var builtIn: String? {
+    public static var builtIn: String? {
         var candidates = ["Data/mnist"]
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         var dir = exe.deletingLastPathComponent()
@@ -22,7 +21,7 @@ enum DataFolder {
     /// The data folder to use: `option`, else `FED_DATA`, else `./data` if it
     /// holds t10k files, else the MNIST test set shipped in the package, else
     /// Debian's Fashion-MNIST. Returns the folder and a note saying where it came from.
-    static func resolve(_ option: String?) throws -> (dir: String, note: String) {
+    public static func resolve(_ option: String?) throws -> (dir: String, note: String) {
         if let option { return (option, "data from --data \(option)") }
         if let env = ProcessInfo.processInfo.environment["FED_DATA"], !env.isEmpty {
             return (env, "data from FED_DATA=\(env)")
@@ -45,7 +44,9 @@ enum DataFolder {
     /// Training slices and a test set for federated runs: with training images,
     /// up to 12 slices of 5,000 and the t10k test set; with only t10k images,
     /// their first 5,000 cut into 12 slices and the other 5,000 to test.
-    static func federatedSplit(in dir: String, scale: Bool) throws -> (slices: [Dataset], test: Dataset, note: String) {
+    public static func federatedSplit(in dir: String, scale: Bool) throws -> (
+        slices: [Dataset], test: Dataset, note: String
+    ) {
         let test = try testSet(in: dir, scale: scale)
         if let images = file(dir, "train-images-idx3-ubyte"), let labels = file(dir, "train-labels-idx1-ubyte") {
             let train = try IDX.dataset(images: images, labels: labels, scale: scale)
@@ -64,7 +65,7 @@ enum DataFolder {
     }
 
     /// `name` or `name.gz` in `dir`, whichever exists.
-    static func file(_ dir: String, _ name: String) -> String? {
+    public static func file(_ dir: String, _ name: String) -> String? {
         for candidate in [name, name + ".gz"] {
             let path = (dir as NSString).appendingPathComponent(candidate)
             if FileManager.default.fileExists(atPath: path) { return path }
@@ -73,7 +74,7 @@ enum DataFolder {
     }
 
     /// The test set (t10k files) of `dir`.
-    static func testSet(in dir: String, scale: Bool) throws -> Dataset {
+    public static func testSet(in dir: String, scale: Bool) throws -> Dataset {
         guard let images = file(dir, "t10k-images-idx3-ubyte"), let labels = file(dir, "t10k-labels-idx1-ubyte") else {
             throw DataError("no t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz] in \(dir)")
         }
@@ -82,7 +83,7 @@ enum DataFolder {
 
     /// Training data and test data: the first `trainSamples` training images
     /// and the full test set, or, without training images, a split of the test set.
-    static func trainAndTest(in dir: String, trainSamples: Int, scale: Bool) throws -> (Dataset, Dataset) {
+    public static func trainAndTest(in dir: String, trainSamples: Int, scale: Bool) throws -> (Dataset, Dataset) {
         let test = try testSet(in: dir, scale: scale)
         if let images = file(dir, "train-images-idx3-ubyte"), let labels = file(dir, "train-labels-idx1-ubyte") {
             let train = try IDX.dataset(images: images, labels: labels, scale: scale)
@@ -98,7 +99,7 @@ enum DataFolder {
     }
 }
 
-struct DataError: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
+public struct DataError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
 }

@@ -7,20 +7,21 @@ import Foundation
     import Darwin
 #endif
 
-/// Reads and writes the server's checkpoint (Protocol/SPEC.md, section 8).
+/// Reads and writes checkpoint files (Protocol/SPEC.md, section 8): the
+/// model at rest, used by the server and by tools that only read a model
+/// (`fed evaluate`), without any networking.
 public enum CheckpointFile {
-    /// Writes `snapshot` atomically and durably (temporary file, fsync, rename, fsync of the folder).
-    public static func save(_ snapshot: ModelSnapshot, to path: String) throws {
-        let ck = Checkpoint(
-            version: snapshot.version, datasets: snapshot.datasets, tensors: snapshot.tensors,
-            recentPushes: snapshot.recentPushes)
-        try AtomicFile.write(ck.encode(), to: path)
+    /// Writes `checkpoint` atomically and durably (temporary file, fsync,
+    /// rename, fsync of the folder); throws `FileError` and leaves the old
+    /// file in place on any failure.
+    public static func write(_ checkpoint: Checkpoint, to path: String) throws {
+        try AtomicFile.write(checkpoint.encode(), to: path)
     }
 
-    /// The snapshot stored at `path`, nil if no file exists there. A file that
+    /// The checkpoint stored at `path`, nil if no file exists there. A file that
     /// exists but is not a valid checkpoint is an error that names the file
     /// and the reason: the server must stop rather than silently start fresh.
-    public static func load(from path: String) throws -> ModelSnapshot? {
+    public static func read(from path: String) throws -> Checkpoint? {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
         if isDirectory.boolValue {
@@ -31,9 +32,7 @@ public enum CheckpointFile {
         }
         let bytes = [UInt8](data)
         do throws(CodecError) {
-            let ck = try Checkpoint.decode(bytes)
-            return ModelSnapshot(
-                version: ck.version, datasets: ck.datasets, tensors: ck.tensors, recentPushes: ck.recentPushes)
+            return try Checkpoint.decode(bytes)
         } catch {
             throw FileError("\(path) is not a usable checkpoint (\(error)); move it away or fix it to continue")
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FedClient
 import Foundation
 
 #if canImport(Glibc)
@@ -51,11 +52,8 @@ enum ChildServer {
 
 /// Parses `HOST:PORT`.
 func parseHostPort(_ text: String) throws -> (host: String, port: Int) {
-    let parts = text.split(separator: ":")
-    guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
-        throw ValidationError("\(text) is not HOST:PORT")
-    }
-    return (String(parts[0]), port)
+    guard let address = HostPort(text) else { throw ValidationError("\(text) is not HOST:PORT") }
+    return (address.host, address.port)
 }
 
 /// The server a benchmark measures: `--server HOST:PORT` if given, else a

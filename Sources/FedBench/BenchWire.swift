@@ -11,7 +11,7 @@ import Synchronization
     import Darwin
 #endif
 
-extension Fed.Bench {
+extension BenchCommand {
     struct Wire: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Bytes, speed and CPU per round trip of every encoding, against the original's JSON over HTTP.",
@@ -172,21 +172,37 @@ extension Fed.Bench {
             var pushBytes = 0
         }
 
+        /// One client of a round-trip run and the bytes of its last fetch and push.
+        final class WireClient {
+            let fetch: () throws -> Void
+            let push: () throws -> Void
+            let bytes: () -> Int
+            var fetchBytes = 0
+            var pushBytes = 0
+            init(fetch: @escaping () throws -> Void, push: @escaping () throws -> Void, bytes: @escaping () -> Int) {
+                (self.fetch, self.push, self.bytes) = (fetch, push, bytes)
+            }
+
+            /// One fetch then one push, noting the bytes each took both ways.
+            func roundTrip() throws {
+                let a = bytes()
+                try fetch()
+                let b = bytes()
+                try push()
+                (fetchBytes, pushBytes) = (b - a, bytes() - b)
+            }
+        }
+
         /// `clients` threads doing fetch + push round trips for `seconds` (at least one each).
         func roundTrips(_ e: Encoding, _ tensors: [Tensor], host: String, port: Int, clients: Int, seconds: Double)
             throws
             -> Trips
         {
-            let shared = Mutex<(lat: [Double], fetch: Int, push: Int, error: String?)>(([], 0, 0, nil))
-            let group = DispatchGroup()
-            let start = Date()
-            for i in 0..<clients {
-                group.enter()
-                Thread {
-                    defer { group.leave() }
-                    do {
-                        var lat: [Double] = []
-                        var fetchBytes = 0, pushBytes = 0
+            let run: LoadGenerator.Run<WireClient>
+            do {
+                run = try LoadGenerator.run(
+                    clients: clients, seconds: seconds,
+                    open: { i in
                         if let mode = e.compression {
                             let c = try Connection(host: host, port: port, timeout: 60)
                             _ = try c.request(.hello(Hello(clientID: "wire-\(i)")))
@@ -194,50 +210,28 @@ extension Fed.Bench {
                                 Push(
                                     clientID: "wire-\(i)", datasets: 1, baseVersion: 0, tensors: tensors,
                                     compression: mode))
-                            repeat {
-                                let t0 = Date()
-                                let r0 = c.bytesReceived, s0 = c.bytesSent
-                                _ = try c.request(.fetch(heldVersion: 0, compression: mode))
-                                fetchBytes = c.bytesReceived - r0 + c.bytesSent - s0
-                                let r1 = c.bytesReceived, s1 = c.bytesSent
-                                guard case .ack = try c.request(push, level: e.level) else {
-                                    throw ValidationError("push refused")
-                                }
-                                pushBytes = c.bytesReceived - r1 + c.bytesSent - s1
-                                lat.append(Date().timeIntervalSince(t0))
-                            } while Date().timeIntervalSince(start) < seconds
-                        } else {
-                            let t = HTTPTransport(host: host, port: port, clientID: "wire-\(i)")
-                            repeat {
-                                let t0 = Date()
-                                let a = t.bytesSent + t.bytesReceived
-                                _ = try t.fetch(heldVersion: 0)
-                                let b = t.bytesSent + t.bytesReceived
-                                _ = try t.push(tensors, datasets: 1, baseVersion: 0, pushID: 0)
-                                fetchBytes = b - a
-                                pushBytes = t.bytesSent + t.bytesReceived - b
-                                lat.append(Date().timeIntervalSince(t0))
-                            } while Date().timeIntervalSince(start) < seconds
+                            return WireClient(
+                                fetch: { _ = try c.request(.fetch(heldVersion: 0, compression: mode)) },
+                                push: {
+                                    guard case .ack = try c.request(push, level: e.level) else {
+                                        throw ValidationError("push refused")
+                                    }
+                                },
+                                bytes: { c.bytesSent + c.bytesReceived })
                         }
-                        let (f, p, l) = (fetchBytes, pushBytes, lat)
-                        shared.withLock {
-                            $0.lat += l
-                            $0.fetch = f
-                            $0.push = p
-                        }
-                    } catch {
-                        shared.withLock { $0.error = "\(error)" }
-                    }
-                }.start()
+                        let t = HTTPTransport(host: host, port: port, clientID: "wire-\(i)")
+                        return WireClient(
+                            fetch: { _ = try t.fetch(heldVersion: 0) },
+                            push: { _ = try t.push(tensors, datasets: 1, baseVersion: 0, pushID: 0) },
+                            bytes: { t.bytesSent + t.bytesReceived })
+                    },
+                    step: { try $0.roundTrip() })
+            } catch {
+                throw ValidationError("\(e.name) with \(clients) clients: \(error)")
             }
-            group.wait()
-            let elapsed = Date().timeIntervalSince(start)
-            let s = shared.withLock { $0 }
-            if let error = s.error { throw ValidationError("\(e.name) with \(clients) clients: \(error)") }
-            let sorted = s.lat.sorted()
             return Trips(
-                count: sorted.count, elapsed: elapsed, p50: sorted[sorted.count / 2],
-                p99: sorted[min(sorted.count - 1, sorted.count * 99 / 100)], fetchBytes: s.fetch, pushBytes: s.push)
+                count: run.count, elapsed: run.elapsed, p50: run.p50, p99: run.p99,
+                fetchBytes: run.clients.last?.fetchBytes ?? 0, pushBytes: run.clients.last?.pushBytes ?? 0)
         }
 
         func processCPUSeconds() -> Double {

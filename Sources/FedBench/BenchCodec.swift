@@ -3,7 +3,7 @@ import FedCodec
 import FedModel
 import Foundation
 
-extension Fed.Bench {
+extension BenchCommand {
     struct Codec: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Bytes and encode/decode speed of the MLP's weights in every compression mode.",

@@ -11,7 +11,7 @@ import Synchronization
     import Darwin
 #endif
 
-extension Fed.Bench {
+extension BenchCommand {
     struct Server: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "server",
@@ -103,42 +103,18 @@ extension Fed.Bench {
         func measure(host: String, port: Int, clients: Int, _ body: @escaping @Sendable (Connection) throws -> Void)
             throws -> Figures
         {
-            let results = Mutex<(latencies: [Double], bytes: Int, error: String?)>(([], 0, nil))
-            let group = DispatchGroup()
-            let duration = seconds
-            for i in 0..<clients {
-                group.enter()
-                Thread {
-                    defer { group.leave() }
-                    do {
-                        let c = try Connection(host: host, port: port, timeout: 30)
-                        _ = try c.request(.hello(Hello(clientID: "bench-\(i)")))
-                        var local: [Double] = []
-                        let start = Date()
-                        let received = c.bytesReceived
-                        while Date().timeIntervalSince(start) < duration {
-                            let t0 = DispatchTime.now().uptimeNanoseconds
-                            try body(c)
-                            local.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-                        }
-                        let bytes = c.bytesReceived - received
-                        results.withLock {
-                            $0.latencies += local
-                            $0.bytes += bytes
-                        }
-                    } catch {
-                        results.withLock { $0.error = "\(error)" }
-                    }
-                }.start()
-            }
-            group.wait()
-            let (latencies, bytes, error) = results.withLock { $0 }
-            if let error { throw ValidationError("a client failed: \(error)") }
-            let sorted = latencies.sorted()
-            guard !sorted.isEmpty else { throw ValidationError("no request completed") }
+            let run = try LoadGenerator.run(
+                clients: clients, seconds: seconds,
+                open: { i in
+                    let c = try Connection(host: host, port: port, timeout: 30)
+                    _ = try c.request(.hello(Hello(clientID: "bench-\(i)")))
+                    return (c, c.bytesReceived)
+                },
+                step: { try body($0.0) })
+            guard run.count > 0 else { throw ValidationError("no request completed") }
+            let bytes = run.clients.reduce(0) { $0 + $1.0.bytesReceived - $1.1 }
             return Figures(
-                rate: Double(sorted.count) / seconds, p50: sorted[sorted.count / 2],
-                p99: sorted[min(sorted.count - 1, sorted.count * 99 / 100)], bytesPerSecond: Double(bytes) / seconds)
+                rate: run.rate(over: seconds), p50: run.p50, p99: run.p99, bytesPerSecond: Double(bytes) / seconds)
         }
 
         /// Bytes per second of a plain TCP copy over 127.0.0.1 between two threads.
