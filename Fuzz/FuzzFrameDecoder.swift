@@ -25,10 +25,14 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         guard size > 1 else { return 0 }
         let type = MessageType.allCases[Int(data[1]) % MessageType.allCases.count]
         let payload = Array(UnsafeBufferPointer(start: data + 2, count: size - 2))
+        // Bit 1 of the first byte picks the frame version (PUSH's layout differs in version 2).
+        let version: UInt8 = data[0] & 2 == 0 ? 1 : 2
         let frame = Frame(
-            header: FrameHeader(type: type, requestID: 1, payloadLength: UInt32(payload.count)), payload: payload)
+            header: FrameHeader(version: version, type: type, requestID: 1, payloadLength: UInt32(payload.count)),
+            payload: payload)
+        _ = MessageCodec.declaredPushShapes(frame, limits: limits)
         if let message = try? MessageCodec.decode(frame, limits: limits) {
-            checkReencoding(message, requestID: 1)
+            checkReencoding(message, requestID: 1, version: version)
         }
         return 0
     }
@@ -42,8 +46,9 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             decoder.append(bytes[offset..<end])
             offset = end
             while let frame = try decoder.next() {
+                _ = MessageCodec.declaredPushShapes(frame, limits: limits)
                 guard let message = try? MessageCodec.decode(frame, limits: limits) else { continue }
-                checkReencoding(message, requestID: frame.header.requestID)
+                checkReencoding(message, requestID: frame.header.requestID, version: frame.header.version)
             }
         }
         try decoder.finish()
@@ -55,8 +60,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 }
 
 /// Encodes a decoded message and decodes it again: it must come back the same.
-func checkReencoding(_ message: Message, requestID: UInt32) {
-    let again = MessageCodec.encode(message, requestID: requestID, level: 1)
+func checkReencoding(_ message: Message, requestID: UInt32, version: UInt8) {
+    let again = MessageCodec.encode(message, requestID: requestID, level: 1, version: version)
     var second = FrameDecoder(limits: Limits(maxPayloadBytes: 64 << 20, maxDecompressedBytes: 64 << 20))
     second.append(again)
     guard let reframed = try? second.next(),
