@@ -319,6 +319,26 @@ def decode_checkpoint(b):
                                            version=body.u64("version"), datasets=body.u64("datasets"))
                                       for _ in range(body.u32("count"))]
                 body.end()
+            elif tag == 2:  # strategy state (section 8)
+                def sblob():
+                    n = body.u32("blob length")
+                    return [tensor_form(sh, raw) for sh, raw in decode_blob(Reader(body.take(n, "blob"), stage="checkpoint"))[1]]
+                buffered = []
+                for _ in range(body.u16("buffered count")):
+                    buffered.append(dict(client_id=body.string("client id", 256), samples=body.u64("samples"),
+                                         staleness=body.u64("staleness"),
+                                         weight=struct.unpack(">d", body.take(8, "weight"))[0],
+                                         norm=struct.unpack(">d", body.take(8, "norm"))[0], delta=sblob()))
+                named = {}
+                for _ in range(body.u16("tensor lists")):
+                    name = body.string("name", 256)
+                    named[name] = sblob()
+                scalars = {}
+                for _ in range(body.u16("scalars")):
+                    name = body.string("name", 256)
+                    scalars[name] = struct.unpack(">d", body.take(8, "scalar"))[0]
+                body.end()
+                m["strategy_state"] = dict(buffer=buffered, tensors=named, scalars=scalars)
             elif not tag & 0x8000:
                 raise ProtocolError(E["unsupported_version"], "checkpoint", "section %d" % tag)
         sr.end()

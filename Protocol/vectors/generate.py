@@ -298,8 +298,21 @@ add("checkpoint_format2", checkpoint(5, 25000, SMALL, fmt=2, sections=[(1, recen
                                         "recent_pushes": [dict(client_id=c, push_id=p, version=v, datasets=d)
                                                           for c, p, v, d in RECENT]}}],
     kind="checkpoint")
-add("checkpoint_unknown_required_section", checkpoint(5, 25000, SMALL, fmt=2, sections=[(2, b"x")]),
-    "a format-2 checkpoint with a section tag (2) this version does not define and may not skip",
+def f64(x): return struct.pack(">d", x)
+STATE = (u16(1) + string("alice") + u64(600) + u64(2) + f64(0.5) + f64(1.25) + u32(len(blob(SMALL, "none")))
+         + blob(SMALL, "none")
+         + u16(1) + string("m") + u32(len(blob(SMALL, "none"))) + blob(SMALL, "none")
+         + u16(1) + string("clip") + f64(0.75))
+add("checkpoint_strategy_state", checkpoint(5, 25000, SMALL, fmt=2, sections=[(2, STATE)]),
+    "a format-2 checkpoint with a strategy state (tag 2): one buffered update, a tensor list 'm', a scalar 'clip'",
+    [{"type": "checkpoint", "message": {"version": 5, "datasets": 25000, "tensors": tensors_json(SMALL),
+                                        "strategy_state": {
+                                            "buffer": [{"client_id": "alice", "samples": 600, "staleness": 2,
+                                                        "weight": 0.5, "norm": 1.25, "delta": tensors_json(SMALL)}],
+                                            "tensors": {"m": tensors_json(SMALL)}, "scalars": {"clip": 0.75}}}}],
+    kind="checkpoint")
+add("checkpoint_unknown_required_section", checkpoint(5, 25000, SMALL, fmt=2, sections=[(3, b"x")]),
+    "a format-2 checkpoint with a section tag (3) this version does not define and may not skip",
     error=("checkpoint", "unsupported_version"), kind="checkpoint")
 add("checkpoint_reserved_nonzero", checkpoint(5, 25000, SMALL, reserved=1),
     "a checkpoint whose reserved field is 1 (a future format's bit): refused", error=("checkpoint", "unsupported_version"),

@@ -60,6 +60,8 @@ public final class FederatedLoop {
     public let trainer: Trainer
     public let options: Options
     public private(set) var datasets: UInt64 = 0
+    /// The model version the current training started from (0: none fetched).
+    public private(set) var baseVersion: UInt64 = 0
     public private(set) var summary = Summary()
     private var rng: SeededGenerator
     private let log: (String) -> Void
@@ -108,6 +110,7 @@ public final class FederatedLoop {
             do {
                 try trainer.adopt(tensors)
                 datasets = count
+                baseVersion = version
                 summary.lastVersion = max(summary.lastVersion, version)
                 log("fetched version \(version) (\(count) samples)")
             } catch {
@@ -125,7 +128,8 @@ public final class FederatedLoop {
             let pushID = UInt64.random(in: 1...UInt64.max)
             let (version, total) = try withRetry("push") {
                 try transport.push(
-                    trainer.model.tensors(), datasets: min(datasets, options.maxClaim), baseVersion: 0, pushID: pushID)
+                    trainer.model.tensors(), datasets: min(datasets, options.maxClaim), baseVersion: baseVersion,
+                    pushID: pushID)
             }
             summary.pushesAccepted += 1
             summary.lastVersion = max(summary.lastVersion, version)

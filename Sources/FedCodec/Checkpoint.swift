@@ -21,31 +21,32 @@ public struct Checkpoint: Hashable, Sendable {
     /// Formats this build reads; it writes the lowest that holds the content.
     public static let formats: ClosedRange<UInt16> = 1...2
     static let recentPushesTag: UInt16 = 1
+    static let strategyStateTag: UInt16 = 2
 
     public var version: UInt64
     public var datasets: UInt64
     public var tensors: [Tensor]
     /// The pushes whose idempotency keys the server remembers, oldest first.
     public var recentPushes: [PushRecord]
+    /// The federation strategy's state (buffered updates, optimizer moments); nil: none.
+    public var strategyState: StrategyRecord?
 
-    public init(version: UInt64, datasets: UInt64, tensors: [Tensor], recentPushes: [PushRecord] = []) {
+    public init(
+        version: UInt64, datasets: UInt64, tensors: [Tensor], recentPushes: [PushRecord] = [],
+        strategyState: StrategyRecord? = nil
+    ) {
         self.version = version
         self.datasets = datasets
         self.tensors = tensors
         self.recentPushes = recentPushes
+        self.strategyState = strategyState
     }
 
     /// The file's bytes.
     public func encode(compression: Compression = .shuffleZlib, level: Int32 = 1) -> [UInt8] {
         var w = ByteWriter(capacity: 64 + tensors.reduce(0) { $0 + 4 * $1.count + 16 })
         w.append(Checkpoint.magic)
-        w.u16(recentPushes.isEmpty ? 1 : 2)
-        w.u16(0)
-        w.u64(version)
-        w.u64(datasets)
-        w.u32(0)
-        TensorBlob.encode(tensors, compression: compression, level: level, into: &w)
-        w.patchU32(UInt32(w.bytes.count - 28), at: 24)
+        var sections: [(UInt16, [UInt8])] = []
         if !recentPushes.isEmpty {
             var section = ByteWriter()
             section.u32(UInt32(recentPushes.count))
@@ -55,10 +56,27 @@ public struct Checkpoint: Hashable, Sendable {
                 section.u64(p.version)
                 section.u64(p.datasets)
             }
-            w.u16(1)
-            w.u16(Checkpoint.recentPushesTag)
-            w.u32(UInt32(section.bytes.count))
-            w.append(section.bytes)
+            sections.append((Checkpoint.recentPushesTag, section.bytes))
+        }
+        if let strategyState {
+            var section = ByteWriter()
+            strategyState.encode(into: &section)
+            sections.append((Checkpoint.strategyStateTag, section.bytes))
+        }
+        w.u16(sections.isEmpty ? 1 : 2)
+        w.u16(0)
+        w.u64(version)
+        w.u64(datasets)
+        w.u32(0)
+        TensorBlob.encode(tensors, compression: compression, level: level, into: &w)
+        w.patchU32(UInt32(w.bytes.count - 28), at: 24)
+        if !sections.isEmpty {
+            w.u16(UInt16(sections.count))
+            for (tag, bytes) in sections {
+                w.u16(tag)
+                w.u32(UInt32(bytes.count))
+                w.append(bytes)
+            }
         }
         let crc = CRC32.checksum(w.bytes)
         w.u32(crc)
@@ -106,6 +124,7 @@ public struct Checkpoint: Hashable, Sendable {
             var blob = ByteReader(try r.take(blobLength, "blob"))
             let tensors = try TensorBlob.decode(&blob, limits: limits)
             var pushes: [PushRecord] = []
+            var strategy: StrategyRecord?
             if format == 2 {
                 var sections = ByteReader(try r.take(r.remaining - 4, "sections"), shortCode: .truncated)
                 let count = Int(try sections.u16("section count"))
@@ -124,6 +143,9 @@ public struct Checkpoint: Hashable, Sendable {
                                     datasets: try body.u64("datasets")))
                         }
                         try body.expectEnd("the recent pushes section")
+                    case strategyStateTag:
+                        strategy = try StrategyRecord.decode(&body, limits: limits)
+                        try body.expectEnd("the strategy state section")
                     case _ where tag & 0x8000 != 0:
                         continue
                     default:
@@ -132,7 +154,8 @@ public struct Checkpoint: Hashable, Sendable {
                 }
                 try sections.expectEnd("the checkpoint's sections")
             }
-            return Checkpoint(version: version, datasets: datasets, tensors: tensors, recentPushes: pushes)
+            return Checkpoint(
+                version: version, datasets: datasets, tensors: tensors, recentPushes: pushes, strategyState: strategy)
         }
     }
 }
@@ -150,5 +173,104 @@ public struct PushRecord: Hashable, Sendable {
         self.pushID = pushID
         self.version = version
         self.datasets = datasets
+    }
+}
+
+/// A federation strategy's state at rest (checkpoint section 2,
+/// Protocol/SPEC.md section 8):
+/// ```
+/// u16 buffered count; per update: str client_id, u64 samples, u64 staleness,
+///     f64 weight, f64 norm, blob (its delta)
+/// u16 tensor list count; per list: str name, blob
+/// u16 scalar count; per scalar: str name, f64
+/// ```
+/// `f64` is an IEEE binary64, big-endian like every integer.
+public struct StrategyRecord: Hashable, Sendable {
+    public struct Buffered: Hashable, Sendable {
+        public var clientID: String
+        public var samples: UInt64
+        public var staleness: UInt64
+        public var weight: Double
+        public var norm: Double
+        public var delta: [Tensor]
+
+        public init(
+            clientID: String, samples: UInt64, staleness: UInt64, weight: Double, norm: Double, delta: [Tensor]
+        ) {
+            self.clientID = clientID
+            self.samples = samples
+            self.staleness = staleness
+            self.weight = weight
+            self.norm = norm
+            self.delta = delta
+        }
+    }
+
+    public var buffer: [Buffered]
+    /// Named tensor lists, in name order.
+    public var tensors: [String: [Tensor]]
+    public var scalars: [String: Double]
+
+    public init(buffer: [Buffered] = [], tensors: [String: [Tensor]] = [:], scalars: [String: Double] = [:]) {
+        self.buffer = buffer
+        self.tensors = tensors
+        self.scalars = scalars
+    }
+
+    func encode(into w: inout ByteWriter) {
+        w.u16(UInt16(buffer.count))
+        for b in buffer {
+            w.string(b.clientID)
+            w.u64(b.samples)
+            w.u64(b.staleness)
+            w.u64(b.weight.bitPattern)
+            w.u64(b.norm.bitPattern)
+            var blob = ByteWriter()
+            TensorBlob.encode(b.delta, compression: .shuffleZlib, level: 1, into: &blob)
+            w.u32(UInt32(blob.bytes.count))
+            w.append(blob.bytes)
+        }
+        w.u16(UInt16(tensors.count))
+        for name in tensors.keys.sorted() {
+            w.string(name)
+            var blob = ByteWriter()
+            TensorBlob.encode(tensors[name]!, compression: .shuffleZlib, level: 1, into: &blob)
+            w.u32(UInt32(blob.bytes.count))
+            w.append(blob.bytes)
+        }
+        w.u16(UInt16(scalars.count))
+        for name in scalars.keys.sorted() {
+            w.string(name)
+            w.u64(scalars[name]!.bitPattern)
+        }
+    }
+
+    static func decode(_ r: inout ByteReader, limits: Limits) throws(CodecError) -> StrategyRecord {
+        func blob(_ r: inout ByteReader) throws(CodecError) -> [Tensor] {
+            let n = Int(try r.u32("blob length"))
+            var b = ByteReader(try r.take(n, "blob"))
+            return try TensorBlob.decode(&b, limits: limits)
+        }
+        var record = StrategyRecord()
+        for _ in 0..<Int(try r.u16("buffered count")) {
+            let id = try r.string("client id", maxBytes: MessageCodec.maxClientIDBytes)
+            let samples = try r.u64("samples")
+            let staleness = try r.u64("staleness")
+            let weight = Double(bitPattern: try r.u64("weight"))
+            let norm = Double(bitPattern: try r.u64("norm"))
+            record.buffer.append(
+                Buffered(
+                    clientID: id, samples: samples, staleness: staleness, weight: weight, norm: norm,
+                    delta: try blob(&r)))
+        }
+        for _ in 0..<Int(try r.u16("tensor list count")) {
+            let name = try r.string("name", maxBytes: 256)
+            record.tensors[name] = try blob(&r)
+        }
+        for _ in 0..<Int(try r.u16("scalar count")) {
+            let name = try r.string("name", maxBytes: 256)
+            record.scalars[name] = Double(bitPattern: try r.u64("scalar"))
+        }
+        return record
     }
 }

@@ -39,6 +39,7 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
         case internalError = 39
         case timeout = 40
         case shuttingDown = 41
+        case staleBase = 42
     }
 
     public static let badMagic = ErrorCode(.badMagic)
@@ -67,6 +68,8 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let internalError = ErrorCode(.internalError)
     public static let timeout = ErrorCode(.timeout)
     public static let shuttingDown = ErrorCode(.shuttingDown)
+    /// Version 2: a push trained from a version the server no longer retains.
+    public static let staleBase = ErrorCode(.staleBase)
 
     /// Every code the spec defines.
     public static let allKnown: [ErrorCode] = Known.allCases.map { ErrorCode($0) }

@@ -39,6 +39,20 @@ extension Fed {
         var saveEvery = 1
         @Option(help: "Seed of the initial weights when there is no checkpoint.") var seed: UInt64 = 1
         @Option(help: "Largest datasets count one update may claim.") var maxDatasets: UInt64 = 60_000
+        @Option(
+            help: ArgumentHelp(
+                "What the server computes with updates: NAME[/KEY=VALUE]... (default: running-average).",
+                discussion: """
+                    running-average: the original's Ws <- (a Ws + b Wc)/(a+b), every update a version.
+                    fedasync[/alpha=0.6][/s=poly:0.5]: W <- (1-a) W + a Wc, a = alpha s(staleness).
+                    fedbuff[/k=10][/s=poly:0.5][/combine=mean|median|trimmed:0.2][/clip=none|C|adaptive][/noise=Z][/opt=sgd:1|momentum|adam|yogi|adagrad]:                     buffer k deltas Wc - W_base weighted by s(staleness) x samples, combine them, then a server optimizer step.
+                    fedavg[/k=N]: fedbuff with s=constant and sgd:1 (synchronous FedAvg when k = clients per round).
+                    s(tau): constant, poly:A = (1+tau)^-A, hinge:A:B.
+                    """))
+        var strategy = "running-average"
+        @Option(help: "Versions kept as bases of deltas; a push from an older base is too stale.") var maxStaleness = 16
+        @Option(help: "Most samples one update counts for in a strategy's weights.") var maxUpdateSamples: UInt64 =
+            10_000
         @Option(help: "Largest frame payload in bytes (default: the model's raw size + 1/64 + 64 KiB).")
         var maxPayload: Int?
         @Option(help: "Largest decompressed tensor data in bytes (default: the model's raw size).")
@@ -76,6 +90,14 @@ extension Fed {
             guard (16...512).contains(memoryBudget) else {
                 throw ValidationError("--memory-budget must be in 16...512 (MiB)")
             }
+            do throws(StrategySpecError) {
+                _ = try StrategySpec(strategy)
+            } catch {
+                throw ValidationError("--strategy \(strategy): \(error)")
+            }
+            guard maxStaleness >= 0, maxUpdateSamples >= 1 else {
+                throw ValidationError("--max-staleness must be >= 0 and --max-update-samples >= 1")
+            }
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("unknown --log-level \(logLevel)")
             }
@@ -98,7 +120,8 @@ extension Fed {
             }
             let config = ServerConfiguration(
                 host: host, port: port, checkpointPath: checkpoint, saveEvery: saveEvery, serverID: serverId,
-                maxDatasets: maxDatasets,
+                maxDatasets: maxDatasets, strategy: try! StrategySpec(strategy).strategy, maxStaleness: maxStaleness,
+                maxUpdateSamples: maxUpdateSamples,
                 limits: maxPayload == nil && maxDecompressed == nil
                     ? nil
                     : Limits(

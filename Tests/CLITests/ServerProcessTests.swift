@@ -141,6 +141,36 @@ struct ServerProcessTests {
         #expect(restarted.terminate() == 0)
     }
 
+    @Test("fedbuff: updates acknowledged while buffered survive kill -9 and are combined after the restart")
+    func bufferedAcrossKill() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("m.fedk").path
+        let strategy = ["--strategy", "fedbuff/k=3/s=constant"]
+        let server = try ServerProcess(checkpoint: path, extra: strategy)
+        for i in 0..<2 {
+            let c = try TestClient(port: server.port)
+            _ = try c.handshake("b\(i)")
+            guard case .ack(let v, let d) = try c.push(constantTensors(Float(i + 1)), datasets: 100) else {
+                throw TestError("push \(i) not acknowledged")
+            }
+            #expect(v == 0 && d == 0, "a buffered update leaves the model at version 0")
+        }
+        server.kill9()
+        let restarted = try ServerProcess(checkpoint: path, extra: strategy)
+        let c = try TestClient(port: restarted.port)
+        _ = try c.handshake("b2")
+        guard case .ack(let v, let d) = try c.push(constantTensors(3), datasets: 100) else {
+            throw TestError("third push not acknowledged")
+        }
+        // The two buffered before the kill and this one: combined into version 1.
+        #expect(v == 1 && d == 300)
+        guard case .model(let m) = try c.fetch() else { throw TestError("no MODEL") }
+        // W0 + mean(Wc - W0) over Wc = 1, 2, 3 (equal samples): 2 wherever W0 started.
+        #expect(m.tensors.allSatisfy { $0.values.allSatisfy { abs($0 - 2) < 1e-5 } })
+        #expect(restarted.terminate() == 0)
+    }
+
     @Test("SIGTERM writes the checkpoint and exits 0; a corrupt checkpoint stops the server")
     func gracefulStopAndCorruptCheckpoint() throws {
         let dir = try temporaryDirectory()

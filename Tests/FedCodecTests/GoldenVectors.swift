@@ -219,6 +219,24 @@ struct GoldenVectorTests {
                     ] as [String: Any]
                 }
             }
+            if let state = ck.strategyState {
+                func forms(_ ts: [Tensor]) -> Any {
+                    let m = Message.model(Model(version: 0, datasets: 0, tensors: ts))
+                    let json = try! JSONSerialization.jsonObject(with: Data(manifestForm(m, requestID: 0).utf8))
+                    return ((json as! [String: Any])["message"] as! [String: Any])["tensors"]!
+                }
+                fields["strategy_state"] =
+                    [
+                        "buffer": state.buffer.map {
+                            [
+                                "client_id": $0.clientID, "samples": Int($0.samples), "staleness": Int($0.staleness),
+                                "weight": $0.weight, "norm": $0.norm, "delta": forms($0.delta),
+                            ] as [String: Any]
+                        },
+                        "tensors": state.tensors.mapValues { forms($0) },
+                        "scalars": state.scalars,
+                    ] as [String: Any]
+            }
             #expect(canonicalJSON(["type": "checkpoint", "message": fields]) == vector.frames.first)
         } catch {
             #expect(error.code.name == vector.errorName, "\(error)")

@@ -12,16 +12,12 @@ public final class ModelSnapshot: Sendable {
     public let version: UInt64
     public let datasets: UInt64
     public let tensors: [Tensor]
-    /// The most recent pushes applied up to this version that carried an
-    /// idempotency key, oldest first (at most `ModelStore.rememberedPushes`).
-    public let recentPushes: [PushRecord]
     private let cache = Mutex<[String: EncodedPayload]>([:])
 
-    public init(version: UInt64, datasets: UInt64, tensors: [Tensor], recentPushes: [PushRecord] = []) {
+    public init(version: UInt64, datasets: UInt64, tensors: [Tensor]) {
         self.version = version
         self.datasets = datasets
         self.tensors = tensors
-        self.recentPushes = recentPushes
     }
 
     /// Bytes that do not change between requests, and their CRC-32.

@@ -2,42 +2,109 @@ import FedCodec
 import Synchronization
 
 /// The server's model: the current `ModelSnapshot` behind a readers-writer
-/// lock, and the rule that turns a validated update into the next version.
+/// lock, the federation strategy that turns validated updates into versions,
+/// the versions it retains to form each update's delta, and the state that
+/// must be durable with the model (the strategy's buffer and moments, the
+/// idempotency keys of recent pushes).
 ///
 /// Invariants:
 /// - readers get a whole snapshot (every tensor of one version), never a mix;
 /// - an update is applied only if it passes `validate`; a rejected update
 ///   changes nothing;
-/// - versions increase by one per applied update.
+/// - versions increase by one each time the strategy publishes (every update
+///   for the running average and FedAsync, every K for FedBuff);
+/// - nothing staged is kept unless the commit step (the checkpoint write) succeeds.
 public final class ModelStore: Sendable {
     public struct Configuration: Sendable {
         /// Largest `datasets` one update may claim (default 60,000, the size of
         /// MNIST's training set: a client claiming a billion would replace the model).
         public var maxDatasets: UInt64
-        public var aggregation: any AggregationStrategy
+        /// What the server computes with updates. Default: the original's running average.
+        public var strategy: any FederationStrategy
+        /// Versions retained to form deltas `Wc - W_base`: an update whose base
+        /// is older than this many versions is "too stale" (section 4.2).
+        /// Memory: this many copies of the model (16 x 0.8 MB for the MNIST MLP).
+        public var maxStaleness: Int
+        /// Most samples one update counts for in a strategy's weights (after
+        /// running totals are turned into per-update counts).
+        public var maxUpdateSamples: UInt64
 
-        public init(maxDatasets: UInt64 = 60_000, aggregation: any AggregationStrategy = FederatedAveraging()) {
+        public init(
+            maxDatasets: UInt64 = 60_000, strategy: any FederationStrategy = RunningAverage(), maxStaleness: Int = 16,
+            maxUpdateSamples: UInt64 = 10_000
+        ) {
             self.maxDatasets = maxDatasets
-            self.aggregation = aggregation
+            self.strategy = strategy
+            self.maxStaleness = max(0, maxStaleness)
+            self.maxUpdateSamples = max(1, maxUpdateSamples)
+        }
+    }
+
+    /// What is written to the checkpoint besides the published model.
+    public struct Durable: Sendable, Equatable {
+        /// Idempotency keys of recent pushes, oldest first (section 4.3).
+        public var recentPushes: [PushRecord]
+        /// The strategy's buffer, tensors and scalars (its weights are the model's).
+        public var buffer: [BufferedUpdate]
+        public var tensors: [String: [Tensor]]
+        public var scalars: [String: Double]
+
+        public init(
+            recentPushes: [PushRecord] = [], buffer: [BufferedUpdate] = [], tensors: [String: [Tensor]] = [:],
+            scalars: [String: Double] = [:]
+        ) {
+            self.recentPushes = recentPushes
+            self.buffer = buffer
+            self.tensors = tensors
+            self.scalars = scalars
         }
     }
 
     public let configuration: Configuration
     private let lock = ReadWriteLock()
-    /// Serialises writers, so the read-write lock is held for the swap alone
-    /// (never across an aggregation or a disk write).
-    private let writer = Mutex<Void>(())
     /// Guarded by `lock`: read under its read lock, replaced under its write lock.
     nonisolated(unsafe) private var current: ModelSnapshot
 
-    public init(initial: ModelSnapshot, configuration: Configuration = .init()) {
+    /// Everything only writers touch, serialised by this mutex (the read-write
+    /// lock is held for the swap of `current` alone, never across an
+    /// aggregation or a disk write).
+    private struct WriterState {
+        var durable: Durable
+        /// Published versions still available as bases, oldest first.
+        var retained: [ModelSnapshot]
+    }
+    private let writer: Mutex<WriterState>
+    /// The version each client id was last served (binary FETCH or HTTP), for
+    /// pushes that name no base (version 1 peers, HTTP). Bounded.
+    private let served = Mutex<[String: UInt64]>([:])
+    static let servedCapacity = 65_536
+
+    /// Idempotency keys remembered (the most recent, across all clients).
+    public static let rememberedPushes = 4096
+
+    public init(initial: ModelSnapshot, durable: Durable = Durable(), configuration: Configuration = .init()) {
         self.current = initial
         self.configuration = configuration
+        self.writer = Mutex(WriterState(durable: durable, retained: [initial]))
     }
 
     /// The current version; the caller may keep it as long as it likes.
     public func snapshot() -> ModelSnapshot {
         lock.withReadLock { current }
+    }
+
+    /// The state written with the model (for a checkpoint at shutdown).
+    public func durable() -> Durable { writer.withLock { $0.durable } }
+
+    /// Updates waiting in the strategy's buffer.
+    public var bufferedUpdates: Int { writer.withLock { $0.durable.buffer.count } }
+
+    /// Notes that `clientID` was just sent `version` (its base if it pushes without naming one).
+    public func served(_ version: UInt64, to clientID: String) {
+        served.withLock { map in
+            if map.count >= Self.servedCapacity && map[clientID] == nil { map.removeAll(keepingCapacity: true) }
+            map[clientID] = version
+        }
     }
 
     /// Checks an update against the model without applying it.
@@ -58,24 +125,14 @@ public final class ModelStore: Sendable {
         }
     }
 
-    /// Validates and applies one update, returning the new snapshot (tests;
-    /// the server goes through `applyBatch`). Writers are serialised by
-    /// `writer`; the aggregation runs outside the read-write lock, which is
-    /// held for the swap alone, so readers keep the previous snapshot until then.
+    /// Validates and applies one update, returning the snapshot after it
+    /// (tests; the server goes through `applyBatch`).
     @discardableResult
     func apply(_ tensors: [Tensor], datasets: UInt64) throws(RejectedUpdate) -> ModelSnapshot {
-        // Validation needs only shapes, which never change: do the O(n) finite
-        // check before taking the lock.
-        try validate(tensors, datasets: datasets, against: snapshot())
-        return writer.withLock { _ in
-            let next = fold(onto: snapshot(), tensors: tensors, datasets: datasets)
-            lock.withWriteLock { current = next }
-            return next
-        }
+        let result = applyBatch([Update(tensors: tensors, datasets: datasets)]) { _, _ in }
+        if case .failure(let e) = result[0] { throw e }
+        return snapshot()
     }
-
-    /// Idempotency keys remembered (the most recent, across all clients).
-    public static let rememberedPushes = 4096
 
     /// One pending update of a batch.
     public struct Update: Sendable {
@@ -83,51 +140,94 @@ public final class ModelStore: Sendable {
         public var datasets: UInt64
         /// The push's idempotency key (client id, push id), if it has one.
         public var key: PushKey?
-        public init(tensors: [Tensor], datasets: UInt64, key: PushKey? = nil) {
+        /// Who sent it (for the strategy and for the base of an unnamed version).
+        public var clientID: String
+        /// The version the client says it trained from; 0: not named.
+        public var baseVersion: UInt64
+        /// True for peers that negotiated version 2: a base older than the
+        /// retained window is refused (`stale_base`) instead of being taken as
+        /// the oldest retained version.
+        public var strictBase: Bool
+
+        public init(
+            tensors: [Tensor], datasets: UInt64, key: PushKey? = nil, clientID: String = "?", baseVersion: UInt64 = 0,
+            strictBase: Bool = false
+        ) {
             self.tensors = tensors
             self.datasets = datasets
             self.key = key
+            self.clientID = clientID
+            self.baseVersion = baseVersion
+            self.strictBase = strictBase
         }
     }
 
-    /// Group commit: validates and folds `updates` in order into a staged
-    /// model, calls `commit` with the final staged snapshot (for example to
-    /// write it durably), and publishes it to readers only if `commit`
-    /// returns. Each valid update gets its own version; invalid ones are
-    /// rejected individually. If `commit` throws, nothing is published and
-    /// every valid update of the batch fails with `internal_error`.
+    /// Group commit: validates each update and hands it to the strategy, in
+    /// order, on a staged copy of the model and its durable state; calls
+    /// `commit` with the staged snapshot and state (to write them durably),
+    /// and publishes them only if `commit` returns. Rejected updates fail
+    /// alone. If `commit` throws, nothing is kept and every accepted update of
+    /// the batch fails with `internal_error`.
     ///
     /// An update whose key is among the remembered pushes (or earlier in the
     /// same batch) is not applied again: it succeeds with the original
     /// acknowledgement, `replayed` set.
-    public func applyBatch(_ updates: [Update], commit: (ModelSnapshot) throws -> Void)
+    public func applyBatch(_ updates: [Update], commit: (ModelSnapshot, Durable) throws -> Void)
         -> [Result<Acknowledgement, RejectedUpdate>]
     {
-        writer.withLock { _ in
-            var staged = snapshot()
-            let base = staged
+        writer.withLock { w in
+            let published = snapshot()
+            var state = FederationState(
+                weights: published.tensors, samples: published.datasets, buffer: w.durable.buffer,
+                tensors: w.durable.tensors, scalars: w.durable.scalars)
+            var version = published.version
+            var retained = w.retained
+            var pushes = w.durable.recentPushes
+            var changed = false
             var results: [Result<Acknowledgement, RejectedUpdate>] = []
             for u in updates {
                 if let key = u.key,
-                    let seen = staged.recentPushes.last(where: {
-                        $0.pushID == key.pushID && $0.clientID == key.clientID
-                    })
+                    let seen = pushes.last(where: { $0.pushID == key.pushID && $0.clientID == key.clientID })
                 {
                     results.append(
                         .success(Acknowledgement(version: seen.version, datasets: seen.datasets, replayed: true)))
                     continue
                 }
                 do throws(RejectedUpdate) {
-                    try validate(u.tensors, datasets: u.datasets, against: staged)
-                    staged = fold(onto: staged, tensors: u.tensors, datasets: u.datasets, key: u.key)
-                    results.append(.success(Acknowledgement(version: staged.version, datasets: staged.datasets)))
+                    try validate(u.tensors, datasets: u.datasets, against: published)
+                    let update = try clientUpdate(u, version: version, retained: retained)
+                    if configuration.strategy.accept(update, state: &state) {
+                        version += 1
+                        retained.append(
+                            ModelSnapshot(version: version, datasets: state.samples, tensors: state.weights))
+                        if retained.count > configuration.maxStaleness + 1 {
+                            retained.removeFirst(retained.count - configuration.maxStaleness - 1)
+                        }
+                    }
+                    changed = true
+                    if let key = u.key {
+                        pushes.append(
+                            PushRecord(
+                                clientID: key.clientID, pushID: key.pushID, version: version, datasets: state.samples))
+                        if pushes.count > Self.rememberedPushes {
+                            pushes.removeFirst(pushes.count - Self.rememberedPushes)
+                        }
+                    }
+                    results.append(.success(Acknowledgement(version: version, datasets: state.samples)))
                 } catch {
                     results.append(.failure(error))
                 }
             }
-            guard staged !== base else { return results }
+            guard changed else { return results }
+            let staged =
+                version == published.version
+                ? published
+                : (retained.last { $0.version == version }
+                    ?? ModelSnapshot(version: version, datasets: state.samples, tensors: state.weights))
+            let durable = Durable(
+                recentPushes: pushes, buffer: state.buffer, tensors: state.tensors, scalars: state.scalars)
             do {
-                try commit(staged)
+                try commit(staged, durable)
             } catch {
                 // The cause (it may name local paths) is for the server's log, not for clients.
                 let failure = RejectedUpdate(.internalError, "the server could not store the update; try again later")
@@ -135,24 +235,45 @@ public final class ModelStore: Sendable {
                     r.flatMap { ack in ack.replayed ? .success(ack) : .failure(failure) }
                 }
             }
-            let published = staged
-            lock.withWriteLock { current = published }
+            w.durable = durable
+            w.retained = retained
+            if staged !== published { lock.withWriteLock { current = staged } }
             return results
         }
     }
 
-    private func fold(onto base: ModelSnapshot, tensors: [Tensor], datasets: UInt64, key: PushKey? = nil)
-        -> ModelSnapshot
+    /// What the strategy sees of `u`: its base (named, else the version last
+    /// served to its client, else the current one), that base's weights if
+    /// retained, its staleness, and its sample count.
+    private func clientUpdate(_ u: Update, version: UInt64, retained: [ModelSnapshot]) throws(RejectedUpdate)
+        -> ClientUpdate
     {
-        let (blended, count) = configuration.aggregation.aggregate(
-            current: base.tensors, currentCount: base.datasets, update: tensors, updateCount: datasets)
-        var pushes = base.recentPushes
-        if let key {
-            pushes.append(
-                PushRecord(clientID: key.clientID, pushID: key.pushID, version: base.version + 1, datasets: count))
-            if pushes.count > Self.rememberedPushes { pushes.removeFirst(pushes.count - Self.rememberedPushes) }
+        var base = u.baseVersion != 0 ? u.baseVersion : served.withLock { $0[u.clientID] } ?? version
+        if base > version { base = version }
+        if configuration.strategy.usesStaleness && version - base > UInt64(configuration.maxStaleness) {
+            if u.strictBase {
+                throw RejectedUpdate(
+                    .staleBase,
+                    "base version \(base) is more than \(configuration.maxStaleness) versions behind the model (now at \(version)); fetch and train again"
+                )
+            }
+            base = retained.first?.version ?? version
         }
-        return ModelSnapshot(version: base.version + 1, datasets: count, tensors: blended, recentPushes: pushes)
+        // A base inside the window whose weights are gone (the server restarted
+        // since) is taken as the oldest version still held.
+        var snapshot = retained.last { $0.version == base }
+        if snapshot == nil {
+            snapshot = retained.first
+            base = snapshot?.version ?? version
+        }
+        // The original's clients send a running total (the server's count plus
+        // their own): a claim above the count at the base is such a total.
+        let atBase = snapshot?.datasets ?? 0
+        let trained = u.datasets > atBase && atBase > 0 ? u.datasets - atBase : u.datasets
+        return ClientUpdate(
+            clientID: u.clientID, weights: u.tensors, claimedSamples: u.datasets,
+            samples: min(trained, configuration.maxUpdateSamples), baseVersion: base, staleness: version - base,
+            base: snapshot?.tensors)
     }
 }
 
@@ -179,7 +300,9 @@ public struct PushKey: Hashable, Sendable {
 
 /// What an applied (or replayed) update is acknowledged with.
 public struct Acknowledgement: Hashable, Sendable {
-    /// The model version the update produced, and the model's sample count then.
+    /// The model version after the update: the version it published, or the
+    /// current version when it waits in a buffer (it is then durable, and in
+    /// a later version); and the model's sample count then.
     public var version: UInt64
     public var datasets: UInt64
     /// True when the update's key had been applied before: nothing was applied now.

@@ -262,6 +262,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
 
     private func handleFetch(_ ctx: ChannelHandlerContext, held: UInt64, wanted: Compression, id: UInt32) {
         let model = context.store.snapshot()
+        if let clientID { context.store.served(model.version, to: clientID) }
         if held != 0 && held == model.version {
             return send(ctx, .modelUnchanged(version: model.version, datasets: model.datasets), requestID: id)
         }
@@ -293,7 +294,10 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         let eventLoop = ctx.eventLoop
         let logger = self.logger
         let key = push.pushID == 0 ? nil : PushKey(clientID: clientID ?? push.clientID, pushID: push.pushID)
-        context.committer.submit(push.tensors, datasets: push.datasets, key: key) { result in
+        let update = ModelStore.Update(
+            tensors: push.tensors, datasets: push.datasets, key: key, clientID: clientID ?? push.clientID,
+            baseVersion: push.baseVersion, strictBase: version >= 2)
+        context.committer.submit(update) { result in
             switch result {
             case .success(let ack) where ack.replayed:
                 logger.info(

@@ -49,7 +49,8 @@ public final class FederatedServer: Sendable {
     ) throws -> FederatedServer {
         let fresh = initial()
         let snapshot: ModelSnapshot
-        if let resumed = try CheckpointFile.load(from: configuration.checkpointPath) {
+        var durable = ModelStore.Durable()
+        if let (resumed, state) = try CheckpointFile.loadState(from: configuration.checkpointPath) {
             let served = fresh.map(\.shape)
             let stored = resumed.tensors.map(\.shape)
             guard served == stored else {
@@ -58,13 +59,19 @@ public final class FederatedServer: Sendable {
                 )
             }
             snapshot = resumed
+            durable = state
             logger.info(
-                "resumed version \(resumed.version) (\(resumed.datasets) samples) from \(configuration.checkpointPath)")
+                "resumed version \(resumed.version) (\(resumed.datasets) samples, \(state.buffer.count) buffered updates) from \(configuration.checkpointPath)"
+            )
         } else {
             snapshot = ModelSnapshot(version: 0, datasets: 0, tensors: fresh)
             logger.info("no checkpoint at \(configuration.checkpointPath): starting from fresh weights")
         }
-        let store = ModelStore(initial: snapshot, configuration: .init(maxDatasets: configuration.maxDatasets))
+        let store = ModelStore(
+            initial: snapshot, durable: durable,
+            configuration: .init(
+                maxDatasets: configuration.maxDatasets, strategy: configuration.strategy,
+                maxStaleness: configuration.maxStaleness, maxUpdateSamples: configuration.maxUpdateSamples))
         let committer = GroupCommitter(
             store: store, path: configuration.checkpointPath, saveEvery: configuration.saveEvery)
         committer.onWriteFailure = { error in logger.error("checkpoint write failed: \(error)") }

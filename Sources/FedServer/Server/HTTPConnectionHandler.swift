@@ -204,7 +204,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let client = LogSafe.text(request.clientID)
         switch request.kind {
         case .fetch:
-            let answer = context.store.snapshot().legacyJSON(serverID: context.configuration.serverID).buffer
+            let model = context.store.snapshot()
+            context.store.served(model.version, to: request.clientID)
+            let answer = model.legacyJSON(serverID: context.configuration.serverID).buffer
             let size = answer.readableBytes
             guard context.budget.reserve(size) else {
                 logger.warning("HTTP fetch refused: memory budget exhausted (\(context.budget.used) B held)")
@@ -221,7 +223,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
             let eventLoop = ctx.eventLoop
             let logger = self.logger
-            context.committer.submit(tensors, datasets: datasets) { result in
+            let update = ModelStore.Update(tensors: tensors, datasets: datasets, clientID: request.clientID)
+            context.committer.submit(update) { result in
                 if case .success(let s) = result {
                     logger.info(
                         "applied update from \(client) (HTTP): \(datasets) samples, version \(s.version) (\(s.datasets) samples)"

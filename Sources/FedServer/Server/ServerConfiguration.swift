@@ -20,6 +20,12 @@ public struct ServerConfiguration: Sendable {
     public var serverID: String
     /// Largest `datasets` one update may claim.
     public var maxDatasets: UInt64
+    /// What the server computes with updates (default: the original's running average).
+    public var strategy: any FederationStrategy
+    /// Versions retained as bases of deltas; older bases are too stale (default 16).
+    public var maxStaleness: Int
+    /// Most samples one update counts for in a strategy's weights (default 10,000).
+    public var maxUpdateSamples: UInt64
     /// Frame and blob limits of the binary protocol; nil: derived from the model.
     public var limits: Limits?
     /// Largest HTTP request body; nil: derived from the model (40 bytes per weight + 64 KiB).
@@ -58,7 +64,9 @@ public struct ServerConfiguration: Sendable {
 
     public init(
         host: String = "127.0.0.1", port: Int = 5000, checkpointPath: String = "model.fedk", saveEvery: Int = 1,
-        serverID: String = "fed-server", maxDatasets: UInt64 = 60_000, limits: Limits? = nil,
+        serverID: String = "fed-server", maxDatasets: UInt64 = 60_000,
+        strategy: any FederationStrategy = RunningAverage(), maxStaleness: Int = 16, maxUpdateSamples: UInt64 = 10_000,
+        limits: Limits? = nil,
         maxHTTPBodyBytes: Int? = nil, maxConnections: Int = 1024, maxConnectionsPerAddress: Int? = nil,
         memoryBudget: Int = 256 << 20, idleTimeout: TimeAmount = .seconds(300),
         firstBytesTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30),
@@ -71,6 +79,9 @@ public struct ServerConfiguration: Sendable {
         self.saveEvery = saveEvery
         self.serverID = serverID
         self.maxDatasets = maxDatasets
+        self.strategy = strategy
+        self.maxStaleness = maxStaleness
+        self.maxUpdateSamples = maxUpdateSamples
         self.limits = limits
         self.maxHTTPBodyBytes = maxHTTPBodyBytes
         self.maxConnections = maxConnections

@@ -44,7 +44,9 @@ public final class GroupCommitter: Sendable {
     /// `saveEvery > 1`, once it is applied). Throws `RejectedUpdate`.
     public func submit(_ tensors: [Tensor], datasets: UInt64, key: PushKey? = nil) async throws -> Acknowledgement {
         try await withCheckedThrowingContinuation { continuation in
-            submit(tensors, datasets: datasets, key: key) { continuation.resume(with: $0.mapError { $0 as any Error }) }
+            submit(ModelStore.Update(tensors: tensors, datasets: datasets, key: key)) {
+                continuation.resume(with: $0.mapError { $0 as any Error })
+            }
         }
     }
 
@@ -52,11 +54,9 @@ public final class GroupCommitter: Sendable {
     public var isIdle: Bool { state.withLock { $0.pending.isEmpty && !$0.running } }
 
     /// The same, calling `completion` (on the committer's queue) when done.
-    public func submit(
-        _ tensors: [Tensor], datasets: UInt64, key: PushKey? = nil, completion: @escaping Completion
-    ) {
+    public func submit(_ update: ModelStore.Update, completion: @escaping Completion) {
         let start = state.withLock { s -> Bool in
-            s.pending.append((ModelStore.Update(tensors: tensors, datasets: datasets, key: key), completion))
+            s.pending.append((update, completion))
             if s.running { return false }
             s.running = true
             return true
@@ -68,8 +68,7 @@ public final class GroupCommitter: Sendable {
     public func flush() throws {
         try queue.sync {
             let s = store.snapshot()
-            guard state.withLock({ $0.lastSavedVersion != s.version || $0.writes == 0 }) else { return }
-            try CheckpointFile.save(s, to: path)
+            try CheckpointFile.save(s, durable: store.durable(), to: path)
             state.withLock {
                 $0.writes += 1
                 $0.lastSavedVersion = s.version
@@ -95,11 +94,11 @@ public final class GroupCommitter: Sendable {
                 return b
             }
             if batch.isEmpty { return }
-            let results = store.applyBatch(batch.map(\.0)) { staged in
+            let results = store.applyBatch(batch.map(\.0)) { staged, durable in
                 let due = state.withLock { staged.version >= $0.lastSavedVersion + UInt64(saveEvery) }
                 guard saveEvery == 1 || due else { return }
                 do {
-                    try CheckpointFile.save(staged, to: path)
+                    try CheckpointFile.save(staged, durable: durable, to: path)
                 } catch {
                     failureHook.withLock { $0 }?(error)
                     throw error

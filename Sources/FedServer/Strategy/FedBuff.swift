@@ -1,0 +1,209 @@
+import FedCodec
+import Foundation
+
+/// Buffered asynchronous aggregation (FedBuff, Nguyen et al. 2022), with a
+/// robust combination rule, clipping, optional central DP noise and a server
+/// optimizer (Reddi et al. 2021).
+///
+/// Each update's delta `Wc - W_base` (its base from the server's retained
+/// versions) is clipped (if set) and buffered with weight
+/// `s(staleness) * samples` (or `s(staleness)` when `weighBySamples` is
+/// false). Every `bufferSize` updates the buffer is combined into one delta
+/// (weighted mean, coordinate-wise median or trimmed mean), noise is added
+/// (if set), and the server optimizer takes a step with it; that publishes a
+/// version. Synchronous FedAvg is this with `bufferSize` = clients per
+/// round, every update of staleness 0, `.constant` staleness and SGD with
+/// learning rate 1.
+public struct FedBuff: FederationStrategy {
+    public var bufferSize: Int
+    public var staleness: StalenessWeight
+    public var weighBySamples: Bool
+    public var combiner: Combiner
+    public var clipping: Clipping
+    /// Gaussian noise multiplier `z`: noise of standard deviation `z * C / K`
+    /// is added to the combined delta (needs clipping). No privacy accountant
+    /// is provided: the guarantee this gives is not computed here.
+    public var noiseMultiplier: Double
+    public var optimizer: ServerOptimizer
+    /// Seed of the DP noise (the noise of version v is drawn from `seed ^ v`).
+    public var seed: UInt64
+
+    public init(
+        bufferSize: Int = 10, staleness: StalenessWeight = .polynomial(0.5), weighBySamples: Bool = true,
+        combiner: Combiner = .mean, clipping: Clipping = .none, noiseMultiplier: Double = 0,
+        optimizer: ServerOptimizer = .sgd(learningRate: 1), seed: UInt64 = 1
+    ) {
+        self.bufferSize = max(1, bufferSize)
+        self.staleness = staleness
+        self.weighBySamples = weighBySamples
+        self.combiner = combiner
+        self.clipping = clipping
+        self.noiseMultiplier = noiseMultiplier
+        self.optimizer = optimizer
+        self.seed = seed
+    }
+
+    public var name: String { "fedbuff" }
+
+    /// How a full buffer becomes one delta.
+    public enum Combiner: Sendable, Equatable, CustomStringConvertible {
+        /// The weighted mean.
+        case mean
+        /// The coordinate-wise median (weights ignored).
+        case median
+        /// Per coordinate, drop the `beta` fraction of largest and of smallest values, average the rest.
+        case trimmedMean(beta: Double)
+
+        public var description: String {
+            switch self {
+            case .mean: "mean"
+            case .median: "median"
+            case .trimmedMean(let b): "trimmed:\(b)"
+            }
+        }
+    }
+
+    /// Bounding each delta's L2 norm before it is buffered.
+    public enum Clipping: Sendable, Equatable, CustomStringConvertible {
+        case none
+        /// Scale every delta to norm at most `C`.
+        case fixed(Double)
+        /// Start at `initial`; after each combination move the bound towards
+        /// the `quantile` of the buffered norms: `C <- C * exp(-rate * (b - quantile))`
+        /// with `b` the fraction of norms at most C (Andrew et al. 2021).
+        case adaptive(initial: Double, quantile: Double, rate: Double)
+
+        public var description: String {
+            switch self {
+            case .none: "none"
+            case .fixed(let c): "clip:\(c)"
+            case .adaptive(let c, let q, let r): "adaptive:\(c):\(q):\(r)"
+            }
+        }
+    }
+
+    public func accept(_ update: ClientUpdate, state: inout FederationState) -> Bool {
+        // Without a retained base the delta is taken against the current model (staleness treated as 0).
+        var delta =
+            update.delta
+            ?? update.weights.enumerated().map { i, w in
+                var d = w
+                for j in d.values.indices { d.values[j] = w.values[j] - state.weights[i].values[j] }
+                return d
+            }
+        let norm = Self.norm(delta)
+        if let bound = clipBound(state), norm > bound, norm > 0 {
+            let scale = Float(bound / norm)
+            for t in delta.indices { for i in delta[t].values.indices { delta[t].values[i] *= scale } }
+        }
+        let s = staleness(update.staleness)
+        let weight = weighBySamples ? s * Double(max(1, update.samples)) : s
+        state.buffer.append(
+            BufferedUpdate(
+                clientID: update.clientID, delta: delta, weight: weight, samples: update.samples,
+                staleness: update.staleness, norm: norm))
+        guard state.buffer.count >= bufferSize else { return false }
+        publish(&state)
+        return true
+    }
+
+    /// The clipping bound in force (nil: no clipping).
+    func clipBound(_ state: FederationState) -> Double? {
+        switch clipping {
+        case .none: nil
+        case .fixed(let c): c
+        case .adaptive(let c, _, _): state.scalars["clip"] ?? c
+        }
+    }
+
+    private func publish(_ state: inout FederationState) {
+        let buffer = state.buffer
+        state.buffer = []
+        var combined = combine(buffer)
+        let bound = clipBound(state)
+        if noiseMultiplier > 0, let bound {
+            let sd = noiseMultiplier * bound / Double(buffer.count)
+            let step = UInt64(state.scalars["steps"] ?? 0)
+            var rng = SplitMix(seed: seed ^ (step &* 0x9E37_79B9_7F4A_7C15))
+            for t in combined.indices {
+                for i in combined[t].values.indices { combined[t].values[i] += Float(sd * rng.gaussian()) }
+            }
+        }
+        if case .adaptive(let c, let q, let rate) = clipping {
+            let current = state.scalars["clip"] ?? c
+            let below = Double(buffer.filter { $0.norm <= current }.count) / Double(buffer.count)
+            state.scalars["clip"] = current * exp(-rate * (below - q))
+        }
+        optimizer.step(&state, delta: combined)
+        state.scalars["steps"] = (state.scalars["steps"] ?? 0) + 1
+        for u in buffer {
+            let (total, overflow) = state.samples.addingReportingOverflow(u.samples)
+            state.samples = overflow ? UInt64.max : total
+        }
+    }
+
+    /// One delta from a full buffer, by `combiner`.
+    func combine(_ buffer: [BufferedUpdate]) -> [Tensor] {
+        var out = buffer[0].delta
+        switch combiner {
+        case .mean:
+            let total = buffer.reduce(0) { $0 + $1.weight }
+            let weights = buffer.map { Float(total > 0 ? $0.weight / total : 1 / Double(buffer.count)) }
+            for t in out.indices {
+                out[t].values.withUnsafeMutableBufferPointer { o in
+                    for i in 0..<o.count { o[i] = 0 }
+                    for (u, w) in zip(buffer, weights) {
+                        u.delta[t].values.withUnsafeBufferPointer { d in
+                            for i in 0..<o.count { o[i] += w * d[i] }
+                        }
+                    }
+                }
+            }
+        case .median, .trimmedMean:
+            let n = buffer.count
+            let trim: Int
+            if case .trimmedMean(let beta) = combiner {
+                trim = min((n - 1) / 2, Int((beta * Double(n)).rounded(.down)))
+            } else {
+                trim = 0
+            }
+            var column = [Float](repeating: 0, count: n)
+            for t in out.indices {
+                for i in out[t].values.indices {
+                    for k in 0..<n { column[k] = buffer[k].delta[t].values[i] }
+                    column.sort()
+                    switch combiner {
+                    case .median:
+                        out[t].values[i] = n % 2 == 1 ? column[n / 2] : (column[n / 2 - 1] + column[n / 2]) / 2
+                    default:
+                        var sum: Float = 0
+                        for k in trim..<(n - trim) { sum += column[k] }
+                        out[t].values[i] = sum / Float(n - 2 * trim)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    static func norm(_ tensors: [Tensor]) -> Double {
+        var sum = 0.0
+        for t in tensors { for v in t.values { sum += Double(v) * Double(v) } }
+        return sum.squareRoot()
+    }
+}
+
+/// A small seeded generator for the DP noise (SplitMix64, Box-Muller).
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { (Double(next() >> 11) + 0.5) / 9_007_199_254_740_992 }
+    mutating func gaussian() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * .pi * uniform()) }
+}
