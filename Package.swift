@@ -90,8 +90,9 @@ let package = Package(
         .target(
             name: "FedBench",
             dependencies: [
-                "FedCodec", "FedModel", "FedStorage", "FedClient",
+                "FedCodec", "FedModel", "FedStorage", "FedClient", "FedServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

@@ -8,7 +8,10 @@ struct Fed: ParsableCommand {
         commandName: "fed",
         abstract: "Federated learning in Swift: a server, clients, a one-command demo, evaluation and benchmarks.",
         discussion: "Start with `fed demo`. Each subcommand has its own --help.",
-        subcommands: [Demo.self, Server.self, Client.self, Evaluate.self, DataCommand.self, BenchCommand.self]
+        subcommands: [
+            Demo.self, Server.self, Client.self, Evaluate.self, DataCommand.self, SimulateCommand.self,
+            BenchCommand.self,
+        ]
     )
 
     /// Ignores SIGPIPE, then runs the command. The commands write to sockets

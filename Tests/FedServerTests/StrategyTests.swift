@@ -57,14 +57,14 @@ struct StrategyTests {
         #expect(state.buffer.isEmpty && state.samples == 104)
     }
 
-    @Test("fedbuff weighs by s(staleness): 1/sqrt(1 + tau) by default")
+    @Test("fedbuff scales each delta by s(staleness), 1/sqrt(1 + tau) by default, over K")
     func fedBuffStaleness() {
         let strategy = FedBuff(bufferSize: 2, weighBySamples: false)
         var state = FederationState(weights: t([0]), samples: 0)
         _ = strategy.accept(update([3], base: [0], staleness: 0), state: &state)
         _ = strategy.accept(update([6], base: [0], staleness: 3), state: &state)
-        // weights 1 and 0.5: (3 * 1 + 6 * 0.5) / 1.5 = 4
-        #expect(abs(state.weights[0].values[0] - 4) < 1e-6)
+        // s = 1 and 0.5: (3 * 1 + 6 * 0.5) / 2 = 3
+        #expect(abs(state.weights[0].values[0] - 3) < 1e-6)
     }
 
     @Test(

@@ -6,10 +6,11 @@ import Foundation
 /// optimizer (Reddi et al. 2021).
 ///
 /// Each update's delta `Wc - W_base` (its base from the server's retained
-/// versions) is clipped (if set) and buffered with weight
-/// `s(staleness) * samples` (or `s(staleness)` when `weighBySamples` is
-/// false). Every `bufferSize` updates the buffer is combined into one delta
-/// (weighted mean, coordinate-wise median or trimmed mean), noise is added
+/// versions) is clipped (if set) and buffered. Every `bufferSize` updates the
+/// buffer is combined into one delta: the mean `sum s(tau_i) n_i d_i / sum n_i`
+/// (`n_i` its samples; `sum s(tau_i) d_i / K` when `weighBySamples` is false),
+/// so stale updates shrink the step, or a robust rule (coordinate-wise median
+/// or trimmed mean, unweighted); noise is added
 /// (if set), and the server optimizer takes a step with it; that publishes a
 /// version. Synchronous FedAvg is this with `bufferSize` = clients per
 /// round, every update of staleness 0, `.constant` staleness and SGD with
@@ -147,8 +148,10 @@ public struct FedBuff: FederationStrategy {
         var out = buffer[0].delta
         switch combiner {
         case .mean:
-            let total = buffer.reduce(0) { $0 + $1.weight }
-            let weights = buffer.map { Float(total > 0 ? $0.weight / total : 1 / Double(buffer.count)) }
+            // Nguyen et al.: sum s(tau_i) n_i delta_i / sum n_i (or / K without samples), so
+            // staleness shrinks the step rather than only reweighting the buffer.
+            let total = weighBySamples ? buffer.reduce(0) { $0 + Double(max(1, $1.samples)) } : Double(buffer.count)
+            let weights = buffer.map { Float($0.weight / total) }
             for t in out.indices {
                 out[t].values.withUnsafeMutableBufferPointer { o in
                     for i in 0..<o.count { o[i] = 0 }

@@ -1,0 +1,167 @@
+import ArgumentParser
+import FedCodec
+import FedModel
+import FedServer
+import Foundation
+
+/// `fed simulate`: federated learning measured, strategy against strategy.
+public struct SimulateCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "simulate",
+        abstract: "Run N clients against the real server in virtual time and compare federation strategies.",
+        discussion: """
+            Every client trains for real on its share of the training images and talks to an in-process \
+            fed server over 127.0.0.1 with the binary protocol; only time is virtual: a client of speed v \
+            takes --seconds-per-sample / v per sample, plus --message-seconds per fetch and per push. Pushes \
+            reach the server one at a time in virtual-time order, so a run is the same for the same seed. \
+            Asynchronous by default (each client fetches, trains --local-epochs over its share with a fresh \
+            Adam, pushes, repeats); --sync F runs synchronous rounds of a fraction F of the clients instead. \
+            Runs stop after --budget client samples. Speeds are lognormal (--speed-sigma); --stragglers F \
+            makes a fraction 10x slower; --attackers F with --attack: signflip pushes W_base - 10 delta, noise \
+            pushes N(0,1) weights, scale pushes honest weights x 1e6, claim pushes honest weights claiming \
+            60,000 samples. Clients claim a running total of samples, as the original's did. A model trained \
+            centrally with the same budget is the reference. Data: --data, else Debian's Fashion-MNIST, else \
+            the built-in MNIST digits (5,000 to train, 5,000 to test).
+
+            Examples: the peer's setting (Flower, 100 clients, 10 a round, 1 epoch, 300,000 samples): \
+            fed simulate --sync 0.1 --budget 300000 --strategy fedavg/k=10 --partition dirichlet:0.3. \
+            Stragglers: fed simulate --partition dirichlet:0.3 --stragglers 0.2. Attackers: fed simulate \
+            --attackers 0.2 --attack noise --strategy fedbuff/clip=adaptive/combine=trimmed:0.2.
+            """
+    )
+
+    public init() {}
+
+    @Option(
+        help: ArgumentHelp(
+            "A strategy as fed server --strategy takes it (repeatable; default: running-average, fedasync, fedbuff).",
+            valueName: "NAME[/KEY=VALUE]..."))
+    var strategy: [String] = []
+    @Option(
+        help: "Folder of MNIST-format IDX files with train-* and t10k-* (default: Fashion-MNIST, else built-in MNIST).")
+    var data: String?
+    @Option(help: "Clients.") var clients = 100
+    @Option(help: "How images are split: iid, dirichlet:ALPHA, shards:K, or file:PATH (JSON lists of indices).")
+    var partition = "iid"
+    @Option(help: "Local epochs per round of a client.") var localEpochs = 1
+    @Option(help: "Local batch size.") var batchSize = 32
+    @Option(help: "Local Adam learning rate.") var learningRate: Float = 0.001
+    @Option(help: "Client samples to train in all, every strategy alike.") var budget = 1_200_000
+    @Option(help: "Virtual seconds per sample for a client of speed 1.") var secondsPerSample = 0.01
+    @Option(help: "Virtual seconds per message (fetch or push).") var messageSeconds = 0.5
+    @Option(help: "Sigma of the lognormal client speeds.") var speedSigma = 0.5
+    @Option(help: "Fraction of clients 10x slower.") var stragglers = 0.0
+    @Option(help: "Fraction of clients that attack.") var attackers = 0.0
+    @Option(help: "signflip, noise, scale or claim.") var attack = "signflip"
+    @Option(help: "Synchronous rounds with this fraction of the clients (default: asynchronous).") var sync: Double?
+    @Option(help: "Points of the learning curve.") var evalPoints = 10
+    @Option(help: "Blob compression of the clients: none, zlib or shuffle-zlib.") var compression = "none"
+    @Option(help: "Versions the server keeps as bases (default: 2 x clients, at least 16).") var maxStaleness: Int?
+    @Option(help: "Most samples one update counts for.") var maxUpdateSamples: UInt64 = 10_000
+    @Option(help: "First seed (weights, partition, speeds, shuffles).") var seed: UInt64 = 1
+    @Option(help: "Seeds per strategy (seed, seed+1, ...): the table gives their mean and range.") var seeds = 1
+    @Flag(help: "A small run: 20 clients sharing 10,000 training images, 100,000 samples, 5 curve points.")
+    var quick = false
+    @Flag(help: "Skip the centralized reference.") var noCentralized = false
+    @Option(help: "Folder for summary.json, curve.csv and curves.svg.") var out: String?
+
+    public func validate() throws {
+        for s in strategy {
+            do throws(StrategySpecError) { _ = try StrategySpec(s) } catch {
+                throw ValidationError("--strategy \(s): \(error)")
+            }
+        }
+        guard Partition(partition) != nil else {
+            throw ValidationError("--partition \(partition): use iid, dirichlet:ALPHA, shards:K or file:PATH")
+        }
+        guard Attack(rawValue: attack) != nil else {
+            throw ValidationError("--attack \(attack): use \(Attack.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard Compression(name: compression) != nil else {
+            throw ValidationError("unknown --compression \(compression)")
+        }
+        guard clients >= 1, clients <= 1000, localEpochs >= 1, batchSize >= 1, batchSize <= 256, budget >= 1,
+            seeds >= 1, seeds <= 20, evalPoints >= 1, (0...1).contains(stragglers), (0...1).contains(attackers),
+            (sync ?? 0.5) > 0 && (sync ?? 0.5) <= 1
+        else { throw ValidationError("a count or fraction is out of range (see --help)") }
+    }
+
+    public func run() throws {
+        var settings = SimulationSettings()
+        settings.clients = quick ? min(clients, 20) : clients
+        settings.partition = Partition(partition)!
+        settings.localEpochs = localEpochs
+        settings.batchSize = batchSize
+        settings.learningRate = learningRate
+        settings.budget = quick ? min(budget, 100_000) : budget
+        settings.secondsPerSample = secondsPerSample
+        settings.messageSeconds = messageSeconds
+        settings.speedSigma = speedSigma
+        settings.stragglers = stragglers
+        settings.attackers = attackers
+        settings.attack = Attack(rawValue: attack)!
+        settings.syncFraction = sync
+        settings.evalPoints = quick ? min(evalPoints, 5) : evalPoints
+        settings.compression = Compression(name: compression)!
+        settings.maxStaleness = maxStaleness
+        settings.maxUpdateSamples = maxUpdateSamples
+
+        var (train, test, note) = try Self.load(data)
+        if quick && train.count > 10_000 {
+            train = train.slice(0..<10_000)
+            note += "; --quick: the first 10,000 training images"
+        }
+        print("data: \(note)")
+        print(
+            "\(settings.clients) clients, \(settings.scenario), \(settings.localEpochs) local epoch(s), budget \(settings.budget) samples, \(seeds) seed(s)"
+        )
+        let specs = try (strategy.isEmpty ? ["running-average", "fedasync", "fedbuff"] : strategy).map {
+            try StrategySpec($0)
+        }
+        var results: [SimulationResult] = []
+        var centralized: [Double] = []
+        for k in 0..<seeds {
+            var s = settings
+            s.seed = seed + UInt64(k)
+            if !noCentralized {
+                let c = Simulation.centralized(train: train, test: test, settings: s)
+                centralized.append(c)
+                print(String(format: "seed %d: centralized, same budget: accuracy %.4f", s.seed, c))
+            }
+            for spec in specs {
+                print("seed \(s.seed): \(spec)")
+                let r = try Simulation(settings: s, train: train, test: test) { print($0) }.run(strategy: spec)
+                results.append(r)
+            }
+        }
+        print("")
+        print(SimulationReport.table(results, centralized: centralized))
+        if let out {
+            try SimulationReport.write(results, centralized: centralized, to: out)
+            print("wrote \(out)/summary.json, curve.csv and curves.svg")
+        }
+    }
+
+    /// Training and test sets: with train-* files, all of both; else the t10k set split in halves.
+    static func load(_ data: String?) throws -> (Dataset, Dataset, String) {
+        let dir: String
+        if let data {
+            dir = data
+        } else if DataFolder.file(DataFolder.fashionMNIST, "train-images-idx3-ubyte") != nil {
+            dir = DataFolder.fashionMNIST
+        } else {
+            dir = try DataFolder.resolve(nil).dir
+        }
+        let test = try DataFolder.testSet(in: dir, scale: true)
+        if let images = DataFolder.file(dir, "train-images-idx3-ubyte"),
+            let labels = DataFolder.file(dir, "train-labels-idx1-ubyte")
+        {
+            let train = try IDX.dataset(images: images, labels: labels)
+            return (train, test, "\(train.count) training and \(test.count) test images from \(dir)")
+        }
+        let (train, held) = try test.split(first: test.count / 2)
+        return (
+            train, held, "no training images in \(dir): \(train.count) of its test images train, \(held.count) test"
+        )
+    }
+}

@@ -1,0 +1,302 @@
+import FedClient
+import FedCodec
+import FedModel
+import FedServer
+import Foundation
+import Logging
+
+/// What a simulated federation is made of; every number has a default that
+/// `fed simulate --help` states.
+struct SimulationSettings {
+    var clients = 100
+    var partition = Partition.iid
+    var localEpochs = 1
+    var batchSize = 32
+    var learningRate: Float = 0.001
+    /// Client samples to train in all (each local epoch of each client counts its images).
+    var budget = 1_200_000
+    /// Virtual seconds a client of speed 1 takes per sample.
+    var secondsPerSample = 0.01
+    /// Virtual seconds of one message (a fetch or a push).
+    var messageSeconds = 0.5
+    /// Spread of client speeds: lognormal with this sigma.
+    var speedSigma = 0.5
+    /// Fraction of clients 10x slower.
+    var stragglers = 0.0
+    /// Fraction of clients that attack, and how.
+    var attackers = 0.0
+    var attack = Attack.signflip
+    /// Synchronous rounds with this fraction of clients each; nil: asynchronous.
+    var syncFraction: Double?
+    var evalPoints = 10
+    var compression = Compression.none
+    var maxStaleness: Int?
+    var maxUpdateSamples: UInt64 = 10_000
+    var seed: UInt64 = 1
+
+    /// The scenario's name in tables: partition, mode, stragglers, attackers.
+    var scenario: String {
+        var s = partition.description
+        if let f = syncFraction { s += ", sync \(f)" }
+        if stragglers > 0 { s += ", \(Int(stragglers * 100))% stragglers" }
+        if attackers > 0 { s += ", \(Int(attackers * 100))% \(attack)" }
+        return s
+    }
+}
+
+/// What attacking clients push instead of their honest weights.
+enum Attack: String, CaseIterable, CustomStringConvertible {
+    /// `W_base - 10 * delta`.
+    case signflip
+    /// Weights drawn from N(0, 1).
+    case noise
+    /// Honest weights times 1e6.
+    case scale
+    /// Honest weights, claiming 60,000 samples.
+    case claim
+
+    var description: String { rawValue }
+}
+
+/// One point of a run's learning curve.
+struct CurvePoint: Codable {
+    var virtualSeconds: Double
+    var bytes: Int
+    var samples: Int
+    var accuracy: Double
+}
+
+/// The outcome of one run (one strategy, one scenario, one seed).
+struct SimulationResult: Codable {
+    var strategy: String
+    var scenario: String
+    var seed: UInt64
+    var finalAccuracy: Double
+    var virtualSeconds: Double
+    var bytes: Int
+    var pushes: Int
+    var rejected: Int
+    var versions: UInt64
+    var wallSeconds: Double
+    var curve: [CurvePoint]
+}
+
+/// Runs a federation in virtual time against a real `FederatedServer` on
+/// 127.0.0.1: every fetch and push is a real message of the binary protocol,
+/// every client's training is real; a client's duration comes from its speed.
+/// Events run one at a time in virtual-time order (ties by client index), so
+/// a run is the same for the same seed.
+final class Simulation {
+    let settings: SimulationSettings
+    let train: Dataset
+    let test: Dataset
+    let log: (String) -> Void
+
+    init(settings: SimulationSettings, train: Dataset, test: Dataset, log: @escaping (String) -> Void) {
+        self.settings = settings
+        self.train = train
+        self.test = test
+        self.log = log
+    }
+
+    private struct Client {
+        var data: Dataset
+        var speed: Double
+        var attacker: Bool
+        var transport: BinaryTransport
+    }
+
+    /// A push waiting for its virtual time.
+    private struct Pending {
+        var time: Double
+        var client: Int
+        var weights: [Tensor]
+        var claim: UInt64
+        var base: UInt64
+        var samples: Int
+    }
+
+    func run(strategy spec: StrategySpec) throws -> SimulationResult {
+        let wall = Date()
+        let s = settings
+        var rng = SeededGenerator(seed: s.seed &* 0x9E37_79B9_7F4A_7C15 &+ 11)
+        let parts = try s.partition.split(labels: train.labels, clients: s.clients, rng: &rng)
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fedsim-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var quiet = Logger(label: "fed.simulate")
+        quiet.logLevel = .critical
+        let server = try FederatedServer.start(
+            configuration: ServerConfiguration(
+                port: 0, checkpointPath: dir.appendingPathComponent("sim.fedk").path, saveEvery: 64,
+                maxDatasets: .max, strategy: spec.strategy, maxStaleness: s.maxStaleness ?? max(16, 2 * s.clients),
+                maxUpdateSamples: s.maxUpdateSamples, maxConnections: s.clients + 8),
+            initial: MLP(seed: s.seed).tensors(), logger: quiet, threads: 1)
+        defer { try? server.shutdown(grace: .milliseconds(100)) }
+
+        var order = Array(0..<s.clients)
+        rng.shuffle(&order)
+        let stragglers = Set(order.prefix(Int((s.stragglers * Double(s.clients)).rounded())))
+        rng.shuffle(&order)
+        let attackers = Set(order.prefix(Int((s.attackers * Double(s.clients)).rounded())))
+        var clients: [Client] = []
+        for c in 0..<s.clients {
+            let speed = exp(s.speedSigma * Partition.normal(&rng)) / (stragglers.contains(c) ? 10 : 1)
+            clients.append(
+                Client(
+                    data: train.subset(parts[c]), speed: speed, attacker: attackers.contains(c),
+                    transport: BinaryTransport(
+                        host: "127.0.0.1", port: server.localPort, clientID: "sim-\(c)", compression: s.compression)))
+        }
+
+        let trainer = Trainer(model: MLP(seed: s.seed), maxBatch: max(256, s.batchSize), threads: 2)
+        trainer.optimizer.learningRate = s.learningRate
+        let evaluator = Trainer(model: MLP(seed: s.seed), maxBatch: 1000, threads: 2)
+        var curve: [CurvePoint] = []
+        var trained = 0
+        var pushedSamples = 0
+        var pushed = 0
+        var rejected = 0
+        var now = 0.0
+        var nextEval = s.budget / max(1, s.evalPoints)
+        var rounds: [Int: Int] = [:]
+
+        func bytes() -> Int { clients.reduce(0) { $0 + $1.transport.bytesSent + $1.transport.bytesReceived } }
+        func evaluate(at time: Double) throws {
+            let model = server.store.snapshot()
+            try evaluator.adopt(model.tensors)
+            let accuracy = Evaluation(predicted: evaluator.predict(test), actual: test.labels).accuracy
+            curve.append(CurvePoint(virtualSeconds: time, bytes: bytes(), samples: pushedSamples, accuracy: accuracy))
+            log(
+                String(
+                    format: "  t %8.0f s  %9d samples pushed  version %5d  accuracy %.4f", time, pushedSamples,
+                    model.version, accuracy))
+        }
+
+        /// Fetches, trains (real work, done now) and returns the push to send at its virtual time.
+        func fetchAndTrain(_ c: Int, at time: Double) throws -> Pending {
+            let client = clients[c]
+            guard case .model(let version, let count, let weights) = try client.transport.fetch(heldVersion: 0) else {
+                throw SimulationError("fetch of client \(c) answered unchanged")
+            }
+            try trainer.adopt(weights)
+            trainer.optimizer.reset()
+            let round = rounds[c, default: 0]
+            rounds[c] = round + 1
+            var local = SeededGenerator(seed: s.seed &+ UInt64(c) &* 1_000_003 &+ UInt64(round) &* 7919)
+            for _ in 0..<s.localEpochs { trainer.trainEpoch(client.data, batchSize: s.batchSize, rng: &local) }
+            let samples = client.data.count * s.localEpochs
+            var pushedWeights = trainer.model.tensors()
+            // The original's clients claim a running total: the server's count plus their own.
+            var claim = count + UInt64(samples)
+            if client.attacker {
+                switch s.attack {
+                case .signflip:
+                    for t in pushedWeights.indices {
+                        for i in pushedWeights[t].values.indices {
+                            let b = weights[t].values[i]
+                            pushedWeights[t].values[i] = b - 10 * (pushedWeights[t].values[i] - b)
+                        }
+                    }
+                case .noise:
+                    for t in pushedWeights.indices {
+                        for i in pushedWeights[t].values.indices {
+                            pushedWeights[t].values[i] = Float(Partition.normal(&local))
+                        }
+                    }
+                case .scale:
+                    for t in pushedWeights.indices {
+                        for i in pushedWeights[t].values.indices { pushedWeights[t].values[i] *= 1e6 }
+                    }
+                case .claim:
+                    claim = 60_000
+                }
+            }
+            let duration = s.messageSeconds * 2 + Double(samples) * s.secondsPerSample / client.speed
+            trained += samples
+            return Pending(
+                time: time + duration, client: c, weights: pushedWeights, claim: claim, base: version,
+                samples: samples)
+        }
+
+        func send(_ p: Pending) throws {
+            do {
+                _ = try clients[p.client].transport.push(
+                    p.weights, datasets: p.claim, baseVersion: p.base, pushID: UInt64(pushed + 1))
+            } catch let e as RemoteError where !e.retryable {
+                if rejected < 3 { log("  push of client \(p.client) refused: \(e)") }
+                rejected += 1
+            }
+            pushed += 1
+            pushedSamples += p.samples
+            now = max(now, p.time)
+            while pushedSamples >= nextEval && curve.count < s.evalPoints - 1 {
+                try evaluate(at: now)
+                nextEval += s.budget / max(1, s.evalPoints)
+            }
+        }
+
+        if let fraction = s.syncFraction {
+            let perRound = max(1, Int((fraction * Double(s.clients)).rounded()))
+            var round = 0
+            while trained < s.budget {
+                var chosen = Array(0..<s.clients)
+                var roundRng = SeededGenerator(seed: s.seed &+ 0xC0FFEE &+ UInt64(round))
+                roundRng.shuffle(&chosen)
+                var pushes = try chosen.prefix(perRound).sorted().map { try fetchAndTrain($0, at: now) }
+                pushes.sort { ($0.time, $0.client) < ($1.time, $1.client) }
+                for p in pushes { try send(p) }
+                round += 1
+            }
+        } else {
+            var queue: [Pending] = []
+            for c in 0..<s.clients where trained < s.budget { queue.append(try fetchAndTrain(c, at: 0)) }
+            while !queue.isEmpty {
+                let i = queue.indices.min { (queue[$0].time, queue[$0].client) < (queue[$1].time, queue[$1].client) }!
+                let p = queue.remove(at: i)
+                try send(p)
+                if trained < s.budget { queue.append(try fetchAndTrain(p.client, at: p.time)) }
+            }
+        }
+        try evaluate(at: now)
+        let versions = server.store.snapshot().version
+        return SimulationResult(
+            strategy: spec.text, scenario: s.scenario, seed: s.seed, finalAccuracy: curve.last!.accuracy,
+            virtualSeconds: now, bytes: bytes(), pushes: pushed, rejected: rejected, versions: versions,
+            wallSeconds: Date().timeIntervalSince(wall), curve: curve)
+    }
+
+    /// One model trained on all of `train` with the same sample budget: the reference.
+    static func centralized(train: Dataset, test: Dataset, settings s: SimulationSettings) -> Double {
+        let trainer = Trainer(model: MLP(seed: s.seed), maxBatch: 256, threads: 2)
+        trainer.optimizer.learningRate = s.learningRate
+        var rng = SeededGenerator(seed: s.seed &+ 77)
+        var done = 0
+        while done < s.budget {
+            let take = min(train.count, s.budget - done)
+            var order = Array(0..<train.count)
+            rng.shuffle(&order)
+            trainer.trainEpoch(
+                take == train.count ? train : train.subset(Array(order.prefix(take))), batchSize: s.batchSize, rng: &rng
+            )
+            done += take
+        }
+        return Evaluation(predicted: trainer.predict(test), actual: test.labels).accuracy
+    }
+}
+
+extension Dataset {
+    /// The images and labels at `indices`, in that order.
+    func subset(_ indices: [Int]) -> Dataset {
+        var images = [Float]()
+        images.reserveCapacity(indices.count * features)
+        var labels = [UInt8]()
+        labels.reserveCapacity(indices.count)
+        for i in indices {
+            images.append(contentsOf: self.images[(i * features)..<((i + 1) * features)])
+            labels.append(self.labels[i])
+        }
+        return Dataset(images: images, labels: labels, features: features)
+    }
+}
