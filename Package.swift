@@ -4,8 +4,8 @@ import PackageDescription
 
 // The MLP's kernels need fused multiply-add and wide vectors to be fast, but
 // release builds of Swift target baseline x86-64 (SSE2) unless told otherwise
-// (measured: 4.1 s to train the original's schedule, against 0.85 s for this
-// CPU), and SwiftPM refuses `unsafeFlags` in packages used as dependencies.
+// (several times slower: README, "Fast kernels"), and SwiftPM refuses
+// `unsafeFlags` in packages used as dependencies.
 // So FedModel's target CPU is chosen here. As a dependency (a checkout of
 // another package's build) it is always the portable baseline, with no unsafe
 // flags. As the root package, by FED_TARGET_CPU:

@@ -32,7 +32,7 @@ E = dict(bad_magic=1, unsupported_version=2, unknown_message_type=3, unsupported
          unsupported_compression=11, unsupported_d_type=12, invalid_shape=13, size_mismatch=14,
          decompressed_too_large=15, corrupt_compressed_data=16, handshake_required=32, unexpected_message=33,
          shape_mismatch=34, non_finite_value=35, invalid_datasets=36, unauthorized=37, overloaded=38,
-         internal_error=39, timeout=40, shutting_down=41)
+         internal_error=39, timeout=40, shutting_down=41, stale_base=42)
 MODES = {0: "none", 1: "zlib", 2: "shuffle-zlib"}
 MLP_SHAPES = [[784, 200], [200], [200, 200], [200], [200, 10], [10]]
 LIMITS = dict(max_payload=16 << 20, max_decompressed=64 << 20, max_tensors=64, max_rank=8)

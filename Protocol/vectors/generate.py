@@ -185,6 +185,11 @@ add("error_version", frame(8, 0, u16(2) + u8(0) + u8(1) + u8(1) + string("this p
     "ERROR unsupported_version naming the versions the sender speaks",
     [msg("error", 0, code=2, retryable=False, min_version=1, max_version=1, message="this peer speaks 1...1")],
     canonical=True)
+add("error_stale_base_v2", frame(8, 21, u16(42) + u8(0) + u8(1) + u8(2) + string("base version 3 is too old"),
+                                  version=2),
+    "ERROR stale_base (42, version 2): a push trained from a version older than the server keeps",
+    [msg("error", 21, code=42, retryable=False, min_version=1, max_version=2, message="base version 3 is too old")],
+    canonical=True)
 add("ping", frame(9, 13, u64(0x0123456789ABCDEF)), "PING", [msg("ping", 13, nonce=0x0123456789ABCDEF)],
     canonical=True)
 add("pong", frame(10, 13, u64(0x0123456789ABCDEF)), "PONG", [msg("pong", 13, nonce=0x0123456789ABCDEF)],

@@ -17,8 +17,7 @@ struct Fed: ParsableCommand {
     /// Ignores SIGPIPE, then runs the command. The commands write to sockets
     /// (their own, and libcurl's under URLSession in `fed data fetch`) and pipes
     /// that the other end may close: such a write must fail with EPIPE and be
-    /// handled or retried, not kill the process (seen in a test run: `fed data
-    /// fetch` killed by SIGPIPE after its downloads, its output lost).
+    /// handled or retried, not kill the process.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
         main(nil)

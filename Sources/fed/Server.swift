@@ -45,7 +45,7 @@ extension Fed {
                 discussion: """
                     running-average: the original's Ws <- (a Ws + b Wc)/(a+b), every update a version.
                     fedasync[/alpha=0.6][/s=poly:0.5]: W <- (1-a) W + a Wc, a = alpha s(staleness).
-                    fedbuff[/k=10][/s=poly:0.5][/combine=mean|median|trimmed:0.2][/clip=none|C|adaptive][/noise=Z][/opt=sgd:1|momentum|adam|yogi|adagrad]:                     buffer k deltas Wc - W_base weighted by s(staleness) x samples, combine them, then a server optimizer step.
+                    fedbuff[/k=10][/s=poly:1][/combine=mean|median|trimmed:0.2][/clip=none|C|adaptive][/noise=Z][/opt=sgd:1|momentum|adam|yogi|adagrad]:                     buffer k deltas Wc - W_base weighted by s(staleness) x samples, combine them, then a server optimizer step.
                     fedavg[/k=N]: fedbuff with s=constant and sgd:1 (synchronous FedAvg when k = clients per round).
                     s(tau): constant, poly:A = (1+tau)^-A, hinge:A:B.
                     """))

@@ -118,6 +118,46 @@ struct BenchWireTests {
     }
 }
 
+@Suite("fed simulate")
+struct SimulateTests {
+    @Test("Two runs with the same seed give the same figures; the files are written")
+    func deterministic() throws {
+        let dirs = try (0..<2).map { _ in try temporaryDirectory("sim") }
+        defer { for d in dirs { try? FileManager.default.removeItem(at: d) } }
+        var summaries: [[[String: Any]]] = []
+        for dir in dirs {
+            let r = try FedProcess.run([
+                "simulate", "--quick", "--data", FedProcess.mnist, "--clients", "8", "--budget", "6000",
+                "--strategy", "fedbuff/k=4", "--strategy", "running-average", "--no-centralized",
+                "--stragglers", "0.25", "--out", dir.path,
+            ])
+            #expect(r.status == 0, "\(r.output)")
+            let json =
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: dir.appendingPathComponent("summary.json"))) as! [String: Any]
+            summaries.append(json["runs"] as! [[String: Any]])
+            let svg = try String(contentsOf: dir.appendingPathComponent("curves.svg"), encoding: .utf8)
+            #expect(svg.hasPrefix("<svg") && svg.contains("polyline") && svg.contains("fedbuff/k=4"))
+            let csv = try String(contentsOf: dir.appendingPathComponent("curve.csv"), encoding: .utf8)
+            #expect(csv.split(separator: "\n").count > 2)
+        }
+        #expect(summaries[0].count == 2)
+        for (a, b) in zip(summaries[0], summaries[1]) {
+            for key in ["final_accuracy", "bytes", "versions", "virtual_seconds", "pushes"] {
+                #expect("\(a[key]!)" == "\(b[key]!)", "\(key) differs between two runs of one seed")
+            }
+        }
+    }
+
+    @Test("A bad strategy or partition is refused with the reason")
+    func badOptions() throws {
+        let r = try FedProcess.run(["simulate", "--strategy", "fedbuff/k=0"])
+        #expect(r.status != 0 && r.output.contains("k=0"))
+        let p = try FedProcess.run(["simulate", "--partition", "dirichlet:x"])
+        #expect(p.status != 0 && p.output.contains("dirichlet:ALPHA"))
+    }
+}
+
 @Suite("fed data fetch")
 struct DataFetchTests {
     /// A Python http.server on 127.0.0.1 serving `dir`, on a free port.

@@ -57,9 +57,9 @@ struct StrategyTests {
         #expect(state.buffer.isEmpty && state.samples == 104)
     }
 
-    @Test("fedbuff scales each delta by s(staleness), 1/sqrt(1 + tau) by default, over K")
+    @Test("fedbuff scales each delta by s(staleness) over K: here 1/sqrt(1 + tau)")
     func fedBuffStaleness() {
-        let strategy = FedBuff(bufferSize: 2, weighBySamples: false)
+        let strategy = FedBuff(bufferSize: 2, staleness: .polynomial(0.5), weighBySamples: false)
         var state = FederationState(weights: t([0]), samples: 0)
         _ = strategy.accept(update([3], base: [0], staleness: 0), state: &state)
         _ = strategy.accept(update([6], base: [0], staleness: 3), state: &state)

@@ -189,7 +189,7 @@ final class Simulation {
             let samples = client.data.count * s.localEpochs
             var pushedWeights = trainer.model.tensors()
             // The original's clients claim a running total: the server's count plus their own.
-            var claim = count + UInt64(samples)
+            var claim = count.addingReportingOverflow(UInt64(samples)).overflow ? UInt64.max : count + UInt64(samples)
             if client.attacker {
                 switch s.attack {
                 case .signflip:

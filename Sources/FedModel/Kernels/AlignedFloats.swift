@@ -4,8 +4,7 @@
 ///
 /// Why: the kernels load 16 floats at a time. A Swift `Array`'s elements start
 /// 32 bytes after a 16-byte-aligned allocation, so most of those loads span two
-/// cache lines; measured with `fed bench train`, the batch-32 first layer ran
-/// at 192-200 GFLOP/s from such buffers and 241-245 from aligned ones. Every
+/// cache lines, which slows the kernels markedly (figures: README). Every
 /// buffer the kernels stream (weights, activations, gradients, Adam's moments)
 /// is one of these.
 ///

@@ -4,7 +4,7 @@ public typealias Vec = SIMD16<Float>
 /// `acc + a * b`, fused where the build allows it.
 ///
 /// Release builds of Swift target baseline x86-64 unless told otherwise, and
-/// there `addingProduct` is a library call per lane (about 0.8 GFLOP/s). So
+/// there `addingProduct` is a library call per lane (slower by far). So
 /// the fused form is used only when the package is built for a CPU with FMA,
 /// which defines `FED_FMA` (Package.swift does so for the root package on a
 /// machine with FMA, or as FED_TARGET_CPU says; see the README); otherwise a

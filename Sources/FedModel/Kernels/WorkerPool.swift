@@ -4,8 +4,7 @@ import Synchronization
 /// Helper threads that run the parts of one job at a time together with the
 /// calling thread: the products of a batch-32 training step take 10-70 us,
 /// too short for `DispatchQueue.concurrentPerform`, whose wake-up alone costs
-/// about as much (measured: the 10 MFLOP first layer ran at 85 GFLOP/s on two
-/// threads that way, 145 on one).
+/// about as much (two threads that way were slower than one).
 ///
 /// How a job runs: `run(parts:_:)` publishes it, then the caller claims parts
 /// from the job's atomic counter like any helper until none is left, and

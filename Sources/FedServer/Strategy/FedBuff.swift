@@ -15,6 +15,12 @@ import Foundation
 /// version. Synchronous FedAvg is this with `bufferSize` = clients per
 /// round, every update of staleness 0, `.constant` staleness and SGD with
 /// learning rate 1.
+///
+/// The default `s(tau) = 1/(1 + tau)` (not FedBuff's 1/sqrt(1 + tau)) was
+/// chosen by measurement: with C clients training at once and a buffer of K,
+/// each client's progress is applied about C/K times per round of clients,
+/// and `1/(1 + tau)` with `tau` near C/K cancels that, so the default
+/// learning rate 1 holds at any concurrency (figures: README, "Strategies").
 public struct FedBuff: FederationStrategy {
     public var bufferSize: Int
     public var staleness: StalenessWeight
@@ -30,7 +36,7 @@ public struct FedBuff: FederationStrategy {
     public var seed: UInt64
 
     public init(
-        bufferSize: Int = 10, staleness: StalenessWeight = .polynomial(0.5), weighBySamples: Bool = true,
+        bufferSize: Int = 10, staleness: StalenessWeight = .polynomial(1), weighBySamples: Bool = true,
         combiner: Combiner = .mean, clipping: Clipping = .none, noiseMultiplier: Double = 0,
         optimizer: ServerOptimizer = .sgd(learningRate: 1), seed: UInt64 = 1
     ) {

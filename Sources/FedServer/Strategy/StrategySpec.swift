@@ -5,7 +5,7 @@
 /// |---|---|
 /// | `running-average` | none: the original's rule |
 /// | `fedasync` | `alpha` (0.6), `s` (poly:0.5) |
-/// | `fedbuff` | `k` (10), `s` (poly:0.5), `samples` (true: weigh by samples), `combine` (mean; median; trimmed:BETA), `clip` (none; C; adaptive[:C0:QUANTILE:RATE], default adaptive:1:0.5:0.2), `noise` (0: the DP noise multiplier z), `opt` (sgd:1; momentum[:LR:BETA]; adam[:LR]; yogi[:LR]; adagrad[:LR]), `seed` (1) |
+/// | `fedbuff` | `k` (10), `s` (poly:1), `samples` (true: weigh by samples), `combine` (mean; median; trimmed:BETA), `clip` (none; C; adaptive[:C0:QUANTILE:RATE], default adaptive:1:0.5:0.2), `noise` (0: the DP noise multiplier z), `opt` (sgd:1; momentum[:LR:BETA]; adam[:LR]; yogi[:LR]; adagrad[:LR]), `seed` (1) |
 /// | `fedavg` | `fedbuff` with s=constant, opt=sgd:1: synchronous FedAvg when `k` is the clients per round |
 ///
 /// `s` is `constant`, `poly:A` ((1+tau)^-A) or `hinge:A:B`.
@@ -46,7 +46,7 @@ public struct StrategySpec: Sendable, CustomStringConvertible {
             let sync = name == "fedavg"
             let k = try number("k", 10)
             guard k >= 1, k <= 10_000 else { throw StrategySpecError("k=\(k) must be in 1...10000") }
-            let s = try staleness(sync ? .constant : .polynomial(0.5))
+            let s = try staleness(sync ? .constant : .polynomial(1))
             let samples = take("samples").map { $0 != "false" } ?? true
             let combine = try Self.combiner(take("combine") ?? "mean")
             let clip = try Self.clipping(take("clip") ?? (sync ? "none" : "none"))
