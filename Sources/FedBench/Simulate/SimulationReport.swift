@@ -78,7 +78,7 @@ enum SimulationReport {
         let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
         let (w, h, pad) = (420.0, 300.0, 50.0)
         var out =
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(2 * w + 40))\" height=\"\(Int(h + 40 + 16 * Double(lines.count)))\" font-family=\"sans-serif\" font-size=\"11\">\n"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(2 * w + 70))\" height=\"\(Int(h + 40 + 16 * Double(lines.count)))\" font-family=\"sans-serif\" font-size=\"11\">\n"
         for (panel, (title, x)) in [
             ("accuracy vs virtual seconds", { (p: CurvePoint) in p.virtualSeconds }),
             ("accuracy vs bytes", { (p: CurvePoint) in Double(p.bytes) }),
