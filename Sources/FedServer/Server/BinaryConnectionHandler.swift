@@ -170,6 +170,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     }
 
     private func send(_ ctx: ChannelHandlerContext, _ message: Message, requestID: UInt32) {
+        if case .error(let e) = message { context.metrics.error(e.code) }
         let bytes = MessageCodec.encode(message, requestID: requestID, level: 1, version: version)
         ctx.write(wrapOutboundOut(ctx.channel.allocator.buffer(bytes: bytes)), promise: nil)
     }
@@ -193,6 +194,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
                 ctx, .shapeMismatch,
                 "tensor shapes \(declared.prefix(8)) differ from the model's \(context.modelShapes)", requestID: id)
         }
+        context.metrics.request("binary", "\(frame.header.type)")
         let message: Message
         do throws(CodecError) {
             message = try MessageCodec.decode(frame, limits: context.limits.frame)
@@ -274,10 +276,14 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             return sendError(
                 ctx, .overloaded, "the server is out of memory for answers; try again later", requestID: id)
         }
-        let budget = context.budget
+        let (budget, metrics) = (context.budget, context.metrics)
+        let start = ContinuousClock.now
         ctx.write(wrapOutboundOut(ctx.channel.allocator.buffer(bytes: header)), promise: nil)
         let written = ctx.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenComplete { _ in budget.release(size) }
+        written.futureResult.whenComplete { _ in
+            budget.release(size)
+            metrics.fetchTook(seconds(since: start))
+        }
         ctx.write(wrapOutboundOut(payload), promise: written)
     }
 
@@ -290,6 +296,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             return sendError(ctx, .shuttingDown, "the server is shutting down; push again later", requestID: id)
         }
         pushInFlight = true
+        let start = ContinuousClock.now
+        let metrics = context.metrics
         let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
         let eventLoop = ctx.eventLoop
         let logger = self.logger
@@ -312,6 +320,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             eventLoop.execute {
                 let (handler, ctx) = loopBound.value
                 handler.pushInFlight = false
+                metrics.pushTook(seconds(since: start))
                 switch result {
                 case .success(let ack):
                     handler.send(ctx, .ack(version: ack.version, datasets: ack.datasets), requestID: id)

@@ -29,6 +29,8 @@ public final class FederatedServer: Sendable {
     public let logger: Logger
     /// Bytes held for clients now, against `configuration.memoryBudget`.
     public let budget: MemoryBudget
+    /// What `GET /metrics` reports.
+    public let metrics: ServerMetrics
     private let group: MultiThreadedEventLoopGroup
     private let channel: Channel
     private let registry: ConnectionRegistry
@@ -72,19 +74,23 @@ public final class FederatedServer: Sendable {
             configuration: .init(
                 maxDatasets: configuration.maxDatasets, strategy: configuration.strategy,
                 maxStaleness: configuration.maxStaleness, maxUpdateSamples: configuration.maxUpdateSamples))
+        let metrics = ServerMetrics()
         let committer = GroupCommitter(
-            store: store, path: configuration.checkpointPath, saveEvery: configuration.saveEvery)
+            store: store, path: configuration.checkpointPath, saveEvery: configuration.saveEvery, metrics: metrics)
         committer.onWriteFailure = { error in logger.error("checkpoint write failed: \(error)") }
         if configuration.saveEvery > 1 {
             logger.warning("--save-every \(configuration.saveEvery): updates are acknowledged before they are durable")
         }
         return try FederatedServer(
-            configuration: configuration, store: store, committer: committer, logger: logger, threads: threads)
+            configuration: configuration, store: store, committer: committer, metrics: metrics, logger: logger,
+            threads: threads)
     }
 
     private init(
-        configuration: ServerConfiguration, store: ModelStore, committer: GroupCommitter, logger: Logger, threads: Int
+        configuration: ServerConfiguration, store: ModelStore, committer: GroupCommitter, metrics: ServerMetrics,
+        logger: Logger, threads: Int
     ) throws {
+        self.metrics = metrics
         self.configuration = configuration
         self.store = store
         self.committer = committer
@@ -98,12 +104,12 @@ public final class FederatedServer: Sendable {
         self.lifecycle = lifecycle
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.group = group
-        let context = ServerContext(
-            configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
-            budget: budget, lifecycle: lifecycle, logger: logger)
         let registry = ConnectionRegistry(
             limit: configuration.maxConnections, perAddressLimit: configuration.maxConnectionsPerAddress)
         self.registry = registry
+        let context = ServerContext(
+            configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
+            budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -114,9 +120,14 @@ public final class FederatedServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let refusal: String?
                     switch registry.admit(channel) {
-                    case .served: refusal = nil
-                    case .refused(let reason): refusal = reason
+                    case .served:
+                        refusal = nil
+                        metrics.connectionsAccepted.add(1, ordering: .relaxed)
+                    case .refused(let reason):
+                        refusal = reason
+                        metrics.connectionsRefused.add(1, ordering: .relaxed)
                     case .dropped:
+                        metrics.connectionsRefused.add(1, ordering: .relaxed)
                         logger.warning(
                             "connection from \(channel.remoteAddress?.description ?? "?") dropped: over the connection limit"
                         )
@@ -124,6 +135,7 @@ public final class FederatedServer: Sendable {
                         return
                     }
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TrafficCounter(metrics: metrics))
                     try sync.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
                     try sync.addHandler(IdleConnectionCloser(logger: logger))
                     try sync.addHandler(ProtocolSniffer(context: context, refusal: refusal))
@@ -179,5 +191,15 @@ struct ServerContext: Sendable {
     let committer: GroupCommitter
     let budget: MemoryBudget
     let lifecycle: ServerLifecycle
+    let metrics: ServerMetrics
+    let registry: ConnectionRegistry
     let logger: Logger
+
+    /// The exposition text of `GET /metrics` now.
+    func renderMetrics() -> String {
+        let model = store.snapshot()
+        return metrics.render(
+            modelVersion: model.version, modelSamples: model.datasets, bufferedUpdates: store.bufferedUpdates,
+            openConnections: registry.count, budgetUsed: budget.used, budgetLimit: budget.limit)
+    }
 }

@@ -173,6 +173,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func handle(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, body: ByteBuffer?) {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        if path.first == "/metrics" && head.method == .GET {
+            context.metrics.request("http", "metrics")
+            return respond(
+                ctx, head, status: .ok, body: ctx.channel.allocator.buffer(string: context.renderMetrics()),
+                type: "text/plain; version=0.0.4; charset=utf-8")
+        }
         guard path.first == "/" || path.first == "" else {
             return respondError(ctx, head, .notFound, .unexpectedMessage, "only / is served")
         }
@@ -202,6 +208,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func handle(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ request: LegacyRequest) {
         lease.close()
         let client = LogSafe.text(request.clientID)
+        let (start, metrics) = (ContinuousClock.now, context.metrics)
         switch request.kind {
         case .fetch:
             let model = context.store.snapshot()
@@ -213,10 +220,15 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 return respondError(ctx, head, .serviceUnavailable, .overloaded, "the server is busy; try again later")
             }
             let budget = context.budget
-            respond(ctx, head, status: .ok, body: answer) { budget.release(size) }
+            metrics.request("http", "fetch")
+            respond(ctx, head, status: .ok, body: answer) {
+                budget.release(size)
+                metrics.fetchTook(seconds(since: start))
+            }
         case .invalid(let rejection):
             reject(ctx, head, client, rejection)
         case .push(let tensors, let datasets):
+            metrics.request("http", "push")
             if context.lifecycle.isDraining {
                 return respondError(ctx, head, .serviceUnavailable, .shuttingDown, "the server is shutting down")
             }
@@ -232,6 +244,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 }
                 eventLoop.execute {
                     let (handler, ctx) = loopBound.value
+                    metrics.pushTook(seconds(since: start))
                     switch result {
                     case .success:
                         handler.respond(
@@ -278,6 +291,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         _ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ code: ErrorCode,
         _ message: String, extraHeaders: [(String, String)] = []
     ) {
+        context.metrics.error(code)
         var extra = extraHeaders
         if status == .serviceUnavailable { extra.append(("Retry-After", "1")) }
         respond(

@@ -27,7 +27,10 @@ public final class GroupCommitter: Sendable {
     private let state = Mutex(State())
     private let queue = DispatchQueue(label: "fed.group-commit")
 
-    public init(store: ModelStore, path: String, saveEvery: Int = 1) {
+    let metrics: ServerMetrics?
+
+    public init(store: ModelStore, path: String, saveEvery: Int = 1, metrics: ServerMetrics? = nil) {
+        self.metrics = metrics
         self.store = store
         self.path = path
         self.saveEvery = max(1, saveEvery)
@@ -98,7 +101,12 @@ public final class GroupCommitter: Sendable {
                 let due = state.withLock { staged.version >= $0.lastSavedVersion + UInt64(saveEvery) }
                 guard saveEvery == 1 || due else { return }
                 do {
+                    let clock = ContinuousClock()
+                    let start = clock.now
                     try CheckpointFile.save(staged, durable: durable, to: path)
+                    let took = clock.now - start
+                    metrics?.checkpointTook(
+                        Double(took.components.seconds) + Double(took.components.attoseconds) * 1e-18)
                 } catch {
                     failureHook.withLock { $0 }?(error)
                     throw error
@@ -108,7 +116,14 @@ public final class GroupCommitter: Sendable {
                     $0.lastSavedVersion = staged.version
                 }
             }
-            for ((_, completion), result) in zip(batch, results) { completion(result) }
+            for ((_, completion), result) in zip(batch, results) {
+                switch result {
+                case .success(let ack) where !ack.replayed: metrics?.updatesApplied.add(1, ordering: .relaxed)
+                case .failure(let r): metrics?.rejected(r.code)
+                default: break
+                }
+                completion(result)
+            }
         }
     }
 }

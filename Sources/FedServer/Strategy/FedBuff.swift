@@ -9,8 +9,9 @@ import Foundation
 /// versions) is clipped (if set) and buffered. Every `bufferSize` updates the
 /// buffer is combined into one delta: the mean `sum s(tau_i) n_i d_i / sum n_i`
 /// (`n_i` its samples; `sum s(tau_i) d_i / K` when `weighBySamples` is false),
-/// so stale updates shrink the step, or a robust rule (coordinate-wise median
-/// or trimmed mean, unweighted); noise is added
+/// so stale updates shrink the step, or a robust rule over the deltas scaled
+/// by `s(tau_i)` (coordinate-wise median or trimmed mean, samples not
+/// weighed); noise is added
 /// (if set), and the server optimizer takes a step with it; that publishes a
 /// version. Synchronous FedAvg is this with `bufferSize` = clients per
 /// round, every update of staleness 0, `.constant` staleness and SGD with
@@ -176,10 +177,12 @@ public struct FedBuff: FederationStrategy {
             } else {
                 trim = 0
             }
+            // Each delta scaled by its s(tau), as in the mean, so staleness shrinks robust steps too.
+            let scale = buffer.map { Float(weighBySamples ? $0.weight / Double(max(1, $0.samples)) : $0.weight) }
             var column = [Float](repeating: 0, count: n)
             for t in out.indices {
                 for i in out[t].values.indices {
-                    for k in 0..<n { column[k] = buffer[k].delta[t].values[i] }
+                    for k in 0..<n { column[k] = scale[k] * buffer[k].delta[t].values[i] }
                     column.sort()
                     switch combiner {
                     case .median:
