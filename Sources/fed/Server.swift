@@ -75,6 +75,11 @@ extension Fed {
                 "A browser origin (scheme://host[:port]) allowed to send HTTP requests (repeatable; default: none, requests with an Origin header get 403)."
         )
         var allowOrigin: [String] = []
+        @Flag(
+            help:
+                "With --auth-token, still let shared HTTP caches keep /v1/model (Cache-Control: public); without it, private."
+        )
+        var publicModel = false
         @Option(help: "Server id sent to clients.") var serverId = "fed-server"
         @Option(help: "A token binary clients must present (repeatable; none: no authentication).")
         var authToken: [String] = []
@@ -132,7 +137,8 @@ extension Fed {
                 maxConnectionsPerAddress: maxConnectionsPerAddress, memoryBudget: memoryBudget << 20,
                 idleTimeout: .seconds(Int64(idleTimeout)), firstBytesTimeout: .seconds(Int64(firstBytesTimeout)),
                 requestTimeout: .seconds(Int64(requestTimeout)), shutdownGrace: .seconds(Int64(shutdownGrace)),
-                authTokens: Set(authToken), serveHTTP: !noHttp, allowedOrigins: Set(allowOrigin))
+                authTokens: Set(authToken), serveHTTP: !noHttp, allowedOrigins: Set(allowOrigin),
+                publicModel: publicModel)
             let server: FederatedServer
             do {
                 server = try FederatedServer.start(configuration: config, initial: MLP(seed: seed).tensors())

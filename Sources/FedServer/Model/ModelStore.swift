@@ -96,6 +96,13 @@ public final class ModelStore: Sendable {
     /// The state written with the model (for a checkpoint at shutdown).
     public func durable() -> Durable { writer.withLock { $0.durable } }
 
+    /// Version `version` if it is the current one or among the retained ones.
+    public func retained(version: UInt64) -> ModelSnapshot? {
+        let current = snapshot()
+        if current.version == version { return current }
+        return writer.withLock { w in w.retained.last { $0.version == version } }
+    }
+
     /// Updates waiting in the strategy's buffer.
     public var bufferedUpdates: Int { writer.withLock { $0.durable.buffer.count } }
 

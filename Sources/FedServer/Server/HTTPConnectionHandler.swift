@@ -179,8 +179,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 ctx, head, status: .ok, body: ctx.channel.allocator.buffer(string: context.renderMetrics()),
                 type: "text/plain; version=0.0.4; charset=utf-8")
         }
+        if let target = path.first, target == "/v1/model" || target.hasPrefix("/v1/model/"),
+            head.method == .GET || head.method == .HEAD
+        {
+            return serveModel(ctx, head, String(target))
+        }
         guard path.first == "/" || path.first == "" else {
-            return respondError(ctx, head, .notFound, .unexpectedMessage, "only / is served")
+            return respondError(ctx, head, .notFound, .unexpectedMessage, "only /, /v1/model and /metrics are served")
         }
         guard head.method == .GET || head.method == .POST else {
             return respondError(ctx, head, .methodNotAllowed, .unexpectedMessage, "use GET or POST")
@@ -258,6 +263,59 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
+    /// `GET /v1/model` (the current version, revalidated by ETag) and
+    /// `GET /v1/model/VERSION` (one version, immutable): the MODEL payload in
+    /// shuffle-zlib (Protocol/SPEC.md section 10.1), cacheable by any HTTP
+    /// cache unless tokens are set and the model is not declared public.
+    private func serveModel(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ target: String) {
+        context.metrics.request("http", "model")
+        let current = context.store.snapshot()
+        let snapshot: ModelSnapshot
+        let immutable: Bool
+        if target == "/v1/model" {
+            snapshot = current
+            immutable = false
+        } else {
+            guard let version = UInt64(target.dropFirst("/v1/model/".count)),
+                let found = context.store.retained(version: version)
+            else {
+                return respondError(
+                    ctx, head, .notFound, .unexpectedMessage,
+                    "version \(target.dropFirst("/v1/model/".count)) is not held; the current one is \(current.version)"
+                )
+            }
+            snapshot = found
+            immutable = true
+        }
+        let etag = "\"v\(snapshot.version)\""
+        let scope = context.configuration.authTokens.isEmpty || context.configuration.publicModel ? "public" : "private"
+        var extra = [
+            ("ETag", etag), ("X-Fed-Model-Version", "\(snapshot.version)"),
+            ("Cache-Control", immutable ? "\(scope), max-age=31536000, immutable" : "\(scope), no-cache"),
+        ]
+        if !immutable { extra.append(("Content-Location", "/v1/model/\(snapshot.version)")) }
+        if head.headers["if-none-match"].contains(where: {
+            $0.split(separator: ",").contains {
+                $0.trimmingCharacters(in: .whitespaces) == etag || $0.trimmingCharacters(in: .whitespaces) == "*"
+            }
+        }) {
+            return respond(
+                ctx, head, status: .notModified, body: ctx.channel.allocator.buffer(capacity: 0),
+                type: "application/vnd.fed.model", extraHeaders: extra, noBody: true)
+        }
+        let payload = snapshot.modelPayload(.shuffleZlib)
+        let size = payload.buffer.readableBytes
+        guard context.budget.reserve(size) else {
+            return respondError(ctx, head, .serviceUnavailable, .overloaded, "the server is busy; try again later")
+        }
+        let budget = context.budget
+        respond(
+            ctx, head, status: .ok,
+            body: head.method == .HEAD ? ctx.channel.allocator.buffer(capacity: 0) : payload.buffer,
+            type: "application/vnd.fed.model", extraHeaders: extra, contentLength: size
+        ) { budget.release(size) }
+    }
+
     private func reject(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ client: String, _ r: RejectedUpdate) {
         logger.warning("rejected update from \(client) (HTTP): \(r)")
         respondError(ctx, head, r.code.isRetryableByDefault ? .serviceUnavailable : .badRequest, r.code, r.message)
@@ -302,13 +360,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func respond(
         _ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, status: HTTPResponseStatus, body: ByteBuffer,
         type: String = "application/json", close: Bool = false, extraHeaders: [(String, String)] = [],
-        written: (@Sendable () -> Void)? = nil
+        contentLength: Int? = nil, noBody: Bool = false, written: (@Sendable () -> Void)? = nil
     ) {
         busy = false
         let keepAlive = head.isKeepAlive && !close && !inputClosed
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: type)
-        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        if !noBody { headers.add(name: "Content-Length", value: String(contentLength ?? body.readableBytes)) }
         headers.add(name: "Server", value: "fed")
         for (name, value) in extraHeaders { headers.add(name: name, value: value) }
         if !keepAlive { headers.add(name: "Connection", value: "close") }

@@ -61,6 +61,9 @@ public struct ServerConfiguration: Sendable {
     /// a request with any other `Origin` header is refused with 403. Clients
     /// that send no `Origin` (every non-browser client) are not affected.
     public var allowedOrigins: Set<String>
+    /// With tokens set, whether `/v1/model` may still be kept by shared HTTP
+    /// caches (`Cache-Control: public`). Default false: `private`.
+    public var publicModel: Bool
 
     public init(
         host: String = "127.0.0.1", port: Int = 5000, checkpointPath: String = "model.fedk", saveEvery: Int = 1,
@@ -71,8 +74,9 @@ public struct ServerConfiguration: Sendable {
         memoryBudget: Int = 256 << 20, idleTimeout: TimeAmount = .seconds(300),
         firstBytesTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30),
         shutdownGrace: TimeAmount = .seconds(10), compressions: UInt8 = 0b111, authTokens: Set<String> = [],
-        serveHTTP: Bool = true, allowedOrigins: Set<String> = []
+        serveHTTP: Bool = true, allowedOrigins: Set<String> = [], publicModel: Bool = false
     ) {
+        self.publicModel = publicModel
         self.host = host
         self.port = port
         self.checkpointPath = checkpointPath
