@@ -229,17 +229,6 @@ struct DataFetchTests {
 
     /// gzip via the system's gzip command.
     func gzipped(_ bytes: [UInt8]) throws -> [UInt8] {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["gzip", "-c"]
-        let input = Pipe(), output = Pipe()
-        p.standardInput = input
-        p.standardOutput = output
-        try p.run()
-        input.fileHandleForWriting.write(Data(bytes))
-        try input.fileHandleForWriting.close()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return [UInt8](data)
+        try runProgram("/usr/bin/env", ["gzip", "-c"], input: bytes, mergeErrors: false).output
     }
 }

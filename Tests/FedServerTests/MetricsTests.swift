@@ -78,18 +78,7 @@ struct MetricsTests {
         _ = try c.push(constantTensors(1), datasets: 10)
         let answer = try scrape(s.port)
         let text = String(answer[answer.range(of: "\r\n\r\n")!.upperBound...])
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
-        p.arguments = ["check", "metrics"]
-        let input = Pipe(), output = Pipe()
-        p.standardInput = input
-        p.standardOutput = output
-        p.standardError = output
-        try p.run()
-        input.fileHandleForWriting.write(Data(text.utf8))
-        try input.fileHandleForWriting.close()
-        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "\(said)")
+        let (status, said) = try runProgram("/usr/bin/promtool", ["check", "metrics"], input: Array(text.utf8))
+        #expect(status == 0, "\(String(decoding: said, as: UTF8.self))")
     }
 }

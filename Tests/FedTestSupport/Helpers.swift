@@ -52,3 +52,23 @@ extension TestClient {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// Runs a program to its end with `input` on its standard input; returns its
+/// exit status and its standard output (and error, when `mergeErrors`).
+public func runProgram(_ path: String, _ arguments: [String], input: [UInt8] = [], mergeErrors: Bool = true) throws
+    -> (status: Int32, output: [UInt8])
+{
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = arguments
+    let stdin = Pipe(), stdout = Pipe()
+    p.standardInput = stdin
+    p.standardOutput = stdout
+    p.standardError = mergeErrors ? stdout : FileHandle(forWritingAtPath: "/dev/null")
+    try p.run()
+    stdin.fileHandleForWriting.write(Data(input))
+    try stdin.fileHandleForWriting.close()
+    let data = stdout.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, [UInt8](data))
+}
