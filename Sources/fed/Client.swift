@@ -41,7 +41,10 @@ extension Fed {
         var rawPixels = false
         @Option(help: "Threads for training (the same weights for any number).") var threads = min(
             2, ProcessInfo.processInfo.activeProcessorCount)
-        @Option(help: "Auth token for a server that requires one (binary transport).") var authToken = ""
+        @Option(help: "Auth token for a server that requires one (binary transport); see also --auth-token-file.")
+        var authToken = ""
+        @Option(help: "A file whose first token line is the auth token; also read: FED_AUTH_TOKEN. Not visible in ps.")
+        var authTokenFile: String?
 
         func validate() throws {
             guard transport == "binary" || transport == "http" else {
@@ -63,6 +66,13 @@ extension Fed {
                 throw ValidationError(
                     "range \(l) \(r) is invalid: need 1 <= L <= R <= 12 (12 slices of the training data)")
             }
+        }
+
+        /// --auth-token, else the first token of --auth-token-file, else FED_AUTH_TOKEN.
+        func resolvedToken() throws -> String {
+            if !authToken.isEmpty { return authToken }
+            if let authTokenFile { return try Tokens.file(authTokenFile)[0] }
+            return Tokens.environment("FED_AUTH_TOKEN").first ?? ""
         }
 
         func run() throws {
@@ -103,7 +113,7 @@ extension Fed {
                 ? HTTPTransport(host: host, port: port, clientID: clientID)
                 : BinaryTransport(
                     host: host, port: port, clientID: clientID, compression: Compression(name: compression)!,
-                    authToken: authToken)
+                    authToken: try resolvedToken())
             let policy = RetryPolicy(
                 maxAttempts: attempts, initialBackoff: .milliseconds(Int64(backoff * 1000)), multiplier: 2,
                 maxBackoff: .milliseconds(Int64(maxBackoff * 1000)), deadline: .milliseconds(Int64(deadline * 1000)))

@@ -83,6 +83,11 @@ extension Fed {
         @Option(help: "Server id sent to clients.") var serverId = "fed-server"
         @Option(help: "A token binary clients must present (repeatable; none: no authentication).")
         var authToken: [String] = []
+        @Option(
+            help:
+                "A file of tokens, one a line (# comments allowed); also read: FED_AUTH_TOKENS (comma-separated). Unlike --auth-token, not visible in ps."
+        )
+        var authTokenFile: String?
         @Flag(help: "Do not serve the original demo's HTTP interface (it cannot authenticate).") var noHttp = false
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
@@ -107,6 +112,11 @@ extension Fed {
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("unknown --log-level \(logLevel)")
             }
+        }
+
+        /// Every token from --auth-token, --auth-token-file and FED_AUTH_TOKENS.
+        func tokens() throws -> Set<String> {
+            Set(authToken + (try authTokenFile.map(Tokens.file) ?? []) + Tokens.environment("FED_AUTH_TOKENS"))
         }
 
         func run() throws {
@@ -137,7 +147,7 @@ extension Fed {
                 maxConnectionsPerAddress: maxConnectionsPerAddress, memoryBudget: memoryBudget << 20,
                 idleTimeout: .seconds(Int64(idleTimeout)), firstBytesTimeout: .seconds(Int64(firstBytesTimeout)),
                 requestTimeout: .seconds(Int64(requestTimeout)), shutdownGrace: .seconds(Int64(shutdownGrace)),
-                authTokens: Set(authToken), serveHTTP: !noHttp, allowedOrigins: Set(allowOrigin),
+                authTokens: try tokens(), serveHTTP: !noHttp, allowedOrigins: Set(allowOrigin),
                 publicModel: publicModel)
             let server: FederatedServer
             do {

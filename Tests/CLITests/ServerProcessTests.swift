@@ -171,6 +171,32 @@ struct ServerProcessTests {
         #expect(restarted.terminate() == 0)
     }
 
+    @Test("Tokens from --auth-token-file admit their holders and no one else; an empty file stops the server")
+    func tokenFile() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("tokens").path
+        try "# one token a line\nalpha\n\n  beta  \n".write(toFile: file, atomically: true, encoding: .utf8)
+        let server = try ServerProcess(
+            checkpoint: dir.appendingPathComponent("m.fedk").path, extra: ["--auth-token-file", file])
+        for (token, admitted) in [("beta", true), ("alpha", true), ("gamma", false), ("", false)] {
+            let c = try TestClient(port: server.port)
+            _ = try c.send(.hello(Hello(clientID: "t", authToken: token)))
+            let answer = try c.receive()?.1
+            if admitted {
+                guard case .welcome? = answer else { throw TestError("\(token) refused") }
+            } else {
+                guard case .error(let e)? = answer, e.code == .unauthorized else {
+                    throw TestError("\(token) admitted")
+                }
+            }
+        }
+        #expect(server.terminate() == 0)
+        try "# nothing\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try FedProcess.run(["server", "--port", "0", "--auth-token-file", file])
+        #expect(r.status != 0 && r.output.contains("holds no token"), "\(r.output)")
+    }
+
     @Test("SIGTERM writes the checkpoint and exits 0; a corrupt checkpoint stops the server")
     func gracefulStopAndCorruptCheckpoint() throws {
         let dir = try temporaryDirectory()
