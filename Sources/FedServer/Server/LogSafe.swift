@@ -28,9 +28,4 @@ enum LogSafe {
         if dropped > 0 { out += "...(+\(dropped) more)" }
         return out
     }
-
-    static func text(bytes: some Collection<UInt8>, limit: Int = 64) -> String {
-        text(String(decoding: bytes.prefix(limit * 4), as: UTF8.self), limit: limit)
-            + (bytes.count > limit * 4 ? "...(\(bytes.count) bytes)" : "")
-    }
 }

@@ -90,9 +90,6 @@ public struct FederationState: Sendable, Equatable {
         self.tensors = tensors
         self.scalars = scalars
     }
-
-    /// True when the state holds nothing beyond the model (nothing to checkpoint but the weights).
-    public var isPlain: Bool { buffer.isEmpty && tensors.isEmpty && scalars.isEmpty }
 }
 
 /// An update held in a strategy's buffer until it is combined.
