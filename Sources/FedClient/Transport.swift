@@ -41,8 +41,48 @@ public func isRetryable(_ error: any Error) -> Bool {
     }
 }
 
+/// How a client's pushes and fetches travel over version 3 (`Protocol/SPEC.md` section 6.3).
+public struct WireEncoding: Hashable, Sendable, CustomStringConvertible {
+    /// How pushed values are stored; lossy encodings are opt-in.
+    public var values: ValueEncoding
+    /// Push `Wc - W_base` against the fetched version instead of weights;
+    /// with a lossy encoding the rounding error joins the next delta (error
+    /// feedback).
+    public var delta: Bool
+
+    public init(values: ValueEncoding = .float32, delta: Bool = false) {
+        self.values = values
+        self.delta = delta
+    }
+
+    /// Lossless full weights (every server takes them).
+    public static let lossless = WireEncoding()
+
+    /// `fp32`, `fp16`, `int8`, `int4`, `int2`, each optionally with `-delta`
+    /// (`int4-delta`); `delta` alone is lossless Float32 deltas.
+    public init?(name: String) {
+        if name == "delta" {
+            self.init(values: .float32, delta: true)
+            return
+        }
+        let delta = name.hasSuffix("-delta")
+        guard let v = ValueEncoding(name: delta ? String(name.dropLast(6)) : name) else { return nil }
+        self.init(values: v, delta: delta)
+    }
+
+    public var description: String {
+        delta ? (values == .float32 ? "delta" : "\(values)-delta") : values.description
+    }
+}
+
 /// The binary protocol over one connection, reconnecting (with a new
 /// handshake) after any failure.
+///
+/// With version 3 (`encoding` other than lossless, or `acceptDeltas`) the
+/// transport keeps the last model it fetched: fetches then ask for the steps
+/// from that version (`MODEL_DELTA`, applied here bit for bit), and delta
+/// pushes are formed against it. A delta the server cannot place
+/// (`unknown_base`) is sent again as full weights.
 public final class BinaryTransport: ModelTransport {
     public let host: String
     public let port: Int
@@ -50,14 +90,30 @@ public final class BinaryTransport: ModelTransport {
     public let compression: Compression
     public let timeout: Double
     public let authToken: String
+    public let encoding: WireEncoding
+    /// Ask for `MODEL_DELTA` answers (version 3) when holding a model.
+    public let acceptDeltas: Bool
     private var connection: Connection?
     private var closedBytes = (sent: 0, received: 0)
     private var agreed: UInt8 = 1
+    private var serverEncodings: UInt8 = 1
+    /// The last model fetched (version, weights), the base of delta pushes and fetches.
+    private var held: (version: UInt64, datasets: UInt64, tensors: [Tensor])?
+    /// Error feedback: what lossy delta pushes have not delivered yet.
+    private var residual: [Tensor]?
+    /// The last push built, reused unchanged when the same push is retried.
+    private var lastPush: (id: UInt64, message: Message, residual: [Tensor]?)?
+
+    /// Full models fetched and `MODEL_DELTA` answers applied.
+    public private(set) var fullFetches = 0
+    public private(set) var deltaFetches = 0
 
     public init(
         host: String, port: Int, clientID: String, compression: Compression = .shuffleZlib, timeout: Double = 30,
-        authToken: String = ""
+        authToken: String = "", encoding: WireEncoding = .lossless, acceptDeltas: Bool = false
     ) {
+        self.encoding = encoding
+        self.acceptDeltas = acceptDeltas
         self.authToken = authToken
         self.host = host
         self.port = port
@@ -94,6 +150,7 @@ public final class BinaryTransport: ModelTransport {
             case .welcome(let w):
                 agreed = w.compressions | 1
                 c.version = w.version
+                serverEncodings = w.version >= 3 ? w.encodings | 1 : 1
             case .error(let e): throw RemoteError(code: e.code, message: e.message, retryable: e.retryable)
             default: throw ConnectionError.protocolViolation("HELLO answered with \(answer.type)")
             }
@@ -122,26 +179,125 @@ public final class BinaryTransport: ModelTransport {
     private var wireCompression: Compression { agreed & compression.bit != 0 ? compression : .none }
 
     public func fetch(heldVersion: UInt64) throws -> FetchResult {
-        _ = try connected()
-        switch try call(.fetch(heldVersion: heldVersion, compression: wireCompression)) {
-        case .model(let m): return .model(version: m.version, datasets: m.datasets, tensors: m.tensors)
-        case .modelUnchanged(let v, let d): return .unchanged(version: v, datasets: d)
+        let c = try connected()
+        let deltas = acceptDeltas && c.version >= 3
+        // With deltas the transport's own copy is the version held (the caller gets full weights back).
+        let mine = deltas ? held : nil
+        let ask = mine?.version ?? heldVersion
+        switch try call(.fetch(heldVersion: ask, compression: wireCompression, deltaEncodings: deltas ? 0b1_1111 : 0)) {
+        case .model(let m):
+            remember(m.version, m.datasets, m.tensors)
+            fullFetches += 1
+            return .model(version: m.version, datasets: m.datasets, tensors: m.tensors)
+        case .modelDelta(let d):
+            guard let base = mine, d.fromVersion == base.version,
+                d.steps.allSatisfy({ $0.map(\.shape) == base.tensors.map(\.shape) })
+            else {
+                held = nil
+                throw ConnectionError.protocolViolation(
+                    "MODEL_DELTA from version \(d.fromVersion) does not fit the version held")
+            }
+            let tensors = d.apply(to: base.tensors)
+            remember(d.version, d.datasets, tensors)
+            deltaFetches += 1
+            return .model(version: d.version, datasets: d.datasets, tensors: tensors)
+        case .modelUnchanged(let v, let d):
+            if let mine, mine.version == v, heldVersion != v {
+                return .model(version: v, datasets: d, tensors: mine.tensors)
+            }
+            return .unchanged(version: v, datasets: d)
         case let other: throw ConnectionError.protocolViolation("FETCH answered with \(other.type)")
         }
+    }
+
+    private func remember(_ version: UInt64, _ datasets: UInt64, _ tensors: [Tensor]) {
+        guard acceptDeltas || encoding.delta else { return }
+        held = (version, datasets, tensors)
     }
 
     public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> (
         version: UInt64, datasets: UInt64
     ) {
-        _ = try connected()
-        let message = Message.push(
-            Push(
-                clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: tensors,
-                compression: wireCompression, pushID: pushID))
-        switch try call(message) {
-        case .ack(let v, let d): return (v, d)
-        case let other: throw ConnectionError.protocolViolation("PUSH answered with \(other.type)")
+        let c = try connected()
+        let message: Message
+        var newResidual: [Tensor]? = residual
+        if let last = lastPush, last.id == pushID, pushID != 0 {
+            (message, newResidual) = (last.message, last.residual)
+        } else {
+            (message, newResidual) = buildPush(
+                tensors, datasets: datasets, baseVersion: baseVersion, pushID: pushID, version: c.version)
+            lastPush = (pushID, message, newResidual)
         }
+        do {
+            switch try call(message) {
+            case .ack(let v, let d):
+                residual = newResidual
+                return (v, d)
+            case let other: throw ConnectionError.protocolViolation("PUSH answered with \(other.type)")
+            }
+        } catch let e as RemoteError where e.code == .unknownBase {
+            // The server no longer holds the base: full weights, lossless, and no error carried.
+            lastPush = nil
+            residual = nil
+            let full = Message.push(
+                Push(
+                    clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: tensors,
+                    compression: wireCompression, pushID: pushID))
+            switch try call(full) {
+            case .ack(let v, let d): return (v, d)
+            case let other: throw ConnectionError.protocolViolation("PUSH answered with \(other.type)")
+            }
+        }
+    }
+
+    /// The push message for `tensors` in the transport's encoding, and the
+    /// error-feedback residual it leaves if acknowledged.
+    private func buildPush(
+        _ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64, pushID: UInt64, version: UInt8
+    ) -> (Message, [Tensor]?) {
+        let values = version >= 3 && serverEncodings & encoding.values.bit != 0 ? encoding.values : .float32
+        // FNV-1a of the client id: the same rounding for the same push in every run.
+        let idHash = clientID.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+        let seed = pushID &* 0x9E37_79B9_7F4A_7C15 &+ idHash
+        let rounding: ValueEncoding.Rounding = .stochastic(seed: seed)
+        guard version >= 3, encoding.delta, let base = held, base.version == baseVersion,
+            base.tensors.map(\.shape) == tensors.map(\.shape)
+        else {
+            return (
+                .push(
+                    Push(
+                        clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: tensors,
+                        compression: wireCompression, pushID: pushID, encoding: values, rounding: rounding)),
+                residual
+            )
+        }
+        var delta = tensors
+        for t in delta.indices {
+            let r = residual?[t].values
+            for i in delta[t].values.indices {
+                delta[t].values[i] = tensors[t].values[i] - base.tensors[t].values[i] + (r?[i] ?? 0)
+            }
+        }
+        var leftover: [Tensor]? = nil
+        if !values.isLossless {
+            var sent: [Tensor] = []
+            for (t, d) in delta.enumerated() {
+                let tensorSeed = seed &+ UInt64(t) &* 0x5851_F42D
+                sent.append(
+                    (try? Tensor(shape: d.shape, values: values.roundTrip(d.values, rounding: .stochastic(seed: tensorSeed))))
+                        ?? d)
+            }
+            leftover = zip(delta, sent).map { d, s in
+                (try? Tensor(shape: d.shape, values: zip(d.values, s.values).map { $0 - $1 })) ?? d
+            }
+        }
+        return (
+            .push(
+                Push(
+                    clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: delta,
+                    compression: wireCompression, pushID: pushID, encoding: values, isDelta: true, rounding: rounding)),
+            leftover
+        )
     }
 }
 

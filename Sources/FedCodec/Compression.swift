@@ -121,6 +121,37 @@ public enum Zlib {
         }
     }
 
+    /// Byte shuffle: for `n = src.count / 4` floats, `dst[j*n + i] = src[4*i + j]`
+    /// (`width` 2: the same for 2-byte values).
+    public static func shuffle(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer, width: Int) {
+        if width == 2 {
+            let n = src.count / 2
+            let s = src.bindMemory(to: UInt8.self)
+            let d = dst.bindMemory(to: UInt8.self)
+            for i in 0..<n {
+                d[i] = s[2 * i]
+                d[n + i] = s[2 * i + 1]
+            }
+            return
+        }
+        shuffle(src, into: dst)
+    }
+
+    /// Inverse of `shuffle(_:into:width:)`.
+    public static func unshuffle(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer, width: Int) {
+        if width == 2 {
+            let n = src.count / 2
+            let s = src.bindMemory(to: UInt8.self)
+            let d = dst.bindMemory(to: UInt8.self)
+            for i in 0..<n {
+                d[2 * i] = s[i]
+                d[2 * i + 1] = s[n + i]
+            }
+            return
+        }
+        unshuffle(src, into: dst)
+    }
+
     /// Byte shuffle: for `n = src.count / 4` floats, `dst[j*n + i] = src[4*i + j]`.
     public static func shuffle(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) {
         let n = src.count / 4

@@ -40,6 +40,7 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
         case timeout = 40
         case shuttingDown = 41
         case staleBase = 42
+        case unknownBase = 43
     }
 
     public static let badMagic = ErrorCode(.badMagic)
@@ -70,6 +71,8 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let shuttingDown = ErrorCode(.shuttingDown)
     /// Version 2: a push trained from a version the server no longer retains.
     public static let staleBase = ErrorCode(.staleBase)
+    /// Version 3: a delta push against a version the server does not hold (push full weights).
+    public static let unknownBase = ErrorCode(.unknownBase)
 
     /// Every code the spec defines.
     public static let allKnown: [ErrorCode] = Known.allCases.map { ErrorCode($0) }

@@ -13,7 +13,7 @@ public struct FrameHeader: Hashable, Sendable {
     public static let magic: [UInt8] = [0x46, 0x45, 0x44, 0x57]
     public static let size = 20
     /// The protocol versions this implementation speaks (SPEC.md section 3.1).
-    public static let supportedVersions: ClosedRange<UInt8> = 1...2
+    public static let supportedVersions: ClosedRange<UInt8> = 1...3
     /// Flag bits defined by versions 1 and 2: none. Every other bit must be zero.
     public static let knownFlags: UInt16 = 0
 
@@ -51,7 +51,7 @@ public struct FrameHeader: Hashable, Sendable {
                 "protocol version \(version) is not supported; this peer speaks \(supportedVersions.lowerBound)...\(supportedVersions.upperBound)"
             )
         }
-        guard let type = MessageType(rawValue: bytes[5]) else {
+        guard let type = MessageType(rawValue: bytes[5]), type != .modelDelta || version >= 3 else {
             throw CodecError(
                 .unknownMessageType,
                 "message type 0x\(String(bytes[5], radix: 16)) is not defined in version \(version)")

@@ -12,6 +12,9 @@ public struct Limits: Hashable, Sendable {
     public var maxTensors: Int
     /// Largest tensor rank. Default 8.
     public var maxRank: Int
+    /// Value encodings (`ValueEncoding.bit`) a blob may use: float32 alone
+    /// except in version-3 frames (section 6.3).
+    public var valueEncodings: UInt8 = ValueEncoding.float32.bit
 
     public init(
         maxPayloadBytes: Int = 16 << 20,

@@ -8,7 +8,9 @@ public enum Message: Hashable, Sendable {
     case hello(Hello)
     indirect case welcome(Welcome)
     /// Asks for the model; `heldVersion` is the version the client already has (0: none).
-    case fetch(heldVersion: UInt64, compression: Compression)
+    /// `deltaEncodings` (version 3): the `ValueEncoding` bits the client accepts
+    /// in a `MODEL_DELTA` answer; 0: full models only.
+    case fetch(heldVersion: UInt64, compression: Compression, deltaEncodings: UInt8 = 0)
     case model(Model)
     /// The answer to a fetch whose `heldVersion` is the current version: no weights.
     case modelUnchanged(version: UInt64, datasets: UInt64)
@@ -17,6 +19,7 @@ public enum Message: Hashable, Sendable {
     case error(ErrorMessage)
     case ping(nonce: UInt64)
     case pong(nonce: UInt64)
+    indirect case modelDelta(ModelDelta)
 
     public var type: MessageType {
         switch self {
@@ -30,6 +33,7 @@ public enum Message: Hashable, Sendable {
         case .error: .error
         case .ping: .ping
         case .pong: .pong
+        case .modelDelta: .modelDelta
         }
     }
 }
@@ -75,11 +79,20 @@ public struct Welcome: Hashable, Sendable {
     /// Version 2 and later: the largest `datasets` one push may claim; 0 when
     /// not announced (version 1).
     public var maxDatasets: UInt64
+    /// Version 3: the `ValueEncoding` bits the server accepts in pushes
+    /// (float32 always); 0 when not announced.
+    public var encodings: UInt8
+    /// Version 3: the encoding of the server's `MODEL_DELTA` steps, 0 when it
+    /// sends none (full models only).
+    public var deltaEncoding: UInt8
 
     public init(
         version: UInt8 = 1, compressions: UInt8, serverID: String, modelVersion: UInt64, datasets: UInt64,
-        maxPayloadBytes: UInt32, maxDecompressedBytes: UInt64 = 0, maxDatasets: UInt64 = 0
+        maxPayloadBytes: UInt32, maxDecompressedBytes: UInt64 = 0, maxDatasets: UInt64 = 0, encodings: UInt8 = 0,
+        deltaEncoding: UInt8 = 0
     ) {
+        self.encodings = encodings
+        self.deltaEncoding = deltaEncoding
         self.version = version
         self.maxDecompressedBytes = maxDecompressedBytes
         self.maxDatasets = maxDatasets
@@ -122,11 +135,22 @@ public struct Push: Hashable, Sendable {
     /// answers a push whose (client id, push id) it has applied with that
     /// push's original `ACK` and applies nothing. Not sent in version 1.
     public var pushID: UInt64
+    /// Version 3: how the values travel (lossy encodings are opt-in).
+    public var encoding: ValueEncoding
+    /// Version 3: `tensors` are the delta `Wc - W_base` against `baseVersion`,
+    /// which the server must hold (else `unknown_base`).
+    public var isDelta: Bool
+    /// How a lossy encoding rounds (the sender's choice; not on the wire).
+    public var rounding: ValueEncoding.Rounding
 
     public init(
         clientID: String, datasets: UInt64, baseVersion: UInt64, tensors: [Tensor], compression: Compression = .none,
-        pushID: UInt64 = 0
+        pushID: UInt64 = 0, encoding: ValueEncoding = .float32, isDelta: Bool = false,
+        rounding: ValueEncoding.Rounding = .nearest
     ) {
+        self.encoding = encoding
+        self.isDelta = isDelta
+        self.rounding = rounding
         self.pushID = pushID
         self.clientID = clientID
         self.datasets = datasets
@@ -162,5 +186,47 @@ public struct ErrorMessage: Hashable, Sendable {
     /// The `ERROR` that reports a codec failure.
     public init(_ error: CodecError) {
         self.init(code: error.code, message: error.message)
+    }
+}
+
+/// `MODEL_DELTA` (version 3): the client's version `fromVersion` becomes
+/// `version` by adding each step's decoded values, in order, in Float32
+/// (`w = w + step`); the server's model advanced by exactly these steps, so
+/// the client's copy is bit for bit the server's.
+public struct ModelDelta: Hashable, Sendable {
+    public var version: UInt64
+    public var datasets: UInt64
+    public var fromVersion: UInt64
+    /// Each step's tensors, decoded.
+    public var steps: [[Tensor]]
+    /// How the steps travel (when encoding).
+    public var encoding: ValueEncoding
+    public var compression: Compression
+
+    public init(
+        version: UInt64, datasets: UInt64, fromVersion: UInt64, steps: [[Tensor]], encoding: ValueEncoding = .float32,
+        compression: Compression = .none
+    ) {
+        self.version = version
+        self.datasets = datasets
+        self.fromVersion = fromVersion
+        self.steps = steps
+        self.encoding = encoding
+        self.compression = compression
+    }
+
+    /// `weights` advanced by every step (shapes already checked by the caller).
+    public func apply(to weights: [Tensor]) -> [Tensor] {
+        var out = weights
+        for step in steps {
+            for t in out.indices {
+                step[t].values.withUnsafeBufferPointer { d in
+                    out[t].values.withUnsafeMutableBufferPointer { w in
+                        for i in w.indices { w[i] = w[i] + d[i] }
+                    }
+                }
+            }
+        }
+        return out
     }
 }

@@ -10,4 +10,6 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case error = 0x08
     case ping = 0x09
     case pong = 0x0A
+    /// Version 3: the steps from the client's version to the current one.
+    case modelDelta = 0x0B
 }

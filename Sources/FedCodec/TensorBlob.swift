@@ -5,48 +5,64 @@
 /// u8  compression        0 none, 1 zlib, 2 shuffle-zlib
 /// u16 tensor count       <= Limits.maxTensors
 /// per tensor:
-///   u8  dtype            1 = float32
+///   u8  dtype            1 = float32; version 3 also 2-5 (`ValueEncoding`)
 ///   u8  rank             <= Limits.maxRank
 ///   u32 dims[rank]
-/// u32 raw size           == 4 * total elements, <= Limits.maxDecompressedBytes
+/// u32 raw size           == sum of the tensors' encoded sizes (4 per float32 value);
+///                           4 * total elements <= Limits.maxDecompressedBytes
 /// u32 stored size        == bytes that follow, to the end of the blob
-/// stored bytes           raw: little-endian Float32, row-major, tensors in order
+/// stored bytes           raw: each tensor's values encoded, row-major, tensors in order
 /// ```
 /// All integers big-endian. Decoding checks every declared size against the
 /// limits before allocating or inflating anything.
 public enum TensorBlob {
     public static let float32DType: UInt8 = 1
 
-    /// Appends the blob for `tensors` to `writer`. `level` is zlib's (1-9) for compressed modes.
+    /// Appends the blob for `tensors` to `writer`. `level` is zlib's (1-9) for
+    /// compressed modes. Every tensor's values are stored as `encoding`
+    /// (float32 unless a version-3 peer agreed to another, section 6.3);
+    /// shuffle-zlib of a block encoding is written as plain zlib (mode 1).
     public static func encode(
-        _ tensors: [Tensor], compression: Compression, level: Int32 = 6, into writer: inout ByteWriter
+        _ tensors: [Tensor], compression: Compression, level: Int32 = 6, encoding: ValueEncoding = .float32,
+        rounding: ValueEncoding.Rounding = .nearest, into writer: inout ByteWriter
     ) {
-        writer.u8(compression.rawValue)
+        let mode: Compression = compression == .shuffleZlib && encoding.width == nil ? .zlib : compression
+        writer.u8(mode.rawValue)
         writer.u16(UInt16(tensors.count))
-        var total = 0
+        var rawSize = 0
         for t in tensors {
-            writer.u8(float32DType)
+            writer.u8(encoding.rawValue)
             writer.u8(UInt8(t.shape.count))
             for d in t.shape { writer.u32(UInt32(d)) }
-            total += t.count
+            rawSize += encoding.encodedSize(count: t.count)
         }
-        let rawSize = total * 4
         writer.u32(UInt32(rawSize))
-        switch compression {
+        var raw = ByteWriter(capacity: rawSize)
+        for (i, t) in tensors.enumerated() {
+            var r = rounding
+            // A different stream of random numbers per tensor.
+            if case .stochastic(let seed) = rounding { r = .stochastic(seed: seed &+ UInt64(i) &* 0x5851_F42D) }
+            encoding.encode(t.values, rounding: r, into: &raw)
+        }
+        switch mode {
         case .none:
             writer.u32(UInt32(rawSize))
-            for t in tensors { appendLittleEndian(t.values, to: &writer) }
+            writer.append(raw.bytes)
         case .zlib, .shuffleZlib:
-            var raw = ByteWriter(capacity: rawSize)
-            for t in tensors { appendLittleEndian(t.values, to: &raw) }
             let packed: [UInt8]
-            if compression == .shuffleZlib {
+            if mode == .shuffleZlib {
+                let width = encoding.width!
                 let shuffled = [UInt8](unsafeUninitializedCapacity: rawSize) { buf, n in
-                    raw.bytes.withUnsafeBytes { Zlib.shuffle($0, into: UnsafeMutableRawBufferPointer(buf)) }
+                    raw.bytes.withUnsafeBytes {
+                        Zlib.shuffle($0, into: UnsafeMutableRawBufferPointer(buf), width: width)
+                    }
                     n = rawSize
                 }
-                // Planes 0-2 (mantissa bytes) are near-random: Huffman only; plane 3 (sign and exponent) run-length.
-                packed = shuffled.withUnsafeBytes { Zlib.deflate($0, level: level, entropyPrefix: rawSize / 4 * 3) }
+                // The low planes (mantissa bytes) are near-random: Huffman only; the top plane
+                // (sign and exponent) run-length.
+                packed = shuffled.withUnsafeBytes {
+                    Zlib.deflate($0, level: level, entropyPrefix: rawSize / width * (width - 1))
+                }
             } else {
                 packed = raw.bytes.withUnsafeBytes { Zlib.deflate($0, level: level) }
             }
@@ -60,6 +76,8 @@ public enum TensorBlob {
     public struct Header: Hashable, Sendable {
         public var compression: Compression
         public var shapes: [[Int]]
+        /// Each tensor's value encoding (float32 outside version 3).
+        public var encodings: [ValueEncoding]
         public var rawSize: Int
         public var storedSize: Int
     }
@@ -80,13 +98,20 @@ public enum TensorBlob {
         }
         var shapes: [[Int]] = []
         shapes.reserveCapacity(count)
+        var encodings: [ValueEncoding] = []
         var total = 0
+        var encodedTotal = 0
         let maxElements = limits.maxDecompressedBytes / 4
         for index in 0..<count {
             let dtype = try reader.u8("tensor \(index) dtype")
-            guard dtype == float32DType else {
-                throw CodecError(.unsupportedDType, "tensor \(index) has dtype \(dtype); only 1 (float32) is defined")
+            guard let encoding = ValueEncoding(rawValue: dtype), limits.valueEncodings & encoding.bit != 0 else {
+                throw CodecError(
+                    .unsupportedDType,
+                    limits.valueEncodings == ValueEncoding.float32.bit
+                        ? "tensor \(index) has dtype \(dtype); only 1 (float32) is defined"
+                        : "tensor \(index) has dtype \(dtype); accepted here: 1-5 (section 6.3)")
             }
+            encodings.append(encoding)
             let rank = Int(try reader.u8("tensor \(index) rank"))
             if rank > limits.maxRank {
                 throw CodecError(.invalidShape, "tensor \(index) has rank \(rank), at most \(limits.maxRank) allowed")
@@ -102,6 +127,7 @@ public enum TensorBlob {
                 if d == 0 { elements = 0 }
             }
             total = min(total + elements, maxElements + 1)
+            if total <= maxElements { encodedTotal += encoding.encodedSize(count: elements) }
             shapes.append(shape)
         }
         if total > maxElements {
@@ -109,8 +135,14 @@ public enum TensorBlob {
                 .decompressedTooLarge, "tensors declare more than \(limits.maxDecompressedBytes) bytes of data")
         }
         let rawSize = Int(try reader.u32("raw size"))
-        guard rawSize == total * 4 else {
-            throw CodecError(.sizeMismatch, "raw size is \(rawSize) bytes, the shapes hold \(total * 4)")
+        guard rawSize == encodedTotal else {
+            throw CodecError(.sizeMismatch, "raw size is \(rawSize) bytes, the shapes hold \(encodedTotal)")
+        }
+        if compression == .shuffleZlib, let first = encodings.first {
+            guard first.width != nil, encodings.allSatisfy({ $0 == first }) else {
+                throw CodecError(
+                    .unsupportedCompression, "shuffle-zlib needs every tensor in fp32, or every tensor in fp16")
+            }
         }
         let storedSize = Int(try reader.u32("stored size"))
         if storedSize > reader.remaining {
@@ -119,61 +151,50 @@ public enum TensorBlob {
         if storedSize < reader.remaining {
             throw CodecError(.trailingBytes, "\(reader.remaining - storedSize) bytes after the blob's data")
         }
-        return Header(compression: compression, shapes: shapes, rawSize: rawSize, storedSize: storedSize)
+        return Header(
+            compression: compression, shapes: shapes, encodings: encodings, rawSize: rawSize, storedSize: storedSize)
     }
 
     /// Decodes one blob that runs to the end of `reader`'s bytes.
     public static func decode(_ reader: inout ByteReader, limits: Limits) throws(CodecError) -> [Tensor] {
         let h = try header(&reader, limits: limits)
-        let (compression, shapes, rawSize, storedSize) = (h.compression, h.shapes, h.rawSize, h.storedSize)
+        let (compression, rawSize, storedSize) = (h.compression, h.rawSize, h.storedSize)
         let stored = try reader.take(storedSize, "blob data")
         switch compression {
         case .none:
             guard storedSize == rawSize else {
                 throw CodecError(.sizeMismatch, "uncompressed blob stores \(storedSize) bytes, raw size is \(rawSize)")
             }
-            return split(stored, shapes: shapes)
+            return split(stored, h)
         case .zlib:
             let raw = try makeBytes(count: rawSize) { (buf) throws(CodecError) in try Zlib.inflate(stored, into: buf) }
-            return raw.withUnsafeBytes { split($0, shapes: shapes) }
+            return raw.withUnsafeBytes { split($0, h) }
         case .shuffleZlib:
             let shuffled = try makeBytes(count: rawSize) { (buf) throws(CodecError) in
                 try Zlib.inflate(stored, into: buf)
             }
+            let width = h.encodings.first?.width ?? 4
             let raw = [UInt8](unsafeUninitializedCapacity: rawSize) { buf, n in
-                shuffled.withUnsafeBytes { Zlib.unshuffle($0, into: UnsafeMutableRawBufferPointer(buf)) }
+                shuffled.withUnsafeBytes { Zlib.unshuffle($0, into: UnsafeMutableRawBufferPointer(buf), width: width) }
                 n = rawSize
             }
-            return raw.withUnsafeBytes { split($0, shapes: shapes) }
+            return raw.withUnsafeBytes { split($0, h) }
         }
     }
 
-    /// Cuts little-endian Float32 bytes into tensors of `shapes` (sizes already checked).
-    private static func split(_ raw: UnsafeRawBufferPointer, shapes: [[Int]]) -> [Tensor] {
+    /// Cuts the data into tensors of the header's shapes, decoding each
+    /// tensor's values (sizes already checked).
+    private static func split(_ raw: UnsafeRawBufferPointer, _ h: Header) -> [Tensor] {
         var offset = 0
         var out: [Tensor] = []
-        out.reserveCapacity(shapes.count)
-        for shape in shapes {
+        out.reserveCapacity(h.shapes.count)
+        for (shape, encoding) in zip(h.shapes, h.encodings) {
             let n = Tensor.elementCount(shape)!
-            let values = [Float](unsafeUninitializedCapacity: n) { buf, count in
-                let dst = UnsafeMutableRawBufferPointer(buf)
-                if n > 0 { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[offset..<offset + 4 * n])) }
-                #if _endian(big)
-                    for i in 0..<n { buf[i] = Float(bitPattern: UInt32(littleEndian: buf[i].bitPattern)) }
-                #endif
-                count = n
-            }
-            offset += 4 * n
+            let size = encoding.encodedSize(count: n)
+            let values = encoding.decode(UnsafeRawBufferPointer(rebasing: raw[offset..<offset + size]), count: n)
+            offset += size
             out.append(Tensor(checkedShape: shape, values: values))
         }
         return out
-    }
-
-    private static func appendLittleEndian(_ values: [Float], to writer: inout ByteWriter) {
-        #if _endian(little)
-            values.withUnsafeBytes { writer.append($0) }
-        #else
-            for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { writer.append($0) } }
-        #endif
     }
 }

@@ -56,6 +56,12 @@ public struct SimulateCommand: ParsableCommand {
     @Option(help: "Synchronous rounds with this fraction of the clients (default: asynchronous).") var sync: Double?
     @Option(help: "Points of the learning curve.") var evalPoints = 10
     @Option(help: "Blob compression of the clients: none, zlib or shuffle-zlib.") var compression = "none"
+    @Option(
+        help: ArgumentHelp(
+            "How clients push, and the server's fetch deltas: PUSH[,fetch=ENC] (repeatable; default fp32).",
+            discussion:
+                "PUSH: fp32, fp16, int8, int4 or int2, with -delta to push Wc - W_base (int4-delta; 'delta' is lossless deltas); lossy deltas carry their rounding error into the next push. fetch=ENC: the server publishes each version as a step quantized in ENC and clients fetch those steps. With several, every one runs on the same seeds and the table adds each one's paired difference to the first.",
+            valueName: "PUSH[,fetch=ENC]")) var encoding: [String] = []
     @Option(help: "Versions the server keeps as bases (default: 2 x clients, at least 16).") var maxStaleness: Int?
     @Option(help: "Most samples one update counts for.") var maxUpdateSamples: UInt64 = 10_000
     @Option(help: "First seed (weights, partition, speeds, shuffles).") var seed: UInt64 = 1
@@ -76,6 +82,10 @@ public struct SimulateCommand: ParsableCommand {
         }
         guard Attack(rawValue: attack) != nil else {
             throw ValidationError("--attack \(attack): use \(Attack.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        for e in encoding where EncodingSetting(e) == nil {
+            throw ValidationError(
+                "--encoding \(e): use fp32, fp16, int8, int4 or int2, optionally -delta, optionally ,fetch=ENC")
         }
         guard Compression(name: compression) != nil else {
             throw ValidationError("unknown --compression \(compression)")
@@ -115,6 +125,7 @@ public struct SimulateCommand: ParsableCommand {
         print(
             "\(settings.clients) clients, \(settings.scenario), \(settings.localEpochs) local epoch(s), budget \(settings.budget) samples, \(seeds) seed(s)"
         )
+        let encodings = encoding.isEmpty ? [EncodingSetting()] : encoding.map { EncodingSetting($0)! }
         let specs = try (strategy.isEmpty ? ["running-average", "fedasync", "fedbuff"] : strategy).map {
             try StrategySpec($0)
         }
@@ -129,13 +140,17 @@ public struct SimulateCommand: ParsableCommand {
                 print(String(format: "seed %d: centralized, same budget: accuracy %.4f", s.seed, c))
             }
             for spec in specs {
-                print("seed \(s.seed): \(spec)")
-                let r = try Simulation(settings: s, train: train, test: test) { print($0) }.run(strategy: spec)
-                results.append(r)
+                for e in encodings {
+                    s.encoding = e
+                    print("seed \(s.seed): \(spec)\(e == EncodingSetting() ? "" : " [\(e)]")")
+                    let r = try Simulation(settings: s, train: train, test: test) { print($0) }.run(strategy: spec)
+                    results.append(r)
+                }
             }
         }
         print("")
         print(SimulationReport.table(results, centralized: centralized))
+        if encodings.count > 1 { print("\n" + SimulationReport.pairedDifferences(results)) }
         if let out {
             try SimulationReport.write(results, centralized: centralized, to: out)
             print("wrote \(out)/summary.json, curve.csv and curves.svg")

@@ -30,6 +30,9 @@ struct SimulationSettings {
     var syncFraction: Double?
     var evalPoints = 10
     var compression = Compression.none
+    /// How clients push (lossy encodings, deltas) and, when set, the server's
+    /// fetch-delta encoding (clients then ask for `MODEL_DELTA`).
+    var encoding = EncodingSetting()
     var maxStaleness: Int?
     var maxUpdateSamples: UInt64 = 10_000
     var seed: UInt64 = 1
@@ -69,11 +72,18 @@ struct CurvePoint: Codable {
 /// The outcome of one run (one strategy, one scenario, one seed).
 struct SimulationResult: Codable {
     var strategy: String
+    var encoding: String
     var scenario: String
     var seed: UInt64
     var finalAccuracy: Double
     var virtualSeconds: Double
     var bytes: Int
+    /// Bytes the clients sent (pushes, mostly) and received (models).
+    var bytesSent: Int
+    var bytesReceived: Int
+    /// Model answers that were `MODEL_DELTA` steps, and full models.
+    var deltaFetches: Int
+    var fullFetches: Int
     var pushes: Int
     var rejected: Int
     var versions: UInt64
@@ -131,7 +141,8 @@ final class Simulation {
             configuration: ServerConfiguration(
                 port: 0, checkpointPath: dir.appendingPathComponent("sim.fedk").path, saveEvery: 64,
                 maxDatasets: .max, strategy: spec.strategy, maxStaleness: s.maxStaleness ?? max(16, 2 * s.clients),
-                maxUpdateSamples: s.maxUpdateSamples, maxConnections: s.clients + 8),
+                maxUpdateSamples: s.maxUpdateSamples, maxConnections: s.clients + 8,
+                deltaEncoding: s.encoding.fetch),
             initial: MLP(seed: s.seed).tensors(), logger: quiet, threads: 1)
         defer { try? server.shutdown(grace: .milliseconds(100)) }
 
@@ -147,7 +158,8 @@ final class Simulation {
                 Client(
                     data: train.subset(parts[c]), speed: speed, attacker: attackers.contains(c),
                     transport: BinaryTransport(
-                        host: "127.0.0.1", port: server.localPort, clientID: "sim-\(c)", compression: s.compression)))
+                        host: "127.0.0.1", port: server.localPort, clientID: "sim-\(c)", compression: s.compression,
+                        encoding: s.encoding.push, acceptDeltas: s.encoding.fetch != nil)))
         }
 
         let trainer = Trainer(model: MLP(seed: s.seed), maxBatch: max(256, s.batchSize), threads: 2)
@@ -262,8 +274,12 @@ final class Simulation {
         try evaluate(at: now)
         let versions = server.store.snapshot().version
         return SimulationResult(
-            strategy: spec.text, scenario: s.scenario, seed: s.seed, finalAccuracy: curve.last!.accuracy,
-            virtualSeconds: now, bytes: bytes(), pushes: pushed, rejected: rejected, versions: versions,
+            strategy: s.encoding == EncodingSetting() ? spec.text : "\(spec.text) [\(s.encoding)]",
+            encoding: s.encoding.description, scenario: s.scenario, seed: s.seed, finalAccuracy: curve.last!.accuracy,
+            virtualSeconds: now, bytes: bytes(), bytesSent: clients.reduce(0) { $0 + $1.transport.bytesSent },
+            bytesReceived: clients.reduce(0) { $0 + $1.transport.bytesReceived },
+            deltaFetches: clients.reduce(0) { $0 + $1.transport.deltaFetches },
+            fullFetches: clients.reduce(0) { $0 + $1.transport.fullFetches }, pushes: pushed, rejected: rejected, versions: versions,
             wallSeconds: Date().timeIntervalSince(wall), curve: curve)
     }
 
@@ -299,4 +315,26 @@ extension Dataset {
         }
         return Dataset(images: images, labels: labels, features: features)
     }
+}
+
+/// One encoding setting of `fed simulate --encoding`: `PUSH[,fetch=ENC]`,
+/// PUSH as `fed client --encoding` takes it (`fp32`, `int8-delta`, ...), and
+/// the server's fetch-delta encoding.
+struct EncodingSetting: Hashable, CustomStringConvertible {
+    var push = WireEncoding.lossless
+    var fetch: ValueEncoding? = nil
+
+    init() {}
+
+    init?(_ text: String) {
+        let parts = text.split(separator: ",").map(String.init)
+        guard let first = parts.first, let p = WireEncoding(name: first) else { return nil }
+        push = p
+        for part in parts.dropFirst() {
+            guard part.hasPrefix("fetch="), let f = ValueEncoding(name: String(part.dropFirst(6))) else { return nil }
+            fetch = f
+        }
+    }
+
+    var description: String { fetch.map { "\(push),fetch=\($0)" } ?? push.description }
 }

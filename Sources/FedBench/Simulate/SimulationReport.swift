@@ -43,6 +43,54 @@ enum SimulationReport {
         return text
     }
 
+    /// For each strategy, each encoding against the first one run with it,
+    /// seed by seed: the mean difference of final accuracy (points) and its
+    /// 95% interval (Student's t over the seeds), and bytes per push and fetch.
+    static func pairedDifferences(_ results: [SimulationResult]) -> String {
+        var rows: [[String]] = []
+        let base = { (r: SimulationResult) in r.strategy.components(separatedBy: " [").first ?? r.strategy }
+        var strategies: [String] = []
+        for r in results where !strategies.contains(base(r)) { strategies.append(base(r)) }
+        for strategy in strategies {
+            let runs = results.filter { base($0) == strategy }
+            guard let reference = runs.first?.encoding else { continue }
+            var encodings: [String] = []
+            for r in runs where !encodings.contains(r.encoding) { encodings.append(r.encoding) }
+            for e in encodings {
+                let pairs: [(SimulationResult, SimulationResult)] = runs.filter { $0.encoding == e }.compactMap { r in
+                    runs.first { $0.encoding == reference && $0.seed == r.seed }.map { ($0, r) }
+                }
+                let d = pairs.map { ($0.1.finalAccuracy - $0.0.finalAccuracy) * 100 }
+                let n = Double(d.count)
+                let mean = d.reduce(0, +) / max(n, 1)
+                let sd = (d.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / max(n - 1, 1)).squareRoot()
+                let half = d.count > 1 ? tCritical95(d.count - 1) * sd / n.squareRoot() : .nan
+                let mine = runs.filter { $0.encoding == e }
+                let per = { (f: (SimulationResult) -> Double) in mine.map(f).reduce(0, +) / Double(max(mine.count, 1)) }
+                rows.append([
+                    strategy, e, "\(d.count)", String(format: "%+.2f", mean),
+                    d.count > 1 ? String(format: "%+.2f..%+.2f", mean - half, mean + half) : "-",
+                    String(format: "%.0f", per { Double($0.bytesSent) / Double(max($0.pushes, 1)) }),
+                    String(format: "%.0f", per { Double($0.bytesReceived) / Double(max($0.pushes, 1)) }),
+                    String(format: "%.0f", per { Double($0.deltaFetches) }),
+                ])
+            }
+        }
+        return "paired by seed, against the first encoding (accuracy points; bytes per push and per fetch, frames included):\n"
+            + Table.render(
+                header: ["strategy", "encoding", "seeds", "mean diff", "95% interval", "sent B/push", "received B/fetch", "delta fetches"],
+                rows: rows)
+    }
+
+    /// Student's t quantile 0.975 for `df` degrees of freedom.
+    static func tCritical95(_ df: Int) -> Double {
+        let table: [Double] = [
+            12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+            2.120, 2.110, 2.101, 2.093, 2.086,
+        ]
+        return df >= 1 && df <= table.count ? table[df - 1] : 1.96 + 2.4 / Double(max(df, 1))
+    }
+
     static func write(_ results: [SimulationResult], centralized: [Double], to dir: String) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let summary: [String: Any] = [

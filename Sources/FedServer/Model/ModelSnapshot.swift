@@ -12,12 +12,16 @@ public final class ModelSnapshot: Sendable {
     public let version: UInt64
     public let datasets: UInt64
     public let tensors: [Tensor]
+    /// With fetch deltas: the blob of the step from version - 1 to this one
+    /// (`tensors` are exactly the previous version's plus its decoded values).
+    public let step: [UInt8]?
     private let cache = Mutex<[String: EncodedPayload]>([:])
 
-    public init(version: UInt64, datasets: UInt64, tensors: [Tensor]) {
+    public init(version: UInt64, datasets: UInt64, tensors: [Tensor], step: [UInt8]? = nil) {
         self.version = version
         self.datasets = datasets
         self.tensors = tensors
+        self.step = step
     }
 
     /// Bytes that do not change between requests, and their CRC-32.

@@ -28,11 +28,15 @@ public final class ModelStore: Sendable {
         /// Most samples one update counts for in a strategy's weights (after
         /// running totals are turned into per-update counts).
         public var maxUpdateSamples: UInt64
+        /// Fetch deltas (`ServerConfiguration.deltaEncoding`): each published
+        /// version is the previous one plus a step quantized in this encoding.
+        public var deltaEncoding: ValueEncoding?
 
         public init(
             maxDatasets: UInt64 = 60_000, strategy: any FederationStrategy = RunningAverage(), maxStaleness: Int = 16,
-            maxUpdateSamples: UInt64 = 10_000
+            maxUpdateSamples: UInt64 = 10_000, deltaEncoding: ValueEncoding? = nil
         ) {
+            self.deltaEncoding = deltaEncoding
             self.maxDatasets = maxDatasets
             self.strategy = strategy
             self.maxStaleness = max(0, maxStaleness)
@@ -155,11 +159,16 @@ public final class ModelStore: Sendable {
         /// retained window is refused (`stale_base`) instead of being taken as
         /// the oldest retained version.
         public var strictBase: Bool
+        /// `tensors` are `Wc - W_base` against `baseVersion` (version 3); the
+        /// store adds them to that version's weights, or refuses the update
+        /// with `unknown_base` when it does not hold that version.
+        public var isDelta: Bool
 
         public init(
             tensors: [Tensor], datasets: UInt64, key: PushKey? = nil, clientID: String = "?", baseVersion: UInt64 = 0,
-            strictBase: Bool = false
+            strictBase: Bool = false, isDelta: Bool = false
         ) {
+            self.isDelta = isDelta
             self.tensors = tensors
             self.datasets = datasets
             self.key = key
@@ -201,12 +210,18 @@ public final class ModelStore: Sendable {
                     continue
                 }
                 do throws(RejectedUpdate) {
+                    var u = u
+                    if u.isDelta { u.tensors = try Self.undelta(u, published: published, retained: retained) }
                     try validate(u.tensors, datasets: u.datasets, against: published)
                     let update = try clientUpdate(u, version: version, retained: retained)
                     if configuration.strategy.accept(update, state: &state) {
                         version += 1
+                        var step: [UInt8]? = nil
+                        if let encoding = configuration.deltaEncoding, let previous = retained.last {
+                            step = Self.quantizeStep(from: previous.tensors, encoding: encoding, state: &state)
+                        }
                         retained.append(
-                            ModelSnapshot(version: version, datasets: state.samples, tensors: state.weights))
+                            ModelSnapshot(version: version, datasets: state.samples, tensors: state.weights, step: step))
                         if retained.count > configuration.maxStaleness + 1 {
                             retained.removeFirst(retained.count - configuration.maxStaleness - 1)
                         }
@@ -246,6 +261,82 @@ public final class ModelStore: Sendable {
             w.retained = retained
             if staged !== published { lock.withWriteLock { current = staged } }
             return results
+        }
+    }
+
+    /// The key under which the rounding error of published steps is kept (checkpointed).
+    static let residualKey = "delta.residual"
+
+    /// Turns the strategy's new weights into the previous version plus a step
+    /// quantized in `encoding` (the rounding error carried in the state to the
+    /// next step), and returns the step's blob. The published weights are
+    /// computed exactly as a client applying the step computes them.
+    static func quantizeStep(from previous: [Tensor], encoding: ValueEncoding, state: inout FederationState)
+        -> [UInt8]
+    {
+        var residual = state.tensors[residualKey] ?? previous.map { Tensor(zeros: $0.shape) }
+        var step = state.weights
+        for t in step.indices {
+            for i in step[t].values.indices {
+                step[t].values[i] = state.weights[t].values[i] - previous[t].values[i] + residual[t].values[i]
+            }
+        }
+        var w = ByteWriter()
+        let mode: Compression = encoding.width == nil ? .zlib : .shuffleZlib
+        TensorBlob.encode(step, compression: mode, level: 6, encoding: encoding, into: &w)
+        var limits = Limits(maxDecompressedBytes: Int.max / 8)
+        limits.valueEncodings = encoding.bit | ValueEncoding.float32.bit
+        let decoded = w.bytes.withUnsafeBytes { raw -> [Tensor] in
+            var r = ByteReader(raw)
+            return (try? TensorBlob.decode(&r, limits: limits)) ?? []
+        }
+        precondition(decoded.count == step.count, "a step the store encoded did not decode")
+        let published = ModelDelta(version: 0, datasets: 0, fromVersion: 0, steps: [decoded]).apply(to: previous)
+        for t in step.indices {
+            for i in step[t].values.indices { residual[t].values[i] = step[t].values[i] - decoded[t].values[i] }
+        }
+        state.tensors[residualKey] = residual
+        state.weights = published
+        return w.bytes
+    }
+
+    /// The weights of a delta push: its base's plus the delta (shapes checked first).
+    static func undelta(_ u: Update, published: ModelSnapshot, retained: [ModelSnapshot]) throws(RejectedUpdate)
+        -> [Tensor]
+    {
+        guard u.baseVersion != 0,
+            let base = u.baseVersion == published.version
+                ? published : retained.last(where: { $0.version == u.baseVersion })
+        else {
+            throw RejectedUpdate(
+                .unknownBase,
+                "a delta against version \(u.baseVersion), which this server does not hold (it is at \(published.version)); push full weights"
+            )
+        }
+        guard u.tensors.map(\.shape) == base.tensors.map(\.shape) else {
+            throw RejectedUpdate(
+                .shapeMismatch,
+                "tensor shapes \(u.tensors.map(\.shape)) differ from the model's \(base.tensors.map(\.shape))")
+        }
+        return ModelDelta(version: 0, datasets: 0, fromVersion: 0, steps: [u.tensors]).apply(to: base.tensors)
+    }
+
+    /// The step blobs that take version `held` to `current`, if the store
+    /// still holds every one of them; nil otherwise.
+    public func steps(from held: UInt64, to current: ModelSnapshot) -> [[UInt8]]? {
+        guard configuration.deltaEncoding != nil, held != 0, held < current.version,
+            current.version - held <= UInt64(MessageCodec.maxDeltaSteps)
+        else { return nil }
+        return writer.withLock { w -> [[UInt8]]? in
+            var out: [[UInt8]] = []
+            for v in (held + 1)...current.version {
+                let s = v == current.version ? current : w.retained.last { $0.version == v }
+                guard let step = s?.step else { return nil }
+                out.append(step)
+            }
+            // The version the client holds must still be known (else its steps may not apply).
+            guard w.retained.contains(where: { $0.version == held }) else { return nil }
+            return out
         }
     }
 

@@ -209,7 +209,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         case .pong, .error:
             // Unsolicited answers from a client are ignored (SPEC.md section 4).
             if case .error(let e) = message { logger.info("client sent ERROR \(e.code)") }
-        case .welcome, .model, .modelUnchanged, .ack:
+        case .welcome, .model, .modelUnchanged, .ack, .modelDelta:
             sendError(ctx, .unexpectedMessage, "a client does not send \(message.type)", requestID: id)
         case .ping, .fetch, .push:
             guard clientID != nil else {
@@ -217,7 +217,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             }
             switch message {
             case .ping(let nonce): send(ctx, .pong(nonce: nonce), requestID: id)
-            case .fetch(let held, let wanted): handleFetch(ctx, held: held, wanted: wanted, id: id)
+            case .fetch(let held, let wanted, let deltas):
+                handleFetch(ctx, held: held, wanted: wanted, deltaEncodings: deltas, id: id)
             case .push(let push): handlePush(ctx, push, id: id)
             default: break
             }
@@ -257,19 +258,36 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
                     modelVersion: model.version, datasets: model.datasets,
                     maxPayloadBytes: UInt32(clamping: context.limits.frame.maxPayloadBytes),
                     maxDecompressedBytes: UInt64(context.limits.frame.maxDecompressedBytes),
-                    maxDatasets: context.configuration.maxDatasets)),
+                    maxDatasets: context.configuration.maxDatasets, encodings: context.configuration.encodings,
+                    deltaEncoding: context.configuration.deltaEncoding?.bit ?? 0)),
             requestID: id)
         version = high
     }
 
-    private func handleFetch(_ ctx: ChannelHandlerContext, held: UInt64, wanted: Compression, id: UInt32) {
+    private func handleFetch(
+        _ ctx: ChannelHandlerContext, held: UInt64, wanted: Compression, deltaEncodings: UInt8, id: UInt32
+    ) {
         let model = context.store.snapshot()
         if let clientID { context.store.served(model.version, to: clientID) }
         if held != 0 && held == model.version {
             return send(ctx, .modelUnchanged(version: model.version, datasets: model.datasets), requestID: id)
         }
         let compression = compressions & wanted.bit != 0 ? wanted : .none
-        let (header, payload) = model.modelFrame(requestID: id, compression: compression, version: version)
+        var (header, payload) = model.modelFrame(requestID: id, compression: compression, version: version)
+        // A version-3 client that holds a retained version and accepts the steps' encoding
+        // gets the steps when they are smaller than the model.
+        if version >= 3, let encoding = context.configuration.deltaEncoding, deltaEncodings & encoding.bit != 0,
+            let steps = context.store.steps(from: held, to: model),
+            steps.reduce(0, { $0 + 4 + $1.count }) + 26 < payload.readableBytes
+        {
+            let bytes = MessageCodec.modelDeltaPayload(
+                version: model.version, datasets: model.datasets, from: held, stepBlobs: steps)
+            header = FrameWriter.header(
+                type: .modelDelta, requestID: id, payloadLength: bytes.count, payloadCRC: CRC32.checksum(bytes),
+                version: version)
+            payload = ctx.channel.allocator.buffer(bytes: bytes)
+            context.metrics.request("binary", "modelDelta")
+        }
         let size = payload.readableBytes
         guard context.budget.reserve(size) else {
             logger.warning("fetch refused: memory budget exhausted (\(context.budget.used) B held)")
@@ -292,6 +310,10 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         if compressions & push.compression.bit == 0 {
             return sendError(ctx, .unsupportedCompression, "\(push.compression) was not agreed", requestID: id)
         }
+        if context.configuration.encodings & push.encoding.bit == 0 {
+            return sendError(
+                ctx, .unsupportedDType, "this server does not accept \(push.encoding) values", requestID: id)
+        }
         if context.lifecycle.isDraining {
             return sendError(ctx, .shuttingDown, "the server is shutting down; push again later", requestID: id)
         }
@@ -304,7 +326,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         let key = push.pushID == 0 ? nil : PushKey(clientID: clientID ?? push.clientID, pushID: push.pushID)
         let update = ModelStore.Update(
             tensors: push.tensors, datasets: push.datasets, key: key, clientID: clientID ?? push.clientID,
-            baseVersion: push.baseVersion, strictBase: version >= 2)
+            baseVersion: push.baseVersion, strictBase: version >= 2, isDelta: push.isDelta)
         context.committer.submit(update) { result in
             switch result {
             case .success(let ack) where ack.replayed:

@@ -73,7 +73,8 @@ public final class FederatedServer: Sendable {
             initial: snapshot, durable: durable,
             configuration: .init(
                 maxDatasets: configuration.maxDatasets, strategy: configuration.strategy,
-                maxStaleness: configuration.maxStaleness, maxUpdateSamples: configuration.maxUpdateSamples))
+                maxStaleness: configuration.maxStaleness, maxUpdateSamples: configuration.maxUpdateSamples,
+                deltaEncoding: configuration.deltaEncoding))
         let metrics = ServerMetrics()
         let committer = GroupCommitter(
             store: store, path: configuration.checkpointPath, saveEvery: configuration.saveEvery, metrics: metrics)

@@ -52,6 +52,16 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGrace: TimeAmount
     /// Compressions the server accepts and offers (bit per mode).
     public var compressions: UInt8
+    /// Value encodings accepted in version-3 pushes (`ValueEncoding.bit`;
+    /// default all: lossy pushes are each client's choice, and every push is
+    /// validated after decoding).
+    public var encodings: UInt8
+    /// Fetch deltas: when set, every version the server publishes moves from
+    /// the previous one by a step quantized in this encoding (with the
+    /// rounding error carried into the next step), and a version-3 client
+    /// holding a retained version is sent those steps (`MODEL_DELTA`) instead
+    /// of full weights. Default nil: full models only, the model exact.
+    public var deltaEncoding: ValueEncoding?
     /// Tokens clients must present: binary clients in HELLO, HTTP clients as
     /// `Authorization: Bearer TOKEN`. Empty: no authentication.
     public var authTokens: Set<String>
@@ -74,8 +84,11 @@ public struct ServerConfiguration: Sendable {
         memoryBudget: Int = 256 << 20, idleTimeout: TimeAmount = .seconds(300),
         firstBytesTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30),
         shutdownGrace: TimeAmount = .seconds(10), compressions: UInt8 = 0b111, authTokens: Set<String> = [],
-        serveHTTP: Bool = true, allowedOrigins: Set<String> = [], publicModel: Bool = false
+        serveHTTP: Bool = true, allowedOrigins: Set<String> = [], publicModel: Bool = false,
+        encodings: UInt8 = 0b1_1111, deltaEncoding: ValueEncoding? = nil
     ) {
+        self.encodings = encodings | ValueEncoding.float32.bit
+        self.deltaEncoding = deltaEncoding
         self.publicModel = publicModel
         self.host = host
         self.port = port
