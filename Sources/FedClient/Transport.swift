@@ -284,7 +284,8 @@ public final class BinaryTransport: ModelTransport {
             for (t, d) in delta.enumerated() {
                 let tensorSeed = seed &+ UInt64(t) &* 0x5851_F42D
                 sent.append(
-                    (try? Tensor(shape: d.shape, values: values.roundTrip(d.values, rounding: .stochastic(seed: tensorSeed))))
+                    (try? Tensor(
+                        shape: d.shape, values: values.roundTrip(d.values, rounding: .stochastic(seed: tensorSeed))))
                         ?? d)
             }
             leftover = zip(delta, sent).map { d, s in

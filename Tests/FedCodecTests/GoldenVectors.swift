@@ -82,9 +82,14 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
             fields["max_decompressed"] = Int(w.maxDecompressedBytes)
             fields["max_datasets"] = Int(w.maxDatasets)
         }
-    case .fetch(let held, let compression):
+        if w.version >= 3 {
+            fields["encodings"] = Int(w.encodings)
+            fields["delta_encoding"] = Int(w.deltaEncoding)
+        }
+    case .fetch(let held, let compression, let deltaEncodings):
         type = "fetch"
         fields = ["held_version": Int(held), "compression": compression.description]
+        if deltaEncodings != 0 { fields["delta_encodings"] = Int(deltaEncodings) }
     case .model(let m):
         type = "model"
         fields = [
@@ -101,6 +106,14 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
             "compression": p.compression.description, "tensors": tensors(p.tensors),
         ]
         if p.pushID != 0 { fields["push_id"] = NSNumber(value: p.pushID) }
+        if p.encoding != .float32 { fields["encoding"] = p.encoding.description }
+        if p.isDelta { fields["delta"] = true }
+    case .modelDelta(let d):
+        type = "model_delta"
+        fields = [
+            "version": Int(d.version), "datasets": Int(d.datasets), "from_version": Int(d.fromVersion),
+            "steps": d.steps.map { tensors($0) },
+        ]
     case .ack(let version, let datasets):
         type = "ack"
         fields = ["version": Int(version), "datasets": Int(datasets)]

@@ -43,10 +43,10 @@ public final class TestClient {
         }
     }
 
-    public func send(_ message: Message) throws -> UInt32 {
+    public func send(_ message: Message, version: UInt8 = 1) throws -> UInt32 {
         let id = nextID
         nextID += 1
-        try send(MessageCodec.encode(message, requestID: id, level: 1))
+        try send(MessageCodec.encode(message, requestID: id, level: 1, version: version))
         return id
     }
 

@@ -279,7 +279,8 @@ final class Simulation {
             virtualSeconds: now, bytes: bytes(), bytesSent: clients.reduce(0) { $0 + $1.transport.bytesSent },
             bytesReceived: clients.reduce(0) { $0 + $1.transport.bytesReceived },
             deltaFetches: clients.reduce(0) { $0 + $1.transport.deltaFetches },
-            fullFetches: clients.reduce(0) { $0 + $1.transport.fullFetches }, pushes: pushed, rejected: rejected, versions: versions,
+            fullFetches: clients.reduce(0) { $0 + $1.transport.fullFetches }, pushes: pushed, rejected: rejected,
+            versions: versions,
             wallSeconds: Date().timeIntervalSince(wall), curve: curve)
     }
 

@@ -76,9 +76,13 @@ enum SimulationReport {
                 ])
             }
         }
-        return "paired by seed, against the first encoding (accuracy points; bytes per push and per fetch, frames included):\n"
+        return
+            "paired by seed, against the first encoding (accuracy points; bytes per push and per fetch, frames included):\n"
             + Table.render(
-                header: ["strategy", "encoding", "seeds", "mean diff", "95% interval", "sent B/push", "received B/fetch", "delta fetches"],
+                header: [
+                    "strategy", "encoding", "seeds", "mean diff", "95% interval", "sent B/push", "received B/fetch",
+                    "delta fetches",
+                ],
                 rows: rows)
     }
 

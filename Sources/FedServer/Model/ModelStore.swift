@@ -221,7 +221,8 @@ public final class ModelStore: Sendable {
                             step = Self.quantizeStep(from: previous.tensors, encoding: encoding, state: &state)
                         }
                         retained.append(
-                            ModelSnapshot(version: version, datasets: state.samples, tensors: state.weights, step: step))
+                            ModelSnapshot(version: version, datasets: state.samples, tensors: state.weights, step: step)
+                        )
                         if retained.count > configuration.maxStaleness + 1 {
                             retained.removeFirst(retained.count - configuration.maxStaleness - 1)
                         }

@@ -258,7 +258,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
                     modelVersion: model.version, datasets: model.datasets,
                     maxPayloadBytes: UInt32(clamping: context.limits.frame.maxPayloadBytes),
                     maxDecompressedBytes: UInt64(context.limits.frame.maxDecompressedBytes),
-                    maxDatasets: context.configuration.maxDatasets, encodings: context.configuration.encodings,
+                    maxDatasets: context.configuration.maxDatasets, encodings: context.configuration.encodings | 1,
                     deltaEncoding: context.configuration.deltaEncoding?.bit ?? 0)),
             requestID: id)
         version = high
@@ -310,7 +310,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         if compressions & push.compression.bit == 0 {
             return sendError(ctx, .unsupportedCompression, "\(push.compression) was not agreed", requestID: id)
         }
-        if context.configuration.encodings & push.encoding.bit == 0 {
+        if (context.configuration.encodings | 1) & push.encoding.bit == 0 {
             return sendError(
                 ctx, .unsupportedDType, "this server does not accept \(push.encoding) values", requestID: id)
         }
