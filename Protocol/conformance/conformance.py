@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Conformance checker for swift-federated protocol versions 1 and 2.
+"""Conformance checker for swift-federated protocol versions 1, 2 and 3.
 
 An independent implementation of the client side of Protocol/SPEC.md in
 Python 3 with the standard library only (socket, struct, zlib, json).
@@ -25,7 +25,8 @@ import time
 import zlib
 
 MAGIC = b"FEDW"
-T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10)
+T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10,
+         model_delta=11)
 TYPE_NAMES = {v: k for k, v in T.items()}
 E = dict(bad_magic=1, unsupported_version=2, unknown_message_type=3, unsupported_flags=4, frame_too_large=5,
          checksum_mismatch=6, truncated=7, malformed_payload=8, trailing_bytes=9, invalid_string=10,
@@ -113,17 +114,57 @@ class Reader:
             raise ProtocolError(E["trailing_bytes"], self.stage, "trailing bytes")
 
 
-def decode_blob(r, limits=LIMITS):
+ENCODINGS = {1: "fp32", 2: "fp16", 3: "int8", 4: "int4", 5: "int2"}
+CODE_BITS = {3: 8, 4: 4, 5: 2}
+BLOCK = 256
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def encoded_size(dtype, n):
+    """Bytes of data for n values stored as dtype (section 6.3)."""
+    if dtype == 1:
+        return 4 * n
+    if dtype == 2:
+        return 2 * n
+    blocks = (n + BLOCK - 1) // BLOCK
+    return 8 * blocks + (n * CODE_BITS[dtype] + 7) // 8
+
+
+def decode_values(dtype, data, n):
+    """A tensor's data as little-endian Float32 bytes: lo + Float32(q) * step, two Float32 roundings."""
+    if dtype == 1:
+        return bytes(data)
+    if dtype == 2:
+        return struct.pack("<%df" % n, *struct.unpack("<%de" % n, data))
+    bits = CODE_BITS[dtype]
+    per, mask = 8 // bits, (1 << bits) - 1
+    blocks = (n + BLOCK - 1) // BLOCK
+    codes = data[8 * blocks:]
+    out = []
+    for b in range(blocks):
+        lo, step = struct.unpack("<ff", data[8 * b:8 * b + 8])
+        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            q = (codes[i // per] >> ((i % per) * bits)) & mask
+            out.append(f32(lo + f32(q * step)))
+    return struct.pack("<%df" % n, *out)
+
+
+def decode_blob(r, limits=LIMITS, version=1):
     mode = r.u8("compression")
     if mode not in MODES:
         raise ProtocolError(E["unsupported_compression"], r.stage, "compression %d" % mode)
     count = r.u16("tensor count")
     if count > limits["max_tensors"]:
         raise ProtocolError(E["invalid_shape"], r.stage, "too many tensors")
-    shapes, total, cap = [], 0, limits["max_decompressed"] // 4
+    shapes, dtypes, total, encoded, cap = [], [], 0, 0, limits["max_decompressed"] // 4
     for _ in range(count):
-        if r.u8("dtype") != 1:
+        dtype = r.u8("dtype")
+        if dtype != 1 and not (version >= 3 and dtype in ENCODINGS):
             raise ProtocolError(E["unsupported_d_type"], r.stage, "dtype")
+        dtypes.append(dtype)
         rank = r.u8("rank")
         if rank > limits["max_rank"]:
             raise ProtocolError(E["invalid_shape"], r.stage, "rank")
@@ -132,12 +173,17 @@ def decode_blob(r, limits=LIMITS):
         for d in shape:
             n = min(n * d, cap + 1)
         total = min(total + n, cap + 1)
+        if total <= cap:
+            encoded += encoded_size(dtype, n)
         shapes.append(shape)
     if total > cap:
         raise ProtocolError(E["decompressed_too_large"], r.stage, "declared data over the limit")
     raw_size = r.u32("raw size")
-    if raw_size != total * 4:
+    if raw_size != encoded:
         raise ProtocolError(E["size_mismatch"], r.stage, "raw size")
+    width = {1: 4, 2: 2}.get(dtypes[0]) if dtypes else 4
+    if mode == 2 and dtypes and (width is None or any(d != dtypes[0] for d in dtypes)):
+        raise ProtocolError(E["unsupported_compression"], r.stage, "shuffle-zlib needs one float width")
     stored_size = r.u32("stored size")
     left = len(r.b) - r.i
     if stored_size > left:
@@ -174,22 +220,40 @@ def decode_blob(r, limits=LIMITS):
             raise ProtocolError(E["trailing_bytes"], r.stage, "bytes after the zlib stream")
         raw = out
         if mode == 2:
-            n = raw_size // 4
-            raw = bytes(raw[j * n + i] for i in range(n) for j in range(4)) if n < 4096 else unshuffle(raw, n)
+            raw = unshuffle(raw, raw_size // width, width)
     tensors, off = [], 0
-    for shape in shapes:
+    for shape, dtype in zip(shapes, dtypes):
         n = 1
         for d in shape:
             n *= d
-        tensors.append((shape, raw[off:off + 4 * n]))
-        off += 4 * n
-    return MODES[mode], tensors
+        size = encoded_size(dtype, n)
+        tensors.append((shape, decode_values(dtype, raw[off:off + size], n)))
+        off += size
+    return MODES[mode], tensors, (ENCODINGS[dtypes[0]] if dtypes else "fp32")
 
 
-def unshuffle(raw, n):
-    out = bytearray(4 * n)
-    for j in range(4):
-        out[j::4] = raw[j * n:(j + 1) * n]
+def blob_int8(tensors, mode=1):
+    """A blob of int8 blocks (section 6.3), nearest rounding, from (shape, float list) pairs."""
+    head, data = u8(mode) + u16(len(tensors)), b""
+    for shape, vals in tensors:
+        head += u8(3) + u8(len(shape)) + b"".join(u32(d) for d in shape)
+        heads, codes = b"", bytearray(len(vals))
+        for b0 in range(0, len(vals), BLOCK):
+            block = [f32(v) for v in vals[b0:b0 + BLOCK]]
+            lo, hi = min(block), max(block)
+            step = f32(f32(hi - lo) / 255) if hi > lo else 0.0
+            heads += struct.pack("<ff", lo, step)
+            for i, v in enumerate(block, b0):
+                codes[i] = min(max(int(math.floor(f32(f32(v - lo) / step) + 0.5)), 0), 255) if step else 0
+        data += heads + bytes(codes)
+    stored = zlib.compress(data, 6) if mode == 1 else data
+    return head + u32(len(data)) + u32(len(stored)) + stored
+
+
+def unshuffle(raw, n, width=4):
+    out = bytearray(width * n)
+    for j in range(width):
+        out[j::width] = raw[j * n:(j + 1) * n]
     return bytes(out)
 
 
@@ -206,11 +270,26 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
                  model_version=r.u64("mv"), datasets=r.u64("datasets"), max_payload=r.u32("max"))
         if m["version"] >= 2:  # section 4: version 2 announces two more limits
             m["max_decompressed"], m["max_datasets"] = r.u64("max decompressed"), r.u64("max datasets")
+        if m["version"] >= 3:  # and version 3 the value encodings
+            m["encodings"], m["delta_encoding"] = r.u8("encodings"), r.u8("delta encoding")
     elif type_ == T["fetch"]:
         held, c = r.u64("held"), r.u8("compression")
         if c not in MODES:
             raise ProtocolError(E["unsupported_compression"], "message", "compression")
         m = dict(held_version=held, compression=MODES[c])
+        if version >= 3:
+            d = r.u8("delta encodings")
+            if d:
+                m["delta_encodings"] = d
+    elif type_ == T["model_delta"]:
+        m = dict(version=r.u64("version"), datasets=r.u64("datasets"), from_version=r.u64("from version"))
+        count = r.u16("steps")
+        if count > 64:
+            raise ProtocolError(E["malformed_payload"], "message", "more than 64 steps")
+        m["steps"] = []
+        for _ in range(count):
+            sub = Reader(r.take(r.u32("step length"), "step"))
+            m["steps"].append(decode_blob(sub, limits, version)[1])
     elif type_ in (T["model"], T["push"]):
         m = {}
         if type_ == T["push"]:
@@ -218,9 +297,19 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
             m["datasets"], m["base_version"] = r.u64("datasets"), r.u64("base")
             if version >= 2:
                 m["push_id"] = r.u64("push id")
+                if m["push_id"] == 0:
+                    del m["push_id"]
+            if version >= 3:
+                flags = r.u8("push flags")
+                if flags & ~1:
+                    raise ProtocolError(E["malformed_payload"], "message", "push flags")
+                if flags:
+                    m["delta"] = True
         else:
             m["version"], m["datasets"] = r.u64("version"), r.u64("datasets")
-        m["compression"], m["tensors"] = decode_blob(r, limits)
+        m["compression"], m["tensors"], encoding = decode_blob(r, limits, version)
+        if type_ == T["push"] and encoding != "fp32":
+            m["encoding"] = encoding
     elif type_ in (T["model_unchanged"], T["ack"]):
         m = dict(version=r.u64("version"), datasets=r.u64("datasets"))
     elif type_ == T["error"]:
@@ -251,9 +340,9 @@ class FrameStream:
             raise ProtocolError(E["bad_magic"], "frame", "bad magic")
         if len(b) < 20:
             return None
-        if b[4] not in (1, 2):
+        if b[4] not in (1, 2, 3):
             raise ProtocolError(E["unsupported_version"], "frame", "version %d" % b[4])
-        if b[5] not in TYPE_NAMES:
+        if b[5] not in TYPE_NAMES or (b[5] == T["model_delta"] and b[4] < 3):
             raise ProtocolError(E["unknown_message_type"], "frame", "type %d" % b[5])
         flags, rid, length, crc = struct.unpack(">HIII", b[6:20])
         if flags:
@@ -285,6 +374,8 @@ def manifest_form(type_, rid, m):
     m = dict(m)
     if "tensors" in m:
         m["tensors"] = [tensor_form(s, raw) for s, raw in m["tensors"]]
+    if "steps" in m:
+        m["steps"] = [[tensor_form(s, raw) for s, raw in step] for step in m["steps"]]
     return {"type": TYPE_NAMES[type_], "request_id": rid, "message": m}
 
 
@@ -307,7 +398,7 @@ def decode_checkpoint(b):
     if zlib.crc32(b[:end]) != struct.unpack(">I", b[end:end + 4])[0]:
         raise ProtocolError(E["checksum_mismatch"], "checkpoint", "crc")
     br = Reader(b[28:28 + n], stage="checkpoint")
-    _, tensors = decode_blob(br)
+    _, tensors, _ = decode_blob(br)
     m = {"version": version, "datasets": datasets, "tensors": [tensor_form(s, raw) for s, raw in tensors]}
     if fmt == 2:
         sr = Reader(b[28 + n:end], E["truncated"], "checkpoint")
@@ -477,16 +568,16 @@ def run_server(host, port, report):
     def s_versions():
         c = Conn(host, port)
         rid, (t, got, m) = handshake(c, 1, 9)
-        report.check("version negotiation: HELLO 1..9 gets WELCOME version 2", t == T["welcome"] and m["version"] == 2)
-        report.check("version negotiation: WELCOME version 2 announces max_decompressed and max_datasets",
-                     m.get("max_decompressed", 0) > 0 and m.get("max_datasets", 0) > 0)
+        report.check("version negotiation: HELLO 1..9 gets WELCOME version 3", t == T["welcome"] and m["version"] == 3)
+        report.check("version negotiation: WELCOME version 3 announces max_decompressed, max_datasets and encodings",
+                     m.get("max_decompressed", 0) > 0 and m.get("max_datasets", 0) > 0 and m.get("encodings", 0) & 1)
         c.close()
         c = Conn(host, port)
-        rid, ans = handshake(c, 3, 9)
+        rid, ans = handshake(c, 4, 9)
         ok = ans and ans[0] == T["error"] and ans[2]["code"] == E["unsupported_version"]
-        report.check("version negotiation: HELLO 3..9 gets ERROR unsupported_version", bool(ok), str(ans))
+        report.check("version negotiation: HELLO 4..9 gets ERROR unsupported_version", bool(ok), str(ans))
         if ok:
-            report.check("version negotiation: the ERROR names versions 1..2", ans[2]["min_version"] == 1 and ans[2]["max_version"] == 2)
+            report.check("version negotiation: the ERROR names versions 1..3", ans[2]["min_version"] == 1 and ans[2]["max_version"] == 3)
         report.check("version negotiation: then the connection is closed", c.closed())
         c.close()
 
@@ -533,6 +624,32 @@ def run_server(host, port, report):
         rid = c.request(T["fetch"], u64(first[2]["version"] if ok else 0) + u8(0), version=2)
         t, got, m = c.receive()
         report.check("the model version did not move for the repeat", t == T["model_unchanged"], str(TYPE_NAMES.get(t)))
+        c.close()
+
+    def s_encodings():
+        c = Conn(host, port)
+        rid, (t, got, w) = handshake(c, 1, 3)
+        if w.get("version") != 3 or not w.get("encodings", 0) & (1 << 2):
+            report.check("version 3: the server accepts int8 pushes", False, str(w))
+            return
+        c.request(T["fetch"], u64(0) + u8(0) + u8(0), version=3)
+        t, got, m = c.receive()
+        report.check("version 3: FETCH held 0 gets a full MODEL", t == T["model"], str(TYPE_NAMES.get(t)))
+        base = m["version"]
+        shapes = [s for s, _ in m["tensors"]]
+        delta = [(s, [((i * 7919) % 200 - 100) * 1e-5 for i in range(int(math.prod(s)))]) for s in shapes]
+        body = sstr("conformance-v3") + u64(10) + u64(base) + u64(0) + u8(1) + blob_int8(delta, 1)
+        c.request(T["push"], body, version=3)
+        t, got, m = c.receive()
+        if base == 0:  # version 0 cannot be named as a base: the server answers unknown_base
+            report.check("version 3: a delta on base 0 gets unknown_base", t == T["error"] and m["code"] == 43, str(m))
+        else:
+            report.check("version 3: an int8 delta push is acknowledged", t == T["ack"], str((TYPE_NAMES.get(t), m)))
+        body = sstr("conformance-v3") + u64(10) + u64(1 << 40) + u64(0) + u8(1) + blob_int8(delta, 1)
+        c.request(T["push"], body, version=3)
+        t, got, m = c.receive()
+        report.check("version 3: a delta against a version the server never had gets unknown_base (43)",
+                     t == T["error"] and m["code"] == 43 and not m["retryable"], str((TYPE_NAMES.get(t), m)))
         c.close()
 
     def expect_error(name, payload_frames, code, handshake_first=True, fatal=False):
@@ -598,6 +715,7 @@ def run_server(host, port, report):
     scenario("versions", s_versions)
     scenario("fetch/push", s_fetch_push)
     scenario("idempotent push", s_idempotent_push)
+    scenario("encodings", s_encodings)
     scenario("errors", s_errors)
     scenario("pipelining", s_pipelining)
     scenario("bytewise", s_bytewise)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the golden vectors of Protocol v1 and their manifest.
+"""Writes the golden vectors of Protocol versions 1-3 and their manifest.
 
 An implementation of the encoding side of Protocol/SPEC.md written in Python
 with the standard library only (struct, zlib, json), independent of the Swift
@@ -7,6 +7,7 @@ codec. Run from anywhere: `python3 Protocol/vectors/generate.py`. The output is
 deterministic; the committed files are what it writes.
 """
 import json
+import math
 import os
 import struct
 import zlib
@@ -15,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MAGIC = b"FEDW"
 TYPES = {
     "hello": 1, "welcome": 2, "fetch": 3, "model": 4, "model_unchanged": 5,
-    "push": 6, "ack": 7, "error": 8, "ping": 9, "pong": 10,
+    "push": 6, "ack": 7, "error": 8, "ping": 9, "pong": 10, "model_delta": 11,
 }
 CODES = {
     "bad_magic": 1, "unsupported_version": 2, "unknown_message_type": 3,
@@ -23,7 +24,7 @@ CODES = {
     "truncated": 7, "malformed_payload": 8, "trailing_bytes": 9,
     "invalid_string": 10, "unsupported_compression": 11, "unsupported_d_type": 12,
     "invalid_shape": 13, "size_mismatch": 14, "decompressed_too_large": 15,
-    "corrupt_compressed_data": 16, "overloaded": 38,
+    "corrupt_compressed_data": 16, "overloaded": 38, "unknown_base": 43,
 }
 COMPRESSION = {"none": 0, "zlib": 1, "shuffle-zlib": 2}
 
@@ -202,6 +203,111 @@ add("model_mlp_shuffle_zlib", frame(4, 20, u64(1) + u64(5000) + blob(MLP, "shuff
     "MODEL carrying the MNIST MLP's six tensors (199,210 floats) in Keras order, shuffle-zlib level 1",
     [msg("model", 20, version=1, datasets=5000, compression="shuffle-zlib", tensors=tensors_json(MLP))])
 
+# ---- version 3: value encodings, delta pushes, MODEL_DELTA (section 6.3) ---
+DTYPE = {"fp32": 1, "fp16": 2, "int8": 3, "int4": 4, "int2": 5}
+CODE_BITS = {"int8": 8, "int4": 4, "int2": 2}
+
+
+def encode_values(enc, vals):
+    """(data bytes, decoded Float32 values) of one tensor, nearest rounding (the sender's choice)."""
+    n = len(vals)
+    if enc == "fp32":
+        return struct.pack("<%df" % n, *vals), list(vals)
+    if enc == "fp16":
+        data = struct.pack("<%de" % n, *vals)
+        return data, list(struct.unpack("<%de" % n, data))
+    bits = CODE_BITS[enc]
+    top, per = (1 << bits) - 1, 8 // bits
+    heads, codes, out = b"", bytearray((n * bits + 7) // 8), []
+    for b0 in range(0, n, 256):
+        block = vals[b0:b0 + 256]
+        lo, hi = min(block), max(block)
+        step = f32(f32(hi - lo) / top) if hi > lo else 0.0
+        heads += struct.pack("<ff", lo, step)
+        for i, v in enumerate(block, b0):
+            q = 0
+            if step > 0:
+                q = min(max(int(math.floor(f32(f32(f32(v - lo) / step) + 0.5))), 0), top)
+            codes[i // per] |= q << ((i % per) * bits)
+            out.append(f32(lo + f32(q * step)))
+    return heads + bytes(codes), out
+
+
+def blob3(tensors, enc, mode="none"):
+    """A blob whose tensors are all stored as `enc`, and the tensors it decodes to."""
+    out = u8(COMPRESSION[mode]) + u16(len(tensors))
+    data, decoded = b"", []
+    for shape, vals in tensors:
+        out += u8(DTYPE[enc]) + u8(len(shape)) + b"".join(u32(d) for d in shape)
+        d, v = encode_values(enc, vals)
+        data += d
+        decoded.append((shape, v))
+    stored = data
+    if mode == "zlib":
+        stored = zlib.compress(data, 6)
+    elif mode == "shuffle-zlib":
+        w = 2 if enc == "fp16" else 4
+        stored = zlib.compress(b"".join(data[j::w] for j in range(w)), 6)
+    return out + u32(len(data)) + u32(len(stored)) + stored, decoded
+
+
+DELTA = [([2, 150], [f32(math.sin(i * 0.7) * 0.01) for i in range(300)]), ([3], [f32(0.5), f32(-0.25), f32(1e-3)])]
+add("welcome_v3", frame(2, 1, u8(3) + u8(0b111) + string("fed-server") + u64(12) + u64(60000) + u32(1 << 20)
+                        + u64(796840) + u64(60000) + u8(0b11111) + u8(0b10000)),
+    "WELCOME choosing version 3: it also names the value encodings it accepts in pushes (fp32..int2) and the "
+    "encoding of its MODEL_DELTA steps (int2)",
+    [msg("welcome", 1, version=3, compressions=7, server_id="fed-server", model_version=12, datasets=60000,
+         max_payload=1 << 20, max_decompressed=796840, max_datasets=60000, encodings=31, delta_encoding=16)],
+    canonical=True)
+add("fetch_v3_deltas", frame(3, 6, u64(42) + u8(2) + u8(0b11111), version=3),
+    "FETCH in a version-3 frame holding version 42 and accepting MODEL_DELTA steps in any encoding",
+    [msg("fetch", 6, held_version=42, compression="shuffle-zlib", delta_encodings=31)], canonical=True)
+for enc, mode, canon in (("fp16", "none", True), ("fp16", "shuffle-zlib", False), ("int8", "zlib", False),
+                         ("int4", "none", False), ("int2", "none", False)):
+    b, dec = blob3(DELTA, enc, mode)
+    add("push_v3_%s_delta_%s" % (enc, mode.replace("-", "_")),
+        frame(6, 30, string("eve") + u64(600) + u64(41) + u64(77) + u8(1) + b, version=3),
+        "PUSH (version 3) of a delta against version 41, values stored as %s, compression %s" % (enc, mode),
+        [msg("push", 30, client_id="eve", datasets=600, base_version=41, push_id=77, delta=True, encoding=enc,
+             compression=mode, tensors=tensors_json(dec))], canonical=canon)
+steps = [blob3(SMALL, "fp16")[0], blob3(SMALL, "fp16")[0]]
+step_tensors = [tensors_json(blob3(SMALL, "fp16")[1])] * 2
+add("model_delta_fp16", frame(11, 31, u64(44) + u64(20000) + u64(42) + u16(2)
+                              + b"".join(u32(len(s)) + s for s in steps), version=3),
+    "MODEL_DELTA (version 3): version 42 becomes 44 by adding two fp16 steps in order",
+    [msg("model_delta", 31, version=44, datasets=20000, from_version=42, steps=step_tensors)], canonical=True)
+b_int4, dec_int4 = blob3(DELTA, "int4", "zlib")
+add("model_delta_int4", frame(11, 32, u64(43) + u64(20000) + u64(42) + u16(1) + u32(len(b_int4)) + b_int4,
+                              version=3),
+    "MODEL_DELTA with one int4 step, zlib",
+    [msg("model_delta", 32, version=43, datasets=20000, from_version=42, steps=[tensors_json(dec_int4)])])
+add("error_unknown_base", frame(8, 30, u16(43) + u8(0) + u8(1) + u8(3) + string("version 41 is not held"),
+                                 version=3),
+    "ERROR unknown_base (43, version 3): a delta against a version the server does not hold",
+    [msg("error", 30, code=43, retryable=False, min_version=1, max_version=3, message="version 41 is not held")],
+    canonical=True)
+b_fp16, _ = blob3(DELTA, "fp16")
+add("push_v2_fp16", frame(6, 33, string("eve") + u64(600) + u64(41) + u64(77) + b_fp16, version=2),
+    "a version-2 PUSH whose blob stores fp16: only float32 is defined before version 3",
+    error=("message", "unsupported_d_type"))
+add("push_v3_bad_flags", frame(6, 34, string("eve") + u64(600) + u64(41) + u64(77) + u8(2) + b_fp16, version=3),
+    "a version-3 PUSH with an undefined flag bit", error=("message", "malformed_payload"))
+b_int8, _ = blob3(DELTA, "int8")
+add("push_v3_int8_shuffle", frame(6, 35, string("eve") + u64(600) + u64(41) + u64(77) + u8(1)
+                                  + b_int8[:0] + u8(2) + b_int8[1:], version=3),
+    "shuffle-zlib declared over int8 blocks (shuffling is defined for fp32 and fp16 only)",
+    error=("message", "unsupported_compression"))
+bad_size = bytearray(blob3(DELTA, "int4")[0])
+bad_size[3 + 2 * (2 + 4) + 4 + 3] ^= 1  # raw size: the byte before stored size
+add("push_v3_int4_raw_size", frame(6, 36, string("eve") + u64(600) + u64(41) + u64(77) + u8(1) + bytes(bad_size),
+                                   version=3),
+    "int4 blob whose raw size is not the blocks' encoded size", error=("message", "size_mismatch"))
+add("model_delta_in_v2", frame(11, 37, u64(43) + u64(1) + u64(42) + u16(0), version=2),
+    "MODEL_DELTA in a version-2 frame: type 0x0b is not defined before version 3",
+    error=("frame", "unknown_message_type"))
+add("model_delta_too_many_steps", frame(11, 38, u64(43) + u64(1) + u64(42) + u16(65), version=3),
+    "MODEL_DELTA announcing 65 steps (at most 64)", error=("message", "malformed_payload"))
+
 # ---- invalid frames -------------------------------------------------------
 good = frame(9, 99, u64(7))
 for cut, field in ((2, "magic"), (4, "version"), (5, "type"), (7, "flags"), (10, "request_id"),
@@ -210,7 +316,7 @@ for cut, field in ((2, "magic"), (4, "version"), (5, "type"), (7, "flags"), (10,
         "a PING frame cut after %d bytes, inside its %s field" % (cut, field), error=("frame", "truncated"))
 add("bad_magic", b"GET / HTTP/1.1\r\n\r\n" + good, "bytes that are not a frame (an HTTP request)",
     error=("frame", "bad_magic"))
-add("unsupported_version", frame(9, 1, u64(1), version=3), "a frame of protocol version 3",
+add("unsupported_version", frame(9, 1, u64(1), version=4), "a frame of protocol version 4",
     error=("frame", "unsupported_version"))
 add("unknown_type", frame(0x7F, 1, u64(1)), "a frame of message type 0x7f", error=("frame", "unknown_message_type"))
 add("unknown_flag", frame(9, 1, u64(1), flags=0x0001), "a frame with flag bit 0 set",

@@ -260,7 +260,7 @@ public final class BinaryTransport: ModelTransport {
         let idHash = clientID.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
         let seed = pushID &* 0x9E37_79B9_7F4A_7C15 &+ idHash
         let rounding: ValueEncoding.Rounding = .stochastic(seed: seed)
-        guard version >= 3, encoding.delta, let base = held, base.version == baseVersion,
+        guard version >= 3, encoding.delta, baseVersion != 0, let base = held, base.version == baseVersion,
             base.tensors.map(\.shape) == tensors.map(\.shape)
         else {
             return (

@@ -27,6 +27,12 @@ extension Fed {
         @Option(help: "Transport: binary or http (the original's form protocol).") var transport = "binary"
         @Option(help: "Compression for the binary transport: none, zlib, shuffle-zlib.") var compression =
             "shuffle-zlib"
+        @Option(
+            help: ArgumentHelp(
+                "How pushes travel (binary transport): fp32 (default, lossless), fp16, int8, int4 or int2, with -delta to push Wc - W_base (for example int2-delta; 'delta' alone is lossless).",
+                discussion:
+                    "Lossy encodings are opt-in and need a version-3 server; lossy deltas carry their rounding error into the next push (error feedback). A delta the server cannot place (unknown_base) is resent as full weights. The client always accepts fetch deltas from a server started with --fetch-deltas.",
+                valueName: "ENC")) var encoding = "fp32"
         @Option(help: "Attempts per request.") var attempts = 6
         @Option(help: "First backoff in seconds (doubles up to --max-backoff).") var backoff = 0.25
         @Option(help: "Largest backoff in seconds.") var maxBackoff = 8.0
@@ -108,12 +114,16 @@ extension Fed {
             guard let (host, port) = HostPort(server).map({ ($0.host, $0.port) }) else {
                 throw ValidationError("\(server) is not HOST:PORT")
             }
+            guard let wire = WireEncoding(name: encoding) else {
+                throw ValidationError(
+                    "--encoding \(encoding): use fp32, fp16, int8, int4 or int2, optionally with -delta")
+            }
             let t: any ModelTransport =
                 transport == "http"
                 ? HTTPTransport(host: host, port: port, clientID: clientID)
                 : BinaryTransport(
                     host: host, port: port, clientID: clientID, compression: Compression(name: compression)!,
-                    authToken: try resolvedToken())
+                    authToken: try resolvedToken(), encoding: wire, acceptDeltas: true)
             let policy = RetryPolicy(
                 maxAttempts: attempts, initialBackoff: .milliseconds(Int64(backoff * 1000)), multiplier: 2,
                 maxBackoff: .milliseconds(Int64(maxBackoff * 1000)), deadline: .milliseconds(Int64(deadline * 1000)))

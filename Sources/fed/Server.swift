@@ -80,6 +80,16 @@ extension Fed {
                 "With --auth-token, still let shared HTTP caches keep /v1/model (Cache-Control: public); without it, private."
         )
         var publicModel = false
+        @Option(
+            help: ArgumentHelp(
+                "Publish each version as a step quantized in fp16, int8, int4 or int2 and send version-3 clients those steps instead of full models (default: off, full models).",
+                discussion:
+                    "The model then moves by exactly the steps clients add to their copy, so their copy stays the server's bit for bit; the rounding error of each step is carried into the next one (and checkpointed). A client that missed more versions than the steps are worth gets the full model.",
+                valueName: "ENC")) var fetchDeltas: String?
+        @Option(
+            help:
+                "Value encodings accepted in version-3 pushes, comma-separated (default: fp32,fp16,int8,int4,int2; every push is checked after decoding)."
+        ) var encodings = "fp32,fp16,int8,int4,int2"
         @Option(help: "Server id sent to clients.") var serverId = "fed-server"
         @Option(help: "A token binary clients must present (repeatable; none: no authentication).")
         var authToken: [String] = []
@@ -108,6 +118,12 @@ extension Fed {
             }
             guard maxStaleness >= 0, maxUpdateSamples >= 1 else {
                 throw ValidationError("--max-staleness must be >= 0 and --max-update-samples >= 1")
+            }
+            if let f = fetchDeltas, ValueEncoding(name: f) == nil || f == "fp32" {
+                throw ValidationError("--fetch-deltas \(f): use fp16, int8, int4 or int2")
+            }
+            for e in encodings.split(separator: ",") where ValueEncoding(name: String(e)) == nil {
+                throw ValidationError("--encodings: \(e) is not one of fp32, fp16, int8, int4, int2")
             }
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("unknown --log-level \(logLevel)")
@@ -148,7 +164,11 @@ extension Fed {
                 idleTimeout: .seconds(Int64(idleTimeout)), firstBytesTimeout: .seconds(Int64(firstBytesTimeout)),
                 requestTimeout: .seconds(Int64(requestTimeout)), shutdownGrace: .seconds(Int64(shutdownGrace)),
                 authTokens: try tokens(), serveHTTP: !noHttp, allowedOrigins: Set(allowOrigin),
-                publicModel: publicModel)
+                publicModel: publicModel,
+                encodings: encodings.split(separator: ",").reduce(UInt8(0)) {
+                    $0 | (ValueEncoding(name: String($1))?.bit ?? 0)
+                },
+                deltaEncoding: fetchDeltas.flatMap { ValueEncoding(name: $0) })
             let server: FederatedServer
             do {
                 server = try FederatedServer.start(configuration: config, initial: MLP(seed: seed).tensors())
