@@ -32,6 +32,26 @@ extension BenchCommand {
         @Option(help: "Folder of MNIST-format IDX files, for the trained weights.") var data: String?
         @Option(help: "Seconds per measurement cell.") var seconds = 1.5
         @Flag(help: "A run under 30 s: short cells, trained weights only, 1 and 8 clients.") var quick = false
+        @Flag(
+            help: ArgumentHelp(
+                "Measure every encoding over slow links instead of loopback (see --link).",
+                discussion:
+                    "One client, round trips of a fetch and a push of realistic training steps, per link: bytes, seconds, client and server CPU. As root with iproute2, the server runs in its own network namespace behind a veth pair that tc tbf rate-limits both ways, and a relay in this process adds the delay; otherwise the relay paces the rate too (the output says which). Writes links.csv, links.json and links.svg."
+            )) var links = false
+        @Option(
+            help:
+                "A link for --links as RATE:RTT, e.g. 10mbit:30ms (repeatable; default 1mbit:100ms, 10mbit:30ms, 100mbit:5ms)."
+        )
+        var link: [String] = []
+        @Flag(help: "With --links: shape in user space even where namespaces are available.") var relayOnly = false
+        @Option(help: "With --links: measured round trips per encoding and link, after a warm-up.") var rounds = 3
+
+        func validate() throws {
+            for l in link where LinkProfile(l) == nil {
+                throw ValidationError("--link \(l): use RATE:RTT such as 10mbit:30ms (kbit, mbit, gbit; ms or s)")
+            }
+            guard rounds >= 1 && rounds <= 100 else { throw ValidationError("--rounds must be in 1...100") }
+        }
 
         struct Encoding {
             let name: String
@@ -64,6 +84,7 @@ extension BenchCommand {
         }
 
         func run() throws {
+            if links { return try runLinks() }
             let cell = quick ? 0.25 : seconds
             let clientCounts = quick ? [1, 8] : [1, 8, 64]
             let target = try BenchTarget(server: server)

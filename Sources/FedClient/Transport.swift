@@ -263,11 +263,14 @@ public final class BinaryTransport: ModelTransport {
         guard version >= 3, encoding.delta, baseVersion != 0, let base = held, base.version == baseVersion,
             base.tensors.map(\.shape) == tensors.map(\.shape)
         else {
+            // A delta encoding whose delta cannot be formed (no base held, base 0) sends full
+            // weights losslessly: quantizing whole weights that coarsely would wreck the model.
+            let full: ValueEncoding = encoding.delta ? .float32 : values
             return (
                 .push(
                     Push(
                         clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: tensors,
-                        compression: wireCompression, pushID: pushID, encoding: values, rounding: rounding)),
+                        compression: wireCompression, pushID: pushID, encoding: full, rounding: rounding)),
                 residual
             )
         }

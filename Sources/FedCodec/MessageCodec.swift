@@ -228,6 +228,9 @@ public enum MessageCodec {
                     clientID: id, datasets: datasets, baseVersion: base, tensors: tensors, compression: mode ?? .none,
                     pushID: pushID, encoding: encoding, isDelta: flags & pushFlagDelta != 0))
         case .modelDelta:
+            guard frameVersion >= 3 else {
+                throw CodecError(.unknownMessageType, "MODEL_DELTA is not defined in version \(frameVersion)")
+            }
             let version = try r.u64("version")
             let datasets = try r.u64("datasets")
             let from = try r.u64("from version")
