@@ -25,6 +25,10 @@ public struct FrameDecoder: Sendable {
 
     public let limits: Limits
     private var buffer: [UInt8] = []
+    /// The largest buffer kept between frames (64 KiB).
+    public static let retainedCapacity = 64 << 10
+    /// Bytes of storage the decoder holds (tests of what an idle connection keeps).
+    var storageCapacity: Int { buffer.capacity }
     private var readerIndex = 0
     private var state: State = .waitingForHeader
 
@@ -98,7 +102,9 @@ public struct FrameDecoder: Sendable {
             readerIndex += FrameHeader.size + length
             state = .waitingForHeader
             if readerIndex == buffer.count {
-                buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)
+                // Keep small buffers for the next frame; give a large one (a push of
+                // weights) back, so an idle connection holds kilobytes, not a model.
+                buffer.removeAll(keepingCapacity: buffer.capacity <= Self.retainedCapacity)
                 readerIndex = 0
             }
             return Frame(header: header, payload: payload)

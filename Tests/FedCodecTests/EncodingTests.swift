@@ -1,4 +1,4 @@
-import FedCodec
+@testable import FedCodec
 import Foundation
 import Testing
 
@@ -151,5 +151,21 @@ struct EncodingTests {
         d = FrameDecoder()
         d.append(MessageCodec.encode(delta, requestID: 5, version: 2))
         #expect(throws: CodecError.self) { try d.next() }
+    }
+}
+
+@Suite("Frame decoder memory")
+struct FrameDecoderMemoryTests {
+    @Test("After a frame of weights the decoder gives its buffer back: an idle connection holds no model")
+    func largeFrameReleased() throws {
+        var d = FrameDecoder()
+        let push = Message.push(
+            Push(clientID: "c", datasets: 1, baseVersion: 0, tensors: [Tensor(zeros: [200_000])]))
+        d.append(MessageCodec.encode(push, requestID: 1))
+        #expect(try d.next() != nil)
+        #expect(d.storageCapacity <= FrameDecoder.retainedCapacity)
+        d.append(MessageCodec.encode(.ping(nonce: 1), requestID: 2))
+        #expect(try d.next() != nil)
+        #expect(d.storageCapacity > 0 && d.storageCapacity <= FrameDecoder.retainedCapacity)
     }
 }
