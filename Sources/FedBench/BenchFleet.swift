@@ -416,23 +416,50 @@ final class FleetHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
+    /// Payload bytes of the current frame still to be dropped unread, and
+    /// that frame's type and first payload bytes (handled once it has all arrived).
+    var skipping = 0
+    var skipped: (type: UInt8, head: ByteBuffer)?
+
+    /// Keeps each answer's header and first payload bytes (all a device
+    /// reads) and drops the rest of a model's weights as they arrive; an
+    /// answer is handled when its last byte has arrived.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
+        if skipping > 0 {
+            let n = min(skipping, incoming.readableBytes)
+            incoming.moveReaderIndex(forwardBy: n)
+            skipping -= n
+            if skipping > 0 { return }
+            if let (type, head) = skipped {
+                skipped = nil
+                handle(context, type: type, head: head)
+            }
+        }
         buffer.writeBuffer(&incoming)
         while buffer.readableBytes >= FrameHeader.size {
             let start = buffer.readerIndex
             guard let type = buffer.getInteger(at: start + 5, as: UInt8.self),
-                let length = buffer.getInteger(at: start + 12, as: UInt32.self)
+                let length = buffer.getInteger(at: start + 12, as: UInt32.self).map(Int.init)
             else { return }
-            guard buffer.readableBytes >= FrameHeader.size + Int(length) else { break }
-            let payloadStart = start + FrameHeader.size
-            handle(context, type: type, payloadAt: payloadStart, length: Int(length))
-            buffer.moveReaderIndex(forwardBy: FrameHeader.size + Int(length))
+            let kept = min(length, 16)
+            guard buffer.readableBytes >= FrameHeader.size + kept else { break }
+            let head = buffer.getSlice(at: start + FrameHeader.size, length: kept)!
+            let available = buffer.readableBytes - FrameHeader.size
+            if available >= length {
+                buffer.moveReaderIndex(forwardBy: FrameHeader.size + length)
+                handle(context, type: type, head: head)
+            } else {
+                skipping = length - available
+                skipped = (type, head)
+                buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+                break
+            }
         }
         buffer.discardReadBytes()
     }
 
-    func handle(_ context: ChannelHandlerContext, type: UInt8, payloadAt p: Int, length: Int) {
+    func handle(_ context: ChannelHandlerContext, type: UInt8, head: ByteBuffer) {
         let elapsed = Self.now() - sentAt
         let settings = device.settings.withLock { $0 }
         switch MessageType(rawValue: type) {
@@ -442,7 +469,7 @@ final class FleetHandler: ChannelInboundHandler {
             schedule(context, in: Double.random(in: 0..<settings.period)) { $0.fetch($1) }
         case .model, .modelUnchanged:
             device.stats.fetch(elapsed)
-            held = buffer.getInteger(at: p, as: UInt64.self) ?? held
+            held = head.getInteger(at: head.readerIndex, as: UInt64.self) ?? held
             pending = .none
             schedule(context, in: settings.trainSeconds) { $0.push($1) }
         case .ack:
@@ -457,7 +484,7 @@ final class FleetHandler: ChannelInboundHandler {
             let wait = roundStart + settings.period * Double.random(in: (1 - settings.jitter)...(1 + settings.jitter))
             schedule(context, in: max(0, wait - Self.now())) { $0.fetch($1) }
         case .error:
-            let code = ErrorCode(rawValue: buffer.getInteger(at: p, as: UInt16.self) ?? 0)
+            let code = ErrorCode(rawValue: head.getInteger(at: head.readerIndex, as: UInt16.self) ?? 0)
             device.stats.error(code.name)
             pending = .none
             failures += 1
