@@ -35,7 +35,7 @@ extension BenchCommand {
         @Option(help: "Jitter of the period, as a fraction.") var jitter = 0.2
         @Option(help: "Fraction of rounds that end with a disconnect and a reconnect.") var dropout = 0.06
         @Option(help: "Seconds measured at each step once its clients are connected.") var stepSeconds = 60.0
-        @Option(help: "Also find the largest push rate at the last step: halve the period until a bar fails.")
+        @Flag(help: "Also find the largest push rate at the last step: halve the period until a bar fails.")
         var findMax = false
         @Option(help: "Folder for fleet.csv, fleet.json and fleet.svg.") var out = "bench-fleet"
 
