@@ -98,7 +98,18 @@ public struct FrameDecoder: Sendable {
                 state = .failed(error)
                 throw error
             }
-            let payload = Array(buffer[start + FrameHeader.size..<start + FrameHeader.size + length])
+            let end = start + FrameHeader.size + length
+            if start == 0 && end == buffer.count && buffer.capacity > Self.retainedCapacity {
+                // A large frame alone in the buffer: hand the buffer over as the payload
+                // (one memmove) instead of copying it into a second large allocation.
+                var payload: [UInt8] = []
+                swap(&payload, &buffer)
+                payload.removeSubrange(0..<FrameHeader.size)
+                readerIndex = 0
+                state = .waitingForHeader
+                return Frame(header: header, payload: payload)
+            }
+            let payload = Array(buffer[start + FrameHeader.size..<end])
             readerIndex += FrameHeader.size + length
             state = .waitingForHeader
             if readerIndex == buffer.count {

@@ -174,12 +174,39 @@ public enum TensorBlob {
                 try Zlib.inflate(stored, into: buf)
             }
             let width = h.encodings.first?.width ?? 4
+            if width == 4 { return shuffled.withUnsafeBytes { unshuffleFloats($0, h) } }
             let raw = [UInt8](unsafeUninitializedCapacity: rawSize) { buf, n in
                 shuffled.withUnsafeBytes { Zlib.unshuffle($0, into: UnsafeMutableRawBufferPointer(buf), width: width) }
                 n = rawSize
             }
             return raw.withUnsafeBytes { split($0, h) }
         }
+    }
+
+    /// Float32 tensors straight from byte-shuffled data (no unshuffled copy):
+    /// byte `j` of value `k` is at `j * n + k`, `n` the values in the blob.
+    private static func unshuffleFloats(_ shuffled: UnsafeRawBufferPointer, _ h: Header) -> [Tensor] {
+        let total = shuffled.count / 4
+        let planes = shuffled.bindMemory(to: UInt8.self)
+        var offset = 0
+        var out: [Tensor] = []
+        out.reserveCapacity(h.shapes.count)
+        for shape in h.shapes {
+            let n = Tensor.elementCount(shape)!
+            let values = [Float](unsafeUninitializedCapacity: n) { buf, count in
+                for i in 0..<n {
+                    let k = offset + i
+                    let bits =
+                        UInt32(planes[k]) | UInt32(planes[total + k]) << 8 | UInt32(planes[2 * total + k]) << 16
+                        | UInt32(planes[3 * total + k]) << 24
+                    buf[i] = Float(bitPattern: bits)
+                }
+                count = n
+            }
+            offset += n
+            out.append(Tensor(checkedShape: shape, values: values))
+        }
+        return out
     }
 
     /// Cuts the data into tensors of the header's shapes, decoding each
