@@ -230,23 +230,9 @@ final class FleetTarget {
         }
         let d = FileManager.default.temporaryDirectory.appendingPathComponent("fed-fleet-\(getpid())")
         try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        p.arguments = [
-            "server", "--port", "0", "--checkpoint", d.appendingPathComponent("model.fedk").path, "--log-level",
-            "warning", "--max-connections", "\(maxConnections)",
-        ]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        var text = ""
-        while !text.contains("\n") {
-            let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        guard let line = text.split(separator: "\n").first, let port = Int(line.split(separator: ":").last ?? "")
-        else { throw ValidationError("server did not start: \(text)") }
+        let (p, port) = try ChildServer.start(
+            checkpoint: d.appendingPathComponent("model.fedk").path,
+            arguments: ["--max-connections", "\(maxConnections)"])
         (host, self.port, child, dir) = ("127.0.0.1", port, p, d)
     }
 
@@ -390,11 +376,7 @@ final class FleetHandler: ChannelInboundHandler {
 
     init(device: FleetDevice) { self.device = device }
 
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    static func now() -> Double { monotonicSeconds() }
 
     func channelActive(context: ChannelHandlerContext) {
         device.stats.connected.wrappingAdd(1, ordering: .relaxed)

@@ -194,34 +194,12 @@ final class LinkServer {
     init(namespace: NamespaceLink?, fetchDeltas: ValueEncoding?) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("fed-link-\(getpid())-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         host = namespace?.serverAddress ?? "127.0.0.1"
-        var args = [
-            "server", "--host", host, "--port", "0", "--checkpoint", dir.appendingPathComponent("m.fedk").path,
-            "--log-level", "warning",
-        ]
+        var args = ["--host", host]
         if let f = fetchDeltas { args += ["--fetch-deltas", f.description] }
-        process = Process()
-        if let ns = namespace {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["ip", "netns", "exec", ns.namespace, exe] + args
-        } else {
-            process.executableURL = URL(fileURLWithPath: exe)
-            process.arguments = args
-        }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        var text = ""
-        while !text.contains("\n") {
-            let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        guard let line = text.split(separator: "\n").first, let p = Int(line.split(separator: ":").last ?? "") else {
-            throw ValidationError("server did not start: \(text)")
-        }
-        port = p
+        (process, port) = try ChildServer.start(
+            checkpoint: dir.appendingPathComponent("m.fedk").path, arguments: args,
+            prefix: namespace.map { ["ip", "netns", "exec", $0.namespace] } ?? [])
     }
 
     func stop() {

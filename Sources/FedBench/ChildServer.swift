@@ -11,11 +11,18 @@ import Foundation
 /// A `fed server` child process for benchmarks: this same executable, on a
 /// free port, with a given checkpoint.
 enum ChildServer {
-    /// Starts this executable's `server` subcommand and waits for its `listening on` line.
-    static func start(checkpoint: String) throws -> (Process, Int) {
+    /// Starts this executable's `server` subcommand (with `arguments` after the
+    /// checkpoint's, run through `prefix`, e.g. `ip netns exec NS`) and waits
+    /// for its `listening on` line.
+    static func start(checkpoint: String, arguments: [String] = [], prefix: [String] = []) throws -> (Process, Int) {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        p.arguments = ["server", "--port", "0", "--checkpoint", checkpoint, "--log-level", "warning"]
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let args = ["server", "--port", "0", "--checkpoint", checkpoint, "--log-level", "warning"] + arguments
+        if prefix.isEmpty {
+            (p.executableURL, p.arguments) = (exe, args)
+        } else {
+            (p.executableURL, p.arguments) = (URL(fileURLWithPath: "/usr/bin/env"), prefix + [exe.path] + args)
+        }
         let out = Pipe()
         p.standardOutput = out
         try p.run()

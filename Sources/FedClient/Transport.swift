@@ -285,10 +285,9 @@ public final class BinaryTransport: ModelTransport {
         if !values.isLossless {
             var sent: [Tensor] = []
             for (t, d) in delta.enumerated() {
-                let tensorSeed = seed &+ UInt64(t) &* 0x5851_F42D
+                // The blob encoder's rounding for this tensor: `sent` is what the server decodes.
                 sent.append(
-                    (try? Tensor(
-                        shape: d.shape, values: values.roundTrip(d.values, rounding: .stochastic(seed: tensorSeed))))
+                    (try? Tensor(shape: d.shape, values: values.roundTrip(d.values, rounding: rounding.forTensor(t))))
                         ?? d)
             }
             leftover = zip(delta, sent).map { d, s in

@@ -217,13 +217,17 @@ public struct ModelDelta: Hashable, Sendable {
 
     /// `weights` advanced by every step (shapes already checked by the caller).
     public func apply(to weights: [Tensor]) -> [Tensor] {
+        steps.reduce(weights) { Self.add($1, to: $0) }
+    }
+
+    /// `weights + step`, element by element in Float32: how a step (or a
+    /// delta push) is applied on both sides (shapes already checked).
+    public static func add(_ step: [Tensor], to weights: [Tensor]) -> [Tensor] {
         var out = weights
-        for step in steps {
-            for t in out.indices {
-                step[t].values.withUnsafeBufferPointer { d in
-                    out[t].values.withUnsafeMutableBufferPointer { w in
-                        for i in w.indices { w[i] = w[i] + d[i] }
-                    }
+        for t in out.indices {
+            step[t].values.withUnsafeBufferPointer { d in
+                out[t].values.withUnsafeMutableBufferPointer { w in
+                    for i in w.indices { w[i] = w[i] + d[i] }
                 }
             }
         }

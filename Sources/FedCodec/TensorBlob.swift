@@ -39,10 +39,7 @@ public enum TensorBlob {
         writer.u32(UInt32(rawSize))
         var raw = ByteWriter(capacity: rawSize)
         for (i, t) in tensors.enumerated() {
-            var r = rounding
-            // A different stream of random numbers per tensor.
-            if case .stochastic(let seed) = rounding { r = .stochastic(seed: seed &+ UInt64(i) &* 0x5851_F42D) }
-            encoding.encode(t.values, rounding: r, into: &raw)
+            encoding.encode(t.values, rounding: rounding.forTensor(i), into: &raw)
         }
         switch mode {
         case .none:

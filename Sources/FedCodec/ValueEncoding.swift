@@ -73,6 +73,12 @@ public enum ValueEncoding: UInt8, CaseIterable, Sendable, CustomStringConvertibl
     public enum Rounding: Hashable, Sendable {
         case nearest
         case stochastic(seed: UInt64)
+
+        /// The rounding of tensor `index` of a blob: a stream of its own per tensor.
+        public func forTensor(_ index: Int) -> Rounding {
+            guard case .stochastic(let seed) = self else { return self }
+            return .stochastic(seed: seed &+ UInt64(index) &* 0x5851_F42D)
+        }
     }
 
     /// Appends `values` encoded. Values must be finite for the block

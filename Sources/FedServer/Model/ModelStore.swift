@@ -292,7 +292,7 @@ public final class ModelStore: Sendable {
             return (try? TensorBlob.decode(&r, limits: limits)) ?? []
         }
         precondition(decoded.count == step.count, "a step the store encoded did not decode")
-        let published = ModelDelta(version: 0, datasets: 0, fromVersion: 0, steps: [decoded]).apply(to: previous)
+        let published = ModelDelta.add(decoded, to: previous)
         for t in step.indices {
             for i in step[t].values.indices { residual[t].values[i] = step[t].values[i] - decoded[t].values[i] }
         }
@@ -319,7 +319,7 @@ public final class ModelStore: Sendable {
                 .shapeMismatch,
                 "tensor shapes \(u.tensors.map(\.shape)) differ from the model's \(base.tensors.map(\.shape))")
         }
-        return ModelDelta(version: 0, datasets: 0, fromVersion: 0, steps: [u.tensors]).apply(to: base.tensors)
+        return ModelDelta.add(u.tensors, to: base.tensors)
     }
 
     /// The step blobs that take version `held` to `current`, if the store
