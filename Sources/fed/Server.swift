@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import FedClient
 import FedCodec
 import FedModel
 import FedServer
@@ -98,6 +99,25 @@ extension Fed {
                 "A file of tokens, one a line (# comments allowed); also read: FED_AUTH_TOKENS (comma-separated). Unlike --auth-token, not visible in ps."
         )
         var authTokenFile: String?
+        @Option(
+            help: ArgumentHelp(
+                "Run as an edge server of the server at HOST:PORT.",
+                discussion: """
+                    Clients push to this server as usual; each acknowledged update is gathered durably. Every \
+                    --upstream-interval the edge pushes what it gathered upstream as one update (the \
+                    sample-weighted mean of the weights, the summed sample count, a push id kept until the \
+                    upstream acknowledges it, so a restart never applies a batch twice), then serves the \
+                    upstream's model as its next version. --strategy is the upstream's business; give the \
+                    upstream a --max-datasets that admits one interval's samples.
+                    """, valueName: "HOST:PORT"))
+        var upstream: String?
+        @Option(help: "Seconds between pushes to the upstream and fetches of its model.") var upstreamInterval = 2.0
+        @Option(help: "Client id of this edge at the upstream (keep it across restarts; default edge-HOST-PORT).")
+        var upstreamId: String?
+        @Option(
+            help:
+                "A file holding the token this edge presents upstream (first line); also read: FED_UPSTREAM_TOKEN.")
+        var upstreamTokenFile: String?
         @Flag(help: "Do not serve the original demo's HTTP interface (it cannot authenticate).") var noHttp = false
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
@@ -125,6 +145,17 @@ extension Fed {
             for e in encodings.split(separator: ",") where ValueEncoding(name: String(e)) == nil {
                 throw ValidationError("--encodings: \(e) is not one of fp32, fp16, int8, int4, int2")
             }
+            if let upstream {
+                guard HostPort(upstream) != nil else {
+                    throw ValidationError("--upstream \(upstream): give HOST:PORT, such as 10.0.0.1:5000")
+                }
+                guard strategy == "running-average" else {
+                    throw ValidationError(
+                        "--strategy with --upstream: an edge forwards updates; give the strategy to the upstream server"
+                    )
+                }
+                guard upstreamInterval > 0 else { throw ValidationError("--upstream-interval must be positive") }
+            }
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("unknown --log-level \(logLevel)")
             }
@@ -133,6 +164,17 @@ extension Fed {
         /// Every token from --auth-token, --auth-token-file and FED_AUTH_TOKENS.
         func tokens() throws -> Set<String> {
             Set(authToken + (try authTokenFile.map(Tokens.file) ?? []) + Tokens.environment("FED_AUTH_TOKENS"))
+        }
+
+        /// The edge's link to `--upstream`, if given.
+        func edge() throws -> EdgeConfiguration? {
+            guard let upstream, let address = HostPort(upstream) else { return nil }
+            let token = try upstreamTokenFile.map(Tokens.file)?.first ?? Tokens.environment("FED_UPSTREAM_TOKEN").first
+            let id = upstreamId ?? "edge-\(ProcessInfo.processInfo.hostName)-\(self.port)"
+            return EdgeConfiguration(
+                link: BinaryUpstream(
+                    host: address.host, port: address.port, clientID: id, token: token ?? "", timeout: 30),
+                interval: .milliseconds(Int64(upstreamInterval * 1000)))
         }
 
         func run() throws {
@@ -168,7 +210,7 @@ extension Fed {
                 encodings: encodings.split(separator: ",").reduce(UInt8(0)) {
                     $0 | (ValueEncoding(name: String($1))?.bit ?? 0)
                 },
-                deltaEncoding: fetchDeltas.flatMap { ValueEncoding(name: $0) })
+                deltaEncoding: fetchDeltas.flatMap { ValueEncoding(name: $0) }, upstream: try edge())
             let server: FederatedServer
             do {
                 server = try FederatedServer.start(configuration: config, initial: MLP(seed: seed).tensors())

@@ -107,8 +107,14 @@ public final class ModelStore: Sendable {
         return writer.withLock { w in w.retained.last { $0.version == version } }
     }
 
-    /// Updates waiting in the strategy's buffer.
-    public var bufferedUpdates: Int { writer.withLock { $0.durable.buffer.count } }
+    /// Updates waiting in the strategy's buffer (an edge server's: gathered
+    /// and not yet acknowledged upstream).
+    public var bufferedUpdates: Int {
+        writer.withLock { w in
+            w.durable.buffer.count + Int(w.durable.scalars["edge.pending.updates"] ?? 0)
+                + Int(w.durable.scalars["edge.outbox.updates"] ?? 0)
+        }
+    }
 
     /// Notes that `clientID` was just sent `version` (its base if it pushes without naming one).
     public func served(_ version: UInt64, to clientID: String) {
@@ -215,17 +221,7 @@ public final class ModelStore: Sendable {
                     try validate(u.tensors, datasets: u.datasets, against: published)
                     let update = try clientUpdate(u, version: version, retained: retained)
                     if configuration.strategy.accept(update, state: &state) {
-                        version += 1
-                        var step: [UInt8]? = nil
-                        if let encoding = configuration.deltaEncoding, let previous = retained.last {
-                            step = Self.quantizeStep(from: previous.tensors, encoding: encoding, state: &state)
-                        }
-                        retained.append(
-                            ModelSnapshot(version: version, datasets: state.samples, tensors: state.weights, step: step)
-                        )
-                        if retained.count > configuration.maxStaleness + 1 {
-                            retained.removeFirst(retained.count - configuration.maxStaleness - 1)
-                        }
+                        publish(&state, version: &version, retained: &retained)
                     }
                     changed = true
                     if let key = u.key {
@@ -242,15 +238,11 @@ public final class ModelStore: Sendable {
                 }
             }
             guard changed else { return results }
-            let staged =
-                version == published.version
-                ? published
-                : (retained.last { $0.version == version }
-                    ?? ModelSnapshot(version: version, datasets: state.samples, tensors: state.weights))
             let durable = Durable(
                 recentPushes: pushes, buffer: state.buffer, tensors: state.tensors, scalars: state.scalars)
             do {
-                try commit(staged, durable)
+                try keep(
+                    &w, published: published, version: version, durable: durable, retained: retained, commit: commit)
             } catch {
                 // The cause (it may name local paths) is for the server's log, not for clients.
                 let failure = RejectedUpdate(.internalError, "the server could not store the update; try again later")
@@ -258,11 +250,62 @@ public final class ModelStore: Sendable {
                     r.flatMap { ack in ack.replayed ? .success(ack) : .failure(failure) }
                 }
             }
-            w.durable = durable
-            w.retained = retained
-            if staged !== published { lock.withWriteLock { current = staged } }
             return results
         }
+    }
+
+    /// Runs `body` on a staged copy of the model and its durable state (an
+    /// edge server's uplink uses it to move updates to its outbox and to take
+    /// its upstream's model); when `body` returns true the staged weights are
+    /// published as a new version. Kept only if `commit` (the checkpoint
+    /// write) returns; rethrows its error, keeping nothing.
+    public func transact<R>(
+        _ body: (inout FederationState) -> (publish: Bool, result: R), commit: (ModelSnapshot, Durable) throws -> Void
+    ) throws -> R {
+        try writer.withLock { w in
+            let published = snapshot()
+            var state = FederationState(
+                weights: published.tensors, samples: published.datasets, buffer: w.durable.buffer,
+                tensors: w.durable.tensors, scalars: w.durable.scalars)
+            var version = published.version
+            var retained = w.retained
+            let (publish, result) = body(&state)
+            if publish { self.publish(&state, version: &version, retained: &retained) }
+            var durable = w.durable
+            (durable.buffer, durable.tensors, durable.scalars) = (state.buffer, state.tensors, state.scalars)
+            try keep(&w, published: published, version: version, durable: durable, retained: retained, commit: commit)
+            return result
+        }
+    }
+
+    /// Appends `state.weights` as version `version + 1` to `retained` (as the
+    /// previous version plus a quantized step with fetch deltas), dropping
+    /// versions beyond the window.
+    private func publish(_ state: inout FederationState, version: inout UInt64, retained: inout [ModelSnapshot]) {
+        version += 1
+        var step: [UInt8]? = nil
+        if let encoding = configuration.deltaEncoding, let previous = retained.last {
+            step = Self.quantizeStep(from: previous.tensors, encoding: encoding, state: &state)
+        }
+        retained.append(ModelSnapshot(version: version, datasets: state.samples, tensors: state.weights, step: step))
+        if retained.count > configuration.maxStaleness + 1 {
+            retained.removeFirst(retained.count - configuration.maxStaleness - 1)
+        }
+    }
+
+    /// Commits the staged version and state, then makes them the store's
+    /// (the model swapped under the write lock); throws, keeping nothing, if
+    /// `commit` throws.
+    private func keep(
+        _ w: inout WriterState, published: ModelSnapshot, version: UInt64, durable: Durable, retained: [ModelSnapshot],
+        commit: (ModelSnapshot, Durable) throws -> Void
+    ) throws {
+        // `publish` appends every new version to `retained` (the window holds at least one).
+        let staged = version == published.version ? published : retained[retained.count - 1]
+        try commit(staged, durable)
+        w.durable = durable
+        w.retained = retained
+        if staged !== published { lock.withWriteLock { current = staged } }
     }
 
     /// The key under which the rounding error of published steps is kept (checkpointed).

@@ -31,6 +31,8 @@ public final class FederatedServer: Sendable {
     public let budget: MemoryBudget
     /// What `GET /metrics` reports.
     public let metrics: ServerMetrics
+    /// An edge server's link to its upstream (`configuration.upstream`).
+    public let uplink: EdgeUplink?
     private let group: MultiThreadedEventLoopGroup
     private let channel: Channel
     private let registry: ConnectionRegistry
@@ -72,7 +74,8 @@ public final class FederatedServer: Sendable {
         let store = ModelStore(
             initial: snapshot, durable: durable,
             configuration: .init(
-                maxDatasets: configuration.maxDatasets, strategy: configuration.strategy,
+                maxDatasets: configuration.maxDatasets,
+                strategy: configuration.upstream == nil ? configuration.strategy : EdgeAccumulator(),
                 maxStaleness: configuration.maxStaleness, maxUpdateSamples: configuration.maxUpdateSamples,
                 deltaEncoding: configuration.deltaEncoding))
         let metrics = ServerMetrics()
@@ -93,6 +96,7 @@ public final class FederatedServer: Sendable {
     ) throws {
         self.metrics = metrics
         self.configuration = configuration
+        self.uplink = configuration.upstream.map { EdgeUplink(configuration: $0, committer: committer, logger: logger) }
         self.store = store
         self.committer = committer
         self.logger = logger
@@ -153,6 +157,7 @@ public final class FederatedServer: Sendable {
         logger.info(
             "limits: frame payload \(limits.frame.maxPayloadBytes) B, decompressed \(limits.frame.maxDecompressedBytes) B, HTTP body \(limits.maxHTTPBodyBytes) B, memory budget \(configuration.memoryBudget) B, \(configuration.maxConnections) connections"
         )
+        uplink?.start()
     }
 
     /// Connections being served now.
@@ -164,8 +169,9 @@ public final class FederatedServer: Sendable {
     /// Stops the server and returns once the checkpoint is written:
     /// 1. stop accepting connections; refuse new pushes (`shutting_down`, HTTP 503);
     /// 2. wait until pushes in flight are committed, at most `grace`;
-    /// 3. write the checkpoint (every acknowledged update is in it);
-    /// 4. close every connection and stop the event loops.
+    /// 3. an edge server pushes what it gathered upstream (one try);
+    /// 4. write the checkpoint (every acknowledged update is in it);
+    /// 5. close every connection and stop the event loops.
     public func shutdown(grace: TimeAmount? = nil) throws {
         lifecycle.startDraining()
         try? channel.close().wait()
@@ -175,6 +181,7 @@ public final class FederatedServer: Sendable {
         }
         // Answers to the last pushes are written on the event loops: give them a moment.
         usleep(50_000)
+        uplink?.stop(finalSync: true)
         try committer.flush()
         logger.info("checkpoint written: version \(store.snapshot().version)")
         for child in registry.channels() { child.close(promise: nil) }

@@ -74,6 +74,10 @@ public struct ServerConfiguration: Sendable {
     /// With tokens set, whether `/v1/model` may still be kept by shared HTTP
     /// caches (`Cache-Control: public`). Default false: `private`.
     public var publicModel: Bool
+    /// Makes this an edge server: client updates are gathered (durably) and
+    /// pushed to the upstream server as one update, and the edge serves the
+    /// upstream's model (`EdgeUplink`); `strategy` is then not used. Default nil.
+    public var upstream: EdgeConfiguration?
 
     public init(
         host: String = "127.0.0.1", port: Int = 5000, checkpointPath: String = "model.fedk", saveEvery: Int = 1,
@@ -85,8 +89,9 @@ public struct ServerConfiguration: Sendable {
         firstBytesTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30),
         shutdownGrace: TimeAmount = .seconds(10), compressions: UInt8 = 0b111, authTokens: Set<String> = [],
         serveHTTP: Bool = true, allowedOrigins: Set<String> = [], publicModel: Bool = false,
-        encodings: UInt8 = 0b1_1111, deltaEncoding: ValueEncoding? = nil
+        encodings: UInt8 = 0b1_1111, deltaEncoding: ValueEncoding? = nil, upstream: EdgeConfiguration? = nil
     ) {
+        self.upstream = upstream
         self.encodings = encodings | ValueEncoding.float32.bit
         self.deltaEncoding = deltaEncoding
         self.publicModel = publicModel

@@ -79,6 +79,21 @@ public final class GroupCommitter: Sendable {
         }
     }
 
+    /// Runs `ModelStore.transact` between batches and writes its result
+    /// durably before returning (whatever `saveEvery` says): for state changes
+    /// that are not client updates, such as an edge server's outbox.
+    public func transact<R>(_ body: (inout FederationState) -> (publish: Bool, result: R)) throws -> R {
+        try queue.sync {
+            try store.transact(body) { staged, durable in
+                try CheckpointFile.save(staged, durable: durable, to: path)
+                state.withLock {
+                    $0.writes += 1
+                    $0.lastSavedVersion = staged.version
+                }
+            }
+        }
+    }
+
     /// Called with the error of a failed checkpoint write (its text may name
     /// local paths: for the server's log only).
     public var onWriteFailure: (@Sendable (any Error) -> Void)? {
@@ -87,9 +102,11 @@ public final class GroupCommitter: Sendable {
     }
     private let failureHook = Mutex<(@Sendable (any Error) -> Void)?>(nil)
 
-    /// Runs on `queue`: commits batches until nothing is pending.
+    /// Runs on `queue`: commits what is pending as one batch, then queues
+    /// itself again (so a `transact` or `flush` waiting on the queue runs
+    /// between batches) until nothing is pending.
     private func drain() {
-        while true {
+        do {
             let batch = state.withLock { s -> [(ModelStore.Update, Completion)] in
                 let b = s.pending
                 s.pending = []
@@ -124,6 +141,7 @@ public final class GroupCommitter: Sendable {
                 }
                 completion(result)
             }
+            queue.async { self.drain() }
         }
     }
 }

@@ -1,0 +1,200 @@
+import Dispatch
+import FedCodec
+import Logging
+import Synchronization
+
+/// How an edge server reaches its upstream server (`fed server --upstream`
+/// gives a binary-protocol client). Calls come from one thread at a time and
+/// may block.
+public protocol UpstreamLink: Sendable {
+    /// The upstream model if its version is not `held`; nil if it still is.
+    func fetch(held: UInt64) throws -> UpstreamModel?
+    /// Pushes `weights` as one update of `samples` samples trained from
+    /// `baseVersion`, with idempotency key `pushID` (the same id when the same
+    /// batch is pushed again). Returns the upstream's version after it.
+    /// Throws `UpstreamRefusal` when the upstream refused the update (trying
+    /// again unchanged will not help); any other error is taken as transient.
+    func push(_ weights: [Tensor], samples: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> UInt64
+}
+
+/// An upstream model version.
+public struct UpstreamModel: Sendable {
+    public var version: UInt64
+    public var samples: UInt64
+    public var tensors: [Tensor]
+    public init(version: UInt64, samples: UInt64, tensors: [Tensor]) {
+        self.version = version
+        self.samples = samples
+        self.tensors = tensors
+    }
+}
+
+/// The upstream's refusal of an update (its `ERROR` code and message).
+public struct UpstreamRefusal: Error, CustomStringConvertible {
+    public var code: ErrorCode
+    public var message: String
+    public init(code: ErrorCode, message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "\(code.name): \(message)" }
+}
+
+/// How an edge server talks to its upstream.
+public struct EdgeConfiguration: Sendable {
+    public var link: any UpstreamLink
+    /// How often gathered updates are pushed and the upstream model fetched. Default 2 s.
+    public var interval: Duration
+    /// Longest wait between attempts while the upstream fails. Default 30 s.
+    public var maxBackoff: Duration
+
+    public init(link: any UpstreamLink, interval: Duration = .seconds(2), maxBackoff: Duration = .seconds(30)) {
+        self.link = link
+        self.interval = interval
+        self.maxBackoff = maxBackoff
+    }
+}
+
+/// An edge server's link to its upstream: every `interval` it moves the
+/// gathering batch to the outbox (durably, with a new push id), pushes the
+/// outbox upstream until acknowledged (the same push id on every attempt and
+/// after a restart, so the upstream applies it once), then takes the
+/// upstream's model as the edge's next version.
+///
+/// Every change is written to the checkpoint before the next step, so a
+/// crash at any point loses no acknowledged client update: the batch is
+/// either still gathering, or in the outbox (pushed again at start), or
+/// acknowledged upstream.
+public final class EdgeUplink: Sendable {
+    public let configuration: EdgeConfiguration
+    let committer: GroupCommitter
+    let logger: Logger
+    private let queue = DispatchQueue(label: "fed.edge-uplink")
+    private let wake = DispatchSemaphore(value: 0)
+    private let stopped = Atomic<Bool>(false)
+    private let started = Atomic<Bool>(false)
+    private let done = DispatchSemaphore(value: 0)
+
+    public init(configuration: EdgeConfiguration, committer: GroupCommitter, logger: Logger) {
+        self.configuration = configuration
+        self.committer = committer
+        self.logger = logger
+    }
+
+    /// What one `sync` did.
+    public struct Outcome: Sendable, Equatable {
+        /// Updates acknowledged upstream in this round (0: none were pushed).
+        public var pushedUpdates = 0
+        /// The upstream version the edge's model now comes from.
+        public var upstreamVersion: UInt64 = 0
+        /// Whether a new upstream model was taken.
+        public var refreshed = false
+    }
+
+    /// One round: push what has gathered (and anything left in the outbox),
+    /// then take the upstream model if it changed. Throws the upstream's
+    /// refusal or a transport error; what was not acknowledged stays in the
+    /// outbox for the next round.
+    @discardableResult
+    public func sync() throws -> Outcome {
+        var outcome = Outcome()
+        let link = configuration.link
+        let durable = committer.store.durable()
+        let gathering = durable.tensors["edge.pending"] != nil || durable.tensors["edge.outbox"] != nil
+        if gathering,
+            let batch = try committer.transact({ s -> (publish: Bool, result: EdgeBatch?) in
+                if s.edgeOutbox == nil, var pending = s.edgePending {
+                    pending.pushID = s.takeEdgePushID()
+                    s.edgeOutbox = pending
+                    s.edgePending = nil
+                }
+                return (false, s.edgeOutbox)
+            })
+        {
+            do {
+                _ = try link.push(
+                    batch.weights, samples: batch.samples, baseVersion: batch.baseVersion, pushID: batch.pushID)
+            } catch let refusal as UpstreamRefusal where refusal.code == .staleBase || refusal.code == .unknownBase {
+                // The upstream moved on past the batch's base: name its current version next time.
+                let current = try link.fetch(held: 0)?.version ?? batch.baseVersion
+                try committer.transact { s -> (publish: Bool, result: Void) in
+                    if var o = s.edgeOutbox, o.pushID == batch.pushID {
+                        o.baseVersion = current
+                        s.edgeOutbox = o
+                    }
+                    return (false, ())
+                }
+                throw refusal
+            }
+            try committer.transact { s -> (publish: Bool, result: Void) in
+                if s.edgeOutbox?.pushID == batch.pushID { s.edgeOutbox = nil }
+                return (false, ())
+            }
+            outcome.pushedUpdates = batch.updates
+            logger.info(
+                "pushed \(batch.updates) updates (\(batch.samples) samples) upstream as push \(batch.pushID)")
+        }
+        let held = committer.store.durable().scalars["edge.upstream.version"].map { UInt64($0) } ?? 0
+        outcome.upstreamVersion = held
+        if let model = try link.fetch(held: held) {
+            let shapes = committer.store.snapshot().tensors.map(\.shape)
+            guard model.tensors.map(\.shape) == shapes else {
+                throw UpstreamRefusal(
+                    code: .shapeMismatch,
+                    message:
+                        "the upstream serves tensors of shapes \(model.tensors.map(\.shape)); this edge serves \(shapes)"
+                )
+            }
+            try committer.transact { s -> (publish: Bool, result: Void) in
+                s.weights = model.tensors
+                s.samples = model.samples
+                s.edgeUpstreamVersion = model.version
+                return (true, ())
+            }
+            outcome.upstreamVersion = model.version
+            outcome.refreshed = true
+        }
+        return outcome
+    }
+
+    /// Runs `sync` every `interval` on a queue of its own until `stop`,
+    /// waiting longer (doubling up to `maxBackoff`) while the upstream fails.
+    public func start() {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        queue.async { [self] in
+            var failures = 0
+            while !stopped.load(ordering: .acquiring) {
+                var wait = configuration.interval
+                do {
+                    try sync()
+                    if failures > 0 { logger.info("upstream reachable again") }
+                    failures = 0
+                } catch {
+                    failures += 1
+                    wait = min(configuration.maxBackoff, configuration.interval * (1 << min(failures, 16)))
+                    logger.warning("upstream sync failed (\(failures) in a row; next try in \(wait)): \(error)")
+                }
+                let (s, atto) = wait.components
+                _ = wake.wait(timeout: .now() + .nanoseconds(Int(s) * 1_000_000_000 + Int(atto / 1_000_000_000)))
+            }
+            done.signal()
+        }
+    }
+
+    /// Stops the loop after its current round (returns once it has stopped),
+    /// then tries one last round when `finalSync` is set, so updates gathered
+    /// since go upstream now rather than at the next start.
+    public func stop(finalSync: Bool) {
+        stopped.store(true, ordering: .releasing)
+        if started.load(ordering: .acquiring) {
+            wake.signal()
+            done.wait()
+        }
+        guard finalSync else { return }
+        do {
+            try sync()
+        } catch {
+            logger.warning("last upstream sync failed; the outbox is pushed at the next start: \(error)")
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import FedClient
+import FedCodec
+import FedServer
+import Foundation
+
+/// An edge server's upstream over the binary protocol (lossless weights,
+/// shuffle-zlib), one persistent connection that reconnects after a failure.
+final class BinaryUpstream: UpstreamLink, @unchecked Sendable {
+    /// Guards `transport` (a class that is not thread-safe); the uplink calls from one thread anyway.
+    private let lock = NSLock()
+    private let transport: BinaryTransport
+
+    init(host: String, port: Int, clientID: String, token: String, timeout: Double) {
+        transport = BinaryTransport(host: host, port: port, clientID: clientID, timeout: timeout, authToken: token)
+    }
+
+    func fetch(held: UInt64) throws -> UpstreamModel? {
+        try call {
+            switch try transport.fetch(heldVersion: held) {
+            case .unchanged: nil
+            case .model(let version, let datasets, let tensors):
+                UpstreamModel(version: version, samples: datasets, tensors: tensors)
+            }
+        }
+    }
+
+    func push(_ weights: [Tensor], samples: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> UInt64 {
+        try call {
+            try transport.push(weights, datasets: samples, baseVersion: baseVersion, pushID: pushID).version
+        }
+    }
+
+    /// Runs `body`; a refusal the server says is final becomes `UpstreamRefusal`,
+    /// and the connection is dropped after any other failure.
+    private func call<T>(_ body: () throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        do {
+            return try body()
+        } catch let e as RemoteError where !e.retryable {
+            throw UpstreamRefusal(code: e.code, message: e.message)
+        } catch {
+            transport.reset()
+            throw error
+        }
+    }
+}

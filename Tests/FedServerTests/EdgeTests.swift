@@ -1,0 +1,165 @@
+import FedCodec
+import FedStorage
+import FedTestSupport
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import FedServer
+
+/// An upstream server in memory: a `ModelStore` (running average, idempotency
+/// keys) reached without sockets. `loseAcks` applies a push and then fails as
+/// a connection that dropped before the acknowledgement arrived would.
+final class StoreLink: UpstreamLink {
+    let store: ModelStore
+    let clientID: String
+    let loseAcks: Bool
+    init(store: ModelStore, clientID: String, loseAcks: Bool = false) {
+        (self.store, self.clientID, self.loseAcks) = (store, clientID, loseAcks)
+    }
+
+    func fetch(held: UInt64) throws -> UpstreamModel? {
+        let s = store.snapshot()
+        return s.version == held ? nil : UpstreamModel(version: s.version, samples: s.datasets, tensors: s.tensors)
+    }
+
+    func push(_ weights: [Tensor], samples: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> UInt64 {
+        let update = ModelStore.Update(
+            tensors: weights, datasets: samples, key: PushKey(clientID: clientID, pushID: pushID),
+            clientID: clientID, baseVersion: baseVersion)
+        switch store.applyBatch([update], commit: { _, _ in })[0] {
+        case .failure(let r): throw UpstreamRefusal(code: r.code, message: r.message)
+        case .success(let ack):
+            if loseAcks { throw TestError("connection reset before the acknowledgement") }
+            return ack.version
+        }
+    }
+}
+
+@Suite("Edge servers")
+struct EdgeTests {
+    static let shapes = [[16, 8], [8]]
+
+    static func randomTensors(_ rng: inout SystemRandomNumberGenerator) -> [Tensor] {
+        shapes.map { s in
+            try! Tensor(
+                shape: s, values: (0..<Tensor.elementCount(s)!).map { _ in Float.random(in: -1...1, using: &rng) })
+        }
+    }
+
+    /// An edge's store and committer over the checkpoint at `path` (resumed if it exists).
+    static func edge(_ path: String) throws -> GroupCommitter {
+        let resumed = try CheckpointFile.loadState(from: path)
+        let store = ModelStore(
+            initial: resumed?.snapshot
+                ?? ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0, shapes: shapes)),
+            durable: resumed?.durable ?? .init(),
+            configuration: .init(strategy: EdgeAccumulator()))
+        return GroupCommitter(store: store, path: path)
+    }
+
+    static func uplink(_ committer: GroupCommitter, _ link: any UpstreamLink) -> EdgeUplink {
+        EdgeUplink(
+            configuration: EdgeConfiguration(link: link), committer: committer, logger: Logger(label: "edge-test"))
+    }
+
+    @Test("A root fed by two edges ends with the model of one server that saw every update")
+    func rootEqualsSingleServer() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let zero = ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0, shapes: Self.shapes))
+        let root = ModelStore(initial: zero, configuration: .init(maxDatasets: 10_000_000))
+        let single = ModelStore(initial: zero)
+        let edges = try ["a", "b"].map { try Self.edge(dir.appendingPathComponent("\($0).fedk").path) }
+        let links = ["a", "b"].map { Self.uplink(edges[$0 == "a" ? 0 : 1], StoreLink(store: root, clientID: $0)) }
+        var rng = SystemRandomNumberGenerator()
+        var total: UInt64 = 0
+        for round in 0..<4 {
+            for i in 0..<10 {
+                let w = Self.randomTensors(&rng)
+                // Per-update counts no larger than the model's count after the first round.
+                let b = UInt64.random(in: 50...500, using: &rng)
+                total += b
+                let edge = edges[i % 2]
+                _ = try await edge.submit(w, datasets: b, key: PushKey(clientID: "c\(i)", pushID: UInt64(round + 1)))
+                try single.apply(w, datasets: b)
+            }
+            for link in links { try link.sync() }
+        }
+        for link in links { try link.sync() }
+        #expect(root.snapshot().datasets == total)
+        #expect(single.snapshot().datasets == total)
+        let r = root.snapshot().tensors.flatMap(\.values)
+        let s = single.snapshot().tensors.flatMap(\.values)
+        let scale = s.map(abs).max()!
+        let worst = zip(r, s).map { abs($0 - $1) }.max()!
+        print("root vs single server: max |difference| \(worst), relative \(worst / scale)")
+        #expect(worst / scale <= 1e-5)
+        // Both edges serve the root's model.
+        for edge in edges { #expect(edge.store.snapshot().tensors == root.snapshot().tensors) }
+    }
+
+    @Test("A batch the upstream applied whose acknowledgement was lost is not applied again after a crash")
+    func lostAcknowledgement() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("edge.fedk").path
+        let root = ModelStore(
+            initial: ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0, shapes: Self.shapes)),
+            configuration: .init(maxDatasets: 10_000_000))
+        var rng = SystemRandomNumberGenerator()
+        var edge = try Self.edge(path)
+        for i in 0..<3 {
+            _ = try await edge.submit(
+                Self.randomTensors(&rng), datasets: 100, key: PushKey(clientID: "c", pushID: UInt64(i + 1)))
+        }
+        #expect(edge.store.bufferedUpdates == 3)
+        #expect(throws: TestError.self) {
+            try Self.uplink(edge, StoreLink(store: root, clientID: "e", loseAcks: true)).sync()
+        }
+        #expect(root.snapshot().datasets == 300 && root.snapshot().version == 1)
+
+        // The edge dies and restarts from its checkpoint: the outbox is still there.
+        edge = try Self.edge(path)
+        #expect(edge.store.bufferedUpdates == 3)
+        // Two more acknowledged updates, then another crash before any sync.
+        for i in 3..<5 {
+            _ = try await edge.submit(
+                Self.randomTensors(&rng), datasets: 10, key: PushKey(clientID: "c", pushID: UInt64(i + 1)))
+        }
+        edge = try Self.edge(path)
+        #expect(edge.store.bufferedUpdates == 5)
+
+        let uplink = Self.uplink(edge, StoreLink(store: root, clientID: "e"))
+        let first = try uplink.sync()
+        // The outbox went again with its push id: acknowledged as a replay, not applied twice.
+        #expect(first.pushedUpdates == 3)
+        #expect(root.snapshot().datasets == 300 && root.snapshot().version == 1)
+        let second = try uplink.sync()
+        #expect(second.pushedUpdates == 2)
+        #expect(root.snapshot().datasets == 320 && root.snapshot().version == 2)
+        #expect(edge.store.bufferedUpdates == 0)
+        #expect(edge.store.snapshot().tensors == root.snapshot().tensors)
+        #expect(edge.store.snapshot().datasets == 320)
+    }
+
+    @Test("An upstream that refuses a batch keeps it in the outbox, and updates keep gathering")
+    func refusalKeepsBatch() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // The root admits at most 150 samples an update; the edge gathers 200.
+        let root = ModelStore(
+            initial: ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0, shapes: Self.shapes)),
+            configuration: .init(maxDatasets: 150))
+        let edge = try Self.edge(dir.appendingPathComponent("edge.fedk").path)
+        for i in 0..<2 { _ = try await edge.submit(constantTensors(Float(i), shapes: Self.shapes), datasets: 100) }
+        let uplink = Self.uplink(edge, StoreLink(store: root, clientID: "e"))
+        #expect(throws: UpstreamRefusal.self) { try uplink.sync() }
+        _ = try await edge.submit(constantTensors(5, shapes: Self.shapes), datasets: 10)
+        #expect(edge.store.bufferedUpdates == 3)
+        #expect(root.snapshot().version == 0)
+        let kept = try #require(edge.store.durable().tensors["edge.outbox"])
+        #expect(kept[0].values[0] == 0.5)  // (100 * 0 + 100 * 1) / 200
+    }
+}
