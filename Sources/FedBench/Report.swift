@@ -41,6 +41,13 @@ enum Bar {
         let ok = value >= atLeast
         print(String(format: "  %@  %@: %.2f (need >= %.2f)", ok ? "PASS" : "MISS", name, value, atLeast))
     }
+
+    /// A yes/no bar with what was measured; returns whether it passed.
+    @discardableResult
+    static func expect(_ name: String, _ ok: Bool, _ measured: String) -> Bool {
+        print("  \(ok ? "PASS" : "MISS")  \(name): \(measured)")
+        return ok
+    }
 }
 
 /// Mean, sample standard deviation (n - 1), min, median and max of a non-empty sample.

@@ -65,7 +65,7 @@ extension FederationState {
         set { setEdgeBatch(newValue, "edge.outbox") }
     }
 
-    /// The upstream version the edge's model was taken from (0: none yet).
+    /// The upstream version the edge's model was taken from (0 also before it took one).
     public var edgeUpstreamVersion: UInt64 {
         get { UInt64(scalars["edge.upstream.version"] ?? 0) }
         set { scalars["edge.upstream.version"] = Double(newValue) }

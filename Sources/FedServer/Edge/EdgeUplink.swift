@@ -134,9 +134,10 @@ public final class EdgeUplink: Sendable {
             logger.info(
                 "pushed \(batch.updates) updates (\(batch.samples) samples) upstream as push \(batch.pushID)")
         }
-        let held = committer.store.durable().scalars["edge.upstream.version"].map { UInt64($0) } ?? 0
-        outcome.upstreamVersion = held
-        if let model = try link.fetch(held: held) {
+        // nil until the edge has taken a model from upstream (then even version 0 counts).
+        let taken = committer.store.durable().scalars["edge.upstream.version"].map { UInt64($0) }
+        outcome.upstreamVersion = taken ?? 0
+        if let model = try link.fetch(held: taken ?? 0), model.version != taken {
             let shapes = committer.store.snapshot().tensors.map(\.shape)
             guard model.tensors.map(\.shape) == shapes else {
                 throw UpstreamRefusal(
