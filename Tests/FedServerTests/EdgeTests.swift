@@ -163,3 +163,31 @@ struct EdgeTests {
         #expect(kept[0].values[0] == 0.5)  // (100 * 0 + 100 * 1) / 200
     }
 }
+
+@Suite("Edge server over TCP", .serialized)
+struct EdgeServerTests {
+    @Test("An edge acknowledges a push over TCP, and its shutdown pushes the batch upstream")
+    func shutdownPushes() throws {
+        let root = ModelStore(
+            initial: ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0)),
+            configuration: .init(maxDatasets: 10_000_000))
+        let s = try RunningServer { c in
+            // An interval far longer than the test: only the shutdown's last round can push.
+            c.upstream = EdgeConfiguration(link: StoreLink(store: root, clientID: "edge"), interval: .seconds(3600))
+        }
+        let c = try TestClient(port: s.port)
+        _ = try c.handshake()
+        for (value, samples) in [(Float(1), UInt64(100)), (3, 300)] {
+            guard case .ack = try c.push(constantTensors(value), datasets: samples) else {
+                throw TestError("no ACK")
+            }
+        }
+        #expect(s.server.store.bufferedUpdates == 2)
+        #expect(root.snapshot().version == 0)
+        try s.server.shutdown(grace: .seconds(2))
+        #expect(root.snapshot().datasets == 400)
+        #expect(root.snapshot().tensors[0].values[0] == 2.5)  // (100 * 1 + 300 * 3) / 400
+        let onDisk = try #require(try CheckpointFile.loadState(from: s.dir.appendingPathComponent("model.fedk").path))
+        #expect(onDisk.durable.tensors["edge.outbox"] == nil && onDisk.durable.tensors["edge.pending"] == nil)
+    }
+}
