@@ -10,8 +10,8 @@ import FedCodec
 /// frame decoder, and a deadline for every receive. Not thread-safe: one
 /// connection per thread.
 ///
-/// Errors: `ConnectionError` for the socket (refused, reset, timed out,
-/// closed), `CodecError` for bytes that do not decode.
+/// Errors: `ClientError` (refused, reset, timed out, closed; bytes that do
+/// not decode).
 public final class Connection {
     public let host: String
     public let port: Int
@@ -33,7 +33,7 @@ public final class Connection {
         #else
             fd = socket(AF_INET, SOCK_STREAM, 0)
         #endif
-        guard fd >= 0 else { throw ConnectionError.socket(errno) }
+        guard fd >= 0 else { throw ClientError.socket(errno) }
         var one: Int32 = 1
         #if canImport(Darwin)
             setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -48,7 +48,7 @@ public final class Connection {
         let ip = host == "localhost" ? "127.0.0.1" : host
         guard inet_pton(AF_INET, ip, &addr.sin_addr) == 1 else {
             close(fd)
-            throw ConnectionError.badAddress("\(host) is not an IPv4 address")
+            throw ClientError(code: .hostNotFound, message: "\(host) is not an IPv4 address")
         }
         let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -58,7 +58,7 @@ public final class Connection {
         guard r == 0 else {
             let e = errno
             close(fd)
-            throw e == ECONNREFUSED ? ConnectionError.refused : ConnectionError.socket(e)
+            throw ClientError.socket(e, " by \(host):\(port)")
         }
     }
 
@@ -82,7 +82,7 @@ public final class Connection {
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { sendNoSignal(fd, $0.baseAddress! + off, $0.count - off) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw ConnectionError.from(errno) }
+            guard n > 0 else { throw ClientError.socket(errno) }
             off += n
         }
         bytesSent += bytes.count
@@ -91,17 +91,21 @@ public final class Connection {
     /// The next message and its request id. Throws `.closed` at end of stream.
     public func receive(limits: Limits = .default) throws -> (requestID: UInt32, message: Message) {
         while true {
-            if let frame = try decoder.next() {
-                return (frame.header.requestID, try MessageCodec.decode(frame, limits: limits))
+            do throws(CodecError) {
+                if let frame = try decoder.next() {
+                    return (frame.header.requestID, try MessageCodec.decode(frame, limits: limits))
+                }
+            } catch {
+                throw ClientError.undecodable(error)
             }
             let n = receiveBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
             if n == 0 {
-                try decoder.finish()
-                throw ConnectionError.closed
+                do throws(CodecError) { try decoder.finish() } catch { throw ClientError.undecodable(error) }
+                throw ClientError.closed
             }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw ConnectionError.from(errno)
+                throw ClientError.socket(errno)
             }
             bytesReceived += n
             decoder.append(receiveBuffer[0..<n])
@@ -116,11 +120,11 @@ public final class Connection {
             if n == 0 { return out }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw ConnectionError.from(errno)
+                throw ClientError.socket(errno)
             }
             bytesReceived += n
             out += receiveBuffer[0..<n]
-            if out.count > limit { throw ConnectionError.protocolViolation("answer larger than \(limit) bytes") }
+            if out.count > limit { throw ClientError.violation("answer larger than \(limit) bytes") }
         }
     }
 
@@ -129,49 +133,9 @@ public final class Connection {
         let id = try send(message, level: level)
         let (answerID, answer) = try receive()
         guard answerID == id else {
-            throw ConnectionError.protocolViolation("answer to request \(answerID), expected \(id)")
+            throw ClientError.violation("answer to request \(answerID), expected \(id)")
         }
         return answer
-    }
-}
-
-/// Why a connection failed. `isRetryable` tells a retry policy whether trying
-/// again later can help.
-public enum ConnectionError: Error, Equatable, CustomStringConvertible {
-    case refused
-    case reset
-    case timedOut
-    case closed
-    case socket(Int32)
-    case badAddress(String)
-    case protocolViolation(String)
-
-    static func from(_ e: Int32) -> ConnectionError {
-        switch e {
-        case ECONNRESET, EPIPE: .reset
-        case EAGAIN, ETIMEDOUT: .timedOut
-        case ECONNREFUSED: .refused
-        default: .socket(e)
-        }
-    }
-
-    public var isRetryable: Bool {
-        switch self {
-        case .refused, .reset, .timedOut, .closed, .socket: true
-        case .badAddress, .protocolViolation: false
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .refused: "connection refused"
-        case .reset: "connection reset by the server"
-        case .timedOut: "timed out"
-        case .closed: "the server closed the connection"
-        case .socket(let e): "socket error: \(String(cString: strerror(e)))"
-        case .badAddress(let s): s
-        case .protocolViolation(let s): "protocol violation: \(s)"
-        }
     }
 }
 

@@ -95,7 +95,6 @@ public final class FederatedLoop {
 
     private func withRetry<T>(_ what: String, _ body: () throws -> T) throws -> T {
         try options.retry.run(
-            isRetryable: isRetryable,
             onRetry: { attempt, delay, error in
                 self.summary.retries += 1
                 self.log("\(what) failed (\(error)); retry \(attempt) in \(delay)")
@@ -138,7 +137,7 @@ public final class FederatedLoop {
                     ? "pushed slice \(slice + 1): server at version \(version) (\(total) samples)"
                     : "pushed slice \(slice + 1): accepted")
             return true
-        } catch let e as RemoteError where !e.retryable {
+        } catch let e as ClientError where !e.isRetryable && e.code.serverCode != nil {
             summary.pushesRejected += 1
             log("push rejected: \(e)")
             return false

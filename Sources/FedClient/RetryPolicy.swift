@@ -54,7 +54,8 @@ public struct RetryPolicy: Sendable, Equatable {
     /// throws its last error. `onRetry` hears each retry (attempt, delay, error).
     public func run<T>(
         clock: ContinuousClock = ContinuousClock(), random: () -> Double = { Double.random(in: 0..<1) },
-        isRetryable: (any Error) -> Bool, onRetry: (Int, Duration, any Error) -> Void = { _, _, _ in },
+        isRetryable: (any Error) -> Bool = ClientError.isRetryable,
+        onRetry: (Int, Duration, any Error) -> Void = { _, _, _ in },
         _ body: () throws -> T
     ) throws -> T {
         let start = clock.now
@@ -65,7 +66,7 @@ public struct RetryPolicy: Sendable, Equatable {
             } catch {
                 guard isRetryable(error), attempt < maxAttempts else { throw error }
                 let wait = delay(beforeRetry: attempt, jitter: random())
-                if let deadline, clock.now + wait - start > deadline { throw RetryError.deadlineExceeded(last: error) }
+                if let deadline, clock.now + wait - start > deadline { throw Self.deadlineExceeded(error) }
                 onRetry(attempt, wait, error)
                 Thread.sleep(for: wait)
                 attempt += 1
@@ -74,14 +75,12 @@ public struct RetryPolicy: Sendable, Equatable {
     }
 }
 
-/// The retry budget ran out.
-public enum RetryError: Error, CustomStringConvertible {
-    case deadlineExceeded(last: any Error)
-
-    public var description: String {
-        switch self {
-        case .deadlineExceeded(let last): "gave up at the retry deadline; last error: \(last)"
-        }
+extension RetryPolicy {
+    /// The error thrown when the deadline leaves no time for another try.
+    static func deadlineExceeded(_ last: any Error) -> ClientError {
+        ClientError(
+            code: .deadlineExceeded, message: "gave up at the retry deadline; last error: \(last)", isRetryable: false,
+            cause: last as? ClientError)
     }
 }
 

@@ -7,14 +7,6 @@ public enum FetchResult: Sendable {
     case unchanged(version: UInt64, datasets: UInt64)
 }
 
-/// An `ERROR` from the server (or an HTTP error status).
-public struct RemoteError: Error, CustomStringConvertible {
-    public var code: ErrorCode
-    public var message: String
-    public var retryable: Bool
-    public var description: String { "server error \(code.name): \(message)" }
-}
-
 /// How a client reaches the server: the binary protocol or the original's HTTP.
 public protocol ModelTransport: AnyObject {
     func fetch(heldVersion: UInt64) throws -> FetchResult
@@ -29,16 +21,6 @@ public protocol ModelTransport: AnyObject {
     var bytesReceived: Int { get }
     /// Drops the connection, so the next call reconnects.
     func reset()
-}
-
-/// Whether trying again can help: connection failures and retryable server errors.
-public func isRetryable(_ error: any Error) -> Bool {
-    switch error {
-    case let e as ConnectionError: e.isRetryable
-    case let e as RemoteError: e.retryable
-    case let e as CodecError: e.code.isFatalToStream  // a garbled stream: a new connection may do
-    default: false
-    }
 }
 
 /// How a client's pushes and fetches travel over version 3 (`Protocol/SPEC.md` section 6.3).
@@ -151,8 +133,8 @@ public final class BinaryTransport: ModelTransport {
                 agreed = w.compressions | 1
                 c.version = w.version
                 serverEncodings = w.version >= 3 ? w.encodings | 1 : 1
-            case .error(let e): throw RemoteError(code: e.code, message: e.message, retryable: e.retryable)
-            default: throw ConnectionError.protocolViolation("HELLO answered with \(answer.type)")
+            case .error(let e): throw ClientError(e)
+            default: throw ClientError.violation("HELLO answered with \(answer.type)")
             }
         } catch {
             reset()
@@ -165,10 +147,10 @@ public final class BinaryTransport: ModelTransport {
         do {
             let answer = try connected().request(message, level: 1)
             if case .error(let e) = answer {
-                throw RemoteError(code: e.code, message: e.message, retryable: e.retryable)
+                throw ClientError(e)
             }
             return answer
-        } catch let e as RemoteError {
+        } catch let e as ClientError where e.code.serverCode != nil {
             throw e
         } catch {
             reset()
@@ -194,7 +176,7 @@ public final class BinaryTransport: ModelTransport {
                 d.steps.allSatisfy({ $0.map(\.shape) == base.tensors.map(\.shape) })
             else {
                 held = nil
-                throw ConnectionError.protocolViolation(
+                throw ClientError.violation(
                     "MODEL_DELTA from version \(d.fromVersion) does not fit the version held")
             }
             let tensors = d.apply(to: base.tensors)
@@ -206,7 +188,7 @@ public final class BinaryTransport: ModelTransport {
                 return .model(version: v, datasets: d, tensors: mine.tensors)
             }
             return .unchanged(version: v, datasets: d)
-        case let other: throw ConnectionError.protocolViolation("FETCH answered with \(other.type)")
+        case let other: throw ClientError.violation("FETCH answered with \(other.type)")
         }
     }
 
@@ -233,9 +215,9 @@ public final class BinaryTransport: ModelTransport {
             case .ack(let v, let d):
                 residual = newResidual
                 return (v, d)
-            case let other: throw ConnectionError.protocolViolation("PUSH answered with \(other.type)")
+            case let other: throw ClientError.violation("PUSH answered with \(other.type)")
             }
-        } catch let e as RemoteError where e.code == .unknownBase {
+        } catch let e as ClientError where e.code == .server(.unknownBase) {
             // The server no longer holds the base: full weights, lossless, and no error carried.
             lastPush = nil
             residual = nil
@@ -245,7 +227,7 @@ public final class BinaryTransport: ModelTransport {
                     compression: wireCompression, pushID: pushID))
             switch try call(full) {
             case .ack(let v, let d): return (v, d)
-            case let other: throw ConnectionError.protocolViolation("PUSH answered with \(other.type)")
+            case let other: throw ClientError.violation("PUSH answered with \(other.type)")
             }
         }
     }
@@ -338,12 +320,12 @@ public final class HTTPTransport: ModelTransport {
         bytesSent += c.bytesSent
         bytesReceived += c.bytesReceived
         guard let split = findHeaderEnd(answer) else {
-            throw ConnectionError.protocolViolation("no HTTP header in answer")
+            throw ClientError.violation("no HTTP header in answer")
         }
         let headText = String(decoding: answer[0..<split], as: UTF8.self)
         let parts = headText.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, let status = Int(parts[1]) else {
-            throw ConnectionError.protocolViolation("bad HTTP status line")
+            throw ClientError.violation("bad HTTP status line")
         }
         return (status, Array(answer[(split + 4)...]))
     }
@@ -375,9 +357,9 @@ public final class HTTPTransport: ModelTransport {
         guard status != 200 else { return }
         let text = String(decoding: body.prefix(2000), as: UTF8.self)
         let code = text.split(separator: "\"code\": ").dropFirst().first.flatMap { UInt16($0.prefix { $0.isNumber }) }
-        throw RemoteError(
-            code: code.map(ErrorCode.init(rawValue:)) ?? .internalError, message: "HTTP \(status): \(text)",
-            retryable: status >= 500)
+        throw ClientError(
+            code: .server(code.map(ErrorCode.init(rawValue:)) ?? .internalError), message: "HTTP \(status): \(text)",
+            isRetryable: status >= 500)
     }
 
     public func fetch(heldVersion: UInt64) throws -> FetchResult {
@@ -387,7 +369,7 @@ public final class HTTPTransport: ModelTransport {
             let (datasets, tensors) = try LegacyJSON.parseModelAnswer(body)
             return .model(version: 0, datasets: datasets, tensors: tensors)
         } catch {
-            throw ConnectionError.protocolViolation(error.description)
+            throw ClientError.violation(error.description)
         }
     }
 

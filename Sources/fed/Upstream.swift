@@ -37,8 +37,8 @@ final class BinaryUpstream: UpstreamLink, @unchecked Sendable {
         defer { lock.unlock() }
         do {
             return try body()
-        } catch let e as RemoteError where !e.retryable {
-            throw UpstreamRefusal(code: e.code, message: e.message)
+        } catch let e as ClientError where !e.isRetryable && e.code.serverCode != nil {
+            throw UpstreamRefusal(code: e.code.serverCode!, message: e.message)
         } catch {
             transport.reset()
             throw error

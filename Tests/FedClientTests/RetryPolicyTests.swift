@@ -37,17 +37,17 @@ struct RetryPolicyTests {
         }
         #expect(calls == 3)
         calls = 0
-        #expect(throws: RemoteError.self) {
-            try fast.run(random: { 0 }, isRetryable: isRetryable) { () throws -> Int in
+        #expect(throws: ClientError.self) {
+            try fast.run(random: { 0 }) { () throws -> Int in
                 calls += 1
-                throw RemoteError(code: .shapeMismatch, message: "rejected", retryable: false)
+                throw ClientError(code: .server(.shapeMismatch), message: "rejected")
             }
         }
         #expect(calls == 1)
         calls = 0
-        let v = try fast.run(random: { 0 }, isRetryable: isRetryable) { () throws -> Int in
+        let v = try fast.run(random: { 0 }) { () throws -> Int in
             calls += 1
-            if calls < 3 { throw ConnectionError.refused }
+            if calls < 3 { throw ClientError(code: .connectionRefused, message: "refused") }
             return 42
         }
         #expect(v == 42 && calls == 3)
@@ -61,7 +61,8 @@ struct RetryPolicyTests {
         let start = Date()
         #expect(
             performing: {
-                try p.run(random: { 1 }, isRetryable: { _ in true }) { () throws -> Int in throw ConnectionError.refused
+                try p.run(random: { 1 }, isRetryable: { _ in true }) { () throws -> Int in
+                    throw ClientError(code: .connectionRefused, message: "refused")
                 }
             }, throws: { "\($0)".contains("gave up at the retry deadline") })
         #expect(Date().timeIntervalSince(start) < 1)
@@ -82,7 +83,7 @@ struct RetryPolicyTests {
             Thread {
                 defer { group.leave() }
                 if (try? policy.run(
-                    isRetryable: isRetryable, { try Connection(host: "127.0.0.1", port: port, timeout: 2) })) != nil
+                    { try Connection(host: "127.0.0.1", port: port, timeout: 2) })) != nil
                 {
                     let t = Date().timeIntervalSince(start)
                     successes.withLock { $0.append(t) }
@@ -130,7 +131,9 @@ final class Listener {
         let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
         }
-        guard r == 0, listen(fd, 64) == 0 else { throw ConnectionError.socket(errno) }
+        guard r == 0, listen(fd, 64) == 0 else {
+            throw ClientError(code: .connectionRefused, message: "listen failed: \(errno)")
+        }
         _ = withUnsafeMutablePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
         }

@@ -236,7 +236,7 @@ final class Simulation {
             do {
                 _ = try clients[p.client].transport.push(
                     p.weights, datasets: p.claim, baseVersion: p.base, pushID: UInt64(pushed + 1))
-            } catch let e as RemoteError where !e.retryable {
+            } catch let e as ClientError where !e.isRetryable && e.code.serverCode != nil {
                 if rejected < 3 { log("  push of client \(p.client) refused: \(e)") }
                 rejected += 1
             }
