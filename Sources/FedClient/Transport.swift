@@ -68,40 +68,27 @@ public struct WireEncoding: Hashable, Sendable, CustomStringConvertible {
 public final class BinaryTransport: ModelTransport {
     public let host: String
     public let port: Int
-    public let clientID: String
-    public let compression: Compression
     public let timeout: Double
-    public let authToken: String
-    public let encoding: WireEncoding
-    /// Ask for `MODEL_DELTA` answers (version 3) when holding a model.
-    public let acceptDeltas: Bool
+    private var session: ClientSession
     private var connection: Connection?
     private var closedBytes = (sent: 0, received: 0)
-    private var agreed: UInt8 = 1
-    private var serverEncodings: UInt8 = 1
-    /// The last model fetched (version, weights), the base of delta pushes and fetches.
-    private var held: (version: UInt64, datasets: UInt64, tensors: [Tensor])?
-    /// Error feedback: what lossy delta pushes have not delivered yet.
-    private var residual: [Tensor]?
-    /// The last push built, reused unchanged when the same push is retried.
-    private var lastPush: (id: UInt64, message: Message, residual: [Tensor]?)?
 
+    public var clientID: String { session.clientID }
+    public var encoding: WireEncoding { session.encoding }
     /// Full models fetched and `MODEL_DELTA` answers applied.
-    public private(set) var fullFetches = 0
-    public private(set) var deltaFetches = 0
+    public var fullFetches: Int { session.fullFetches }
+    public var deltaFetches: Int { session.deltaFetches }
 
     public init(
         host: String, port: Int, clientID: String, compression: Compression = .shuffleZlib, timeout: Double = 30,
         authToken: String = "", encoding: WireEncoding = .lossless, acceptDeltas: Bool = false
     ) {
-        self.encoding = encoding
-        self.acceptDeltas = acceptDeltas
-        self.authToken = authToken
         self.host = host
         self.port = port
-        self.clientID = clientID
-        self.compression = compression
         self.timeout = timeout
+        session = ClientSession(
+            clientID: clientID, authToken: authToken, compression: compression, encoding: encoding,
+            acceptDeltas: acceptDeltas)
     }
 
     public var bytesSent: Int { closedBytes.sent + (connection?.bytesSent ?? 0) }
@@ -122,20 +109,7 @@ public final class BinaryTransport: ModelTransport {
         let c = try Connection(host: host, port: port, timeout: timeout)
         connection = c
         do {
-            let answer = try c.request(
-                .hello(
-                    Hello(
-                        minVersion: FrameHeader.supportedVersions.lowerBound,
-                        maxVersion: FrameHeader.supportedVersions.upperBound, compressions: 0b111, clientID: clientID,
-                        authToken: authToken)))
-            switch answer {
-            case .welcome(let w):
-                agreed = w.compressions | 1
-                c.version = w.version
-                serverEncodings = w.version >= 3 ? w.encodings | 1 : 1
-            case .error(let e): throw ClientError(e)
-            default: throw ClientError.violation("HELLO answered with \(answer.type)")
-            }
+            c.version = try session.welcomed(c.request(session.hello))
         } catch {
             reset()
             throw error
@@ -143,146 +117,34 @@ public final class BinaryTransport: ModelTransport {
         return c
     }
 
+    /// Sends `message` and returns the answer; a failure other than the
+    /// server's answer drops the connection.
     private func call(_ message: Message) throws -> Message {
         do {
-            let answer = try connected().request(message, level: 1)
-            if case .error(let e) = answer {
-                throw ClientError(e)
-            }
-            return answer
-        } catch let e as ClientError where e.code.serverCode != nil {
-            throw e
+            return try connected().request(message, level: 1)
         } catch {
             reset()
             throw error
         }
     }
 
-    private var wireCompression: Compression { agreed & compression.bit != 0 ? compression : .none }
-
     public func fetch(heldVersion: UInt64) throws -> FetchResult {
-        let c = try connected()
-        let deltas = acceptDeltas && c.version >= 3
-        // With deltas the transport's own copy is the version held (the caller gets full weights back).
-        let mine = deltas ? held : nil
-        let ask = mine?.version ?? heldVersion
-        switch try call(.fetch(heldVersion: ask, compression: wireCompression, deltaEncodings: deltas ? 0b1_1111 : 0)) {
-        case .model(let m):
-            remember(m.version, m.datasets, m.tensors)
-            fullFetches += 1
-            return .model(version: m.version, datasets: m.datasets, tensors: m.tensors)
-        case .modelDelta(let d):
-            guard let base = mine, d.fromVersion == base.version,
-                d.steps.allSatisfy({ $0.map(\.shape) == base.tensors.map(\.shape) })
-            else {
-                held = nil
-                throw ClientError.violation(
-                    "MODEL_DELTA from version \(d.fromVersion) does not fit the version held")
-            }
-            let tensors = d.apply(to: base.tensors)
-            remember(d.version, d.datasets, tensors)
-            deltaFetches += 1
-            return .model(version: d.version, datasets: d.datasets, tensors: tensors)
-        case .modelUnchanged(let v, let d):
-            if let mine, mine.version == v, heldVersion != v {
-                return .model(version: v, datasets: d, tensors: mine.tensors)
-            }
-            return .unchanged(version: v, datasets: d)
-        case let other: throw ClientError.violation("FETCH answered with \(other.type)")
-        }
-    }
-
-    private func remember(_ version: UInt64, _ datasets: UInt64, _ tensors: [Tensor]) {
-        guard acceptDeltas || encoding.delta else { return }
-        held = (version, datasets, tensors)
+        _ = try connected()
+        let (message, pending) = session.fetch(heldVersion: heldVersion)
+        return try session.fetched(call(message), pending)
     }
 
     public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> (
         version: UInt64, datasets: UInt64
     ) {
-        let c = try connected()
-        let message: Message
-        var newResidual: [Tensor]? = residual
-        if let last = lastPush, last.id == pushID, pushID != 0 {
-            (message, newResidual) = (last.message, last.residual)
-        } else {
-            (message, newResidual) = buildPush(
-                tensors, datasets: datasets, baseVersion: baseVersion, pushID: pushID, version: c.version)
-            lastPush = (pushID, message, newResidual)
-        }
+        _ = try connected()
+        let (message, pending) = session.push(tensors, datasets: datasets, baseVersion: baseVersion, pushID: pushID)
         do {
-            switch try call(message) {
-            case .ack(let v, let d):
-                residual = newResidual
-                return (v, d)
-            case let other: throw ClientError.violation("PUSH answered with \(other.type)")
-            }
+            return try session.pushed(call(message), pending)
         } catch let e as ClientError where e.code == .server(.unknownBase) {
-            // The server no longer holds the base: full weights, lossless, and no error carried.
-            lastPush = nil
-            residual = nil
-            let full = Message.push(
-                Push(
-                    clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: tensors,
-                    compression: wireCompression, pushID: pushID))
-            switch try call(full) {
-            case .ack(let v, let d): return (v, d)
-            case let other: throw ClientError.violation("PUSH answered with \(other.type)")
-            }
+            let full = session.fullPush(tensors, datasets: datasets, baseVersion: baseVersion, pushID: pushID)
+            return try session.pushed(call(full), .lossless)
         }
-    }
-
-    /// The push message for `tensors` in the transport's encoding, and the
-    /// error-feedback residual it leaves if acknowledged.
-    private func buildPush(
-        _ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64, pushID: UInt64, version: UInt8
-    ) -> (Message, [Tensor]?) {
-        let values = version >= 3 && serverEncodings & encoding.values.bit != 0 ? encoding.values : .float32
-        // FNV-1a of the client id: the same rounding for the same push in every run.
-        let idHash = clientID.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
-        let seed = pushID &* 0x9E37_79B9_7F4A_7C15 &+ idHash
-        let rounding: ValueEncoding.Rounding = .stochastic(seed: seed)
-        guard version >= 3, encoding.delta, baseVersion != 0, let base = held, base.version == baseVersion,
-            base.tensors.map(\.shape) == tensors.map(\.shape)
-        else {
-            // A delta encoding whose delta cannot be formed (no base held, base 0) sends full
-            // weights losslessly: quantizing whole weights that coarsely would wreck the model.
-            let full: ValueEncoding = encoding.delta ? .float32 : values
-            return (
-                .push(
-                    Push(
-                        clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: tensors,
-                        compression: wireCompression, pushID: pushID, encoding: full, rounding: rounding)),
-                residual
-            )
-        }
-        var delta = tensors
-        for t in delta.indices {
-            let r = residual?[t].values
-            for i in delta[t].values.indices {
-                delta[t].values[i] = tensors[t].values[i] - base.tensors[t].values[i] + (r?[i] ?? 0)
-            }
-        }
-        var leftover: [Tensor]? = nil
-        if !values.isLossless {
-            var sent: [Tensor] = []
-            for (t, d) in delta.enumerated() {
-                // The blob encoder's rounding for this tensor: `sent` is what the server decodes.
-                sent.append(
-                    (try? Tensor(shape: d.shape, values: values.roundTrip(d.values, rounding: rounding.forTensor(t))))
-                        ?? d)
-            }
-            leftover = zip(delta, sent).map { d, s in
-                (try? Tensor(shape: d.shape, values: zip(d.values, s.values).map { $0 - $1 })) ?? d
-            }
-        }
-        return (
-            .push(
-                Push(
-                    clientID: clientID, datasets: datasets, baseVersion: baseVersion, tensors: delta,
-                    compression: wireCompression, pushID: pushID, encoding: values, isDelta: true, rounding: rounding)),
-            leftover
-        )
     }
 }
 
