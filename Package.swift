@@ -85,7 +85,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "FedClient", dependencies: ["FedCodec", "FedModel"]),
+        .target(
+            name: "FedClient",
+            dependencies: [
+                "FedCodec", "FedModel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         .target(name: "FedModel", dependencies: ["CZlib", "FedCodec"], swiftSettings: kernelSettings),
         .target(
             name: "FedBench",
@@ -114,7 +120,7 @@ let package = Package(
         .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
         .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
-        .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec"]),
+        .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedTestSupport"]),
         .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedStorage", "FedCodec", "FedTestSupport"]),
         .testTarget(
             name: "CLITests", dependencies: ["fed", "FedBench", "FedCodec", "FedModel", "FedTestSupport"],

@@ -76,6 +76,36 @@ public struct RetryPolicy: Sendable, Equatable {
 }
 
 extension RetryPolicy {
+    /// The same for async work, on the caller's actor: sleeps with
+    /// `Task.sleep`, so a cancelled task stops waiting at once (`ClientError`
+    /// `.cancelled`); no try starts after cancellation.
+    public func run<T>(
+        isolation: isolated (any Actor)? = #isolation,
+        clock: ContinuousClock = ContinuousClock(), random: () -> Double = { Double.random(in: 0..<1) },
+        onRetry: (Int, Duration, ClientError) async -> Void = { _, _, _ in },
+        _ body: () async throws(ClientError) -> T
+    ) async throws(ClientError) -> T {
+        let start = clock.now
+        var attempt = 1
+        while true {
+            if Task.isCancelled { throw ClientError(code: .cancelled, message: "cancelled") }
+            do {
+                return try await body()
+            } catch {
+                guard error.isRetryable, attempt < maxAttempts else { throw error }
+                let wait = delay(beforeRetry: attempt, jitter: random())
+                if let deadline, clock.now + wait - start > deadline { throw Self.deadlineExceeded(error) }
+                await onRetry(attempt, wait, error)
+                do {
+                    try await Task.sleep(for: wait)
+                } catch {
+                    throw ClientError(code: .cancelled, message: "cancelled while waiting \(wait) to retry")
+                }
+                attempt += 1
+            }
+        }
+    }
+
     /// The error thrown when the deadline leaves no time for another try.
     static func deadlineExceeded(_ last: any Error) -> ClientError {
         ClientError(

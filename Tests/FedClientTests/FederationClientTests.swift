@@ -1,0 +1,174 @@
+import FedClient
+import FedCodec
+import FedTestSupport
+import Foundation
+import Testing
+
+/// The async client against scripted servers: every retry path, cancellation, IPv6, host names.
+@Suite("FederationClient")
+struct FederationClientTests {
+    static let weights = constantTensors(0.5, shapes: [[2, 2]])
+    static let model = Message.model(Model(version: 7, datasets: 70, tensors: weights))
+
+    /// Fast retries, so failing paths finish quickly.
+    static func configuration(attempts: Int = 4, timeout: Duration = .seconds(5)) -> FederationClient.Configuration {
+        .init(
+            clientID: "t",
+            retryPolicy: RetryPolicy(
+                maxAttempts: attempts, initialBackoff: .milliseconds(10), maxBackoff: .milliseconds(20),
+                deadline: .seconds(30)),
+            connectTimeout: .seconds(2), requestTimeout: timeout)
+    }
+
+    /// Answers HELLO; each other request gets `first(connection, attempt)` then `model`.
+    static func server(
+        address: String = "127.0.0.1", _ failing: @escaping @Sendable (_ connection: Int) -> FakeServer.Action?
+    ) throws -> FakeServer {
+        try FakeServer(address: address) { connection, request in
+            if case .hello = request { return .answer(FakeServer.welcome()) }
+            if case .ping(let nonce) = request { return .answer(.pong(nonce: nonce)) }
+            return failing(connection) ?? .answer(model)
+        }
+    }
+
+    /// The error `body` throws, or nil (recorded as an issue) if it succeeds.
+    static func failure(_ body: () async throws(ClientError) -> Void) async -> ClientError? {
+        do {
+            try await body()
+            Issue.record("expected a failure")
+            return nil
+        } catch { return error }
+    }
+
+    static func expectModel(_ r: FetchResult) {
+        guard case .model(let v, let d, let t) = r else {
+            Issue.record("expected a model, got \(r)")
+            return
+        }
+        #expect(v == 7 && d == 70 && t == weights)
+    }
+
+    @Test("A fetch over a persistent connection: one connection for many calls")
+    func persistent() async throws {
+        let s = try Self.server { _ in nil }
+        let c = FederationClient(host: "127.0.0.1", port: s.port, configuration: Self.configuration())
+        for _ in 0..<5 { Self.expectModel(try await c.fetch()) }
+        #expect(s.accepted == 1)
+        #expect(try await c.ping() < .seconds(5))
+        await c.close()
+    }
+
+    @Test("Nothing listening: retried, then connectionRefused")
+    func refused() async throws {
+        let port = reservePort()
+        let c = FederationClient(host: "127.0.0.1", port: port, configuration: Self.configuration(attempts: 3))
+        let error = await Self.failure { () async throws(ClientError) in _ = try await c.fetch() }
+        #expect(error?.code == .connectionRefused && error?.isRetryable == true, "\(String(describing: error))")
+        #expect(await c.retries == 2)
+    }
+
+    @Test(
+        "A reset and a closed connection are retried on a new connection", arguments: [FakeServer.Action.reset, .close])
+    func lostConnection(action: FakeServer.Action) async throws {
+        let s = try Self.server { connection in connection == 0 ? action : nil }
+        let c = FederationClient(host: "127.0.0.1", port: s.port, configuration: Self.configuration())
+        Self.expectModel(try await c.fetch())
+        #expect(s.accepted == 2)
+        #expect(await c.retries == 1)
+    }
+
+    @Test("No answer within the request timeout: timedOut, retried on a new connection")
+    func timeout() async throws {
+        let s = try Self.server { connection in connection == 0 ? .silence : nil }
+        let c = FederationClient(
+            host: "127.0.0.1", port: s.port, configuration: Self.configuration(timeout: .milliseconds(300)))
+        Self.expectModel(try await c.fetch())
+        #expect(s.accepted == 2)
+        let c2 = FederationClient(
+            host: "127.0.0.1", port: try Self.server { _ in .silence }.port,
+            configuration: Self.configuration(attempts: 1, timeout: .milliseconds(200)))
+        let error = await Self.failure { () async throws(ClientError) in _ = try await c2.fetch() }
+        #expect(error?.code == .timedOut, "\(String(describing: error))")
+    }
+
+    @Test("A retryable ERROR is retried; a non-retryable one is thrown at once with the server's message")
+    func serverErrors() async throws {
+        let overloaded = Message.error(ErrorMessage(code: .overloaded, message: "busy, try later"))
+        let calls = Counter()
+        let s = try FakeServer { _, request in
+            if case .hello = request { return .answer(FakeServer.welcome()) }
+            return calls.next() < 2 ? .answer(overloaded) : .answer(Self.model)
+        }
+        let c = FederationClient(host: "127.0.0.1", port: s.port, configuration: Self.configuration())
+        Self.expectModel(try await c.fetch())
+        #expect(await c.retries == 2)
+        #expect(s.accepted == 1)  // a refusal by the server keeps the connection
+
+        let rejected = Message.error(ErrorMessage(code: .shapeMismatch, message: "tensor shapes differ"))
+        let r = try FakeServer { _, request in
+            if case .hello = request { return .answer(FakeServer.welcome()) }
+            return .answer(rejected)
+        }
+        let c2 = FederationClient(host: "127.0.0.1", port: r.port, configuration: Self.configuration())
+        let error = await Self.failure { () async throws(ClientError) in
+            _ = try await c2.push(Self.weights, datasets: 10, baseVersion: 7)
+        }
+        #expect(error?.code == .server(.shapeMismatch) && error?.isRetryable == false)
+        #expect(error?.message == "tensor shapes differ")
+        #expect(await c2.retries == 0)
+        #expect(r.requests.withLock { $0.count } == 2)  // HELLO and one PUSH
+    }
+
+    @Test("A task cancelled during a backoff stops waiting at once")
+    func cancelledDuringBackoff() async throws {
+        let port = reservePort()
+        let slow = FederationClient.Configuration(
+            clientID: "t",
+            retryPolicy: RetryPolicy(
+                maxAttempts: 5, initialBackoff: .seconds(30), multiplier: 1, maxBackoff: .seconds(30),
+                deadline: nil))
+        let c = FederationClient(host: "127.0.0.1", port: port, configuration: slow)
+        let start = ContinuousClock.now
+        let task = Task { try await c.fetch() }
+        try await Task.sleep(for: .milliseconds(300))
+        task.cancel()
+        let result = await task.result
+        #expect(ContinuousClock.now - start < .seconds(5))
+        guard case .failure(let e) = result else {
+            Issue.record("a cancelled fetch succeeded")
+            return
+        }
+        #expect((e as? ClientError)?.code == .cancelled, "\(e)")
+    }
+
+    @Test("IPv6 loopback")
+    func ipv6() async throws {
+        let s = try Self.server(address: "::1") { _ in nil }
+        let c = FederationClient(host: "::1", port: s.port, configuration: Self.configuration())
+        Self.expectModel(try await c.fetch())
+    }
+
+    @Test("A host name is resolved; a name that does not resolve is hostNotFound")
+    func hostNames() async throws {
+        let s = try Self.server { _ in nil }
+        let c = FederationClient(host: "localhost", port: s.port, configuration: Self.configuration())
+        Self.expectModel(try await c.fetch())
+        let bad = FederationClient(
+            host: "no-such-host.invalid", port: s.port, configuration: Self.configuration(attempts: 1))
+        let error = await Self.failure { () async throws(ClientError) in _ = try await bad.fetch() }
+        #expect(error?.code == .hostNotFound && error?.isRetryable == false, "\(String(describing: error))")
+    }
+}
+
+/// A thread-safe counter for scripts.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    /// The count before this call.
+    func next() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        n += 1
+        return n - 1
+    }
+}
