@@ -45,6 +45,12 @@ extension BenchCommand {
         var link: [String] = []
         @Flag(help: "With --links: shape in user space even where namespaces are available.") var relayOnly = false
         @Option(help: "With --links: measured round trips per encoding and link, after a warm-up.") var rounds = 3
+        @Flag(
+            help: ArgumentHelp(
+                "Compare the async client (FederationClient) with the blocking one, and TLS with clear text.",
+                discussion:
+                    "Raw and shuffle-zlib-1, 1 and 8 clients, each over one persistent connection doing fetch + push round trips of the MLP for --seconds. TLS (a private CA made with openssl; the child server also takes clear text) when openssl is at hand. Bars: async at least 0.9x blocking, TLS at least 0.5x clear text. Writes clients.json."
+            )) var asyncVsBlocking = false
 
         func validate() throws {
             for l in link where LinkProfile(l) == nil {
@@ -85,6 +91,7 @@ extension BenchCommand {
 
         func run() throws {
             if links { return try runLinks() }
+            if asyncVsBlocking { return try runClients() }
             let cell = quick ? 0.25 : seconds
             let clientCounts = quick ? [1, 8] : [1, 8, 64]
             let target = try BenchTarget(server: server)

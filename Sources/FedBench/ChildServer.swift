@@ -72,7 +72,8 @@ final class BenchTarget {
     let child: Process?
     private let dir: URL?
 
-    init(server: String?) throws {
+    /// `arguments`: more `fed server` options for the child.
+    init(server: String?, arguments: [String] = []) throws {
         if let server {
             (host, port) = try parseHostPort(server)
             (child, dir) = (nil, nil)
@@ -80,7 +81,8 @@ final class BenchTarget {
             let d = FileManager.default.temporaryDirectory.appendingPathComponent(
                 "fed-bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
             try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-            let (process, p) = try ChildServer.start(checkpoint: d.appendingPathComponent("model.fedk").path)
+            let (process, p) = try ChildServer.start(
+                checkpoint: d.appendingPathComponent("model.fedk").path, arguments: arguments)
             (host, port, child, dir) = ("127.0.0.1", p, process, d)
         }
     }

@@ -118,6 +118,19 @@ extension Fed {
             help:
                 "A file holding the token this edge presents upstream (first line); also read: FED_UPSTREAM_TOKEN.")
         var upstreamTokenFile: String?
+        @Option(
+            help: ArgumentHelp(
+                "PEM file of the server's TLS certificate (then intermediates); with --tls-key, serve TLS.",
+                discussion:
+                    "A connection whose first byte is a TLS record (0x16) is taken through TLS, then served as binary or HTTP inside it (HTTPS for the original's clients). Clear text on the port is then refused unless --allow-plaintext.",
+                valueName: "PEM")) var tlsCert: String?
+        @Option(help: ArgumentHelp("PEM file of the TLS certificate's private key.", valueName: "PEM")) var tlsKey:
+            String?
+        @Option(
+            help: ArgumentHelp(
+                "PEM file of the CA that clients' certificates must chain to (mutual TLS: clients without one are refused).",
+                valueName: "PEM")) var tlsClientCa: String?
+        @Flag(help: "With TLS, also serve clear text on the same port (logged at start).") var allowPlaintext = false
         @Flag(help: "Do not serve the original demo's HTTP interface (it cannot authenticate).") var noHttp = false
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
@@ -155,6 +168,12 @@ extension Fed {
                     )
                 }
                 guard upstreamInterval > 0 else { throw ValidationError("--upstream-interval must be positive") }
+            }
+            guard (tlsCert == nil) == (tlsKey == nil) else {
+                throw ValidationError("--tls-cert and --tls-key go together")
+            }
+            guard tlsCert != nil || (tlsClientCa == nil && !allowPlaintext) else {
+                throw ValidationError("--tls-client-ca and --allow-plaintext need --tls-cert and --tls-key")
             }
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("unknown --log-level \(logLevel)")
@@ -210,12 +229,22 @@ extension Fed {
                 encodings: encodings.split(separator: ",").reduce(UInt8(0)) {
                     $0 | (ValueEncoding(name: String($1))?.bit ?? 0)
                 },
-                deltaEncoding: fetchDeltas.flatMap { ValueEncoding(name: $0) }, upstream: try edge())
+                deltaEncoding: fetchDeltas.flatMap { ValueEncoding(name: $0) }, upstream: try edge(),
+                tls: tlsCert.map {
+                    ServerTLS(
+                        certificateChainPath: $0, privateKeyPath: tlsKey!, clientCAPath: tlsClientCa,
+                        allowPlaintext: allowPlaintext)
+                })
             let server: FederatedServer
             do {
                 server = try FederatedServer.start(configuration: config, initial: MLP(seed: seed).tensors())
             } catch {
                 throw ValidationError("cannot start: \(error)")
+            }
+            if tlsCert != nil {
+                server.logger.info(
+                    "TLS on port \(server.localPort)\(tlsClientCa != nil ? ", client certificates required" : "")\(allowPlaintext ? "; clear text also served (--allow-plaintext)" : "; clear text refused")"
+                )
             }
             print("listening on \(host):\(server.localPort)")
             fflush(nil)  // all streams: scripts wait for this line

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 #if canImport(Glibc)
     import Glibc
@@ -38,6 +39,8 @@ extension ClientError {
             default:
                 return ClientError(code: .connectionLost, message: "channel error: \(e)", cause: e)
             }
+        case is NIOSSLError, is NIOSSLExtraError, is BoringSSLError:
+            return ClientError.tls(error, host: "the server")
         case is CancellationError:
             return ClientError(code: .cancelled, message: "cancelled")
         default:

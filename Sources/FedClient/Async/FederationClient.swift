@@ -1,6 +1,7 @@
 import FedCodec
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A client of a federated server, for any program: `async` calls over one
 /// persistent connection (opened on first use, reopened after a failure),
@@ -41,13 +42,16 @@ public actor FederationClient {
         public var acceptDeltas: Bool
         /// Largest frame and model the client accepts from the server.
         public var limits: Limits
+        /// TLS; nil (default): clear text.
+        public var tls: TLS?
 
         public init(
             clientID: String, authToken: String = "", retryPolicy: RetryPolicy = RetryPolicy(),
             connectTimeout: Duration = .seconds(10), requestTimeout: Duration = .seconds(60),
             compression: Compression = .shuffleZlib, encoding: WireEncoding = .lossless, acceptDeltas: Bool = false,
-            limits: Limits = .default
+            limits: Limits = .default, tls: TLS? = nil
         ) {
+            self.tls = tls
             self.clientID = clientID
             self.authToken = authToken
             self.retryPolicy = retryPolicy
@@ -72,6 +76,8 @@ public actor FederationClient {
     private let group: any EventLoopGroup
     private var session: ClientSession
     private var connection: Connection?
+    /// Made at the first connection with TLS.
+    private var tlsContext: NIOSSLContext?
     private var nextRequestID: UInt32 = 1
     private var busy = false
     private var turn: [CheckedContinuation<Void, Never>] = []
@@ -213,6 +219,17 @@ public actor FederationClient {
         connection = nil
         let limits = configuration.limits
         let traffic = Traffic()
+        var tls: (NIOSSLContext, String?)? = nil
+        if let settings = configuration.tls {
+            let context: NIOSSLContext
+            if let made = tlsContext {
+                context = made
+            } else {
+                context = try settings.makeContext()
+                tlsContext = context
+            }
+            tls = (context, settings.hostname(for: host))
+        }
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -220,8 +237,11 @@ public actor FederationClient {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            FrameChannelHandler(limits: limits, traffic: traffic))
+                        let sync = channel.pipeline.syncOperations
+                        if let (context, name) = tls {
+                            try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: name))
+                        }
+                        try sync.addHandler(FrameChannelHandler(limits: limits, traffic: traffic))
                     }
                 }
                 .connect(host: host, port: port).get()

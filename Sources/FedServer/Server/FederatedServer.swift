@@ -3,6 +3,7 @@ import FedStorage
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 #if canImport(Glibc)
@@ -109,12 +110,13 @@ public final class FederatedServer: Sendable {
         self.lifecycle = lifecycle
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.group = group
+        let tls = try configuration.tls?.makeContext()
         let registry = ConnectionRegistry(
             limit: configuration.maxConnections, perAddressLimit: configuration.maxConnectionsPerAddress)
         self.registry = registry
         let context = ServerContext(
             configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
-            budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger)
+            budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger, tls: tls)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -209,6 +211,8 @@ struct ServerContext: Sendable {
     let metrics: ServerMetrics
     let registry: ConnectionRegistry
     let logger: Logger
+    /// The TLS context when `configuration.tls` is set.
+    let tls: NIOSSLContext?
 
     /// The exposition text of `GET /metrics` now.
     func renderMetrics() -> String {

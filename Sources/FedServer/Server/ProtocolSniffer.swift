@@ -1,6 +1,7 @@
 import FedCodec
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// Decides from a connection's first bytes which protocol it speaks
 /// (Protocol/SPEC.md, section 10's table), then replaces itself with that
@@ -8,7 +9,12 @@ import NIOHTTP1
 ///
 /// - `FEDW`: the binary protocol;
 /// - an HTTP method and a space (`GET `, `POST `, ...): HTTP/1.1;
+/// - 0x16 (a TLS handshake record) on a server with TLS: TLS, then a second
+///   sniffer decides inside the TLS stream;
 /// - anything else: `ERROR bad_magic` (request id 0), then close.
+///
+/// With TLS configured, clear text (FEDW or HTTP outside TLS) is refused
+/// unless `allowPlaintext` says otherwise.
 ///
 /// The bytes that decide must arrive within `firstBytesTimeout`, or the
 /// connection is closed. A connection admitted only to be refused (over a
@@ -25,13 +31,16 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private static let longestPrefix = 8
     private let context: ServerContext
     private let refusal: String?
+    /// True for the sniffer inside a TLS stream.
+    private let insideTLS: Bool
     private var buffered: ByteBuffer?
     private var deadline: Scheduled<Void>?
 
     /// `refusal`: why this connection is refused (nil: it is served).
-    init(context: ServerContext, refusal: String? = nil) {
+    init(context: ServerContext, refusal: String? = nil, insideTLS: Bool = false) {
         self.context = context
         self.refusal = refusal
+        self.insideTLS = insideTLS
     }
 
     enum Verdict { case binary, http, undecided, unknown }
@@ -74,7 +83,24 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         }
         guard let bytes = buffered else { return }
         let peer = ctx.remoteAddress?.description ?? "?"
+        if !insideTLS, let tls = context.tls, bytes.readableBytesView.first == 0x16 {
+            deadline?.cancel()
+            return startTLS(ctx, tls)
+        }
         let verdict = Self.classify(bytes.readableBytesView)
+        if !insideTLS, context.tls != nil, context.configuration.tls?.allowPlaintext != true,
+            verdict == .binary || verdict == .http
+        {
+            deadline?.cancel()
+            context.logger.info("connection from \(peer) refused: clear text on a TLS port")
+            if verdict == .binary {
+                ctx.sendErrorAndClose(.unauthorized, "this port takes TLS only: connect with TLS", requestID: 0)
+            } else {
+                ctx.writeRawHTTP(
+                    status: "400 Bad Request", json: errorJSON(.unauthorized, "this port takes HTTPS only"))
+            }
+            return
+        }
         if let refusal, verdict != .undecided {
             deadline?.cancel()
             return refuse(ctx, verdict: verdict, bytes: bytes, reason: refusal)
@@ -116,6 +142,29 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 ctx.close(promise: nil)
             }
         }
+    }
+
+    /// Puts TLS in front of the rest of the pipeline and a sniffer for the
+    /// bytes inside it; passes the handshake's bytes on.
+    private func startTLS(_ ctx: ChannelHandlerContext, _ tls: NIOSSLContext) {
+        do {
+            let handler = NIOSSLServerHandler(context: tls)
+            let sync = ctx.pipeline.syncOperations
+            try sync.addHandler(handler, position: .after(self))
+            try sync.addHandler(
+                ProtocolSniffer(context: context, refusal: refusal, insideTLS: true), position: .after(handler))
+            forward(ctx)
+        } catch {
+            ctx.close(promise: nil)
+        }
+    }
+
+    /// A failed TLS handshake (untrusted or missing client certificate,
+    /// garbage after 0x16) ends here: logged, and the connection closed.
+    func errorCaught(context ctx: ChannelHandlerContext, error: any Error) {
+        let peer = ctx.remoteAddress?.description ?? "?"
+        context.logger.info("closing connection from \(peer): \(error)")
+        ctx.close(promise: nil)
     }
 
     /// Tells a client over a limit to come back later, in its protocol, and closes.

@@ -78,6 +78,10 @@ public struct ServerConfiguration: Sendable {
     /// pushed to the upstream server as one update, and the edge serves the
     /// upstream's model (`EdgeUplink`); `strategy` is then not used. Default nil.
     public var upstream: EdgeConfiguration?
+    /// Serve TLS on `port` (a connection whose first byte is 0x16, a TLS
+    /// record, is taken through TLS, then told apart as FEDW or HTTP inside
+    /// it). Default nil: clear text only.
+    public var tls: ServerTLS?
 
     public init(
         host: String = "127.0.0.1", port: Int = 5000, checkpointPath: String = "model.fedk", saveEvery: Int = 1,
@@ -89,8 +93,10 @@ public struct ServerConfiguration: Sendable {
         firstBytesTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30),
         shutdownGrace: TimeAmount = .seconds(10), compressions: UInt8 = 0b111, authTokens: Set<String> = [],
         serveHTTP: Bool = true, allowedOrigins: Set<String> = [], publicModel: Bool = false,
-        encodings: UInt8 = 0b1_1111, deltaEncoding: ValueEncoding? = nil, upstream: EdgeConfiguration? = nil
+        encodings: UInt8 = 0b1_1111, deltaEncoding: ValueEncoding? = nil, upstream: EdgeConfiguration? = nil,
+        tls: ServerTLS? = nil
     ) {
+        self.tls = tls
         self.upstream = upstream
         self.encodings = encodings | ValueEncoding.float32.bit
         self.deltaEncoding = deltaEncoding
@@ -117,6 +123,29 @@ public struct ServerConfiguration: Sendable {
         self.authTokens = authTokens
         self.serveHTTP = serveHTTP
         self.allowedOrigins = allowedOrigins
+    }
+}
+
+/// The server's TLS: its certificate and key, optionally the CA its clients'
+/// certificates must chain to (mutual TLS), and whether clear text is still
+/// served on the same port.
+public struct ServerTLS: Sendable {
+    /// PEM file of the server's certificate, then any intermediates.
+    public var certificateChainPath: String
+    /// PEM file of the certificate's private key.
+    public var privateKeyPath: String
+    /// PEM file of the CA(s) client certificates must chain to; nil: no client certificates asked for.
+    public var clientCAPath: String?
+    /// Also serve clear-text connections (FEDW or HTTP without TLS). Default false: refused.
+    public var allowPlaintext: Bool
+
+    public init(
+        certificateChainPath: String, privateKeyPath: String, clientCAPath: String? = nil, allowPlaintext: Bool = false
+    ) {
+        self.certificateChainPath = certificateChainPath
+        self.privateKeyPath = privateKeyPath
+        self.clientCAPath = clientCAPath
+        self.allowPlaintext = allowPlaintext
     }
 }
 
