@@ -16,9 +16,13 @@ extension BenchCommand.Wire {
         var roundTripsPerSecond: Double
         var p50Ms: Double
         var p99Ms: Double
+        var clientCPUms: Double
+        var serverCPUms: Double
     }
 
     func runClients() throws {
+        // The clients' process, as `fed client` runs it (the child server keeps glibc's defaults).
+        MallocTuning.enable()
         let cell = quick ? 0.5 : seconds
         let tensors = MLP(seed: 2).tensors()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fed-tls-\(getpid())").path
@@ -35,6 +39,7 @@ extension BenchCommand.Wire {
         for (name, compression) in encodings {
             for clients in [1, 8] {
                 Progress.line("\(name), \(clients) clients: blocking")
+                var cpu = cpuNow(target)
                 let blocking = try LoadGenerator.run(
                     clients: clients, seconds: cell,
                     open: { i in
@@ -45,11 +50,12 @@ extension BenchCommand.Wire {
                         _ = try t.fetch(heldVersion: 0)
                         _ = try t.push(tensors, datasets: 1, baseVersion: 0, pushID: .random(in: 1...UInt64.max))
                     })
-                rows.append(row("blocking", name, clients, blocking.latencies, blocking.elapsed))
+                rows.append(row("blocking", name, clients, blocking.latencies, blocking.elapsed, since: cpu, target))
                 var kinds: [(String, FederationClient.TLS?)] = [("async", nil)]
                 if let tls { kinds.append(("async + TLS", tls.client())) }
                 for (kind, clientTLS) in kinds {
                     Progress.line("\(name), \(clients) clients: \(kind)")
+                    cpu = cpuNow(target)
                     let (latencies, elapsed) = try Self.asyncRoundTrips(
                         clients: clients, seconds: cell, tensors: tensors
                     ) { i in
@@ -57,18 +63,21 @@ extension BenchCommand.Wire {
                             host: host, port: port,
                             configuration: .init(clientID: "async-\(i)", compression: compression, tls: clientTLS))
                     }
-                    rows.append(row(kind, name, clients, latencies, elapsed))
+                    rows.append(row(kind, name, clients, latencies, elapsed, since: cpu, target))
                 }
             }
         }
         Progress.done()
         print(
             Table.render(
-                header: ["client", "encoding", "clients", "rt/s", "p50 ms", "p99 ms"],
+                header: [
+                    "client", "encoding", "clients", "rt/s", "p50 ms", "p99 ms", "client CPU ms", "server CPU ms",
+                ],
                 rows: rows.map {
                     [
                         $0.client, $0.encoding, "\($0.clients)", String(format: "%.1f", $0.roundTripsPerSecond),
                         String(format: "%.2f", $0.p50Ms), String(format: "%.2f", $0.p99Ms),
+                        String(format: "%.2f", $0.clientCPUms), String(format: "%.2f", $0.serverCPUms),
                     ]
                 }))
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -92,14 +101,24 @@ extension BenchCommand.Wire {
         }
     }
 
-    private func row(_ kind: String, _ encoding: String, _ clients: Int, _ latencies: [Double], _ elapsed: Double)
-        -> ClientRow
-    {
+    /// CPU seconds used so far by this process and by the child server (0 for --server).
+    private func cpuNow(_ target: BenchTarget) -> (client: Double, server: Double) {
+        (processCPUSeconds(), target.child.map { ChildServer.cpuSeconds(pid: $0.processIdentifier) } ?? 0)
+    }
+
+    private func row(
+        _ kind: String, _ encoding: String, _ clients: Int, _ latencies: [Double], _ elapsed: Double,
+        since cpu: (client: Double, server: Double), _ target: BenchTarget
+    ) -> ClientRow {
         let sorted = latencies.sorted()
+        let now = cpuNow(target)
+        let n = Double(max(sorted.count, 1))
         return ClientRow(
             client: kind, encoding: encoding, clients: clients, roundTripsPerSecond: Double(sorted.count) / elapsed,
             p50Ms: (sorted.isEmpty ? 0 : sorted[sorted.count / 2]) * 1e3,
-            p99Ms: (sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, sorted.count * 99 / 100)]) * 1e3)
+            p99Ms: (sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, sorted.count * 99 / 100)]) * 1e3,
+            clientCPUms: (now.client - cpu.client) / n * 1e3,
+            serverCPUms: target.child == nil ? .nan : (now.server - cpu.server) / n * 1e3)
     }
 
     /// `clients` tasks, each with its own `FederationClient`, doing fetch +

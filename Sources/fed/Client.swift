@@ -82,6 +82,7 @@ extension Fed {
         }
 
         func run() throws {
+            MallocTuning.enable()
             let interactive = isatty(STDIN_FILENO) != 0 && isatty(STDOUT_FILENO) != 0
             var clientID = id
             var bounds = range

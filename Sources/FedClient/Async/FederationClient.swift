@@ -219,7 +219,7 @@ public actor FederationClient {
         connection = nil
         let limits = configuration.limits
         let traffic = Traffic()
-        var tls: (NIOSSLContext, String?)? = nil
+        var settingsTLS: (NIOSSLContext, String?)? = nil
         if let settings = configuration.tls {
             let context: NIOSSLContext
             if let made = tlsContext {
@@ -228,13 +228,19 @@ public actor FederationClient {
                 context = try settings.makeContext()
                 tlsContext = context
             }
-            tls = (context, settings.hostname(for: host))
+            settingsTLS = (context, settings.hostname(for: host))
         }
+        let tls = settingsTLS
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(TimeAmount(configuration.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                // Models arrive in hundreds of kilobytes: read them 64 KiB at a time from the start.
+                .channelOption(
+                    .recvAllocator,
+                    value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 256 << 10)
+                )
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations

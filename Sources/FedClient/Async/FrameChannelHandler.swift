@@ -49,6 +49,8 @@ final class FrameChannelHandler: ChannelDuplexHandler {
         let buffer = unwrapInboundIn(data)
         traffic.received.add(buffer.readableBytes, ordering: .relaxed)
         decoder.append(buffer.readableBytesView)
+        // Room for the whole frame once its header is in: no regrowing a model-sized buffer.
+        decoder.reserveForPendingFrame()
         do {
             while let frame = try decoder.next() {
                 guard let promise = waiting.removeValue(forKey: frame.header.requestID) else {
