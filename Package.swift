@@ -126,7 +126,7 @@ let package = Package(
         .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedTestSupport"]),
         .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedStorage", "FedCodec", "FedTestSupport"]),
         .testTarget(
-            name: "CLITests", dependencies: ["fed", "FedBench", "FedCodec", "FedModel", "FedTestSupport"],
+            name: "CLITests", dependencies: ["fed", "FedBench", "FedClient", "FedCodec", "FedModel", "FedTestSupport"],
             exclude: ["original_http_client.py", "broken_server.py"]),
     ],
     swiftLanguageModes: [.v6]

@@ -3,9 +3,10 @@ import FedClient
 import Foundation
 
 /// A private CA and certificates made with the `openssl` command, for trying
-/// and measuring TLS on loopback: a server certificate for `localhost`,
-/// 127.0.0.1 and ::1, a client certificate (mutual TLS), and a second CA that
-/// trusts neither (a client with the wrong CA).
+/// and measuring TLS on loopback: a server certificate for the name
+/// `localhost` (a name only: a client must check the name, as for a real
+/// server), a client certificate (mutual TLS), and a second CA that signed
+/// neither (a client with the wrong CA).
 public struct TLSFiles: Sendable {
     public let directory: String
     public var caCertificate: String { directory + "/ca.pem" }
@@ -31,7 +32,7 @@ public struct TLSFiles: Sendable {
                 ])
         }
         for (name, usage, san) in [
-            ("server", "serverAuth", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"),
+            ("server", "serverAuth", "subjectAltName=DNS:localhost"),
             ("client", "clientAuth", "subjectAltName=DNS:fed-test-client"),
         ] {
             try openssl(
@@ -58,10 +59,11 @@ public struct TLSFiles: Sendable {
             + (plaintext ? ["--allow-plaintext"] : [])
     }
 
-    /// A client trusting this CA (with the client certificate when `withCertificate`).
+    /// A client trusting this CA and expecting the name `localhost` (with the
+    /// client certificate when `withCertificate`).
     public func client(withCertificate: Bool = false) -> FederationClient.TLS {
         FederationClient.TLS(
-            trustRoots: .pemFile(caCertificate),
+            trustRoots: .pemFile(caCertificate), serverName: "localhost",
             certificateChainPath: withCertificate ? clientCertificate : nil,
             privateKeyPath: withCertificate ? clientKey : nil)
     }

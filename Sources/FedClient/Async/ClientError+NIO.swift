@@ -12,7 +12,7 @@ extension ClientError {
     /// The `ClientError` for an error from SwiftNIO (or anything else a
     /// channel can throw): refused, reset, timed out, a name that did not
     /// resolve; a `ClientError` as it is.
-    static func from(_ error: any Error) -> ClientError {
+    static func from(_ error: any Error, peer: String = "the server") -> ClientError {
         switch error {
         case let e as ClientError: return e
         case let e as NIOConnectionError:
@@ -27,7 +27,7 @@ extension ClientError {
             if errors.allSatisfy({ ($0 as? IOError)?.errnoCode == ECONNREFUSED }) {
                 return ClientError(code: .connectionRefused, message: "connection refused by \(e.host):\(e.port)")
             }
-            return from(errors[errors.count - 1])
+            return from(errors[errors.count - 1], peer: peer)
         case let e as IOError:
             return ClientError.socket(e.errnoCode).with(cause: e)
         case let e as ChannelError:
@@ -40,7 +40,7 @@ extension ClientError {
                 return ClientError(code: .connectionLost, message: "channel error: \(e)", cause: e)
             }
         case is NIOSSLError, is NIOSSLExtraError, is BoringSSLError:
-            return ClientError.tls(error, host: "the server")
+            return ClientError.tls(error, host: peer)
         case is CancellationError:
             return ClientError(code: .cancelled, message: "cancelled")
         default:

@@ -15,7 +15,8 @@ extension FederationClient {
 
         public var trustRoots: Roots
         /// The name the server's certificate must carry (and the SNI sent);
-        /// nil: the host the client connects to (an IP address is checked as one).
+        /// nil: the host the client connects to. SwiftNIO SSL also accepts a
+        /// certificate that names the address connected to (an IP entry).
         public var serverName: String?
         /// PEM files of the client's certificate chain and key (mutual TLS); nil: none.
         public var certificateChainPath: String?
@@ -80,7 +81,7 @@ extension ClientError {
         let text = "\(error)"
         let why: String
         if let e = error as? NIOSSLExtraError, e == .failedToValidateHostname {
-            why = "the server's certificate is not for \(host)"
+            why = "the server's certificate is not for the name or address asked for"
         } else if text.contains("CERTIFICATE_VERIFY_FAILED") {
             why = "the server's certificate is not signed by a trusted CA (give the server's CA as the trust root)"
         } else if text.contains("CERTIFICATE_REQUIRED") || text.contains("HANDSHAKE_FAILURE") {

@@ -231,6 +231,7 @@ public actor FederationClient {
             settingsTLS = (context, settings.hostname(for: host))
         }
         let tls = settingsTLS
+        let peer = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -247,12 +248,12 @@ public actor FederationClient {
                         if let (context, name) = tls {
                             try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: name))
                         }
-                        try sync.addHandler(FrameChannelHandler(limits: limits, traffic: traffic))
+                        try sync.addHandler(FrameChannelHandler(limits: limits, traffic: traffic, peer: peer))
                     }
                 }
                 .connect(host: host, port: port).get()
         } catch {
-            throw ClientError.from(error)
+            throw ClientError.from(error, peer: peer)
         }
         var c = Connection(channel: channel, traffic: traffic, version: 1)
         do throws(ClientError) {

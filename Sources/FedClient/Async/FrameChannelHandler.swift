@@ -27,10 +27,13 @@ final class FrameChannelHandler: ChannelDuplexHandler {
     private var waiting: [UInt32: EventLoopPromise<Frame>] = [:]
     private var failure: ClientError?
     private let traffic: Traffic
+    /// `host:port`, for messages.
+    private let peer: String
 
-    init(limits: Limits, traffic: Traffic) {
+    init(limits: Limits, traffic: Traffic, peer: String) {
         decoder = FrameDecoder(limits: limits)
         self.traffic = traffic
+        self.peer = peer
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -54,7 +57,12 @@ final class FrameChannelHandler: ChannelDuplexHandler {
         do {
             while let frame = try decoder.next() {
                 guard let promise = waiting.removeValue(forKey: frame.header.requestID) else {
-                    fail(context, .violation("an answer to request \(frame.header.requestID), which was not asked"))
+                    // An ERROR with request id 0 is about the connection (SPEC 2.2): every request gets it.
+                    if frame.header.requestID == 0, case .error(let e)? = try? MessageCodec.decode(frame) {
+                        fail(context, ClientError(e))
+                    } else {
+                        fail(context, .violation("an answer to request \(frame.header.requestID), which was not asked"))
+                    }
                     return
                 }
                 promise.succeed(frame)
@@ -70,7 +78,7 @@ final class FrameChannelHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(context, ClientError.from(error))
+        fail(context, ClientError.from(error, peer: peer))
     }
 
     /// Fails every waiting request with `error` (the first failure wins) and closes.
