@@ -4,6 +4,7 @@ import FedClient
 import FedCodec
 import FedModel
 import FedServer
+import FedStorage
 import Foundation
 import Logging
 import NIOCore
@@ -39,6 +40,13 @@ extension Fed {
         )
         var saveEvery = 1
         @Option(help: "Seed of the initial weights when there is no checkpoint.") var seed: UInt64 = 1
+        @Option(
+            name: .customLong("init"),
+            help: ArgumentHelp(
+                "A checkpoint whose weights (any number and shapes of tensors) start the model when --checkpoint does not exist yet.",
+                discussion:
+                    "The served model's shapes come from here (default: the built-in 784-200-200-10 MLP, from --seed); a --checkpoint to resume must have the same shapes. Only the weights are taken: the model starts at version 0 with 0 samples.",
+                valueName: "CHECKPOINT")) var initial: String?
         @Option(help: "Largest datasets count one update may claim.") var maxDatasets: UInt64 = 60_000
         @Option(
             help: ArgumentHelp(
@@ -237,7 +245,16 @@ extension Fed {
                 })
             let server: FederatedServer
             do {
-                server = try FederatedServer.start(configuration: config, initial: MLP(seed: seed).tensors())
+                let weights: [Tensor]
+                if let initial {
+                    guard let c = try CheckpointFile.read(from: initial) else {
+                        throw FileError("no checkpoint at \(initial) (--init)")
+                    }
+                    weights = c.tensors
+                } else {
+                    weights = MLP(seed: seed).tensors()
+                }
+                server = try FederatedServer.start(configuration: config, initial: weights)
             } catch {
                 throw ValidationError("cannot start: \(error)")
             }
