@@ -66,6 +66,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.29.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -85,6 +86,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -118,13 +120,20 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
         .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
         .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedTestSupport"]),
-        .testTarget(name: "FedServerTests", dependencies: ["FedServer", "FedStorage", "FedCodec", "FedTestSupport"]),
+        .testTarget(
+            name: "FedServerTests",
+            dependencies: [
+                "FedServer", "FedStorage", "FedCodec", "FedTestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         .testTarget(
             name: "CLITests", dependencies: ["fed", "FedBench", "FedClient", "FedCodec", "FedModel", "FedTestSupport"],
             exclude: ["original_http_client.py", "broken_server.py"]),

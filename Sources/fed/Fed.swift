@@ -20,6 +20,7 @@ struct Fed: ParsableCommand {
     /// handled or retried, not kill the process.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
+        if CommandLine.arguments.dropFirst().first == "server" { Server.blockStopSignals() }
         main(nil)
     }
 }

@@ -8,6 +8,8 @@ import FedStorage
 import Foundation
 import Logging
 import NIOCore
+import ServiceLifecycle
+import Synchronization
 
 extension Fed {
     struct Server: ParsableCommand {
@@ -188,6 +190,23 @@ extension Fed {
             }
         }
 
+        /// SIGINT and SIGTERM.
+        static var stopSignals: sigset_t {
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, SIGINT)
+            sigaddset(&set, SIGTERM)
+            return set
+        }
+
+        /// Blocks SIGINT and SIGTERM in the calling thread and every thread it
+        /// starts later; `Fed.main` calls it first thing for `fed server`, before
+        /// any other thread exists, so no thread takes them by their default action.
+        static func blockStopSignals() {
+            var set = stopSignals
+            pthread_sigmask(SIG_BLOCK, &set, nil)
+        }
+
         /// Every token from --auth-token, --auth-token-file and FED_AUTH_TOKENS.
         func tokens() throws -> Set<String> {
             Set(authToken + (try authTokenFile.map(Tokens.file) ?? []) + Tokens.environment("FED_AUTH_TOKENS"))
@@ -205,14 +224,10 @@ extension Fed {
         }
 
         func run() throws {
-            // Block SIGINT/SIGTERM in every thread (NIO's threads inherit this
-            // mask) and take them with sigwait below: a signal sent at any
-            // moment after `listening on` is printed is never lost.
-            var stopSignals = sigset_t()
-            sigemptyset(&stopSignals)
-            sigaddset(&stopSignals, SIGINT)
-            sigaddset(&stopSignals, SIGTERM)
-            pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+            // SIGINT/SIGTERM are blocked in every thread since `Fed.main` (`blockStopSignals`)
+            // and taken with sigwait below: a signal sent at any moment after `listening on`
+            // is printed is never lost.
+            let stopSignals = Self.stopSignals
             let level = Logger.Level(rawValue: logLevel)!
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
@@ -266,10 +281,31 @@ extension Fed {
             print("listening on \(host):\(server.localPort)")
             fflush(nil)  // all streams: scripts wait for this line
 
-            var received: Int32 = 0
-            sigwait(&stopSignals, &received)
-            server.logger.info("stopping: no new connections or pushes; draining")
-            try server.shutdown()
+            // The server is a swift-service-lifecycle Service; a signal starts the
+            // group's graceful shutdown, which drains the server and writes the checkpoint.
+            let group = ServiceGroup(services: [server], logger: server.logger)
+            let signals = stopSignals
+            Thread {
+                var mask = signals
+                var received: Int32 = 0
+                sigwait(&mask, &received)
+                server.logger.info("stopping: no new connections or pushes; draining")
+                Task { await group.triggerGracefulShutdown() }
+            }.start()
+            // This thread (the main one) waits for the group; its tasks run on Swift's pool.
+            let outcome = Mutex<Result<Void, any Error>?>(nil)
+            let finished = DispatchSemaphore(value: 0)
+            Task {
+                do {
+                    try await group.run()
+                    outcome.withLock { $0 = .success(()) }
+                } catch {
+                    outcome.withLock { $0 = .failure(error) }
+                }
+                finished.signal()
+            }
+            finished.wait()
+            try outcome.withLock { $0! }.get()
         }
     }
 }

@@ -4,6 +4,8 @@ import FedTestSupport
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
+import ServiceLifecycle
 import Testing
 
 @testable import FedServer
@@ -16,8 +18,8 @@ final class RunningServer {
     var checkpoint: String { dir.appendingPathComponent("model.fedk").path }
 
     init(
-        tensors: [Tensor] = constantTensors(0), requestTimeout: TimeAmount = .seconds(10), maxConnections: Int = 256,
-        idleTimeout: TimeAmount = .seconds(300), authTokens: Set<String> = [], serveHTTP: Bool = true,
+        tensors: [Tensor] = constantTensors(0), requestTimeout: Duration = .seconds(10), maxConnections: Int = 256,
+        idleTimeout: Duration = .seconds(300), authTokens: Set<String> = [], serveHTTP: Bool = true,
         dir existing: URL? = nil, logger given: Logger? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }
     ) throws {
         dir = existing ?? FileManager.default.temporaryDirectory.appendingPathComponent("srv-\(UUID().uuidString)")
@@ -276,5 +278,54 @@ extension TestClient {
         _ = try send(.ping(nonce: 1))
         guard let (_, m) = try receive() else { throw TestError("closed") }
         return m
+    }
+}
+
+@Suite("Server lifecycle", .serialized)
+struct LifecycleTests {
+    @Test(
+        "run() in a ServiceGroup: a graceful shutdown drains, writes the checkpoint and returns; an injected group stays up"
+    )
+    func serviceGroup() async throws {
+        let dir = try temporaryDirectory("lifecycle")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("m.fedk").path
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let server = try FederatedServer.start(
+            configuration: ServerConfiguration(port: 0, checkpointPath: path), initial: constantTensors(0),
+            logger: logger, eventLoopGroup: loops)
+        let group = ServiceGroup(services: [server], logger: logger)
+        let running = Task { try await group.run() }
+        let c = try TestClient(port: server.localPort)
+        _ = try c.handshake()
+        guard case .ack = try c.push(constantTensors(1), datasets: 10) else { throw TestError("no ACK") }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(server.isDraining)
+        #expect(try CheckpointFile.load(from: path)?.version == 1)
+        // The injected group was not shut down with the server.
+        #expect(try await loops.next().submit { 42 }.get() == 42)
+        try await loops.shutdownGracefully()
+    }
+
+    @Test("Cancelling the task that runs the server shuts it down")
+    func cancellation() async throws {
+        let dir = try temporaryDirectory("lifecycle")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("m.fedk").path
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let server = try FederatedServer.start(
+            configuration: ServerConfiguration(port: 0, checkpointPath: path), initial: constantTensors(0),
+            logger: logger, threads: 1)
+        let running = Task { try await server.run() }
+        try await Task.sleep(for: .milliseconds(100))
+        running.cancel()
+        try await running.value
+        #expect(server.isDraining)
+        #expect(try CheckpointFile.load(from: path) != nil)
+        try server.shutdown()  // a second shutdown returns at once
     }
 }

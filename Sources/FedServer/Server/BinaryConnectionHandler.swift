@@ -147,7 +147,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             requestTimer = nil
         } else if requestTimer == nil {
             requestTimer = ctx.closeAfter(
-                context.configuration.requestTimeout, logger: logger, reason: "a frame did not arrive")
+                TimeAmount(context.configuration.requestTimeout), logger: logger, reason: "a frame did not arrive")
         }
     }
 

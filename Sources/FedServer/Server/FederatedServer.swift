@@ -4,6 +4,9 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import ServiceLifecycle
+import Dispatch
+import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -34,7 +37,9 @@ public final class FederatedServer: Sendable {
     public let metrics: ServerMetrics
     /// An edge server's link to its upstream (`configuration.upstream`).
     public let uplink: EdgeUplink?
-    private let group: MultiThreadedEventLoopGroup
+    private let group: any EventLoopGroup
+    /// Whether `group` was made by the server (and is shut down with it).
+    private let ownsGroup: Bool
     private let channel: Channel
     private let registry: ConnectionRegistry
     private let lifecycle: ServerLifecycle
@@ -47,10 +52,13 @@ public final class FederatedServer: Sendable {
     /// Throws if the checkpoint exists but cannot be read (never starts fresh
     /// over it), if its tensor shapes differ from `initial`'s (the shapes this
     /// server was asked to serve), or if the address cannot be bound.
+    ///
+    /// `eventLoopGroup`: the group to serve on (left running at shutdown);
+    /// nil: a group of `threads` threads of the server's own.
     public static func start(
         configuration: ServerConfiguration, initial: @autoclosure () -> [Tensor],
         logger: Logger = Logger(label: "fed.server"),
-        threads: Int = System.coreCount
+        threads: Int = System.coreCount, eventLoopGroup: (any EventLoopGroup)? = nil
     ) throws -> FederatedServer {
         let fresh = initial()
         let snapshot: ModelSnapshot
@@ -88,12 +96,12 @@ public final class FederatedServer: Sendable {
         }
         return try FederatedServer(
             configuration: configuration, store: store, committer: committer, metrics: metrics, logger: logger,
-            threads: threads)
+            threads: threads, eventLoopGroup: eventLoopGroup)
     }
 
     private init(
         configuration: ServerConfiguration, store: ModelStore, committer: GroupCommitter, metrics: ServerMetrics,
-        logger: Logger, threads: Int
+        logger: Logger, threads: Int, eventLoopGroup: (any EventLoopGroup)?
     ) throws {
         self.metrics = metrics
         self.configuration = configuration
@@ -108,8 +116,9 @@ public final class FederatedServer: Sendable {
         self.budget = budget
         let lifecycle = ServerLifecycle()
         self.lifecycle = lifecycle
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        let group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.group = group
+        self.ownsGroup = eventLoopGroup == nil
         let tls = try configuration.tls?.makeContext()
         let registry = ConnectionRegistry(
             limit: configuration.maxConnections, perAddressLimit: configuration.maxConnectionsPerAddress)
@@ -150,7 +159,7 @@ public final class FederatedServer: Sendable {
                     }
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(TrafficCounter(metrics: metrics))
-                    try sync.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
+                    try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(configuration.idleTimeout)))
                     try sync.addHandler(IdleConnectionCloser(logger: logger))
                     try sync.addHandler(ProtocolSniffer(context: context, refusal: refusal))
                 }
@@ -174,10 +183,25 @@ public final class FederatedServer: Sendable {
     /// 3. an edge server pushes what it gathered upstream (one try);
     /// 4. write the checkpoint (every acknowledged update is in it);
     /// 5. close every connection and stop the event loops.
-    public func shutdown(grace: TimeAmount? = nil) throws {
+    public func shutdown(grace: Duration? = nil) throws {
+        // One shutdown: a second caller waits for the first to finish.
+        guard lifecycle.beginShutdown() else {
+            lifecycle.waitUntilStoppedBlocking()
+            return
+        }
+        do {
+            try drainAndStop(grace: grace)
+            lifecycle.markStopped(nil)
+        } catch {
+            lifecycle.markStopped(error)
+            throw error
+        }
+    }
+
+    private func drainAndStop(grace: Duration?) throws {
         lifecycle.startDraining()
         try? channel.close().wait()
-        let deadline = NIODeadline.now() + (grace ?? configuration.shutdownGrace)
+        let deadline = NIODeadline.now() + TimeAmount(grace ?? configuration.shutdownGrace)
         while !committer.isIdle && NIODeadline.now() < deadline {
             usleep(5_000)
         }
@@ -187,15 +211,86 @@ public final class FederatedServer: Sendable {
         try committer.flush()
         logger.info("checkpoint written: version \(store.snapshot().version)")
         for child in registry.channels() { child.close(promise: nil) }
-        try group.syncShutdownGracefully()
+        if ownsGroup { try group.syncShutdownGracefully() }
+    }
+
+    /// `shutdown` from async code: runs it on a thread of its own (it waits
+    /// for pushes in flight) and returns when it has finished.
+    public func shutdownGracefully(grace: Duration? = nil) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            Thread { c.resume(with: Result { try self.shutdown(grace: grace) }) }.start()
+        }
     }
 }
 
-/// Whether the server is shutting down; read by every connection.
+extension FederatedServer: Service {
+    /// Serves until the server stops: `shutdown`, a graceful shutdown of the
+    /// `ServiceGroup` it runs in (SIGTERM, for one), or cancellation of the
+    /// calling task, the last two starting `shutdown` (drain, checkpoint).
+    /// Throws the shutdown's error.
+    public func run() async throws {
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await lifecycle.waitUntilStopped()
+        } onCancelOrGracefulShutdown: {
+            Thread { try? self.shutdown() }.start()
+        }
+        if let error = lifecycle.stopError { throw error }
+    }
+}
+
+/// Whether the server is shutting down (read by every connection), and
+/// whether it has stopped (awaited by `run`).
 final class ServerLifecycle: Sendable {
     private let draining = Atomic<Bool>(false)
+    private struct Stop {
+        var begun = false
+        var stopped = false
+        var error: (any Error)?
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let stop = Mutex(Stop())
+    private let stoppedSignal = DispatchSemaphore(value: 0)
+
     var isDraining: Bool { draining.load(ordering: .acquiring) }
     func startDraining() { draining.store(true, ordering: .releasing) }
+
+    /// True for the first caller only.
+    func beginShutdown() -> Bool {
+        stop.withLock { s in
+            defer { s.begun = true }
+            return !s.begun
+        }
+    }
+
+    func markStopped(_ error: (any Error)?) {
+        let waiters = stop.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.stopped = true
+            s.error = error
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
+        stoppedSignal.signal()
+    }
+
+    var stopError: (any Error)? { stop.withLock { $0.error } }
+
+    func waitUntilStopped() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = stop.withLock { s -> Bool in
+                if s.stopped { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    func waitUntilStoppedBlocking() {
+        if stop.withLock({ $0.stopped }) { return }
+        stoppedSignal.wait()
+        stoppedSignal.signal()  // for any other waiter
+    }
 }
 
 /// What every connection handler needs.

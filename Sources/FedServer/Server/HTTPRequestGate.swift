@@ -18,7 +18,8 @@ final class HTTPRequestGate: ChannelInboundHandler, RemovableChannelHandler {
         if betweenRequests {
             betweenRequests = false
             timer = ctx.closeAfter(
-                context.configuration.requestTimeout, logger: context.logger, reason: "HTTP request not complete")
+                TimeAmount(context.configuration.requestTimeout), logger: context.logger,
+                reason: "HTTP request not complete")
         }
         ctx.fireChannelRead(data)
     }

@@ -65,7 +65,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context ctx: ChannelHandlerContext) {
         deadline = ctx.closeAfter(
-            context.configuration.firstBytesTimeout, logger: context.logger,
+            TimeAmount(context.configuration.firstBytesTimeout), logger: context.logger,
             reason: "the first bytes of a connection did not arrive", level: .info)
     }
 

@@ -40,16 +40,16 @@ public struct ServerConfiguration: Sendable {
     /// would exceed it is answered `overloaded`/`503` and its connection closed.
     public var memoryBudget: Int
     /// A connection with no traffic for this long is closed.
-    public var idleTimeout: TimeAmount
+    public var idleTimeout: Duration
     /// A new connection must send enough bytes to tell its protocol within
     /// this time, or it is closed. Default 5 s.
-    public var firstBytesTimeout: TimeAmount
+    public var firstBytesTimeout: Duration
     /// A request (frame, or HTTP head and body) must arrive completely within
     /// this time of its first byte, or the connection is closed.
-    public var requestTimeout: TimeAmount
+    public var requestTimeout: Duration
     /// On shutdown: how long in-flight requests may take before connections
     /// are closed regardless. Default 10 s.
-    public var shutdownGrace: TimeAmount
+    public var shutdownGrace: Duration
     /// Compressions the server accepts and offers (bit per mode).
     public var compressions: UInt8
     /// Value encodings accepted in version-3 pushes (`ValueEncoding.bit`;
@@ -89,9 +89,9 @@ public struct ServerConfiguration: Sendable {
         strategy: any FederationStrategy = RunningAverage(), maxStaleness: Int = 16, maxUpdateSamples: UInt64 = 10_000,
         limits: Limits? = nil,
         maxHTTPBodyBytes: Int? = nil, maxConnections: Int = 1024, maxConnectionsPerAddress: Int? = nil,
-        memoryBudget: Int = 256 << 20, idleTimeout: TimeAmount = .seconds(300),
-        firstBytesTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30),
-        shutdownGrace: TimeAmount = .seconds(10), compressions: UInt8 = 0b111, authTokens: Set<String> = [],
+        memoryBudget: Int = 256 << 20, idleTimeout: Duration = .seconds(300),
+        firstBytesTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(30),
+        shutdownGrace: Duration = .seconds(10), compressions: UInt8 = 0b111, authTokens: Set<String> = [],
         serveHTTP: Bool = true, allowedOrigins: Set<String> = [], publicModel: Bool = false,
         encodings: UInt8 = 0b1_1111, deltaEncoding: ValueEncoding? = nil, upstream: EdgeConfiguration? = nil,
         tls: ServerTLS? = nil
@@ -166,5 +166,13 @@ public struct ResolvedLimits: Sendable, Equatable {
             configuration.limits
             ?? Limits(maxPayloadBytes: raw + raw / 64 + (64 << 10), maxDecompressedBytes: raw)
         maxHTTPBodyBytes = configuration.maxHTTPBodyBytes ?? (40 * weights + (64 << 10))
+    }
+}
+
+extension TimeAmount {
+    /// SwiftNIO's time amount for a `Duration` of the public configuration.
+    init(_ d: Duration) {
+        let (seconds, attoseconds) = d.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }
