@@ -2,91 +2,109 @@ import FedCodec
 import FedModel
 import Foundation
 
-/// The original demo's client loop, one iteration per data slice:
+/// What trains locally in a federated session: any model whose weights
+/// travel as a list of tensors (the server's order and shapes).
+///
+/// The built-in MLP takes part as `MLPSlices`; a model of one's own
+/// conforms the same way (Examples/LogisticRegression has one).
+public protocol LocalModel {
+    /// The weights to push.
+    var weights: [Tensor] { get }
+    /// Takes the server's weights; throws, keeping its own, if they do not fit.
+    mutating func load(_ weights: [Tensor]) throws
+    /// Trains one round (`round` counts from 0) on local data; returns the
+    /// samples trained on (added to the count the push claims).
+    mutating func train(round: Int) -> Int
+}
+
+/// The built-in MLP as a `LocalModel`, the original demo's way: round `r`
+/// trains `epochs` epochs on slice `r`. `progress` hears (slice, epoch,
+/// loss, accuracy) after each epoch.
+public struct MLPSlices: LocalModel {
+    public let trainer: Trainer
+    public let slices: [Dataset]
+    public let epochs: Int
+    public let batchSize: Int
+    private var rng: SeededGenerator
+    private let progress: (Int, Int, Double, Double) -> Void
+
+    public init(
+        slices: [Dataset], epochs: Int = 20, batchSize: Int = 32, seed: UInt64 = 1, threads: Int = 1,
+        progress: @escaping (Int, Int, Double, Double) -> Void = { _, _, _, _ in }
+    ) {
+        self.slices = slices
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.trainer = Trainer(model: MLP(seed: seed), maxBatch: max(256, batchSize), threads: threads)
+        self.rng = SeededGenerator(seed: seed &+ 0x5EED)
+        self.progress = progress
+    }
+
+    public var weights: [Tensor] { trainer.model.tensors() }
+    public mutating func load(_ weights: [Tensor]) throws { try trainer.adopt(weights) }
+
+    public mutating func train(round: Int) -> Int {
+        let slice = slices[round]
+        for epoch in 1...epochs {
+            let r = trainer.trainEpoch(slice, batchSize: batchSize, rng: &rng)
+            progress(round, epoch, r.loss, r.accuracy)
+        }
+        return slice.count
+    }
+}
+
+/// The original demo's client loop, for any `LocalModel`, one iteration a round:
 ///
 /// 1. if the previous push went through, fetch the server's model (with the
-///    retry policy) and, if it has the model's shapes, adopt its weights and
-///    its `datasets` count; if the fetch fails, go on with the own weights;
-/// 2. train on the slice (`epochs` epochs of `batchSize`); `datasets += slice size`;
+///    retry policy) and, if the model takes it, adopt its weights and its
+///    `datasets` count; if the fetch fails, go on with the own weights;
+/// 2. train one round; `datasets +=` the samples trained on;
 /// 3. push `datasets` and the weights (with the retry policy); if that fails,
 ///    remember it, skip step 1 next time and keep training on the own weights.
 ///
 /// A rejected push is never retried. The loop never stops early because the
 /// server is down: it catches up when the server returns.
-public final class FederatedLoop {
+public final class FederatedLoop<Model: LocalModel> {
     public struct Options: Sendable {
-        public var epochs: Int
-        public var batchSize: Int
-        public var seed: UInt64
         public var retry: RetryPolicy
-        public var threads: Int
         /// The largest `datasets` the client claims. The original's count (the
         /// server's count at the last fetch plus the slices trained since)
         /// roughly doubles every round; `fed server` refuses claims over its
         /// `--max-datasets` (60,000 by default), so the claim is capped there.
         public var maxClaim: UInt64
-        public init(
-            epochs: Int = 20, batchSize: Int = 32, seed: UInt64 = 1, retry: RetryPolicy = .init(), threads: Int = 1,
-            maxClaim: UInt64 = 60_000
-        ) {
+        public init(retry: RetryPolicy = .init(), maxClaim: UInt64 = 60_000) {
             self.maxClaim = maxClaim
-            self.epochs = epochs
-            self.batchSize = batchSize
-            self.seed = seed
             self.retry = retry
-            self.threads = threads
-        }
-    }
-
-    /// What a run did.
-    public struct Summary: Sendable, CustomStringConvertible {
-        public var slices = 0
-        public var fetches = 0
-        public var fetchesFailed = 0
-        public var pushesAccepted = 0
-        public var pushesRejected = 0
-        public var pushesFailed = 0
-        public var retries = 0
-        public var bytesSent = 0
-        public var bytesReceived = 0
-        public var lastVersion: UInt64 = 0
-
-        public var description: String {
-            "slices trained \(slices); fetches \(fetches) (\(fetchesFailed) failed); pushes accepted \(pushesAccepted), rejected \(pushesRejected), failed \(pushesFailed); retries \(retries); bytes sent \(bytesSent), received \(bytesReceived)"
         }
     }
 
     public let transport: any ModelTransport
-    public let trainer: Trainer
+    public private(set) var model: Model
     public let options: Options
     public private(set) var datasets: UInt64 = 0
     /// The model version the current training started from (0: none fetched).
     public private(set) var baseVersion: UInt64 = 0
-    public private(set) var summary = Summary()
-    private var rng: SeededGenerator
+    public private(set) var summary = FederatedSummary()
     private let log: (String) -> Void
 
-    public init(transport: any ModelTransport, options: Options = .init(), log: @escaping (String) -> Void = { _ in }) {
+    public init(
+        model: Model, transport: any ModelTransport, options: Options = .init(),
+        log: @escaping (String) -> Void = { _ in }
+    ) {
+        self.model = model
         self.transport = transport
         self.options = options
-        self.trainer = Trainer(
-            model: MLP(seed: options.seed), maxBatch: max(256, options.batchSize), threads: options.threads)
-        self.rng = SeededGenerator(seed: options.seed &+ 0x5EED)
         self.log = log
     }
 
-    /// Runs the loop over `slices`; `progress` hears (slice, epoch, loss, accuracy) after each epoch.
-    public func run(slices: [Dataset], progress: (Int, Int, Double, Double) -> Void = { _, _, _, _ in }) -> Summary {
+    /// Runs `rounds` rounds.
+    public func run(rounds: Int) -> FederatedSummary {
         var lastPushWentThrough = true
-        for (index, slice) in slices.enumerated() {
+        for round in 0..<rounds {
             if lastPushWentThrough { fetch() }
-            for epoch in 1...options.epochs {
-                let r = trainer.trainEpoch(slice, batchSize: options.batchSize, rng: &rng)
-                progress(index, epoch, r.loss, r.accuracy)
-            }
-            datasets += UInt64(slice.count)
+            datasets += UInt64(model.train(round: round))
             summary.slices += 1
-            lastPushWentThrough = push(slice: index)
+            lastPushWentThrough = push(round: round)
         }
         summary.bytesSent = transport.bytesSent
         summary.bytesReceived = transport.bytesReceived
@@ -107,7 +125,7 @@ public final class FederatedLoop {
             let result = try withRetry("fetch") { try transport.fetch(heldVersion: 0) }
             guard case .model(let version, let count, let tensors) = result else { return }
             do {
-                try trainer.adopt(tensors)
+                try model.load(tensors)
                 datasets = count
                 baseVersion = version
                 summary.lastVersion = max(summary.lastVersion, version)
@@ -121,21 +139,21 @@ public final class FederatedLoop {
         }
     }
 
-    private func push(slice: Int) -> Bool {
+    private func push(round: Int) -> Bool {
         do {
             // One key for every retry of this push: a retry after a lost ACK is not applied twice.
             let pushID = UInt64.random(in: 1...UInt64.max)
             let (version, total) = try withRetry("push") {
                 try transport.push(
-                    trainer.model.tensors(), datasets: min(datasets, options.maxClaim), baseVersion: baseVersion,
+                    model.weights, datasets: min(datasets, options.maxClaim), baseVersion: baseVersion,
                     pushID: pushID)
             }
             summary.pushesAccepted += 1
             summary.lastVersion = max(summary.lastVersion, version)
             log(
                 version > 0
-                    ? "pushed slice \(slice + 1): server at version \(version) (\(total) samples)"
-                    : "pushed slice \(slice + 1): accepted")
+                    ? "pushed round \(round + 1): server at version \(version) (\(total) samples)"
+                    : "pushed round \(round + 1): accepted")
             return true
         } catch let e as ClientError where !e.isRetryable && e.code.serverCode != nil {
             summary.pushesRejected += 1
@@ -146,5 +164,23 @@ public final class FederatedLoop {
             log("push failed, continuing on own weights: \(error)")
             return false
         }
+    }
+}
+
+/// What a federated run did.
+public struct FederatedSummary: Sendable, CustomStringConvertible {
+    public var slices = 0
+    public var fetches = 0
+    public var fetchesFailed = 0
+    public var pushesAccepted = 0
+    public var pushesRejected = 0
+    public var pushesFailed = 0
+    public var retries = 0
+    public var bytesSent = 0
+    public var bytesReceived = 0
+    public var lastVersion: UInt64 = 0
+
+    public var description: String {
+        "rounds trained \(slices); fetches \(fetches) (\(fetchesFailed) failed); pushes accepted \(pushesAccepted), rejected \(pushesRejected), failed \(pushesFailed); retries \(retries); bytes sent \(bytesSent), received \(bytesReceived)"
     }
 }

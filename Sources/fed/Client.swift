@@ -51,8 +51,33 @@ extension Fed {
         var authToken = ""
         @Option(help: "A file whose first token line is the auth token; also read: FED_AUTH_TOKEN. Not visible in ps.")
         var authTokenFile: String?
+        @Flag(help: "Speak TLS to the server, trusting the system's CAs (binary transport).") var tls = false
+        @Option(
+            help: ArgumentHelp(
+                "Speak TLS, trusting the CA certificate(s) in this PEM file instead of the system's.", valueName: "PEM")
+        )
+        var tlsCa: String?
+        @Option(help: "The name the server's certificate must carry (default: the host of --server).")
+        var tlsServerName: String?
+        @Option(help: ArgumentHelp("PEM client certificate, for servers that ask for one.", valueName: "PEM"))
+        var tlsCert: String?
+        @Option(help: ArgumentHelp("PEM key of --tls-cert.", valueName: "PEM")) var tlsKey: String?
+
+        /// TLS settings when any TLS option is given.
+        var tlsSettings: FederationClient.TLS? {
+            guard tls || tlsCa != nil || tlsCert != nil || tlsServerName != nil else { return nil }
+            return FederationClient.TLS(
+                trustRoots: tlsCa.map { .pemFile($0) } ?? .system, serverName: tlsServerName,
+                certificateChainPath: tlsCert, privateKeyPath: tlsKey)
+        }
 
         func validate() throws {
+            guard (tlsCert == nil) == (tlsKey == nil) else {
+                throw ValidationError("--tls-cert and --tls-key go together")
+            }
+            guard tlsSettings == nil || transport == "binary" else {
+                throw ValidationError("TLS options are for the binary transport")
+            }
             guard transport == "binary" || transport == "http" else {
                 throw ValidationError("--transport is binary or http")
             }
@@ -122,22 +147,28 @@ extension Fed {
             let t: any ModelTransport =
                 transport == "http"
                 ? HTTPTransport(host: host, port: port, clientID: clientID)
-                : BinaryTransport(
-                    host: host, port: port, clientID: clientID, compression: Compression(name: compression)!,
-                    authToken: try resolvedToken(), encoding: wire, acceptDeltas: true)
+                : try tlsSettings.map { settings in
+                    // TLS is the async client's (the loop retries, so the client itself tries once).
+                    FederationClientTransport(
+                        client: FederationClient(
+                            host: host, port: port,
+                            configuration: .init(
+                                clientID: clientID, authToken: try resolvedToken(),
+                                retryPolicy: RetryPolicy(maxAttempts: 1),
+                                compression: Compression(name: compression)!, encoding: wire, acceptDeltas: true,
+                                tls: settings)))
+                }
+                    ?? BinaryTransport(
+                        host: host, port: port, clientID: clientID, compression: Compression(name: compression)!,
+                        authToken: try resolvedToken(), encoding: wire, acceptDeltas: true)
             let policy = RetryPolicy(
                 maxAttempts: attempts, initialBackoff: .milliseconds(Int64(backoff * 1000)), multiplier: 2,
                 maxBackoff: .milliseconds(Int64(maxBackoff * 1000)), deadline: .milliseconds(Int64(deadline * 1000)))
-            let loop = FederatedLoop(
-                transport: t,
-                options: .init(epochs: epochs, batchSize: batchSize, seed: seed, retry: policy, threads: threads),
-                log: { line in
-                    if interactive { print("") }
-                    print("[\(clientID)] \(line)")
-                })
             let started = Date()
             var epochStart = Date()
-            let summary = loop.run(slices: mine) { slice, epoch, loss, accuracy in
+            let model = MLPSlices(
+                slices: mine, epochs: epochs, batchSize: batchSize, seed: seed, threads: threads
+            ) { slice, epoch, loss, accuracy in
                 let rate = Double(mine[slice].count) / max(Date().timeIntervalSince(epochStart), 1e-9)
                 epochStart = Date()
                 let text = String(
@@ -151,6 +182,13 @@ extension Fed {
                     print("[\(clientID)] \(text)")
                 }
             }
+            let loop = FederatedLoop(
+                model: model, transport: t, options: .init(retry: policy),
+                log: { line in
+                    if interactive { print("") }
+                    print("[\(clientID)] \(line)")
+                })
+            let summary = loop.run(rounds: mine.count)
             if interactive { print("") }
             print("[\(clientID)] done in \(String(format: "%.1f", Date().timeIntervalSince(started))) s: \(summary)")
             if summary.pushesAccepted == 0 { throw ExitCode(2) }

@@ -59,7 +59,7 @@ extension Fed {
             let shares = (0..<clients).map { i in
                 Array(slices[(i * slices.count / clients)..<((i + 1) * slices.count / clients)])
             }
-            let summaries = Mutex<[Int: FederatedLoop.Summary]>([:])
+            let summaries = Mutex<[Int: FederatedSummary]>([:])
             let mode = Compression(name: compression)!
             let group = DispatchGroup()
             let epochs = self.epochs, seed = self.seed
@@ -71,13 +71,14 @@ extension Fed {
                     let transport = BinaryTransport(
                         host: "127.0.0.1", port: port, clientID: "client-\(i + 1)", compression: mode)
                     let loop = FederatedLoop(
-                        transport: transport, options: .init(epochs: epochs, seed: seed &+ UInt64(i) &* 7919),
+                        model: MLPSlices(slices: share, epochs: epochs, seed: seed &+ UInt64(i) &* 7919),
+                        transport: transport,
                         log: { line in
                             if line.hasPrefix("pushed") || line.contains("failed") || line.contains("rejected") {
                                 print("client \(i + 1) (slices \(first)-\(first + share.count - 1)): \(line)")
                             }
                         })
-                    let s = loop.run(slices: share)
+                    let s = loop.run(rounds: share.count)
                     summaries.withLock { $0[i] = s }
                 }.start()
             }

@@ -150,4 +150,18 @@ struct TLSTests {
             #expect(s.status == 0, "\(String(decoding: s.output, as: UTF8.self))")
         }
     }
+
+    @Test("fed client trains and pushes over TLS with --tls-ca; with no CA given it refuses the private CA")
+    func fedClient() throws {
+        let (server, files, dir) = try Self.server()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = [
+            "client", "--server", "localhost:\(server.port)", "--id", "tls-client", "--range", "1", "1", "--data",
+            FedProcess.mnist, "--epochs", "1", "--attempts", "1",
+        ]
+        let r = try FedProcess.run(base + ["--tls-ca", files.caCertificate])
+        #expect(r.status == 0 && r.output.contains("pushes accepted 1"), "\(r.output)")
+        let refused = try FedProcess.run(base + ["--tls"])
+        #expect(refused.status != 0 && refused.output.contains("not signed by a trusted CA"), "\(refused.output)")
+    }
 }
