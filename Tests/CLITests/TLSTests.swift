@@ -111,7 +111,7 @@ struct TLSTests {
         var byAddress = files.client()
         byAddress.serverName = nil
         let unnamed = await Self.failure(Self.client(server.port, byAddress, host: "127.0.0.1"))
-        #expect(unnamed?.code == .tlsFailure, "\(String(describing: unnamed))")
+        #expect(unnamed?.code == .tlsFailure, "\(String(describing: unnamed)) \(String(describing: unnamed?.cause))")
 
         let wrongCA = await Self.failure(
             Self.client(server.port, FederationClient.TLS(trustRoots: .pemFile(files.otherCACertificate))))

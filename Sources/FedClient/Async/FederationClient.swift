@@ -169,6 +169,8 @@ public actor FederationClient {
         let channel: any Channel
         let traffic: Traffic
         let version: UInt8
+        /// `host:port`, for messages.
+        let peer: String
     }
 
     /// Runs `body` alone (calls take turns), retried by the policy.
@@ -255,10 +257,10 @@ public actor FederationClient {
         } catch {
             throw ClientError.from(error, peer: peer)
         }
-        var c = Connection(channel: channel, traffic: traffic, version: 1)
+        var c = Connection(channel: channel, traffic: traffic, version: 1, peer: peer)
         do throws(ClientError) {
             let version = try session.welcomed(await request(session.hello, on: c))
-            c = Connection(channel: channel, traffic: traffic, version: version)
+            c = Connection(channel: channel, traffic: traffic, version: version, peer: peer)
         } catch {
             channel.close(promise: nil)
             throw error
@@ -280,8 +282,14 @@ public actor FederationClient {
             answer.fail(ClientError(code: .timedOut, message: "no answer within \(timeout)"))
             c.channel.close(promise: nil)
         }
+        // A write that never reaches the handler (the channel closed meanwhile) fails the answer too.
+        let written = loop.makePromise(of: Void.self)
+        let (peer, traffic) = (c.peer, c.traffic)
+        written.futureResult.whenFailure { error in
+            answer.fail(traffic.failure.withLock { $0 } ?? ClientError.from(error, peer: peer))
+        }
         c.channel.writeAndFlush(
-            FrameRequest(id: id, bytes: c.channel.allocator.buffer(bytes: bytes), answer: answer), promise: nil)
+            FrameRequest(id: id, bytes: c.channel.allocator.buffer(bytes: bytes), answer: answer), promise: written)
         let frame: Frame
         do {
             frame = try await answer.futureResult.get()

@@ -83,7 +83,10 @@ final class FrameChannelHandler: ChannelDuplexHandler {
 
     /// Fails every waiting request with `error` (the first failure wins) and closes.
     func fail(_ context: ChannelHandlerContext, _ error: ClientError) {
-        if failure == nil { failure = error }
+        if failure == nil {
+            failure = error
+            traffic.failure.withLock { $0 = error }
+        }
         let pending = waiting
         waiting = [:]
         for p in pending.values { p.fail(failure!) }
@@ -91,8 +94,10 @@ final class FrameChannelHandler: ChannelDuplexHandler {
     }
 }
 
-/// Bytes written and read on one channel, readable from any thread.
+/// Bytes written and read on one channel, and why it failed, readable from any thread.
 final class Traffic: Sendable {
     let sent = Atomic<Int>(0)
     let received = Atomic<Int>(0)
+    /// The first failure of the channel (a TLS handshake's, a reset), once there is one.
+    let failure = Mutex<ClientError?>(nil)
 }
