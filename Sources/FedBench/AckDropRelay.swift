@@ -11,64 +11,49 @@ import Synchronization
 /// it and it is cut `hold` seconds later. The server applies the push; the
 /// client never hears that it did, as when a link fails at the worst moment.
 final class AckDropRelay: @unchecked Sendable {
-    let port: Int
-    private let listener: Int32
-    private let target: (host: String, port: Int)
+    private let listener: RelayListener
     private let threshold: Int
     private let hold: Double
-    private let stopped = Atomic<Bool>(false)
     /// Connections cut after a push so far.
     let cut = Atomic<Int>(0)
+    var port: Int { listener.port }
 
     init(target: (host: String, port: Int), threshold: Int = 64 << 10, hold: Double = 1) throws {
-        self.target = target
         self.threshold = threshold
         self.hold = hold
-        (listener, port) = try DelayRelay.listen()
-        Thread { [self] in acceptLoop() }.start()
+        listener = try RelayListener(target: target)
+        listener.start { [self] client, upstream in relay(client, upstream) }
     }
 
-    func stop() {
-        stopped.store(true, ordering: .relaxed)
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
-    }
+    func stop() { listener.stop() }
 
-    private func acceptLoop() {
-        while !stopped.load(ordering: .relaxed) {
-            let client = accept(listener, nil, nil)
-            if client < 0 { return }
-            guard let upstream = DelayRelay.connect(target.host, target.port) else {
-                close(client)
-                continue
-            }
-            let connection = Connection(client: client, upstream: upstream)
-            let (threshold, hold) = (self.threshold, self.hold)
-            Thread { [self] in
-                var sent = 0
-                Self.copy(from: client, to: upstream) { n in
-                    sent += n
-                    if sent > threshold && !connection.dropping.exchange(true, ordering: .relaxed) {
-                        cut.add(1, ordering: .relaxed)
-                        connection.users.add(1, ordering: .relaxed)
-                        Thread {
-                            usleep(UInt32(hold * 1e6))
-                            shutdown(client, Int32(SHUT_RDWR))
-                            shutdown(upstream, Int32(SHUT_RDWR))
-                            connection.release()
-                        }.start()
-                    }
-                    return true
+    private func relay(_ client: Int32, _ upstream: Int32) {
+        let connection = Connection(client: client, upstream: upstream)
+        let (threshold, hold) = (self.threshold, self.hold)
+        Thread { [self] in
+            var sent = 0
+            Self.copy(from: client, to: upstream) { n in
+                sent += n
+                if sent > threshold && !connection.dropping.exchange(true, ordering: .relaxed) {
+                    cut.add(1, ordering: .relaxed)
+                    connection.users.add(1, ordering: .relaxed)
+                    Thread {
+                        usleep(UInt32(hold * 1e6))
+                        shutdown(client, Int32(SHUT_RDWR))
+                        shutdown(upstream, Int32(SHUT_RDWR))
+                        connection.release()
+                    }.start()
                 }
-                shutdown(upstream, Int32(SHUT_WR))
-                connection.release()
-            }.start()
-            Thread {
-                Self.copy(from: upstream, to: client) { _ in !connection.dropping.load(ordering: .relaxed) }
-                shutdown(client, Int32(SHUT_RDWR))
-                connection.release()
-            }.start()
-        }
+                return true
+            }
+            shutdown(upstream, Int32(SHUT_WR))
+            connection.release()
+        }.start()
+        Thread {
+            Self.copy(from: upstream, to: client) { _ in !connection.dropping.load(ordering: .relaxed) }
+            shutdown(client, Int32(SHUT_RDWR))
+            connection.release()
+        }.start()
     }
 
     /// One relayed connection: whether it has stopped passing answers back,

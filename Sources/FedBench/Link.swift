@@ -134,44 +134,22 @@ final class NamespaceLink {
 /// also paces each direction to that many bits per second (the user-space
 /// shaping used when namespaces are not available).
 final class DelayRelay: @unchecked Sendable {
-    let port: Int
-    private let listener: Int32
-    private let target: (host: String, port: Int)
+    private let listener: RelayListener
     private let oneWay: Double
     private let rate: Double?
-    private let stopped = Atomic<Bool>(false)
+    var port: Int { listener.port }
 
     init(target: (host: String, port: Int), roundTrip: Double, rate: Double?) throws {
-        self.target = target
         self.oneWay = roundTrip / 2
         self.rate = rate
-        (listener, port) = try Self.listen()
-        let t = Thread { [self] in acceptLoop() }
-        t.start()
-    }
-
-    func stop() {
-        stopped.store(true, ordering: .relaxed)
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
-    }
-
-    private func acceptLoop() {
-        while !stopped.load(ordering: .relaxed) {
-            let client = accept(listener, nil, nil)
-            if client < 0 { return }
-            guard let upstream = Self.connect(target.host, target.port) else {
-                close(client)
-                continue
-            }
-            var one: Int32 = 1
-            for fd in [client, upstream] {
-                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            }
+        listener = try RelayListener(target: target)
+        listener.start { [self] client, upstream in
             pump(from: client, to: upstream)
             pump(from: upstream, to: client)
         }
     }
+
+    func stop() { listener.stop() }
 
     /// Reads `from` as fast as it comes; a second thread writes each chunk to
     /// `to` once its delay has passed (and the pacing allows).
@@ -226,6 +204,46 @@ final class DelayRelay: @unchecked Sendable {
     }
 
     static func now() -> Double { monotonicSeconds() }
+}
+
+/// The listening side of a relay on 127.0.0.1: accepts connections, opens
+/// one to `target` for each (TCP_NODELAY on both) and hands the pair to the
+/// relay's handler, on a thread of its own, until `stop`.
+final class RelayListener: @unchecked Sendable {
+    let port: Int
+    private let fd: Int32
+    private let target: (host: String, port: Int)
+    private let stopped = Atomic<Bool>(false)
+
+    init(target: (host: String, port: Int)) throws {
+        self.target = target
+        (fd, port) = try Self.listen()
+    }
+
+    /// Starts accepting; `handle(client, upstream)` owns both sockets.
+    func start(_ handle: @escaping @Sendable (Int32, Int32) -> Void) {
+        Thread { [self] in
+            while !stopped.load(ordering: .relaxed) {
+                let client = accept(fd, nil, nil)
+                if client < 0 { return }
+                guard let upstream = Self.connect(target.host, target.port) else {
+                    close(client)
+                    continue
+                }
+                var one: Int32 = 1
+                for s in [client, upstream] {
+                    setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                }
+                handle(client, upstream)
+            }
+        }.start()
+    }
+
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
 
     /// A listening socket on 127.0.0.1 at a free port.
     static func listen() throws -> (fd: Int32, port: Int) {

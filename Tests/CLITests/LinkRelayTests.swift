@@ -75,7 +75,7 @@ struct LinkRelayTests {
         let port = try echoServer()
         let relay = try DelayRelay(target: ("127.0.0.1", Int(port)), roundTrip: 0.2, rate: 1e6)
         defer { relay.stop() }
-        let fd = try #require(DelayRelay.connect("127.0.0.1", relay.port))
+        let fd = try #require(RelayListener.connect("127.0.0.1", relay.port))
         defer { close(fd) }
         var tv = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

@@ -95,12 +95,12 @@ struct FederationClientTests {
     func timeout() async throws {
         let s = try Self.server { connection in connection == 0 ? .silence : nil }
         let c = FederationClient(
-            host: "127.0.0.1", port: s.port, configuration: Self.configuration(timeout: .milliseconds(300)))
+            host: "127.0.0.1", port: s.port, configuration: Self.configuration(timeout: .seconds(1)))
         Self.expectModel(try await c.fetch())
         #expect(Self.connections(s) == 2)
         let c2 = FederationClient(
             host: "127.0.0.1", port: try Self.server { _ in .silence }.port,
-            configuration: Self.configuration(attempts: 1, timeout: .milliseconds(200)))
+            configuration: Self.configuration(attempts: 1, timeout: .seconds(1)))
         let error = await Self.failure { () async throws(ClientError) in _ = try await c2.fetch() }
         #expect(error?.code == .timedOut, "\(String(describing: error))")
     }

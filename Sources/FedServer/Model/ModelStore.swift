@@ -199,9 +199,7 @@ public final class ModelStore: Sendable {
     {
         writer.withLock { w in
             let published = snapshot()
-            var state = FederationState(
-                weights: published.tensors, samples: published.datasets, buffer: w.durable.buffer,
-                tensors: w.durable.tensors, scalars: w.durable.scalars)
+            var state = Self.stage(published, w.durable)
             var version = published.version
             var retained = w.retained
             var pushes = w.durable.recentPushes
@@ -264,9 +262,7 @@ public final class ModelStore: Sendable {
     ) throws -> R {
         try writer.withLock { w in
             let published = snapshot()
-            var state = FederationState(
-                weights: published.tensors, samples: published.datasets, buffer: w.durable.buffer,
-                tensors: w.durable.tensors, scalars: w.durable.scalars)
+            var state = Self.stage(published, w.durable)
             var version = published.version
             var retained = w.retained
             let (publish, result) = body(&state)
@@ -276,6 +272,13 @@ public final class ModelStore: Sendable {
             try keep(&w, published: published, version: version, durable: durable, retained: retained, commit: commit)
             return result
         }
+    }
+
+    /// The strategy's view of the published model and the durable state, to change and commit.
+    private static func stage(_ published: ModelSnapshot, _ durable: Durable) -> FederationState {
+        FederationState(
+            weights: published.tensors, samples: published.datasets, buffer: durable.buffer,
+            tensors: durable.tensors, scalars: durable.scalars)
     }
 
     /// Appends `state.weights` as version `version + 1` to `retained` (as the
