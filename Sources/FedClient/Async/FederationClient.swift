@@ -282,6 +282,10 @@ public actor FederationClient {
             answer.fail(ClientError(code: .timedOut, message: "no answer within \(timeout)"))
             c.channel.close(promise: nil)
         }
+        // Cancelled on the event loop as soon as the answer is in, not when the
+        // awaiting task next runs (on a busy machine that can be later than the timeout,
+        // and the timer would close a connection whose answer had arrived).
+        answer.futureResult.whenComplete { _ in timer.cancel() }
         // A write that never reaches the handler (the channel closed meanwhile) fails the answer too.
         let written = loop.makePromise(of: Void.self)
         let (peer, traffic) = (c.peer, c.traffic)
@@ -293,9 +297,7 @@ public actor FederationClient {
         let frame: Frame
         do {
             frame = try await answer.futureResult.get()
-            timer.cancel()
         } catch {
-            timer.cancel()
             throw ClientError.from(error)
         }
         do throws(CodecError) {
