@@ -46,8 +46,10 @@ public final class Connection {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
         let ip = host == "localhost" ? "127.0.0.1" : host
+        // On a throw below, deinit closes `fd` (every stored property is set by
+        // then, so Swift runs it): closing here too would close a number another
+        // thread may have been given meanwhile.
         guard inet_pton(AF_INET, ip, &addr.sin_addr) == 1 else {
-            close(fd)
             throw ClientError(code: .hostNotFound, message: "\(host) is not an IPv4 address")
         }
         let r = withUnsafePointer(to: &addr) {
@@ -56,13 +58,11 @@ public final class Connection {
             }
         }
         guard r == 0 else {
-            let e = errno
-            close(fd)
-            throw ClientError.socket(e, " by \(host):\(port)")
+            throw ClientError.socket(errno, " by \(host):\(port)")
         }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 
     /// The protocol version agreed in the handshake (1 until then).
     public var version: UInt8 = 1

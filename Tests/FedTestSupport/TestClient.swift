@@ -26,13 +26,13 @@ public final class TestClient {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
+        // deinit closes `fd` after a throw here (the object is fully initialized).
         guard r == 0 else {
-            close(fd)
             throw TestError("connect to \(port) failed: \(errno)")
         }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 
     public func send(_ bytes: [UInt8]) throws {
         var off = 0
