@@ -184,11 +184,7 @@ extension BenchCommand {
                     "\(r.clients),\(r.period),\(r.seconds),\(r.roundTripsPerSecond),\(r.fetchP50ms),\(r.fetchP99ms),\(r.fetchMaxms),\(r.pushP50ms),\(r.pushP99ms),\(r.pushMaxms),\(r.errors.values.reduce(0, +)),\(r.reconnects),\(r.serverResidentMB),\(r.serverCPUPercent)\n"
             }
             try csv.write(toFile: out + "/fleet.csv", atomically: true, encoding: .utf8)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(
-                positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            try encoder.encode(rows).write(to: URL(fileURLWithPath: out + "/fleet.json"))
+            try BenchOutput.json(rows, to: out + "/fleet.json")
             try FleetChart.svg(rows.filter { $0.period == period }).write(
                 toFile: out + "/fleet.svg", atomically: true, encoding: .utf8)
             print("\nwrote \(out)/fleet.csv, \(out)/fleet.json, \(out)/fleet.svg")

@@ -278,11 +278,7 @@ extension BenchCommand {
                     "\(r.weights),\(r.encoding),\(r.clients),\(r.fetchBytes),\(r.pushBytes),\(r.encodeMs),\(r.decodeMs),\(r.roundTripsPerSecond),\(r.p50Ms),\(r.p99Ms),\(r.clientCPUms),\(r.serverCPUms)\n"
             }
             try csv.write(toFile: out + "/wire.csv", atomically: true, encoding: .utf8)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(
-                positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            try encoder.encode(rows).write(to: URL(fileURLWithPath: out + "/wire.json"))
+            try BenchOutput.json(rows, to: out + "/wire.json")
             let points = rows.filter { $0.weights == "trained" && $0.clients == clients }
             try WireChart.svg(
                 points: points.map { ($0.encoding, Double($0.fetchBytes + $0.pushBytes), $0.roundTripsPerSecond) },

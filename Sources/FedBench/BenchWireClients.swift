@@ -80,10 +80,7 @@ extension BenchCommand.Wire {
                         String(format: "%.2f", $0.clientCPUms), String(format: "%.2f", $0.serverCPUms),
                     ]
                 }))
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(rows).write(to: URL(fileURLWithPath: out + "/clients.json"))
+        try BenchOutput.json(rows, to: out + "/clients.json")
         print("\nwrote \(out)/clients.json")
         print("\nbars (round trips per second, same run):")
         for (name, _) in encodings {

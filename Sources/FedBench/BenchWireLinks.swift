@@ -152,9 +152,7 @@ extension BenchCommand.Wire {
                 "\(r.link),\(r.shaping),\(r.encoding),\(r.fetchBytes),\(r.pushBytes),\(r.roundTripSeconds),\(r.clientCPUms),\(r.serverCPUms)\n"
         }
         try csv.write(toFile: out + "/links.csv", atomically: true, encoding: .utf8)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(rows).write(to: URL(fileURLWithPath: out + "/links.json"))
+        try BenchOutput.json(rows, to: out + "/links.json")
         try LinkChart.svg(rows).write(toFile: out + "/links.svg", atomically: true, encoding: .utf8)
         print("\nwrote \(out)/links.csv, \(out)/links.json, \(out)/links.svg")
     }

@@ -73,3 +73,20 @@ struct SampleSummary {
         median = sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
     }
 }
+
+/// Where benchmarks write their figures.
+enum BenchOutput {
+    /// `value` as pretty JSON at `path` (its folder created); NaN and
+    /// infinities (a figure not measured, such as a remote server's CPU) as strings.
+    static func json<T: Encodable>(_ value: T, to path: String) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        if !folder.isEmpty {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try encoder.encode(value).write(to: URL(fileURLWithPath: path))
+    }
+}

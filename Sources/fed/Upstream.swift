@@ -30,7 +30,7 @@ final class BinaryUpstream: UpstreamLink, @unchecked Sendable {
         }
     }
 
-    /// Runs `body`; a refusal the server says is final becomes `UpstreamRefusal`,
+    /// Runs `body`; a refusal the server says is final becomes `RejectedUpdate`,
     /// and the connection is dropped after any other failure.
     private func call<T>(_ body: () throws -> T) throws -> T {
         lock.lock()
@@ -38,7 +38,7 @@ final class BinaryUpstream: UpstreamLink, @unchecked Sendable {
         do {
             return try body()
         } catch let e as ClientError where !e.isRetryable && e.code.serverCode != nil {
-            throw UpstreamRefusal(code: e.code.serverCode!, message: e.message)
+            throw RejectedUpdate(e.code.serverCode!, e.message)
         } catch {
             transport.reset()
             throw error

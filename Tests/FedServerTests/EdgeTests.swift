@@ -29,7 +29,7 @@ final class StoreLink: UpstreamLink {
             tensors: weights, datasets: samples, key: PushKey(clientID: clientID, pushID: pushID),
             clientID: clientID, baseVersion: baseVersion)
         switch store.applyBatch([update], commit: { _, _ in })[0] {
-        case .failure(let r): throw UpstreamRefusal(code: r.code, message: r.message)
+        case .failure(let r): throw r
         case .success(let ack):
             if loseAcks { throw TestError("connection reset before the acknowledgement") }
             return ack.version
@@ -155,7 +155,7 @@ struct EdgeTests {
         let edge = try Self.edge(dir.appendingPathComponent("edge.fedk").path)
         for i in 0..<2 { _ = try await edge.submit(constantTensors(Float(i), shapes: Self.shapes), datasets: 100) }
         let uplink = Self.uplink(edge, StoreLink(store: root, clientID: "e"))
-        #expect(throws: UpstreamRefusal.self) { try uplink.sync() }
+        #expect(throws: RejectedUpdate.self) { try uplink.sync() }
         _ = try await edge.submit(constantTensors(5, shapes: Self.shapes), datasets: 10)
         #expect(edge.store.bufferedUpdates == 3)
         #expect(root.snapshot().version == 0)

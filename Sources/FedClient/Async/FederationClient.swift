@@ -309,10 +309,3 @@ public actor FederationClient {
         }
     }
 }
-
-extension TimeAmount {
-    init(_ d: Duration) {
-        let (s, atto) = d.components
-        self = .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
-    }
-}

@@ -46,37 +46,54 @@ public struct EdgeBatch: Sendable, Equatable {
     }
 }
 
+/// The names under which an edge's state is kept in the strategy state (SPEC 9.1).
+enum EdgeKey {
+    static let pending = "edge.pending"
+    static let outbox = "edge.outbox"
+    static let upstreamVersion = "edge.upstream.version"
+    static let nextPush = "edge.push.next"
+}
+
+extension ModelStore.Durable {
+    /// Client updates an edge holds: gathering, and in the outbox not yet acknowledged upstream.
+    var edgeUpdates: Int {
+        Int(scalars[EdgeKey.pending + ".updates"] ?? 0) + Int(scalars[EdgeKey.outbox + ".updates"] ?? 0)
+    }
+    /// Whether an edge has a batch gathering or waiting in its outbox.
+    var holdsEdgeBatch: Bool { tensors[EdgeKey.pending] != nil || tensors[EdgeKey.outbox] != nil }
+    /// The upstream version the edge's model was taken from; nil before it took one.
+    var edgeUpstreamVersion: UInt64? { scalars[EdgeKey.upstreamVersion].map { UInt64($0) } }
+}
+
 /// Where an edge server keeps its batches: in the strategy state, so they are
 /// written to the checkpoint with every acknowledgement (an acknowledged
 /// update survives `kill -9` in the gathering batch or in the outbox).
 extension FederationState {
-    static let edgePrefix = "edge."
-
     /// The batch still gathering client updates.
     public var edgePending: EdgeBatch? {
-        get { edgeBatch("edge.pending") }
-        set { setEdgeBatch(newValue, "edge.pending") }
+        get { edgeBatch(EdgeKey.pending) }
+        set { setEdgeBatch(newValue, EdgeKey.pending) }
     }
 
     /// The batch being pushed upstream (kept until the upstream acknowledges
     /// it, and pushed again with the same push id after a crash).
     public var edgeOutbox: EdgeBatch? {
-        get { edgeBatch("edge.outbox") }
-        set { setEdgeBatch(newValue, "edge.outbox") }
+        get { edgeBatch(EdgeKey.outbox) }
+        set { setEdgeBatch(newValue, EdgeKey.outbox) }
     }
 
     /// The upstream version the edge's model was taken from (0 also before it took one).
     public var edgeUpstreamVersion: UInt64 {
-        get { UInt64(scalars["edge.upstream.version"] ?? 0) }
-        set { scalars["edge.upstream.version"] = Double(newValue) }
+        get { UInt64(scalars[EdgeKey.upstreamVersion] ?? 0) }
+        set { scalars[EdgeKey.upstreamVersion] = Double(newValue) }
     }
 
     /// The next upstream push id. Starts at a random value below 2^52 (so a
     /// lost checkpoint does not restart at ids the upstream remembers) and is
     /// stored as a Double, exact below 2^53.
     mutating func takeEdgePushID() -> UInt64 {
-        let next = scalars["edge.push.next"].map { UInt64($0) } ?? UInt64.random(in: (1 << 40)..<(1 << 52))
-        scalars["edge.push.next"] = Double(next + 1)
+        let next = scalars[EdgeKey.nextPush].map { UInt64($0) } ?? UInt64.random(in: (1 << 40)..<(1 << 52))
+        scalars[EdgeKey.nextPush] = Double(next + 1)
         return next
     }
 

@@ -12,7 +12,7 @@ public protocol UpstreamLink: Sendable {
     /// Pushes `weights` as one update of `samples` samples trained from
     /// `baseVersion`, with idempotency key `pushID` (the same id when the same
     /// batch is pushed again). Returns the upstream's version after it.
-    /// Throws `UpstreamRefusal` when the upstream refused the update (trying
+    /// Throws `RejectedUpdate` (the upstream's code and message) when the upstream refused the update (trying
     /// again unchanged will not help); any other error is taken as transient.
     func push(_ weights: [Tensor], samples: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> UInt64
 }
@@ -27,17 +27,6 @@ public struct UpstreamModel: Sendable {
         self.samples = samples
         self.tensors = tensors
     }
-}
-
-/// The upstream's refusal of an update (its `ERROR` code and message).
-public struct UpstreamRefusal: Error, CustomStringConvertible {
-    public var code: ErrorCode
-    public var message: String
-    public init(code: ErrorCode, message: String) {
-        self.code = code
-        self.message = message
-    }
-    public var description: String { "\(code.name): \(message)" }
 }
 
 /// How an edge server talks to its upstream.
@@ -99,9 +88,7 @@ public final class EdgeUplink: Sendable {
     public func sync() throws -> Outcome {
         var outcome = Outcome()
         let link = configuration.link
-        let durable = committer.store.durable()
-        let gathering = durable.tensors["edge.pending"] != nil || durable.tensors["edge.outbox"] != nil
-        if gathering,
+        if committer.store.durable().holdsEdgeBatch,
             let batch = try committer.transact({ s -> (publish: Bool, result: EdgeBatch?) in
                 if s.edgeOutbox == nil, var pending = s.edgePending {
                     pending.pushID = s.takeEdgePushID()
@@ -114,7 +101,7 @@ public final class EdgeUplink: Sendable {
             do {
                 _ = try link.push(
                     batch.weights, samples: batch.samples, baseVersion: batch.baseVersion, pushID: batch.pushID)
-            } catch let refusal as UpstreamRefusal where refusal.code == .staleBase || refusal.code == .unknownBase {
+            } catch let refusal as RejectedUpdate where refusal.code == .staleBase || refusal.code == .unknownBase {
                 // The upstream moved on past the batch's base: name its current version next time.
                 let current = try link.fetch(held: 0)?.version ?? batch.baseVersion
                 try committer.transact { s -> (publish: Bool, result: Void) in
@@ -135,15 +122,14 @@ public final class EdgeUplink: Sendable {
                 "pushed \(batch.updates) updates (\(batch.samples) samples) upstream as push \(batch.pushID)")
         }
         // nil until the edge has taken a model from upstream (then even version 0 counts).
-        let taken = committer.store.durable().scalars["edge.upstream.version"].map { UInt64($0) }
+        let taken = committer.store.durable().edgeUpstreamVersion
         outcome.upstreamVersion = taken ?? 0
         if let model = try link.fetch(held: taken ?? 0), model.version != taken {
             let shapes = committer.store.snapshot().tensors.map(\.shape)
             guard model.tensors.map(\.shape) == shapes else {
-                throw UpstreamRefusal(
-                    code: .shapeMismatch,
-                    message:
-                        "the upstream serves tensors of shapes \(model.tensors.map(\.shape)); this edge serves \(shapes)"
+                throw RejectedUpdate(
+                    .shapeMismatch,
+                    "the upstream serves tensors of shapes \(model.tensors.map(\.shape)); this edge serves \(shapes)"
                 )
             }
             try committer.transact { s -> (publish: Bool, result: Void) in

@@ -110,10 +110,7 @@ public final class ModelStore: Sendable {
     /// Updates waiting in the strategy's buffer (an edge server's: gathered
     /// and not yet acknowledged upstream).
     public var bufferedUpdates: Int {
-        writer.withLock { w in
-            w.durable.buffer.count + Int(w.durable.scalars["edge.pending.updates"] ?? 0)
-                + Int(w.durable.scalars["edge.outbox.updates"] ?? 0)
-        }
+        writer.withLock { $0.durable.buffer.count + $0.durable.edgeUpdates }
     }
 
     /// Notes that `clientID` was just sent `version` (its base if it pushes without naming one).

@@ -168,11 +168,3 @@ public struct ResolvedLimits: Sendable, Equatable {
         maxHTTPBodyBytes = configuration.maxHTTPBodyBytes ?? (40 * weights + (64 << 10))
     }
 }
-
-extension TimeAmount {
-    /// SwiftNIO's time amount for a `Duration` of the public configuration.
-    init(_ d: Duration) {
-        let (seconds, attoseconds) = d.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}
