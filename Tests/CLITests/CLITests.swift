@@ -149,6 +149,30 @@ struct SimulateTests {
         }
     }
 
+    @Test("Clients with a fresh Adam every round give another run, the same for the same seed")
+    func freshOptimizerState() throws {
+        func finalAccuracy(_ extra: [String]) throws -> (accuracy: String, scenario: String) {
+            let dir = try temporaryDirectory("sim")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let r = try FedProcess.run(
+                [
+                    "simulate", "--quick", "--data", FedProcess.mnist, "--clients", "8", "--budget", "15000",
+                    "--sync", "0.5", "--strategy", "fedavg/k=4", "--no-centralized", "--out", dir.path,
+                ] + extra)
+            #expect(r.status == 0, "\(r.output)")
+            let json =
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: dir.appendingPathComponent("summary.json"))) as! [String: Any]
+            let run = (json["runs"] as! [[String: Any]])[0]
+            return ("\(run["final_accuracy"]!)", "\(run["scenario"]!)")
+        }
+        let fresh = try finalAccuracy(["--optimizer-state", "fresh"])
+        #expect(fresh.scenario.hasSuffix("fresh Adam"))
+        #expect(try finalAccuracy(["--optimizer-state", "fresh"]) == fresh)
+        let kept = try finalAccuracy([])
+        #expect(!kept.scenario.contains("Adam") && kept.accuracy != fresh.accuracy)
+    }
+
     @Test("A bad strategy or partition is refused with the reason")
     func badOptions() throws {
         let r = try FedProcess.run(["simulate", "--strategy", "fedbuff/k=0"])

@@ -13,6 +13,9 @@ struct SimulationSettings {
     var localEpochs = 1
     var batchSize = 32
     var learningRate: Float = 0.001
+    /// Each client keeps its Adam state from round to round (as `fed client`
+    /// and the original's Keras clients do); false: a fresh Adam every round.
+    var keepOptimizerState = true
     /// Client samples to train in all (each local epoch of each client counts its images).
     var budget = 1_200_000
     /// Virtual seconds a client of speed 1 takes per sample.
@@ -41,6 +44,7 @@ struct SimulationSettings {
     var scenario: String {
         var s = partition.description
         if let f = syncFraction { s += ", sync \(f)" }
+        if !keepOptimizerState { s += ", fresh Adam" }
         if stragglers > 0 { s += ", \(Int(stragglers * 100))% stragglers" }
         if attackers > 0 { s += ", \(Int(attackers * 100))% \(attack)" }
         return s
@@ -173,6 +177,7 @@ final class Simulation {
         var now = 0.0
         var nextEval = s.budget / max(1, s.evalPoints)
         var rounds: [Int: Int] = [:]
+        var optimizerStates = [Adam?](repeating: nil, count: s.clients)
 
         func bytes() -> Int { clients.reduce(0) { $0 + $1.transport.bytesSent + $1.transport.bytesReceived } }
         func evaluate(at time: Double) throws {
@@ -193,12 +198,18 @@ final class Simulation {
                 throw SimulationError("fetch of client \(c) answered unchanged")
             }
             try trainer.adopt(weights)
-            trainer.optimizer.reset()
+            if s.keepOptimizerState, let kept = optimizerStates[c] {
+                trainer.optimizer = kept
+                optimizerStates[c] = nil  // the trainer's copy is the only one, so training writes in place
+            } else {
+                trainer.optimizer.reset()
+            }
             let round = rounds[c, default: 0]
             rounds[c] = round + 1
             var local = SeededGenerator(seed: s.seed &+ UInt64(c) &* 1_000_003 &+ UInt64(round) &* 7919)
             for _ in 0..<s.localEpochs { trainer.trainEpoch(client.data, batchSize: s.batchSize, rng: &local) }
             let samples = client.data.count * s.localEpochs
+            if s.keepOptimizerState { optimizerStates[c] = trainer.optimizer }
             var pushedWeights = trainer.model.tensors()
             // The original's clients claim a running total: the server's count plus their own.
             var claim = count.addingReportingOverflow(UInt64(samples)).overflow ? UInt64.max : count + UInt64(samples)

@@ -2,8 +2,11 @@ import Foundation
 
 /// Tables and files of `fed simulate`.
 enum SimulationReport {
-    /// One row per (strategy, scenario): mean final accuracy over seeds and its range.
+    /// One row per (strategy, scenario): mean final accuracy over seeds and its
+    /// range, and, with a centralized reference, the mean's distance to the
+    /// reference's mean over the same seeds (points).
     static func table(_ results: [SimulationResult], centralized: [Double]) -> String {
+        let reference = centralized.isEmpty ? nil : centralized.reduce(0, +) / Double(centralized.count)
         var groups: [(key: String, runs: [SimulationResult])] = []
         for r in results {
             let key = "\(r.strategy)|\(r.scenario)"
@@ -19,26 +22,30 @@ enum SimulationReport {
             let mean = accs.reduce(0, +) / Double(accs.count)
             let sd = (accs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(1, accs.count - 1))).squareRoot()
             let avg = { (f: (SimulationResult) -> Double) in g.runs.map(f).reduce(0, +) / Double(g.runs.count) }
-            rows.append([
+            var row = [
                 g.runs[0].strategy, g.runs[0].scenario, String(format: "%.4f", mean),
                 accs.count > 1 ? String(format: "%.4f", sd) : "-",
                 String(format: "%.4f-%.4f", accs.min()!, accs.max()!),
-                String(format: "%.0f", avg { $0.virtualSeconds }),
-                String(format: "%.0f", avg { Double($0.bytes) } / 1e6),
-                String(format: "%.0f", avg { Double($0.versions) }),
-                String(format: "%.0f", avg { Double($0.rejected) }),
-                String(format: "%.1f", avg { $0.wallSeconds }),
-            ])
+            ]
+            if let reference { row.append(String(format: "%+.2f", (mean - reference) * 100)) }
+            rows.append(
+                row + [
+                    String(format: "%.0f", avg { $0.virtualSeconds }),
+                    String(format: "%.0f", avg { Double($0.bytes) } / 1e6),
+                    String(format: "%.0f", avg { Double($0.versions) }),
+                    String(format: "%.0f", avg { Double($0.rejected) }),
+                    String(format: "%.1f", avg { $0.wallSeconds }),
+                ])
         }
-        var text = Table.render(
-            header: [
-                "strategy", "scenario", "accuracy", "sd", "range", "virtual s", "MB", "versions", "rejected", "wall s",
-            ], rows: rows)
-        if !centralized.isEmpty {
-            let mean = centralized.reduce(0, +) / Double(centralized.count)
+        let header =
+            ["strategy", "scenario", "accuracy", "sd", "range"] + (reference == nil ? [] : ["vs central"])
+            + ["virtual s", "MB", "versions", "rejected", "wall s"]
+        var text = Table.render(header: header, rows: rows)
+        if let reference {
             text += String(
-                format: "\ncentralized, same budget: %.4f (%.4f-%.4f over %d seeds)", mean, centralized.min()!,
-                centralized.max()!, centralized.count)
+                format:
+                    "\ncentralized, same budget: %.4f (%.4f-%.4f over %d seeds); vs central: a row's mean minus this, in points",
+                reference, centralized.min()!, centralized.max()!, centralized.count)
         }
         return text
     }
@@ -84,6 +91,47 @@ enum SimulationReport {
                     "delta fetches",
                 ],
                 rows: rows)
+    }
+
+    /// For each scenario run with several strategies, the first strategy is the
+    /// baseline: for every other one and every seed, the first curve point at
+    /// which it reaches the baseline's final accuracy, as a share of the
+    /// baseline's virtual time (resolution: the curve's points), and the final
+    /// difference in points. Empty when no scenario has two strategies.
+    static func timeToReach(_ results: [SimulationResult]) -> String {
+        var scenarios: [String] = []
+        for r in results where !scenarios.contains(r.scenario) { scenarios.append(r.scenario) }
+        var rows: [[String]] = []
+        for scenario in scenarios {
+            let runs = results.filter { $0.scenario == scenario }
+            var strategies: [String] = []
+            for r in runs where !strategies.contains(r.strategy) { strategies.append(r.strategy) }
+            guard let baseline = strategies.first, strategies.count > 1 else { continue }
+            for strategy in strategies.dropFirst() {
+                var shares: [String] = []
+                var gains: [Double] = []
+                for r in runs where r.strategy == strategy {
+                    guard let b = runs.first(where: { $0.strategy == baseline && $0.seed == r.seed }),
+                        let target = b.curve.last
+                    else { continue }
+                    gains.append((r.finalAccuracy - b.finalAccuracy) * 100)
+                    if let hit = r.curve.first(where: { $0.accuracy >= target.accuracy }) {
+                        shares.append(String(format: "%.0f%%", 100 * hit.virtualSeconds / target.virtualSeconds))
+                    } else {
+                        shares.append("never")
+                    }
+                }
+                guard !gains.isEmpty else { continue }
+                rows.append([
+                    scenario, strategy, baseline, shares.joined(separator: " "),
+                    String(format: "%+.2f", gains.reduce(0, +) / Double(gains.count)),
+                ])
+            }
+        }
+        guard !rows.isEmpty else { return "" }
+        return
+            "against the first strategy of each scenario, seed by seed: when its final accuracy is reached (share of its virtual time), and the final difference (points):\n"
+            + Table.render(header: ["scenario", "strategy", "baseline", "reaches it at", "final diff"], rows: rows)
     }
 
     /// Student's t quantile 0.975 for `df` degrees of freedom.
