@@ -19,7 +19,9 @@ public protocol LocalModel {
 
 /// The built-in MLP as a `LocalModel`, the original demo's way: round `r`
 /// trains `epochs` epochs on slice `r`. `progress` hears (slice, epoch,
-/// loss, accuracy) after each epoch.
+/// loss, accuracy) after each epoch. `load` keeps Adam's moments from round
+/// to round, as Keras's `set_weights` on the original's compiled model did
+/// (`fed simulate --optimizer-state kept` models these clients).
 public struct MLPSlices: LocalModel {
     public let trainer: Trainer
     public let slices: [Dataset]
