@@ -37,6 +37,23 @@ final class StoreLink: UpstreamLink {
     }
 }
 
+/// A link that fails while `failing` is set, and is `inner` otherwise.
+final class SwitchableLink: UpstreamLink {
+    let inner: any UpstreamLink
+    let failing = Atomic<Bool>(false)
+    init(_ inner: any UpstreamLink) { self.inner = inner }
+
+    func fetch(held: UInt64) throws -> UpstreamModel? {
+        if failing.load(ordering: .relaxed) { throw TestError("upstream unreachable") }
+        return try inner.fetch(held: held)
+    }
+
+    func push(_ weights: [Tensor], samples: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> UInt64 {
+        if failing.load(ordering: .relaxed) { throw TestError("upstream unreachable") }
+        return try inner.push(weights, samples: samples, baseVersion: baseVersion, pushID: pushID)
+    }
+}
+
 @Suite("Edge servers")
 struct EdgeTests {
     static let shapes = [[16, 8], [8]]
@@ -189,5 +206,69 @@ struct EdgeServerTests {
         #expect(root.snapshot().tensors[0].values[0] == 2.5)  // (100 * 1 + 300 * 3) / 400
         let onDisk = try #require(try CheckpointFile.loadState(from: s.dir.appendingPathComponent("model.fedk").path))
         #expect(onDisk.durable.tensors["edge.outbox"] == nil && onDisk.durable.tensors["edge.pending"] == nil)
+    }
+}
+
+extension EdgeServerTests {
+    @Test("An edge's /metrics shows the updates it holds and how its rounds with the upstream went")
+    func metrics() throws {
+        let root = ModelStore(
+            initial: ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0)),
+            configuration: .init(maxDatasets: 10_000_000))
+        let link = SwitchableLink(StoreLink(store: root, clientID: "edge"))
+        // The loop's first round runs at start; the next would come in an hour, so the test drives the rest.
+        let s = try RunningServer { c in c.upstream = EdgeConfiguration(link: link, interval: .seconds(3600)) }
+        let uplink = try #require(s.server.uplink)
+        let m = MetricsTests()
+        func scrape() throws -> String {
+            let answer = try m.scrape(s.port)
+            return String(answer[(answer.range(of: "\r\n\r\n")?.upperBound ?? answer.endIndex)...])
+        }
+        var text = try scrape()
+        for _ in 0..<100 where m.value(text, "fed_edge_upstream_syncs_total{result=\"ok\"}") != 1 {
+            Thread.sleep(forTimeInterval: 0.05)
+            text = try scrape()
+        }
+        #expect(m.value(text, "fed_edge_upstream_syncs_total{result=\"ok\"}") == 1)
+        #expect((m.value(text, "fed_edge_upstream_last_success_timestamp_seconds") ?? 0) > 1.7e9)
+
+        let c = try TestClient(port: s.port)
+        _ = try c.handshake()
+        for v in [Float(1), 2] { _ = try c.push(constantTensors(v), datasets: 100) }
+        text = try scrape()
+        #expect(m.value(text, "fed_edge_pending_updates") == 2 && m.value(text, "fed_edge_outbox_updates") == 0)
+
+        try uplink.sync()
+        text = try scrape()
+        #expect(m.value(text, "fed_edge_pending_updates") == 0 && m.value(text, "fed_edge_outbox_updates") == 0)
+        #expect(m.value(text, "fed_edge_upstream_pushed_updates_total") == 2)
+        #expect(m.value(text, "fed_edge_upstream_version") == 1)
+
+        link.failing.store(true, ordering: .relaxed)
+        _ = try c.push(constantTensors(3), datasets: 100)
+        #expect(throws: (any Error).self) { try uplink.sync() }
+        #expect(throws: (any Error).self) { try uplink.sync() }
+        text = try scrape()
+        #expect(m.value(text, "fed_edge_pending_updates") == 0 && m.value(text, "fed_edge_outbox_updates") == 1)
+        #expect(m.value(text, "fed_edge_upstream_syncs_total{result=\"failed\"}") == 2)
+        #expect(m.value(text, "fed_edge_upstream_failures_in_a_row") == 2)
+
+        link.failing.store(false, ordering: .relaxed)
+        try uplink.sync()
+        text = try scrape()
+        #expect(
+            m.value(text, "fed_edge_outbox_updates") == 0 && m.value(text, "fed_edge_upstream_failures_in_a_row") == 0)
+        #expect(m.value(text, "fed_edge_upstream_pushed_updates_total") == 3)
+        #expect(m.value(text, "fed_edge_upstream_syncs_total{result=\"ok\"}") == 3)
+        if FileManager.default.fileExists(atPath: "/usr/bin/promtool") {
+            let (status, said) = try runProgram("/usr/bin/promtool", ["check", "metrics"], input: Array(text.utf8))
+            #expect(status == 0, "\(String(decoding: said, as: UTF8.self))")
+        }
+    }
+
+    @Test("A server that is not an edge reports no edge series")
+    func noEdgeSeries() throws {
+        let s = try RunningServer()
+        #expect(!(try MetricsTests().scrape(s.port)).contains("fed_edge_"))
     }
 }

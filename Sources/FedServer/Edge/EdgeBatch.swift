@@ -56,9 +56,11 @@ enum EdgeKey {
 
 extension ModelStore.Durable {
     /// Client updates an edge holds: gathering, and in the outbox not yet acknowledged upstream.
-    var edgeUpdates: Int {
-        Int(scalars[EdgeKey.pending + ".updates"] ?? 0) + Int(scalars[EdgeKey.outbox + ".updates"] ?? 0)
-    }
+    var edgeUpdates: Int { edgePendingUpdates + edgeOutboxUpdates }
+    /// Client updates in the gathering batch.
+    var edgePendingUpdates: Int { Int(scalars[EdgeKey.pending + ".updates"] ?? 0) }
+    /// Client updates in the outbox, not yet acknowledged upstream.
+    var edgeOutboxUpdates: Int { Int(scalars[EdgeKey.outbox + ".updates"] ?? 0) }
     /// Whether an edge has a batch gathering or waiting in its outbox.
     var holdsEdgeBatch: Bool { tensors[EdgeKey.pending] != nil || tensors[EdgeKey.outbox] != nil }
     /// The upstream version the edge's model was taken from; nil before it took one.

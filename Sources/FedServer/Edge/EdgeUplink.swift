@@ -58,16 +58,21 @@ public final class EdgeUplink: Sendable {
     public let configuration: EdgeConfiguration
     let committer: GroupCommitter
     let logger: Logger
+    /// Counts rounds, failures and updates pushed (`GET /metrics`).
+    let metrics: ServerMetrics?
     private let queue = DispatchQueue(label: "fed.edge-uplink")
     private let wake = DispatchSemaphore(value: 0)
     private let stopped = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
 
-    public init(configuration: EdgeConfiguration, committer: GroupCommitter, logger: Logger) {
+    public init(
+        configuration: EdgeConfiguration, committer: GroupCommitter, logger: Logger, metrics: ServerMetrics? = nil
+    ) {
         self.configuration = configuration
         self.committer = committer
         self.logger = logger
+        self.metrics = metrics
     }
 
     /// What one `sync` did.
@@ -86,6 +91,17 @@ public final class EdgeUplink: Sendable {
     /// outbox for the next round.
     @discardableResult
     public func sync() throws -> Outcome {
+        do {
+            let outcome = try round()
+            metrics?.edgeSynced(pushedUpdates: outcome.pushedUpdates)
+            return outcome
+        } catch {
+            metrics?.edgeSyncFailed()
+            throw error
+        }
+    }
+
+    private func round() throws -> Outcome {
         var outcome = Outcome()
         let link = configuration.link
         if committer.store.durable().holdsEdgeBatch,

@@ -105,7 +105,9 @@ public final class FederatedServer: Sendable {
     ) throws {
         self.metrics = metrics
         self.configuration = configuration
-        self.uplink = configuration.upstream.map { EdgeUplink(configuration: $0, committer: committer, logger: logger) }
+        self.uplink = configuration.upstream.map {
+            EdgeUplink(configuration: $0, committer: committer, logger: logger, metrics: metrics)
+        }
         self.store = store
         self.committer = committer
         self.logger = logger
@@ -314,6 +316,14 @@ struct ServerContext: Sendable {
         let model = store.snapshot()
         return metrics.render(
             modelVersion: model.version, modelSamples: model.datasets, bufferedUpdates: store.bufferedUpdates,
-            openConnections: registry.count, budgetUsed: budget.used, budgetLimit: budget.limit)
+            openConnections: registry.count, budgetUsed: budget.used, budgetLimit: budget.limit,
+            edge: configuration.upstream == nil ? nil : edgeGauges())
+    }
+
+    private func edgeGauges() -> ServerMetrics.EdgeGauges {
+        let durable = store.durable()
+        return ServerMetrics.EdgeGauges(
+            pending: durable.edgePendingUpdates, outbox: durable.edgeOutboxUpdates,
+            upstreamVersion: durable.edgeUpstreamVersion ?? 0)
     }
 }

@@ -1,4 +1,5 @@
 import FedCodec
+import Foundation
 import Synchronization
 
 /// What the server counts while it runs, served as `GET /metrics` in the
@@ -41,7 +42,37 @@ public final class ServerMetrics: Sendable {
     let bytesOut = Atomic<UInt64>(0)
     let updatesApplied = Atomic<UInt64>(0)
 
+    /// An edge server's rounds with its upstream (reported only by edges).
+    let edgeSyncsOK = Atomic<UInt64>(0)
+    let edgeSyncFailures = Atomic<UInt64>(0)
+    let edgeFailuresInARow = Atomic<UInt64>(0)
+    let edgePushedUpdates = Atomic<UInt64>(0)
+    /// Unix time in milliseconds of the last round that succeeded; 0 before one did.
+    let edgeLastSuccessMilliseconds = Atomic<UInt64>(0)
+
     public init() {}
+
+    func edgeSynced(pushedUpdates: Int) {
+        edgeSyncsOK.add(1, ordering: .relaxed)
+        edgeFailuresInARow.store(0, ordering: .relaxed)
+        edgePushedUpdates.add(UInt64(pushedUpdates), ordering: .relaxed)
+        edgeLastSuccessMilliseconds.store(UInt64(Date().timeIntervalSince1970 * 1000), ordering: .relaxed)
+    }
+
+    func edgeSyncFailed() {
+        edgeSyncFailures.add(1, ordering: .relaxed)
+        edgeFailuresInARow.add(1, ordering: .relaxed)
+    }
+
+    /// What an edge holds, read at the time of a scrape.
+    struct EdgeGauges {
+        /// Client updates gathering for the next upstream push.
+        var pending: Int
+        /// Client updates pushed upstream and not yet acknowledged.
+        var outbox: Int
+        /// The upstream version the edge's model comes from (0 before it took one).
+        var upstreamVersion: UInt64
+    }
 
     func request(_ protocolName: String, _ kind: String) {
         labeled.withLock { $0.requests["\(protocolName)|\(kind)", default: 0] += 1 }
@@ -60,7 +91,7 @@ public final class ServerMetrics: Sendable {
     /// The exposition text. `gauges` are read at the time of the scrape.
     func render(
         modelVersion: UInt64, modelSamples: UInt64, bufferedUpdates: Int, openConnections: Int, budgetUsed: Int,
-        budgetLimit: Int
+        budgetLimit: Int, edge: EdgeGauges? = nil
     ) -> String {
         var out = ""
         func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
@@ -111,6 +142,34 @@ public final class ServerMetrics: Sendable {
         histogram("fed_fetch_seconds", "Time from a fetch's arrival to its answer's last byte leaving.", l.fetch)
         histogram("fed_push_seconds", "Time from a push's arrival to its answer (the durable commit included).", l.push)
         histogram("fed_checkpoint_write_seconds", "Time to write the checkpoint durably.", l.checkpoint)
+        if let edge {
+            metric(
+                "fed_edge_pending_updates", "gauge", "Client updates gathering for the next upstream push.",
+                [("", "\(edge.pending)")])
+            metric(
+                "fed_edge_outbox_updates", "gauge", "Client updates pushed upstream and not yet acknowledged.",
+                [("", "\(edge.outbox)")])
+            metric(
+                "fed_edge_upstream_version", "gauge", "Upstream version the edge's model comes from.",
+                [("", "\(edge.upstreamVersion)")])
+            metric(
+                "fed_edge_upstream_syncs_total", "counter", "Rounds with the upstream (push, then fetch), by result.",
+                [
+                    ("{result=\"ok\"}", "\(edgeSyncsOK.load(ordering: .relaxed))"),
+                    ("{result=\"failed\"}", "\(edgeSyncFailures.load(ordering: .relaxed))"),
+                ])
+            metric(
+                "fed_edge_upstream_failures_in_a_row", "gauge",
+                "Rounds with the upstream failed since the last success.",
+                [("", "\(edgeFailuresInARow.load(ordering: .relaxed))")])
+            metric(
+                "fed_edge_upstream_pushed_updates_total", "counter", "Client updates acknowledged by the upstream.",
+                [("", "\(edgePushedUpdates.load(ordering: .relaxed))")])
+            let last = Double(edgeLastSuccessMilliseconds.load(ordering: .relaxed)) / 1000
+            metric(
+                "fed_edge_upstream_last_success_timestamp_seconds", "gauge",
+                "Unix time of the last successful round with the upstream (0: none yet).", [("", "\(last)")])
+        }
         return out
     }
 }
