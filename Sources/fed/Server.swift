@@ -57,7 +57,7 @@ extension Fed {
                     running-average: the original's Ws <- (a Ws + b Wc)/(a+b), every update a version.
                     fedasync: W <- (1-a) W + a Wc, a = alpha s(staleness); keys alpha=0.6, s=poly:0.5.
                     fedbuff: buffer k deltas Wc - W_base, combine them (scaled by s(staleness), weighed by samples), then a server optimizer step;
-                    keys k=10, s=poly:1, combine=mean|median|trimmed:0.2, clip=none|C|adaptive, noise=Z, opt=sgd:1|momentum|adam|yogi|adagrad.
+                    keys k=10, s=poly:1, combine=mean|median|trimmed:0.2|krum:F[:KEEP], clip=none|C|adaptive, noise=Z, opt=sgd:1|momentum|adam|yogi|adagrad.
                     fedavg: fedbuff with s=constant and sgd:1 (synchronous FedAvg when k = clients per round).
                     s(tau): constant, poly:A = (1+tau)^-A, hinge:A:B.
                     """))

@@ -68,12 +68,17 @@ struct StrategyTests {
     }
 
     @Test(
-        "Robust combination: coordinate-wise median and trimmed mean",
+        "Robust combination: coordinate-wise median, trimmed mean, Multi-Krum",
         arguments: [
             (FedBuff.Combiner.median, [Float(1), 100, 2], Float(2)),
             (.median, [1, 100, 2, 4], 3),
             (.trimmedMean(beta: 0.2), [1, 2, 3, 4, 100], 3),
             (.trimmedMean(beta: 0.2), [1, 2, -50, 4, 100], 7.0 / 3),
+            // f = 0, 2 neighbours: scores 0 -> 1+9, 1 -> 1+4, 3 -> 4+9, 100 -> 97^2+99^2.
+            (.krum(f: 0, keep: 1), [0, 1, 3, 100], 1),
+            (.krum(f: 0, keep: 2), [0, 1, 3, 100], 0.5),
+            // f = 1, 2 neighbours: 2 -> 2, 100 -> 19013, 1 -> 5, -80 -> 13285, 3 -> 5; keep 2, 1, 3.
+            (.krum(f: 1, keep: 3), [2, 100, 1, -80, 3], 2),
         ])
     func robust(_ combiner: FedBuff.Combiner, _ deltas: [Float], _ expected: Float) {
         let strategy = FedBuff(bufferSize: deltas.count, combiner: combiner)
@@ -150,7 +155,13 @@ struct StrategyTests {
         let buff = try #require(
             try StrategySpec("fedbuff/k=5/combine=trimmed:0.2/clip=adaptive/opt=adam").strategy as? FedBuff)
         #expect(buff.bufferSize == 5 && buff.combiner == .trimmedMean(beta: 0.2) && buff.optimizer == .adamDefault)
-        for bad in ["fedbuff/k=0", "fedbuff/noise=1", "fedasync/s=poly", "nope", "fedbuff/x=1", "fedbuff/opt=sgd:a"] {
+        let krum = try #require(try StrategySpec("fedavg/combine=krum:2:6").strategy as? FedBuff)
+        #expect(krum.combiner == .krum(f: 2, keep: 6))
+        #expect((try StrategySpec("fedbuff/combine=krum:1").strategy as? FedBuff)?.combiner == .krum(f: 1, keep: 1))
+        for bad in [
+            "fedbuff/k=0", "fedbuff/noise=1", "fedasync/s=poly", "nope", "fedbuff/x=1", "fedbuff/opt=sgd:a",
+            "fedbuff/combine=krum", "fedbuff/combine=krum:x", "fedbuff/combine=krum:1:0", "fedbuff/combine=krum:1:2:3",
+        ] {
             #expect(throws: StrategySpecError.self, "\(bad)") { try StrategySpec(bad) }
         }
     }

@@ -11,7 +11,7 @@ import Foundation
 /// (`n_i` its samples; `sum s(tau_i) d_i / K` when `weighBySamples` is false),
 /// so stale updates shrink the step, or a robust rule over the deltas scaled
 /// by `s(tau_i)` (coordinate-wise median or trimmed mean, samples not
-/// weighed); noise is added
+/// weighed; or the mean of the deltas Multi-Krum keeps); noise is added
 /// (if set), and the server optimizer takes a step with it; that publishes a
 /// version. Synchronous FedAvg is this with `bufferSize` = clients per
 /// round, every update of staleness 0, `.constant` staleness and SGD with
@@ -61,12 +61,19 @@ public struct FedBuff: FederationStrategy {
         case median
         /// Per coordinate, drop the `beta` fraction of largest and of smallest values, average the rest.
         case trimmedMean(beta: Double)
+        /// Multi-Krum (Blanchard et al. 2017) for up to `f` hostile updates in
+        /// a buffer of n: each delta scores the sum of its squared L2
+        /// distances to its `n - f - 2` nearest others (at least 1); the
+        /// `keep` lowest scores (ties: earlier in the buffer) are combined as
+        /// the mean is, over them alone. `keep` 1 is Krum.
+        case krum(f: Int, keep: Int)
 
         public var description: String {
             switch self {
             case .mean: "mean"
             case .median: "median"
             case .trimmedMean(let b): "trimmed:\(b)"
+            case .krum(let f, let keep): "krum:\(f):\(keep)"
             }
         }
     }
@@ -152,50 +159,85 @@ public struct FedBuff: FederationStrategy {
 
     /// One delta from a full buffer, by `combiner`.
     func combine(_ buffer: [BufferedUpdate]) -> [Tensor] {
-        var out = buffer[0].delta
+        // Each delta's s(tau) (its weight without the samples), as robust rules apply it.
+        let scale = buffer.map { Float(weighBySamples ? $0.weight / Double(max(1, $0.samples)) : $0.weight) }
         switch combiner {
         case .mean:
-            // Nguyen et al.: sum s(tau_i) n_i delta_i / sum n_i (or / K without samples), so
-            // staleness shrinks the step rather than only reweighting the buffer.
-            let total = weighBySamples ? buffer.reduce(0) { $0 + Double(max(1, $1.samples)) } : Double(buffer.count)
-            let weights = buffer.map { Float($0.weight / total) }
-            for t in out.indices {
-                out[t].values.withUnsafeMutableBufferPointer { o in
-                    for i in 0..<o.count { o[i] = 0 }
-                    for (u, w) in zip(buffer, weights) {
-                        u.delta[t].values.withUnsafeBufferPointer { d in
-                            for i in 0..<o.count { o[i] += w * d[i] }
-                        }
-                    }
-                }
-            }
+            return mean(buffer)
+        case .krum(let f, let keep):
+            return mean(Self.krum(buffer.map(\.delta), scale: scale, f: f, keep: keep).map { buffer[$0] })
         case .median, .trimmedMean:
-            let n = buffer.count
-            let trim: Int
-            if case .trimmedMean(let beta) = combiner {
-                trim = min((n - 1) / 2, Int((beta * Double(n)).rounded(.down)))
-            } else {
-                trim = 0
-            }
-            // Each delta scaled by its s(tau), as in the mean, so staleness shrinks robust steps too.
-            let scale = buffer.map { Float(weighBySamples ? $0.weight / Double(max(1, $0.samples)) : $0.weight) }
-            var column = [Float](repeating: 0, count: n)
-            for t in out.indices {
-                for i in out[t].values.indices {
-                    for k in 0..<n { column[k] = scale[k] * buffer[k].delta[t].values[i] }
-                    column.sort()
-                    switch combiner {
-                    case .median:
-                        out[t].values[i] = n % 2 == 1 ? column[n / 2] : (column[n / 2 - 1] + column[n / 2]) / 2
-                    default:
-                        var sum: Float = 0
-                        for k in trim..<(n - trim) { sum += column[k] }
-                        out[t].values[i] = sum / Float(n - 2 * trim)
+            return coordinateWise(buffer, scale: scale)
+        }
+    }
+
+    /// Nguyen et al.: `sum s(tau_i) n_i delta_i / sum n_i` (or `/ K` without
+    /// samples), so staleness shrinks the step rather than only reweighting the buffer.
+    private func mean(_ buffer: [BufferedUpdate]) -> [Tensor] {
+        var out = buffer[0].delta
+        let total = weighBySamples ? buffer.reduce(0) { $0 + Double(max(1, $1.samples)) } : Double(buffer.count)
+        let weights = buffer.map { Float($0.weight / total) }
+        for t in out.indices {
+            out[t].values.withUnsafeMutableBufferPointer { o in
+                for i in 0..<o.count { o[i] = 0 }
+                for (u, w) in zip(buffer, weights) {
+                    u.delta[t].values.withUnsafeBufferPointer { d in
+                        for i in 0..<o.count { o[i] += w * d[i] }
                     }
                 }
             }
         }
         return out
+    }
+
+    /// The coordinate-wise median or trimmed mean of the deltas, each scaled
+    /// by its s(tau) as in the mean, so staleness shrinks robust steps too.
+    private func coordinateWise(_ buffer: [BufferedUpdate], scale: [Float]) -> [Tensor] {
+        var out = buffer[0].delta
+        let n = buffer.count
+        var trim = 0
+        if case .trimmedMean(let beta) = combiner { trim = min((n - 1) / 2, Int((beta * Double(n)).rounded(.down))) }
+        var column = [Float](repeating: 0, count: n)
+        for t in out.indices {
+            for i in out[t].values.indices {
+                for k in 0..<n { column[k] = scale[k] * buffer[k].delta[t].values[i] }
+                column.sort()
+                if combiner == .median {
+                    out[t].values[i] = n % 2 == 1 ? column[n / 2] : (column[n / 2 - 1] + column[n / 2]) / 2
+                } else {
+                    var sum: Float = 0
+                    for k in trim..<(n - trim) { sum += column[k] }
+                    out[t].values[i] = sum / Float(n - 2 * trim)
+                }
+            }
+        }
+        return out
+    }
+
+    /// The indices Multi-Krum keeps (see `Combiner.krum`), in buffer order.
+    static func krum(_ deltas: [[Tensor]], scale: [Float], f: Int, keep: Int) -> [Int] {
+        let n = deltas.count
+        guard n > 1 else { return Array(0..<n) }
+        var distance = [[Double]](repeating: [Double](repeating: 0, count: n), count: n)
+        for a in 0..<n {
+            for b in (a + 1)..<n {
+                var sum = 0.0
+                for t in deltas[a].indices {
+                    let x = deltas[a][t].values, y = deltas[b][t].values
+                    for i in x.indices {
+                        let d = Double(scale[a] * x[i] - scale[b] * y[i])
+                        sum += d * d
+                    }
+                }
+                (distance[a][b], distance[b][a]) = (sum, sum)
+            }
+        }
+        let neighbours = min(n - 1, max(1, n - f - 2))
+        let score = (0..<n).map { a in
+            (0..<n).filter { $0 != a }.map { distance[a][$0] }.sorted().prefix(neighbours).reduce(0, +)
+        }
+        let ranked = (0..<n).sorted { (score[$0], $0) < (score[$1], $1) }
+        return ranked.prefix(max(1, min(keep, n))).sorted()
     }
 
     static func norm(_ tensors: [Tensor]) -> Double {

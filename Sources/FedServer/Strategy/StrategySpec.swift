@@ -5,7 +5,7 @@
 /// |---|---|
 /// | `running-average` | none: the original's rule |
 /// | `fedasync` | `alpha` (0.6), `s` (poly:0.5) |
-/// | `fedbuff` | `k` (10), `s` (poly:1), `samples` (true: weigh by samples), `combine` (mean; median; trimmed:BETA), `clip` (none; C; adaptive[:C0:QUANTILE:RATE], default adaptive:1:0.5:0.2), `noise` (0: the DP noise multiplier z), `opt` (sgd:1; momentum[:LR:BETA]; adam[:LR]; yogi[:LR]; adagrad[:LR]), `seed` (1) |
+/// | `fedbuff` | `k` (10), `s` (poly:1), `samples` (true: weigh by samples), `combine` (mean; median; trimmed:BETA; krum:F[:KEEP]), `clip` (none; C; adaptive[:C0:QUANTILE:RATE], default adaptive:1:0.5:0.2), `noise` (0: the DP noise multiplier z), `opt` (sgd:1; momentum[:LR:BETA]; adam[:LR]; yogi[:LR]; adagrad[:LR]), `seed` (1) |
 /// | `fedavg` | `fedbuff` with s=constant, opt=sgd:1: synchronous FedAvg when `k` is the clients per round |
 ///
 /// `s` is `constant`, `poly:A` ((1+tau)^-A) or `hinge:A:B`.
@@ -77,7 +77,14 @@ public struct StrategySpec: Sendable, CustomStringConvertible {
             guard let beta, beta >= 0, beta < 0.5 else { throw StrategySpecError("combine=\(v): beta in [0, 0.5)") }
             return .trimmedMean(beta: beta)
         }
-        throw StrategySpecError("combine=\(v): use mean, median or trimmed:BETA")
+        if v.hasPrefix("krum:") {
+            let p = v.split(separator: ":").dropFirst().map { Int($0) }
+            guard (1...2).contains(p.count), let f = p[0], f >= 0, let keep = p.count == 2 ? p[1] : 1, keep >= 1 else {
+                throw StrategySpecError("combine=\(v): krum:F or krum:F:KEEP (F >= 0 hostile updates, KEEP >= 1)")
+            }
+            return .krum(f: f, keep: keep)
+        }
+        throw StrategySpecError("combine=\(v): use mean, median, trimmed:BETA, krum:F or krum:F:KEEP")
     }
 
     static func clipping(_ v: String) throws(StrategySpecError) -> FedBuff.Clipping {
