@@ -130,6 +130,12 @@ extension Fed {
         var upstreamTokenFile: String?
         @Option(
             help: ArgumentHelp(
+                "How the edge pushes upstream: fp32 (lossless, the default), or fp16, int8, int4, int2, each optionally with -delta.",
+                discussion:
+                    "As fed client --encoding: int8-delta pushes the batch's difference from the upstream model it was gathered on, in 8-bit blocks (about a quarter of the bytes), and carries the rounding error into the next push. The upstream then gets the batch to within that rounding, no longer bit for bit; a batch gathered on upstream version 0 (or before the edge holds a model) goes lossless. Needs an upstream that speaks protocol version 3.",
+                valueName: "ENC")) var upstreamEncoding = "fp32"
+        @Option(
+            help: ArgumentHelp(
                 "PEM file of the server's TLS certificate (then intermediates); with --tls-key, serve TLS.",
                 discussion:
                     "A connection whose first byte is a TLS record (0x16) is taken through TLS, then served as binary or HTTP inside it (HTTPS for the original's clients). Clear text on the port is then refused unless --allow-plaintext.",
@@ -179,6 +185,14 @@ extension Fed {
                 }
                 guard upstreamInterval > 0 else { throw ValidationError("--upstream-interval must be positive") }
             }
+            guard WireEncoding(name: upstreamEncoding) != nil else {
+                throw ValidationError(
+                    "--upstream-encoding \(upstreamEncoding): use fp32, fp16, int8, int4 or int2, optionally with -delta"
+                )
+            }
+            guard upstream != nil || upstreamEncoding == "fp32" else {
+                throw ValidationError("--upstream-encoding needs --upstream")
+            }
             guard (tlsCert == nil) == (tlsKey == nil) else {
                 throw ValidationError("--tls-cert and --tls-key go together")
             }
@@ -219,7 +233,8 @@ extension Fed {
             let id = upstreamId ?? "edge-\(ProcessInfo.processInfo.hostName)-\(self.port)"
             return EdgeConfiguration(
                 link: BinaryUpstream(
-                    host: address.host, port: address.port, clientID: id, token: token ?? "", timeout: 30),
+                    host: address.host, port: address.port, clientID: id, token: token ?? "", timeout: 30,
+                    encoding: WireEncoding(name: upstreamEncoding) ?? .lossless),
                 interval: .milliseconds(Int64(upstreamInterval * 1000)))
         }
 

@@ -3,15 +3,19 @@ import FedCodec
 import FedServer
 import Foundation
 
-/// An edge server's upstream over the binary protocol (lossless weights,
-/// shuffle-zlib), one persistent connection that reconnects after a failure.
+/// An edge server's upstream over the binary protocol (shuffle-zlib; lossless
+/// weights unless `encoding` says otherwise), one persistent connection that
+/// reconnects after a failure. With a delta encoding the transport keeps the
+/// last upstream model fetched as the base of the next push.
 final class BinaryUpstream: UpstreamLink, @unchecked Sendable {
     /// Guards `transport` (a class that is not thread-safe); the uplink calls from one thread anyway.
     private let lock = NSLock()
     private let transport: BinaryTransport
 
-    init(host: String, port: Int, clientID: String, token: String, timeout: Double) {
-        transport = BinaryTransport(host: host, port: port, clientID: clientID, timeout: timeout, authToken: token)
+    init(host: String, port: Int, clientID: String, token: String, timeout: Double, encoding: WireEncoding = .lossless)
+    {
+        transport = BinaryTransport(
+            host: host, port: port, clientID: clientID, timeout: timeout, authToken: token, encoding: encoding)
     }
 
     func fetch(held: UInt64) throws -> UpstreamModel? {
