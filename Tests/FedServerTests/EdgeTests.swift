@@ -183,11 +183,16 @@ struct EdgeTests {
 
 @Suite("Edge server over TCP", .serialized)
 struct EdgeServerTests {
-    @Test("An edge acknowledges a push over TCP, and its shutdown pushes the batch upstream")
-    func shutdownPushes() throws {
-        let root = ModelStore(
+    /// An upstream in memory at version 0 with the MLP's shapes, admitting large batches.
+    static func root() -> ModelStore {
+        ModelStore(
             initial: ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0)),
             configuration: .init(maxDatasets: 10_000_000))
+    }
+
+    @Test("An edge acknowledges a push over TCP, and its shutdown pushes the batch upstream")
+    func shutdownPushes() throws {
+        let root = Self.root()
         let s = try RunningServer { c in
             // An interval far longer than the test: only the shutdown's last round can push.
             c.upstream = EdgeConfiguration(link: StoreLink(store: root, clientID: "edge"), interval: .seconds(3600))
@@ -212,9 +217,7 @@ struct EdgeServerTests {
 extension EdgeServerTests {
     @Test("An edge's /metrics shows the updates it holds and how its rounds with the upstream went")
     func metrics() throws {
-        let root = ModelStore(
-            initial: ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0)),
-            configuration: .init(maxDatasets: 10_000_000))
+        let root = Self.root()
         let link = SwitchableLink(StoreLink(store: root, clientID: "edge"))
         // The loop's first round runs at start; the next would come in an hour, so the test drives the rest.
         let s = try RunningServer { c in c.upstream = EdgeConfiguration(link: link, interval: .seconds(3600)) }
