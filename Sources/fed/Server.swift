@@ -26,8 +26,8 @@ extension Fed {
                 flight finish (at most --shutdown-grace), write the checkpoint, exit 0.
 
                 Limits: frame, decompressed and HTTP body sizes default to what the served model \
-                needs (printed at start); bytes held for requests still arriving and answers not \
-                yet sent stay within --memory-budget, past which clients are told `overloaded` \
+                needs (printed at start); bytes held for requests still arriving, pushes waiting for \
+                the checkpoint write and answers not yet sent stay within --memory-budget, past which clients are told `overloaded` \
                 (HTTP 503) and may retry. With --auth-token, binary clients present the token in \
                 HELLO and HTTP clients send `Authorization: Bearer TOKEN`.
                 """

@@ -369,4 +369,43 @@ final class LogCapture: LogHandler, @unchecked Sendable {
         let meta = (event.metadata ?? [:]).merging(metadata) { a, _ in a }.map { "\($0)=\($1)" }.joined(separator: " ")
         lock.withLock { collected.append("\(meta) \(event.message)") }
     }
+
+    @Test("Pushes waiting for a slow disk count against the memory budget: past it a push is told overloaded")
+    func pushesWaitingForTheDisk() throws {
+        // 4 MiB: requests may hold 2.5 MiB in all; a waiting push of the MLP holds 0.8 MB.
+        let s = try RunningServer { $0.memoryBudget = 4 << 20 }
+        s.server.committer.testDelayMilliseconds.store(1500, ordering: .relaxed)
+        let clients = try (0..<6).map { i in
+            let c = try TestClient(port: s.port)
+            _ = try c.handshake("c\(i)")
+            return c
+        }
+        var peak = 0
+        for c in clients {
+            _ = try c.send(.push(Push(clientID: "c", datasets: 10, baseVersion: 0, tensors: constantTensors(1))))
+            // One at a time: each frame is read and its lease returned before the next arrives.
+            for _ in 0..<10 {
+                usleep(10_000)
+                peak = max(peak, s.server.budget.used)
+            }
+        }
+        var acks = 0
+        var overloaded = 0
+        for c in clients {
+            switch try c.receive()?.1 {
+            case .ack?: acks += 1
+            case .error(let e)? where e.code == .overloaded && e.retryable: overloaded += 1
+            case let other: Issue.record("unexpected answer \(String(describing: other))")
+            }
+        }
+        #expect(overloaded >= 1 && acks >= 2 && acks + overloaded == 6, "\(acks) ACKs, \(overloaded) overloaded")
+        #expect(peak <= s.server.budget.requestLimit, "held \(peak) B")
+        // Once the disk has caught up, the budget is free again and a push goes through.
+        s.server.committer.testDelayMilliseconds.store(0, ordering: .relaxed)
+        #expect(s.server.budget.used == 0)
+        guard case .ack = try clients[0].push(constantTensors(2), datasets: 10) else {
+            throw TestError("no ACK after the disk caught up")
+        }
+        #expect(s.server.store.snapshot().version == UInt64(acks + 1))
+    }
 }

@@ -327,7 +327,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         let update = ModelStore.Update(
             tensors: push.tensors, datasets: push.datasets, key: key, clientID: clientID ?? push.clientID,
             baseVersion: push.baseVersion, strictBase: version >= 2, isDelta: push.isDelta)
-        context.committer.submit(update) { result in
+        let submitted = context.submitCounted(update) { result in
             switch result {
             case .success(let ack) where ack.replayed:
                 logger.info(
@@ -352,6 +352,13 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
                 ctx.flush()
                 handler.process(ctx)
             }
+        }
+        if !submitted {
+            pushInFlight = false
+            logger.warning("push refused: memory budget exhausted (\(context.budget.used) B held)")
+            sendError(
+                ctx, .overloaded, "the server is out of memory for pushes waiting to be stored; try again later",
+                requestID: id)
         }
     }
 }

@@ -311,6 +311,21 @@ struct ServerContext: Sendable {
     /// The TLS context when `configuration.tls` is set.
     let tls: NIOSSLContext?
 
+    /// Submits `update` to the committer with its tensors held in the memory
+    /// budget (as a request) until the commit answers, so pushes waiting for a
+    /// slow disk cannot grow the server past `--memory-budget`; false, and
+    /// nothing submitted, when the budget has no room for it.
+    func submitCounted(_ update: ModelStore.Update, completion: @escaping GroupCommitter.Completion) -> Bool {
+        let size = update.tensors.reduce(0) { $0 + $1.values.count * MemoryLayout<Float>.stride }
+        guard budget.reserve(size, forRequest: true) else { return false }
+        let budget = self.budget
+        committer.submit(update) { result in
+            budget.release(size)
+            completion(result)
+        }
+        return true
+    }
+
     /// The exposition text of `GET /metrics` now.
     func renderMetrics() -> String {
         let model = store.snapshot()

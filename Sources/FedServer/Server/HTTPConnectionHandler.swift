@@ -241,7 +241,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             let eventLoop = ctx.eventLoop
             let logger = self.logger
             let update = ModelStore.Update(tensors: tensors, datasets: datasets, clientID: request.clientID)
-            context.committer.submit(update) { result in
+            let submitted = context.submitCounted(update) { result in
                 if case .success(let s) = result {
                     logger.info(
                         "applied update from \(client) (HTTP): \(datasets) samples, version \(s.version) (\(s.datasets) samples)"
@@ -260,6 +260,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                     }
                 }
             }
+            if !submitted { refuseForMemory(ctx, head: head) }
         }
     }
 

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import FedCodec
 import FedStorage
 import Synchronization
@@ -28,6 +29,8 @@ public final class GroupCommitter: Sendable {
     private let queue = DispatchQueue(label: "fed.group-commit")
 
     let metrics: ServerMetrics?
+    /// Tests: milliseconds every batch waits before it is applied (a slow disk).
+    let testDelayMilliseconds = Atomic<Int>(0)
 
     public init(store: ModelStore, path: String, saveEvery: Int = 1, metrics: ServerMetrics? = nil) {
         self.metrics = metrics
@@ -114,6 +117,8 @@ public final class GroupCommitter: Sendable {
                 return b
             }
             if batch.isEmpty { return }
+            let delay = testDelayMilliseconds.load(ordering: .relaxed)
+            if delay > 0 { Thread.sleep(forTimeInterval: Double(delay) / 1000) }
             let results = store.applyBatch(batch.map(\.0)) { staged, durable in
                 let due = state.withLock { staged.version >= $0.lastSavedVersion + UInt64(saveEvery) }
                 guard saveEvery == 1 || due else { return }
