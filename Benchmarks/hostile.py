@@ -488,9 +488,12 @@ def small_bars(fed):
     nan[0][1][0] = float("nan")
     c.push(C.blob(nan, 0), 1)
     s = connect(srv.port, 5)
-    s.sendall(b"GET /?id=" + b"x" * 100000 + b"%0Aforged HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    while s.recv(1 << 20):
-        pass
+    try:
+        s.sendall(b"GET /?id=" + b"x" * 100000 + b"%0Aforged HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        while s.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        pass  # the server may refuse the 100 KB request line and close before reading all of it
     time.sleep(0.3)
     text = srv.log_text()
     srv.stop()
