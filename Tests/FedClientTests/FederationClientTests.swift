@@ -68,7 +68,7 @@ struct FederationClientTests {
         let c = FederationClient(host: "127.0.0.1", port: s.port, configuration: Self.configuration())
         for _ in 0..<5 { Self.expectModel(try await c.fetch()) }
         #expect(Self.connections(s) == 1)
-        #expect(try await c.ping() < .seconds(5))
+        #expect(try await c.ping() < .seconds(60))  // a round trip; loose, as a busy machine may resume the task late
         await c.close()
     }
 
@@ -139,7 +139,7 @@ struct FederationClientTests {
         let slow = FederationClient.Configuration(
             clientID: "t",
             retryPolicy: RetryPolicy(
-                maxAttempts: 5, initialBackoff: .seconds(120), multiplier: 1, maxBackoff: .seconds(120),
+                maxAttempts: 2, initialBackoff: .seconds(600), multiplier: 1, maxBackoff: .seconds(600),
                 deadline: nil))
         let c = FederationClient(host: "127.0.0.1", port: port, configuration: slow)
         let start = ContinuousClock.now
@@ -147,8 +147,9 @@ struct FederationClientTests {
         try await Task.sleep(for: .milliseconds(300))
         task.cancel()
         let result = await task.result
-        // Far below the 120 s backoff (the bound allows for a busy machine's scheduling).
-        #expect(ContinuousClock.now - start < .seconds(30))
+        // Far below the 600 s backoff. The bound is loose on purpose: with every core busy
+        // with process tests, the cooperative pool has been seen to resume this task 31 s late.
+        #expect(ContinuousClock.now - start < .seconds(300))
         guard case .failure(let e) = result else {
             Issue.record("a cancelled fetch succeeded")
             return
