@@ -56,13 +56,11 @@ enum SimulationReport {
     static func pairedDifferences(_ results: [SimulationResult]) -> String {
         var rows: [[String]] = []
         let base = { (r: SimulationResult) in r.strategy.components(separatedBy: " [").first ?? r.strategy }
-        var strategies: [String] = []
-        for r in results where !strategies.contains(base(r)) { strategies.append(base(r)) }
+        let strategies = distinct(results, base)
         for strategy in strategies {
             let runs = results.filter { base($0) == strategy }
             guard let reference = runs.first?.encoding else { continue }
-            var encodings: [String] = []
-            for r in runs where !encodings.contains(r.encoding) { encodings.append(r.encoding) }
+            let encodings = distinct(runs) { $0.encoding }
             for e in encodings {
                 let pairs: [(SimulationResult, SimulationResult)] = runs.filter { $0.encoding == e }.compactMap { r in
                     runs.first { $0.encoding == reference && $0.seed == r.seed }.map { ($0, r) }
@@ -99,13 +97,11 @@ enum SimulationReport {
     /// baseline's virtual time (resolution: the curve's points), and the final
     /// difference in points. Empty when no scenario has two strategies.
     static func timeToReach(_ results: [SimulationResult]) -> String {
-        var scenarios: [String] = []
-        for r in results where !scenarios.contains(r.scenario) { scenarios.append(r.scenario) }
+        let scenarios = distinct(results) { $0.scenario }
         var rows: [[String]] = []
         for scenario in scenarios {
             let runs = results.filter { $0.scenario == scenario }
-            var strategies: [String] = []
-            for r in runs where !strategies.contains(r.strategy) { strategies.append(r.strategy) }
+            let strategies = distinct(runs) { $0.strategy }
             guard let baseline = strategies.first, strategies.count > 1 else { continue }
             for strategy in strategies.dropFirst() {
                 var shares: [String] = []
@@ -132,6 +128,12 @@ enum SimulationReport {
         return
             "against the first strategy of each scenario, seed by seed: when its final accuracy is reached (share of its virtual time), and the final difference (points):\n"
             + Table.render(header: ["scenario", "strategy", "baseline", "reaches it at", "final diff"], rows: rows)
+    }
+
+    /// The distinct values of `key` over `results`, in order of first appearance.
+    static func distinct(_ results: [SimulationResult], _ key: (SimulationResult) -> String) -> [String] {
+        var seen = Set<String>()
+        return results.map(key).filter { seen.insert($0).inserted }
     }
 
     /// Student's t quantile 0.975 for `df` degrees of freedom.
