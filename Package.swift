@@ -130,7 +130,7 @@ let package = Package(
         .testTarget(
             name: "FedServerTests",
             dependencies: [
-                "FedServer", "FedStorage", "FedCodec", "FedTestSupport",
+                "FedServer", "FedStorage", "FedCodec", "FedClient", "FedTestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),

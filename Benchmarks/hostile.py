@@ -20,6 +20,14 @@ and prints one line per bar with the measured figures and PASS or FAIL:
   bombs          8 clients pushing decompression bombs while one fetches
   http-token     HTTP with and without the bearer token when tokens are set
   log-forgery    a client id with a newline and a 100 KB HTTP id
+  extreme-*      finite pushes of ±2e38 against --fetch-deltas int8/int4/int2, and
+                 fedbuff/k=2's ±3e38 sequence: no crash, nothing beyond ±1e15
+                 published, the same after a restart
+  keys-flood     a keyed push, then 1,000 other ids send 10,000 keyed pushes, then
+                 its retry: applied once
+  staleness      --max-staleness 1000 on the MNIST model refused at start with the
+                 limit named; the largest allowed, with 400 pushes, within
+                 --memory-budget + 64 MB of resident memory
 
 Every request loop is bounded in count and time, and only 127.0.0.1 is used.
 Usage: python3 Benchmarks/hostile.py [--fed .build/release/fed] [--only NAME ...]
@@ -58,9 +66,9 @@ def bar(name, ok, figures):
 # ---------------------------------------------------------------- the server
 
 class Server:
-    def __init__(self, fed, extra=(), address_space=None):
+    def __init__(self, fed, extra=(), address_space=None, checkpoint=None):
         self.dir = tempfile.mkdtemp(prefix="hostile-")
-        self.checkpoint = os.path.join(self.dir, "model.fedk")
+        self.checkpoint = checkpoint or os.path.join(self.dir, "model.fedk")
         self.log = open(os.path.join(self.dir, "server.log"), "w+")
 
         def limits():
@@ -503,11 +511,163 @@ def small_bars(fed):
         "%d forged lines; longest log line %d bytes; log %d bytes in all" % (len(forged), longest, len(text)))
 
 
+# ---------------------------------------------------------------- values, keys, retained versions
+
+LIMIT = 1e15  # SPEC 4.2: max_magnitude
+
+
+def tensors_of(value_at):
+    return [(sh, [value_at(i) for i in range(int(C.math.prod(sh)))]) for sh in C.MLP_SHAPES]
+
+
+def model_values(m):
+    out = []
+    for t in m["tensors"]:
+        vals = t[1] if isinstance(t, (list, tuple)) else t.get("values", t)
+        out.extend(vals)
+    return out
+
+
+def served(port):
+    t, _, m = Client(port, "reader").fetch()
+    if t != C.T["model"]:
+        return None, False
+    vals = model_values(m)
+    return m["version"], all(v == v and abs(v) <= LIMIT for v in vals)
+
+
+def extreme_values(fed):
+    alternating = C.blob(tensors_of(lambda i: 2e38 if i % 2 == 0 else -2e38), 2)
+    honest = C.blob(MLP, 2)
+    for enc in ["int8", "int4", "int2"]:
+        extra = ["--fetch-deltas", enc]
+        srv = Server(fed, extra)
+        c = Client(srv.port, "mallory", version=2)
+        t, _, m = c.push(alternating, 10)
+        refused = t == C.T["error"] and m.get("code") == C.E["non_finite_value"]
+        t2, _, _ = c.push(honest, 10)
+        version, finite = served(srv.port)
+        alive = srv.alive()
+        srv.stop()
+        srv2 = Server(fed, extra, checkpoint=srv.checkpoint)
+        t3, _, m3 = Client(srv2.port, "mallory", version=2).push(alternating, 10)
+        version2, finite2 = served(srv2.port)
+        alive2 = srv2.alive()
+        srv2.stop()
+        bar("extreme-" + enc, refused and t2 == C.T["ack"] and alive and finite and version == 1
+            and t3 == C.T["error"] and alive2 and finite2 and version2 == 1,
+            "±2e38 push answered %s; server alive %s, serves version %s, all within ±1e15: %s; after a restart: "
+            "alive %s, version %s, within: %s"
+            % (C.TYPE_NAMES.get(t), alive, version, finite, alive2, version2, finite2))
+
+    extra = ["--strategy", "fedbuff/k=2"]
+    srv = Server(fed, extra)
+    c = Client(srv.port, "mallory", version=2)
+    answers = []
+    for v in [3e38, 3e38, -3e38, -3e38]:
+        t, _, m = c.push(C.blob(tensors_of(lambda i, v=v: v), 2), 10)
+        answers.append(m.get("code") if t == C.T["error"] else "ACK")
+    for _ in range(2):
+        c.push(honest, 10)
+    version, finite = served(srv.port)
+    srv.p.kill()
+    srv.p.wait()
+    srv2 = Server(fed, extra, checkpoint=srv.checkpoint)
+    version2, finite2 = served(srv2.port)
+    srv2.stop()
+    bar("extreme-fedbuff", all(a == C.E["non_finite_value"] for a in answers) and finite and version == 1
+        and finite2 and version2 == 1,
+        "fedbuff/k=2, ±3e38 twice each from one id: answered %s; then two honest pushes: version %s within ±1e15: %s; "
+        "after kill -9 and a restart: version %s within: %s" % (answers, version, finite, version2, finite2))
+
+
+def tiny_checkpoint(path):
+    """A model of 4 floats, so that 10,000 pushes cost the server little but their keys."""
+    b = C.blob([([4], [0.0, 0.0, 0.0, 0.0])], 0)
+    body = b"FEDK" + C.u16(1) + C.u16(0) + C.u64(0) + C.u64(0) + C.u32(len(b)) + b
+    with open(path, "wb") as f:
+        f.write(body + C.u32(zlib.crc32(body)))
+
+
+def keys_flood(fed):
+    d = tempfile.mkdtemp(prefix="hostile-init-")
+    init = os.path.join(d, "tiny.fedk")
+    tiny_checkpoint(init)
+    srv = Server(fed, ["--init", init, "--max-datasets", "1000000"])
+    blob = C.blob([([4], [1.0, 2.0, 3.0, 4.0])], 0)
+    push_id = random.getrandbits(63) | 1
+    c = Client(srv.port, "retrier", version=2)
+    t, _, first = c.push(blob, 10, push_id)
+    t0 = time.time()
+    sent = [0] * 8
+    failed = [0]
+
+    def flooder(k):
+        # Thread k sends ids k*125 .. k*125+124, ten pushes each, each push id new.
+        try:
+            for j in range(125):
+                cid = "flood-%d" % (k * 125 + j)
+                cl = Client(srv.port, cid, version=2)
+                for r in range(10):
+                    n = (k * 125 + j) * 10 + r + 1
+                    tt, _, _ = cl.request(C.T["push"], C.sstr(cid) + C.u64(1) + C.u64(0) + C.u64(n) + blob)
+                    if tt == C.T["ack"]:
+                        sent[k] += 1
+                    else:
+                        failed[0] += 1
+                cl.s.close()
+                if time.time() - t0 > 300:
+                    return
+        except Exception:
+            failed[0] += 1
+
+    threads = [threading.Thread(target=flooder, args=(k,), daemon=True) for k in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(320)
+    took = time.time() - t0
+    before = c.request(C.T["fetch"], C.u64(0) + C.u8(0))[2]["version"]
+    t2, _, again = c.push(blob, 10, push_id)
+    after = c.request(C.T["fetch"], C.u64(0) + C.u8(0))[2]["version"]
+    srv.stop()
+    bar("keys-flood", t == C.T["ack"] and t2 == C.T["ack"] and again["version"] == first["version"]
+        and after == before and sum(sent) == 10000 and took < 60,
+        "%d keyed pushes under 1,000 ids acknowledged in %.1f s (%d failed); the retry %.0f s after its push answered "
+        "version %s (first ACK %s), model %d before and %d after (applied once)"
+        % (sum(sent), took, failed[0], time.time() - t0, again.get("version"), first.get("version"), before, after))
+
+
+def staleness(fed):
+    d = tempfile.mkdtemp(prefix="hostile-staleness-")
+    ck = os.path.join(d, "m.fedk")
+    r = subprocess.run([fed, "server", "--port", "0", "--checkpoint", ck, "--max-staleness", "1000"],
+                       capture_output=True, text=True, timeout=60)
+    named = "holds at most 168" in r.stderr + r.stdout
+    bar("staleness-refused", r.returncode != 0 and named,
+        "--max-staleness 1000: exit %d, %r" % (r.returncode, (r.stderr + r.stdout).strip().splitlines()[-1][:200]))
+    srv = Server(fed, ["--max-staleness", "168", "--strategy", "fedbuff/k=1"])
+    c = Client(srv.port, "pusher", version=2)
+    start = srv.rss()
+    for i in range(400):
+        vals = tensors_of(lambda j, i=i: ((j * 7919 + i) % 200 - 100) / 1000.0)
+        t, _, _ = c.push(C.blob(vals, 2), 10)
+        if t != C.T["ack"]:
+            break
+    peak = srv.peak()
+    log = srv.log_text()
+    srv.stop()
+    line = next((l for l in log.splitlines() if "retained versions" in l), "")
+    bar("staleness-memory", i == 399 and peak <= (256 + 64) * MB,
+        "--max-staleness 168 (the most the default 256 MiB budget holds), 400 pushes: resident %.0f MB -> peak %.0f MB "
+        "(bar %d MB); start-up log: %s" % (start / MB, peak / MB, 256 + 64, line.split("retained versions: ")[-1][:160]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fed", default=os.path.join(HERE, "..", ".build", "release", "fed"))
     ap.add_argument("--connections", type=int, default=1024)
-    ap.add_argument("--only", nargs="*", default=None, help="flood, slow-reader, sigterm, small")
+    ap.add_argument("--only", nargs="*", default=None, help="flood, slow-reader, sigterm, small, values, keys, staleness")
     a = ap.parse_args()
     if not os.path.exists(a.fed):
         raise SystemExit("no %s: build it with `swift build -c release` first" % a.fed)
@@ -525,6 +685,12 @@ def main():
         sigterm(a.fed)
     if want("small"):
         small_bars(a.fed)
+    if want("values"):
+        extreme_values(a.fed)
+    if want("keys"):
+        keys_flood(a.fed)
+    if want("staleness"):
+        staleness(a.fed)
     print("%d passed, %d failed" % (sum(RESULTS), len(RESULTS) - sum(RESULTS)))
     sys.exit(0 if all(RESULTS) else 1)
 

@@ -13,7 +13,7 @@
 /// ```
 /// Format 1 is exactly `32 + n` bytes. Sections (format 2) carry state that
 /// must survive with the model; tag 1 is the recent pushes (idempotency
-/// keys). A tag with bit 15 set may be skipped by a reader that does not know
+/// keys), optional tag 0x8003 when each was accepted. A tag with bit 15 set may be skipped by a reader that does not know
 /// it; any other unknown tag makes the file unreadable (`unsupported_version`).
 /// A checkpoint with no section is written as format 1, so older readers read it.
 public struct Checkpoint: Hashable, Sendable {
@@ -22,6 +22,8 @@ public struct Checkpoint: Hashable, Sendable {
     public static let formats: ClosedRange<UInt16> = 1...2
     static let recentPushesTag: UInt16 = 1
     static let strategyStateTag: UInt16 = 2
+    /// Optional (bit 15): when each recent push was accepted, in the order of tag 1.
+    static let pushTimesTag: UInt16 = 0x8003
 
     public var version: UInt64
     public var datasets: UInt64
@@ -57,6 +59,12 @@ public struct Checkpoint: Hashable, Sendable {
                 section.u64(p.datasets)
             }
             sections.append((Checkpoint.recentPushesTag, section.bytes))
+            if recentPushes.contains(where: { $0.acceptedAt != 0 }) {
+                var times = ByteWriter()
+                times.u32(UInt32(recentPushes.count))
+                for p in recentPushes { times.u64(p.acceptedAt) }
+                sections.append((Checkpoint.pushTimesTag, times.bytes))
+            }
         }
         if let strategyState {
             var section = ByteWriter()
@@ -125,6 +133,7 @@ public struct Checkpoint: Hashable, Sendable {
             let tensors = try TensorBlob.decode(&blob, limits: limits)
             var pushes: [PushRecord] = []
             var strategy: StrategyRecord?
+            var times: [UInt64]?
             if format == 2 {
                 var sections = ByteReader(try r.take(r.remaining - 4, "sections"), shortCode: .truncated)
                 let count = Int(try sections.u16("section count"))
@@ -143,6 +152,13 @@ public struct Checkpoint: Hashable, Sendable {
                                     datasets: try body.u64("datasets")))
                         }
                         try body.expectEnd("the recent pushes section")
+                    case pushTimesTag:
+                        let n = Int(try body.u32("push time count"))
+                        guard n <= body.remaining / 8 else {
+                            throw CodecError(.malformedPayload, "\(n) push times in \(body.remaining) bytes")
+                        }
+                        times = try (0..<n).map { _ throws(CodecError) in try body.u64("push time") }
+                        try body.expectEnd("the push times section")
                     case strategyStateTag:
                         strategy = try StrategyRecord.decode(&body, limits: limits)
                         try body.expectEnd("the strategy state section")
@@ -153,6 +169,13 @@ public struct Checkpoint: Hashable, Sendable {
                     }
                 }
                 try sections.expectEnd("the checkpoint's sections")
+                if let times {
+                    guard times.count == pushes.count else {
+                        throw CodecError(
+                            .malformedPayload, "\(times.count) push times for \(pushes.count) recent pushes")
+                    }
+                    for i in pushes.indices { pushes[i].acceptedAt = times[i] }
+                }
             }
             return Checkpoint(
                 version: version, datasets: datasets, tensors: tensors, recentPushes: pushes, strategyState: strategy)
@@ -167,12 +190,16 @@ public struct PushRecord: Hashable, Sendable {
     public var pushID: UInt64
     public var version: UInt64
     public var datasets: UInt64
+    /// When the push was accepted, in milliseconds since 1970; 0: not known
+    /// (a checkpoint written before times were kept).
+    public var acceptedAt: UInt64
 
-    public init(clientID: String, pushID: UInt64, version: UInt64, datasets: UInt64) {
+    public init(clientID: String, pushID: UInt64, version: UInt64, datasets: UInt64, acceptedAt: UInt64 = 0) {
         self.clientID = clientID
         self.pushID = pushID
         self.version = version
         self.datasets = datasets
+        self.acceptedAt = acceptedAt
     }
 }
 

@@ -29,4 +29,24 @@ public struct Limits: Hashable, Sendable {
     }
 
     public static let `default` = Limits()
+
+    /// Largest magnitude of a model weight (`Protocol/SPEC.md` section 7): a
+    /// server refuses a pushed value beyond it (`non_finite_value`) and never
+    /// publishes a model holding one. Chosen with headroom: differences of two
+    /// weights, their squares summed over 10^8 values, and sample-weighted
+    /// sums stay finite in binary32, and a quantized step's `lo + q * step`
+    /// cannot overflow.
+    public static let maxMagnitude: Float = 1e15
+
+    /// The first value of `tensors` that is not finite or beyond
+    /// `maxMagnitude`: (tensor index, value index, value); nil if none.
+    public static func firstOutOfRange(_ tensors: [Tensor]) -> (tensor: Int, index: Int, value: Float)? {
+        for (t, tensor) in tensors.enumerated() {
+            // `!(|v| <= max)` is also true for NaN.
+            if let i = tensor.values.firstIndex(where: { !($0.magnitude <= maxMagnitude) }) {
+                return (t, i, tensor.values[i])
+            }
+        }
+        return nil
+    }
 }

@@ -81,9 +81,13 @@ public enum ValueEncoding: UInt8, CaseIterable, Sendable, CustomStringConvertibl
         }
     }
 
-    /// Appends `values` encoded. Values must be finite for the block
-    /// encodings; an fp16 value beyond its range becomes infinite (and is
-    /// refused by the receiver's finite-value check).
+    /// Appends `values` encoded. Never traps: for the block encodings any
+    /// finite input is encoded (ranges are computed in binary64, so extremes
+    /// such as ±3e38 in one block cannot overflow); a block's decoded values
+    /// are within one step of the input, and may round to ±infinity only when
+    /// the block spans more than binary32's range. Non-finite input codes as
+    /// the block's `lo` and is refused by receivers. An fp16 value beyond its
+    /// range becomes infinite (and is refused by the receiver's finite-value check).
     public func encode(_ values: [Float], rounding: Rounding = .nearest, into w: inout ByteWriter) {
         switch self {
         case .float32:
@@ -122,19 +126,29 @@ public enum ValueEncoding: UInt8, CaseIterable, Sendable, CustomStringConvertibl
                 lo = min(lo, values[i])
                 hi = max(hi, values[i])
             }
-            let step = hi > lo ? (hi - lo) / maxCode : 0
+            // `hi - lo` of two finite Float32 values overflows binary32 when
+            // they span more than ±1.7e38: such a block is quantized in
+            // binary64 (the same codes the binary32 path would pick, had it
+            // the range). A step that rounds to zero (a subnormal range) or
+            // is not finite (non-finite input, which callers refuse before)
+            // codes every value as `lo`.
+            let wide = !(hi - lo).isFinite
+            let step = hi > lo ? (wide ? Float((Double(hi) - Double(lo)) / Double(maxCode)) : (hi - lo) / maxCode) : 0
             putLE(lo.bitPattern, &headers, 8 * b)
             putLE(step.bitPattern, &headers, 8 * b + 4)
-            guard step > 0 else { continue }  // every code 0
+            guard step > 0, step.isFinite else { continue }  // every code 0
             for i in range {
-                let x = (values[i] - lo) / step
+                let x: Float =
+                    wide ? Float((Double(values[i]) - Double(lo)) / Double(step)) : (values[i] - lo) / step
                 var q: Float
                 switch rounding {
                 case .nearest: q = (x + 0.5).rounded(.down)
                 case .stochastic:
                     q = (x + Self.unitFloat(&random)).rounded(.down)
                 }
-                q = min(max(q, 0), maxCode)
+                // `!(q >= 0)` also catches NaN, so the conversion below cannot trap.
+                if !(q >= 0) { q = 0 }
+                if q > maxCode { q = maxCode }
                 codes[i / perByte] |= UInt8(q) << UInt8((i % perByte) * bits)
             }
         }

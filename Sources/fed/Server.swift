@@ -62,7 +62,13 @@ extension Fed {
                     s(tau): constant, poly:A = (1+tau)^-A, hinge:A:B.
                     """))
         var strategy = "running-average"
-        @Option(help: "Versions kept as bases of deltas; a push from an older base is too stale.") var maxStaleness = 16
+        @Option(
+            help: ArgumentHelp(
+                "Older versions kept as bases of deltas; a push from an older base is too stale (default: 16, or fewer if the model is large).",
+                discussion:
+                    "Each version kept holds the model (4 bytes a weight, plus its step with --fetch-deltas) inside --memory-budget: the versions may take at most half of it, and the server refuses to start above that, naming the limit (168 for the MNIST MLP and 256 MiB). The start-up log prints what they take."
+            ))
+        var maxStaleness: Int?
         @Option(help: "Most samples one update counts for in a strategy's weights.") var maxUpdateSamples: UInt64 =
             10_000
         @Option(help: "Largest frame payload in bytes (default: the model's raw size + 1/64 + 64 KiB).")
@@ -165,7 +171,7 @@ extension Fed {
             } catch {
                 throw ValidationError("--strategy \(strategy): \(error)")
             }
-            guard maxStaleness >= 0, maxUpdateSamples >= 1 else {
+            guard (maxStaleness ?? 0) >= 0, maxUpdateSamples >= 1 else {
                 throw ValidationError("--max-staleness must be >= 0 and --max-update-samples >= 1")
             }
             if let f = fetchDeltas, ValueEncoding(name: f) == nil || f == "fp32" {
@@ -249,9 +255,10 @@ extension Fed {
                 handler.logLevel = level
                 return handler
             }
-            let config = ServerConfiguration(
+            var config = ServerConfiguration(
                 host: host, port: port, checkpointPath: checkpoint, saveEvery: saveEvery, serverID: serverId,
-                maxDatasets: maxDatasets, strategy: try! StrategySpec(strategy).strategy, maxStaleness: maxStaleness,
+                maxDatasets: maxDatasets, strategy: try! StrategySpec(strategy).strategy,
+                maxStaleness: maxStaleness ?? 16,
                 maxUpdateSamples: maxUpdateSamples,
                 limits: maxPayload == nil && maxDecompressed == nil
                     ? nil
@@ -283,6 +290,13 @@ extension Fed {
                     weights = c.tensors
                 } else {
                     weights = MLP(seed: seed).tensors()
+                }
+                if maxStaleness == nil {
+                    let fit = RetainedVersions(
+                        shapes: weights.map(\.shape), deltaEncoding: config.deltaEncoding,
+                        memoryBudget: config.memoryBudget
+                    ).maxStaleness
+                    config.maxStaleness = min(16, fit)
                 }
                 server = try FederatedServer.start(configuration: config, initial: weights)
             } catch {

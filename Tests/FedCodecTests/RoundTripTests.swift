@@ -137,6 +137,23 @@ struct RoundTripTests {
         #expect(try Checkpoint.decode(ck.encode(compression: compression)) == ck)
     }
 
+    @Test("Recent pushes keep their acceptance times (optional section 0x8003); without times the file has none")
+    func pushTimes() throws {
+        let t = [Tensor(zeros: [3])]
+        let timed = Checkpoint(
+            version: 2, datasets: 20, tensors: t,
+            recentPushes: [
+                PushRecord(clientID: "a", pushID: 7, version: 1, datasets: 10, acceptedAt: 1_800_000_000_000),
+                PushRecord(clientID: "b", pushID: 9, version: 2, datasets: 20, acceptedAt: 1_800_000_000_500),
+            ])
+        #expect(try Checkpoint.decode(timed.encode()) == timed)
+        var untimed = timed
+        for i in untimed.recentPushes.indices { untimed.recentPushes[i].acceptedAt = 0 }
+        let bytes = untimed.encode()
+        #expect(try Checkpoint.decode(bytes) == untimed)
+        #expect(bytes.count + 2 + 4 + 4 + 16 == timed.encode().count)  // tag, length, count, two times
+    }
+
     @Test("Byte shuffle is its own inverse's inverse")
     func shuffle() {
         let src: [UInt8] = Array(0..<40)

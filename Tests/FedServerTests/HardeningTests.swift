@@ -217,7 +217,10 @@ struct HardeningTests {
 
     @Test("Requests past the memory budget are refused with overloaded; the budget is never exceeded and comes back")
     func memoryBudget() throws {
-        let s = try RunningServer { $0.memoryBudget = 3 << 20 }
+        let s = try RunningServer {
+            $0.memoryBudget = 3 << 20
+            $0.maxStaleness = 0  // no retained versions in so small a budget
+        }
         // Each client sends all but the last 100 bytes of an honest 800 KB push.
         let frame = MessageCodec.encode(
             .push(Push(clientID: "p", datasets: 1, baseVersion: 0, tensors: constantTensors(1))), requestID: 1)
@@ -373,7 +376,10 @@ final class LogCapture: LogHandler, @unchecked Sendable {
     @Test("Pushes waiting for a slow disk count against the memory budget: past it a push is told overloaded")
     func pushesWaitingForTheDisk() throws {
         // 4 MiB: requests may hold 2.5 MiB in all; a waiting push of the MLP holds 0.8 MB.
-        let s = try RunningServer { $0.memoryBudget = 4 << 20 }
+        let s = try RunningServer {
+            $0.memoryBudget = 4 << 20
+            $0.maxStaleness = 0  // no retained versions in so small a budget
+        }
         s.server.committer.testDelayMilliseconds.store(1500, ordering: .relaxed)
         let clients = try (0..<6).map { i in
             let c = try TestClient(port: s.port)

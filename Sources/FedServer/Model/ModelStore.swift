@@ -31,30 +31,36 @@ public final class ModelStore: Sendable {
         /// Fetch deltas (`ServerConfiguration.deltaEncoding`): each published
         /// version is the previous one plus a step quantized in this encoding.
         public var deltaEncoding: ValueEncoding?
+        /// Milliseconds since 1970: when a push's key was accepted (keys are
+        /// kept `PushLedger.retentionMilliseconds`). Default: the real-time clock.
+        public var clock: @Sendable () -> UInt64
 
         public init(
             maxDatasets: UInt64 = 60_000, strategy: any FederationStrategy = RunningAverage(), maxStaleness: Int = 16,
-            maxUpdateSamples: UInt64 = 10_000, deltaEncoding: ValueEncoding? = nil
+            maxUpdateSamples: UInt64 = 10_000, deltaEncoding: ValueEncoding? = nil,
+            clock: @escaping @Sendable () -> UInt64 = PushLedger.wallClock
         ) {
             self.deltaEncoding = deltaEncoding
             self.maxDatasets = maxDatasets
             self.strategy = strategy
-            self.maxStaleness = max(0, maxStaleness)
+            self.clock = clock
+            // Bounded so that `maxStaleness + 1` cannot overflow.
+            self.maxStaleness = min(max(0, maxStaleness), 1 << 40)
             self.maxUpdateSamples = max(1, maxUpdateSamples)
         }
     }
 
     /// What is written to the checkpoint besides the published model.
     public struct Durable: Sendable, Equatable {
-        /// Idempotency keys of recent pushes, oldest first (section 4.3).
-        public var recentPushes: [PushRecord]
+        /// Idempotency keys of recent pushes (section 4.3).
+        public var recentPushes: PushLedger
         /// The strategy's buffer, tensors and scalars (its weights are the model's).
         public var buffer: [BufferedUpdate]
         public var tensors: [String: [Tensor]]
         public var scalars: [String: Double]
 
         public init(
-            recentPushes: [PushRecord] = [], buffer: [BufferedUpdate] = [], tensors: [String: [Tensor]] = [:],
+            recentPushes: PushLedger = PushLedger(), buffer: [BufferedUpdate] = [], tensors: [String: [Tensor]] = [:],
             scalars: [String: Double] = [:]
         ) {
             self.recentPushes = recentPushes
@@ -81,10 +87,10 @@ public final class ModelStore: Sendable {
     /// The version each client id was last served (binary FETCH or HTTP), for
     /// pushes that name no base (version 1 peers, HTTP). Bounded.
     private let served = Mutex<[String: UInt64]>([:])
+    /// Buffered updates discarded because their combination would have left
+    /// `Limits.maxMagnitude` (acknowledged as durable, never applied).
+    public let discardedUpdates = Atomic<Int>(0)
     static let servedCapacity = 65_536
-
-    /// Idempotency keys remembered (the most recent, across all clients).
-    public static let rememberedPushes = 4096
 
     public init(initial: ModelSnapshot, durable: Durable = Durable(), configuration: Configuration = .init()) {
         self.current = initial
@@ -132,10 +138,11 @@ public final class ModelStore: Sendable {
             throw RejectedUpdate(
                 .shapeMismatch, "tensor shapes \(tensors.map(\.shape)) differ from the model's \(expected)")
         }
-        for (i, t) in tensors.enumerated() {
-            if let j = t.values.firstIndex(where: { !$0.isFinite }) {
-                throw RejectedUpdate(.nonFiniteValue, "tensor \(i) holds \(t.values[j]) at index \(j)")
-            }
+        if let bad = Limits.firstOutOfRange(tensors) {
+            throw RejectedUpdate(
+                .nonFiniteValue,
+                "tensor \(bad.tensor) holds \(bad.value) at index \(bad.index); values must be finite and within ±\(Limits.maxMagnitude)"
+            )
         }
     }
 
@@ -200,14 +207,23 @@ public final class ModelStore: Sendable {
             var version = published.version
             var retained = w.retained
             var pushes = w.durable.recentPushes
+            let now = configuration.clock()
+            pushes.expire(now: now)
             var changed = false
             var results: [Result<Acknowledgement, RejectedUpdate>] = []
             for u in updates {
-                if let key = u.key,
-                    let seen = pushes.last(where: { $0.pushID == key.pushID && $0.clientID == key.clientID })
-                {
+                if let key = u.key, let seen = pushes.record(key) {
                     results.append(
                         .success(Acknowledgement(version: seen.version, datasets: seen.datasets, replayed: true)))
+                    continue
+                }
+                if u.key != nil && !pushes.hasRoom {
+                    results.append(
+                        .failure(
+                            RejectedUpdate(
+                                .overloaded,
+                                "the server remembers \(PushLedger.capacity) pushes of the last \(PushLedger.retentionMilliseconds / 1000) s, its most; retry later"
+                            )))
                     continue
                 }
                 do throws(RejectedUpdate) {
@@ -215,17 +231,31 @@ public final class ModelStore: Sendable {
                     if u.isDelta { u.tensors = try Self.undelta(u, published: published, retained: retained) }
                     try validate(u.tensors, datasets: u.datasets, against: published)
                     let update = try clientUpdate(u, version: version, retained: retained)
+                    let before = (state, version, retained)
                     if configuration.strategy.accept(update, state: &state) {
                         publish(&state, version: &version, retained: &retained)
+                        if let bad = Limits.firstOutOfRange(state.weights) {
+                            // Publish nothing; the buffered updates this one
+                            // completed would fail the same way with any next one.
+                            (state, version, retained) = before
+                            let discarded = state.buffer.count
+                            state.buffer = []
+                            if discarded > 0 { changed = true }
+                            discardedUpdates.add(discarded, ordering: .relaxed)
+                            throw RejectedUpdate(
+                                .nonFiniteValue,
+                                "combining this update would publish \(bad.value) at tensor \(bad.tensor) index \(bad.index), beyond ±\(Limits.maxMagnitude); refused"
+                                    + (discarded > 0
+                                        ? ", and the \(discarded) buffered updates it completed are discarded" : "")
+                            )
+                        }
                     }
                     changed = true
                     if let key = u.key {
-                        pushes.append(
+                        pushes.insert(
                             PushRecord(
-                                clientID: key.clientID, pushID: key.pushID, version: version, datasets: state.samples))
-                        if pushes.count > Self.rememberedPushes {
-                            pushes.removeFirst(pushes.count - Self.rememberedPushes)
-                        }
+                                clientID: key.clientID, pushID: key.pushID, version: version, datasets: state.samples,
+                                acceptedAt: now))
                     }
                     results.append(.success(Acknowledgement(version: version, datasets: state.samples)))
                 } catch {
@@ -263,7 +293,15 @@ public final class ModelStore: Sendable {
             var version = published.version
             var retained = w.retained
             let (publish, result) = body(&state)
-            if publish { self.publish(&state, version: &version, retained: &retained) }
+            if publish {
+                self.publish(&state, version: &version, retained: &retained)
+                if let bad = Limits.firstOutOfRange(state.weights) {
+                    throw RejectedUpdate(
+                        .nonFiniteValue,
+                        "the model to publish holds \(bad.value) at tensor \(bad.tensor) index \(bad.index), beyond ±\(Limits.maxMagnitude); kept the current version"
+                    )
+                }
+            }
             var durable = w.durable
             (durable.buffer, durable.tensors, durable.scalars) = (state.buffer, state.tensors, state.scalars)
             try keep(&w, published: published, version: version, durable: durable, retained: retained, commit: commit)

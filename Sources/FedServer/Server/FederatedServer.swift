@@ -71,6 +71,11 @@ public final class FederatedServer: Sendable {
                     "checkpoint \(configuration.checkpointPath) holds tensors of shapes \(stored), but this server serves \(served); give a checkpoint of this model or another --checkpoint path"
                 )
             }
+            if let bad = Limits.firstOutOfRange(resumed.tensors) {
+                throw FileError(
+                    "checkpoint \(configuration.checkpointPath) holds \(bad.value) at tensor \(bad.tensor) index \(bad.index), beyond the weights a server publishes (finite, within ±\(Limits.maxMagnitude)); restore an earlier checkpoint or give another --checkpoint path"
+                )
+            }
             snapshot = resumed
             durable = state
             logger.info(
@@ -79,6 +84,14 @@ public final class FederatedServer: Sendable {
         } else {
             snapshot = ModelSnapshot(version: 0, datasets: 0, tensors: fresh)
             logger.info("no checkpoint at \(configuration.checkpointPath): starting from fresh weights")
+        }
+        let retention = RetainedVersions(
+            shapes: snapshot.tensors.map(\.shape), deltaEncoding: configuration.deltaEncoding,
+            memoryBudget: configuration.memoryBudget)
+        guard configuration.maxStaleness <= retention.maxStaleness else {
+            throw FileError(
+                "max staleness \(configuration.maxStaleness) keeps \(configuration.maxStaleness) older versions of \(retention.versionBytes) B each; the memory budget of \(configuration.memoryBudget) B holds at most \(retention.maxStaleness) (half of it); lower the staleness (--max-staleness) or raise the budget (--memory-budget)"
+            )
         }
         let store = ModelStore(
             initial: snapshot, durable: durable,
@@ -114,7 +127,10 @@ public final class FederatedServer: Sendable {
         let shapes = store.snapshot().tensors.map(\.shape)
         let limits = ResolvedLimits(configuration: configuration, modelShapes: shapes)
         self.limits = limits
-        let budget = MemoryBudget(limit: configuration.memoryBudget)
+        let retention = RetainedVersions(
+            shapes: shapes, deltaEncoding: configuration.deltaEncoding, memoryBudget: configuration.memoryBudget)
+        let retainedBytes = retention.bytes(maxStaleness: configuration.maxStaleness)
+        let budget = MemoryBudget(limit: configuration.memoryBudget - retainedBytes)
         self.budget = budget
         let lifecycle = ServerLifecycle()
         self.lifecycle = lifecycle
@@ -169,6 +185,9 @@ public final class FederatedServer: Sendable {
         self.channel = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
         logger.info(
             "limits: frame payload \(limits.frame.maxPayloadBytes) B, decompressed \(limits.frame.maxDecompressedBytes) B, HTTP body \(limits.maxHTTPBodyBytes) B, memory budget \(configuration.memoryBudget) B, \(configuration.maxConnections) connections"
+        )
+        logger.info(
+            "retained versions: \(configuration.maxStaleness) older versions of \(retention.versionBytes) B take \(retainedBytes) B of the memory budget, \(budget.limit) B left for requests and answers; max staleness at most \(retention.maxStaleness) with this budget and model"
         )
         uplink?.start()
     }
@@ -331,6 +350,7 @@ struct ServerContext: Sendable {
         let model = store.snapshot()
         return metrics.render(
             modelVersion: model.version, modelSamples: model.datasets, bufferedUpdates: store.bufferedUpdates,
+            discardedUpdates: store.discardedUpdates.load(ordering: .relaxed),
             openConnections: registry.count, budgetUsed: budget.used, budgetLimit: budget.limit,
             edge: configuration.upstream == nil ? nil : edgeGauges())
     }

@@ -90,7 +90,8 @@ public final class ServerMetrics: Sendable {
 
     /// The exposition text. `gauges` are read at the time of the scrape.
     func render(
-        modelVersion: UInt64, modelSamples: UInt64, bufferedUpdates: Int, openConnections: Int, budgetUsed: Int,
+        modelVersion: UInt64, modelSamples: UInt64, bufferedUpdates: Int, discardedUpdates: Int = 0,
+        openConnections: Int, budgetUsed: Int,
         budgetLimit: Int, edge: EdgeGauges? = nil
     ) -> String {
         var out = ""
@@ -108,6 +109,10 @@ public final class ServerMetrics: Sendable {
         metric("fed_model_samples", "gauge", "Samples the model has been trained on.", [("", "\(modelSamples)")])
         metric(
             "fed_buffered_updates", "gauge", "Updates waiting in the strategy's buffer.", [("", "\(bufferedUpdates)")])
+        metric(
+            "fed_updates_discarded_total", "counter",
+            "Buffered updates discarded because their combination would have published a weight beyond ±1e15.",
+            [("", "\(discardedUpdates)")])
         metric("fed_connections_open", "gauge", "Connections being served.", [("", "\(openConnections)")])
         metric(
             "fed_connections_accepted_total", "counter", "Connections accepted for service.",

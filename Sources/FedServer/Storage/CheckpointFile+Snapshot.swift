@@ -17,7 +17,7 @@ extension CheckpointFile {
         try write(
             Checkpoint(
                 version: snapshot.version, datasets: snapshot.datasets, tensors: snapshot.tensors,
-                recentPushes: durable.recentPushes, strategyState: strategy),
+                recentPushes: Array(durable.recentPushes.all), strategyState: strategy),
             to: path)
     }
 
@@ -33,7 +33,13 @@ extension CheckpointFile {
         return (
             ModelSnapshot(version: ck.version, datasets: ck.datasets, tensors: ck.tensors),
             ModelStore.Durable(
-                recentPushes: ck.recentPushes,
+                // Keys of a checkpoint that kept no times are kept as if accepted now.
+                recentPushes: PushLedger(
+                    ck.recentPushes.map { p in
+                        var p = p
+                        if p.acceptedAt == 0 { p.acceptedAt = PushLedger.wallClock() }
+                        return p
+                    }),
                 buffer: s.buffer.map {
                     BufferedUpdate(
                         clientID: $0.clientID, delta: $0.delta, weight: $0.weight, samples: $0.samples,
