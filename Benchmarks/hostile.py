@@ -20,6 +20,8 @@ and prints one line per bar with the measured figures and PASS or FAIL:
   bombs          8 clients pushing decompression bombs while one fetches
   http-token     HTTP with and without the bearer token when tokens are set
   log-forgery    a client id with a newline and a 100 KB HTTP id
+  weak-etag      If-None-Match with W/"vN", a list, and *: 304 as RFC 9110 says
+  version-urls   /v1/model/01, +1, 00, 1.0, %31: no second URL for a version (404)
   extreme-*      finite pushes of ±2e38 against --fetch-deltas int8/int4/int2, and
                  fedbuff/k=2's ±3e38 sequence: no crash, nothing beyond ±1e15
                  published, the same after a restart
@@ -509,6 +511,29 @@ def small_bars(fed):
     longest = max((len(l) for l in text.splitlines()), default=0)
     bar("log-forgery", not forged and longest < 2000,
         "%d forged lines; longest log line %d bytes; log %d bytes in all" % (len(forged), longest, len(text)))
+
+    # The model's HTTP resources (SPEC 10.1): validators compared weakly, one URL a version.
+    srv = Server(fed)
+    Client(srv.port, "cache").push(C.blob(MLP, 0), 10)  # version 1
+
+    def http_status(path, headers=b""):
+        s = connect(srv.port, 5)
+        s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n" + headers + b"Connection: close\r\n\r\n")
+        head = s.recv(64)
+        s.close()
+        return int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else 0
+
+    fields = [b'W/"v1"', b'"v0", W/"v1"', b"*"]
+    validated = [http_status("/v1/model", b"If-None-Match: " + f + b"\r\n") for f in fields]
+    other = http_status("/v1/model", b'If-None-Match: W/"v0"\r\n')
+    bar("weak-etag", validated == [304] * 3 and other == 200,
+        "If-None-Match W/\"v1\", a list, *: %s; W/\"v0\": %d" % (validated, other))
+    spellings = ["01", "+1", "00", "1.0", "%31"]
+    named = [http_status("/v1/model/" + p) for p in spellings]
+    canonical = http_status("/v1/model/1")
+    bar("version-urls", named == [404] * len(spellings) and canonical == 200,
+        "/v1/model/{%s}: %s; /v1/model/1: %d" % (",".join(spellings), named, canonical))
+    srv.stop()
 
 
 # ---------------------------------------------------------------- values, keys, retained versions

@@ -10,7 +10,9 @@ With --vectors (default: ../vectors next to this file) it decodes every golden
 vector and checks it against manifest.json. With --server it runs a list of
 scenarios against a live server: handshake, version negotiation, fetch, fetch
 of an unchanged model, push and ack, every error the spec defines sent on
-purpose, pipelining, a frame written one byte at a time. It prints one line
+purpose, pipelining, a frame written one byte at a time, the points the spec
+decides about frame versions, request ids, dtypes, limits and fetch deltas,
+and, when the server serves HTTP, section 10's. It prints one line
 per check and ends with `N passed, N failed`; the exit status is 1 if any
 check failed.
 """
@@ -23,6 +25,7 @@ import struct
 import sys
 import time
 import zlib
+from urllib.parse import quote as urllib_quote
 
 MAGIC = b"FEDW"
 T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10,
@@ -250,6 +253,35 @@ def blob_int8(tensors, mode=1):
     return head + u32(len(data)) + u32(len(stored)) + stored
 
 
+def blob_lossy(tensors, dtype, mode=0, dirty=False):
+    """A blob of (shape, float list) pairs stored as dtype 2-5 (section 6.3), nearest rounding, modes 0 or 1.
+    dirty: the unused high bits of each tensor's last code byte are set (a receiver ignores them)."""
+    head, data = u8(mode) + u16(len(tensors)), b""
+    for shape, vals in tensors:
+        head += u8(dtype) + u8(len(shape)) + b"".join(u32(d) for d in shape)
+        vals = [f32(v) for v in vals]
+        if dtype == 2:
+            data += struct.pack("<%de" % len(vals), *vals)
+            continue
+        bits = CODE_BITS[dtype]
+        top, per = (1 << bits) - 1, 8 // bits
+        heads, codes = b"", bytearray((len(vals) * bits + 7) // 8)
+        for b0 in range(0, len(vals), BLOCK):
+            block = vals[b0:b0 + BLOCK]
+            lo, hi = min(block), max(block)
+            step = f32(f32(hi - lo) / top) if hi > lo else 0.0
+            heads += struct.pack("<ff", lo, step)
+            for i, v in enumerate(block, b0):
+                q = min(max(int(math.floor(f32(f32(v - lo) / step) + 0.5)), 0), top) if step else 0
+                codes[i // per] |= q << ((i % per) * bits)
+        used = (len(vals) * bits) % 8
+        if dirty and used:
+            codes[-1] |= (0xFF << used) & 0xFF
+        data += heads + bytes(codes)
+    stored = zlib.compress(data, 6) if mode == 1 else data
+    return head + u32(len(data)) + u32(len(stored)) + stored
+
+
 def unshuffle(raw, n, width=4):
     out = bytearray(width * n)
     for j in range(width):
@@ -272,6 +304,8 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
             m["max_decompressed"], m["max_datasets"] = r.u64("max decompressed"), r.u64("max datasets")
         if m["version"] >= 3:  # and version 3 the value encodings
             m["encodings"], m["delta_encoding"] = r.u8("encodings"), r.u8("delta encoding")
+            if bin(m["delta_encoding"]).count("1") > 1:  # section 3.2: one dtype for every step, or none
+                raise ProtocolError(E["malformed_payload"], "message", "delta_encoding names several dtypes")
     elif type_ == T["fetch"]:
         held, c = r.u64("held"), r.u8("compression")
         if c not in MODES:
@@ -286,10 +320,12 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
         count = r.u16("steps")
         if count > 64:
             raise ProtocolError(E["malformed_payload"], "message", "more than 64 steps")
-        m["steps"] = []
+        m["steps"], m["encoding"], m["step_compressions"] = [], "fp32", []
         for _ in range(count):
             sub = Reader(r.take(r.u32("step length"), "step"))
-            m["steps"].append(decode_blob(sub, limits, version)[1])
+            mode, tensors, m["encoding"] = decode_blob(sub, limits, version)
+            m["steps"].append(tensors)
+            m["step_compressions"].append(mode)
     elif type_ in (T["model"], T["push"]):
         m = {}
         if type_ == T["push"]:
@@ -372,6 +408,7 @@ def tensor_form(shape, raw):
 
 def manifest_form(type_, rid, m):
     m = dict(m)
+    m.pop("step_compressions", None)  # checked live, not listed in the manifest
     if "tensors" in m:
         m["tensors"] = [tensor_form(s, raw) for s, raw in m["tensors"]]
     if "steps" in m:
@@ -458,6 +495,8 @@ def canon(x):
 
 def check_vectors(directory, report):
     manifest = json.load(open(os.path.join(directory, "manifest.json")))
+    report.check("manifest: protocol_versions names 1, 2 and 3", manifest.get("protocol_versions") == [1, 2, 3],
+                 str(manifest.get("protocol_versions")))
     for v in manifest["vectors"]:
         data = open(os.path.join(directory, v["file"]), "rb").read()
         frames, err = [], None
@@ -503,6 +542,7 @@ class Conn:
         self.s.settimeout(timeout)
         self.stream = FrameStream(dict(LIMITS, max_payload=1 << 30))
         self.rid = 0
+        self.last_version = self.last_length = None  # frame version and payload length of the last answer
 
     def send(self, data, bytewise=False):
         if bytewise:
@@ -521,6 +561,7 @@ class Conn:
         while True:
             f = self.stream.next()
             if f is not None:
+                self.last_version, self.last_length = f[3], len(f[2])
                 return f[0], f[1], decode_message(f[0], f[2], dict(LIMITS, max_decompressed=1 << 30), f[3])
             data = self.s.recv(1 << 16)
             if not data:
@@ -578,6 +619,8 @@ def run_server(host, port, report):
         report.check("version negotiation: HELLO 4..9 gets ERROR unsupported_version", bool(ok), str(ans))
         if ok:
             report.check("version negotiation: the ERROR names versions 1..3", ans[2]["min_version"] == 1 and ans[2]["max_version"] == 3)
+            report.check("version negotiation: the ERROR travels in a version-1 frame with the HELLO's request id (2.1)",
+                         c.last_version == 1 and ans[1] == rid, "version %s, id %s" % (c.last_version, ans[1]))
         report.check("version negotiation: then the connection is closed", c.closed())
         c.close()
 
@@ -629,8 +672,17 @@ def run_server(host, port, report):
     def s_encodings():
         c = Conn(host, port)
         rid, (t, got, w) = handshake(c, 1, 3)
-        if w.get("version") != 3 or not w.get("encodings", 0) & (1 << 2):
-            report.check("version 3: the server accepts int8 pushes", False, str(w))
+        if w.get("version") != 3:
+            report.check("version 3: WELCOME version 3", False, str(w))
+            return
+        if not w.get("encodings", 0) & (1 << 2):  # int8 not announced: refused, whatever the rest of the push
+            shapes = [s for s in MLP_SHAPES]
+            body = sstr("conformance-v3") + u64(10) + u64(0) + u64(0) + u8(0) + blob_int8(
+                [(s, [0.0] * int(math.prod(s))) for s in shapes], 1)
+            c.request(T["push"], body, version=3)
+            t, got, m = c.receive()
+            report.check("version 3: an int8 push to a server that does not announce int8 gets unsupported_d_type (12)",
+                         t == T["error"] and m["code"] == E["unsupported_d_type"], str((TYPE_NAMES.get(t), m)))
             return
         c.request(T["fetch"], u64(0) + u8(0) + u8(0), version=3)
         t, got, m = c.receive()
@@ -711,6 +763,199 @@ def run_server(host, port, report):
         report.check("a frame written one byte at a time is reassembled", a and b and a[0] == T["welcome"] and b[0] == T["pong"] and b[2]["nonce"] == 77)
         c.close()
 
+    def s_spec_points():
+        """The points SPEC.md decides about frame versions, request ids, HELLO, dtypes and limits."""
+        c = Conn(host, port)
+        c.send(frame(T["ping"], 41, u64(1), version=3))
+        ans = c.receive()
+        report.check("before HELLO: a version-3 PING gets handshake_required in a version-1 frame, its id echoed (2.1)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["handshake_required"]
+                     and c.last_version == 1 and ans[1] == 41, str((ans, c.last_version)))
+        c.close()
+        c = Conn(host, port)
+        c.send(frame(T["ping"], 42, u64(1), version=7))
+        ans = c.receive()
+        report.check("before HELLO: a version-7 frame gets unsupported_version in a version-1 frame, request id 0, "
+                     "naming 1..3 (2.1)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unsupported_version"]
+                     and c.last_version == 1 and ans[1] == 0 and (ans[2]["min_version"], ans[2]["max_version"]) == (1, 3),
+                     str((ans, c.last_version)))
+        report.check("before HELLO: then the connection is closed", c.closed())
+        c.close()
+
+        # A second HELLO in a version-3 session (section 3, items 3 and 4).
+        c = Conn(host, port)
+        handshake(c, 1, 3)
+        c.send(frame(T["hello"], 43, hello(lo=1, hi=3), version=3))
+        ans = c.receive()
+        report.check("a second HELLO in the agreed version (3) gets unexpected_message (33), its id, in version 3",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unexpected_message"]
+                     and ans[1] == 43 and c.last_version == 3, str((ans, c.last_version)))
+        c.send(frame(T["ping"], 44, u64(44), version=3))
+        ans = c.receive()
+        report.check("after it the connection goes on: PING gets PONG", ans is not None and ans[0] == T["pong"], str(ans))
+        c.send(frame(T["hello"], 45, hello(lo=1, hi=3), version=1))
+        ans = c.receive()
+        report.check("a HELLO in a version-1 frame inside a version-3 session gets unsupported_version, its id, "
+                     "in version 3",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unsupported_version"]
+                     and ans[1] == 45 and c.last_version == 3, str((ans, c.last_version)))
+        report.check("and the connection is closed (fatal)", c.closed())
+        c.close()
+
+        # A fatal error inside a session: request id 0 (the header is not trusted), agreed version.
+        c = Conn(host, port)
+        handshake(c, 1, 3)
+        c.send(frame(T["ping"], 46, u64(1), version=3, crc=1))
+        ans = c.receive()
+        report.check("a CRC mismatch in a version-3 session gets checksum_mismatch with request id 0, in version 3",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["checksum_mismatch"]
+                     and ans[1] == 0 and c.last_version == 3, str((ans, c.last_version)))
+        c.close()
+
+        # Limits announced in WELCOME (section 4) and dtypes (sections 3.2 and 6).
+        c = Conn(host, port)
+        _, (t, _, w) = handshake(c, 1, 3)
+        raw = max(4 * sum(math.prod(s) for s in MLP_SHAPES), 1024)
+        if w["max_decompressed"] == raw:
+            report.check("WELCOME: max_payload is R + floor(R / 64) + 65536 for R = max_decompressed (section 4)",
+                         w["max_payload"] == raw + raw // 64 + 65536, str(w))
+        report.check("WELCOME: delta_encoding names at most one dtype (3.2)",
+                     bin(w["delta_encoding"]).count("1") <= 1, str(w))
+        head = sstr("conformance-spec") + u64(10) + u64(0) + u64(0) + u8(0)
+        c.request(T["push"], head + u8(0) + u16(1) + u8(6) + u8(1) + u32(1) + u32(4) + u32(4) + b"\0" * 4, version=3)
+        t, _, m = c.receive()
+        report.check("version 3: dtype 6 (undefined) gets unsupported_d_type (12)",
+                     t == T["error"] and m["code"] == E["unsupported_d_type"], str(m))
+        refused = [d for d in (2, 3, 4, 5) if not w["encodings"] & (1 << (d - 1))]
+        if refused:
+            d = refused[0]
+            # The first tensor in float32, the others in a dtype the server does not announce.
+            model = [(s, [0.0] * int(math.prod(s))) for s in MLP_SHAPES]
+            mixed = blob_lossy(model, d)
+            first = bytearray(mixed)
+            first[3] = 1  # tensor 0's dtype byte: float32 (its data size changes: raw size no longer matches)
+            c.request(T["push"], head + bytes(first), version=3)
+            t, _, m = c.receive()
+            report.check("version 3: a PUSH whose second tensor is in dtype %d, not in WELCOME.encodings, gets "
+                         "unsupported_d_type (12)" % d, t == T["error"] and m["code"] == E["unsupported_d_type"], str(m))
+        lossy = [d for d in (5, 4, 3, 2) if w["encodings"] & (1 << (d - 1))]
+        if lossy:
+            d = lossy[0]
+            n = w["max_decompressed"] // 4 + 1
+            per = {2: 2 * n, 3: 8 * ((n + 255) // 256) + n, 4: 8 * ((n + 255) // 256) + (n + 1) // 2,
+                   5: 8 * ((n + 255) // 256) + (n + 3) // 4}[d]
+            data = zlib.compress(b"\0" * per, 9)
+            c.request(T["push"], head + u8(1) + u16(1) + u8(d) + u8(1) + u32(n) + u32(per) + u32(len(data)) + data,
+                      version=3)
+            t, _, m = c.receive()
+            report.check("version 3: %s values whose raw size (%d B) fits max_decompressed but 4 bytes a value do not "
+                         "get decompressed_too_large (15)" % (ENCODINGS[d], per),
+                         t == T["error"] and m["code"] == E["decompressed_too_large"], str(m))
+        if w["encodings"] & (1 << 4):
+            c.request(T["fetch"], u64(0) + u8(0) + u8(0), version=3)
+            t, _, m = c.receive()
+            weights = floats(m["tensors"])
+            c.request(T["push"], head + blob_lossy(weights, 5, dirty=True), version=3)
+            t, _, m = c.receive()
+            report.check("version 3: int2 weights whose unused high code bits are set are accepted (6.3)",
+                         t == T["ack"], str((TYPE_NAMES.get(t), m)))
+        c.close()
+
+    def s_fetch_deltas():
+        """Section 4.5: when MODEL_DELTA is sent, and how it compares with the MODEL it replaces."""
+        c = Conn(host, port)
+        _, (t, _, w) = handshake(c, 1, 3)
+        c.request(T["fetch"], u64(0) + u8(0) + u8(0), version=3)
+        t, _, m = c.receive()
+        weights = floats(m["tensors"])
+        for k in range(2):  # two more versions, so that the previous one is held as a base
+            moved = [(s, [v + 0.001 * ((i * 31 + k) % 7 - 3) for i, v in enumerate(vals)]) for s, vals in weights]
+            c.request(T["push"], sstr("conformance-deltas") + u64(10) + u64(0) + u64(0) + u8(0) + blob(moved, 1),
+                      version=3)
+            t, _, m = c.receive()
+            if t != T["ack"]:
+                report.check("fetch deltas: pushes to make versions", False, str(m))
+                return
+        current = m["version"]
+        c.close()
+
+        def fetch(compressions, mode, held, deltas=0b11111):
+            conn = Conn(host, port)
+            conn.request(T["hello"], hello(lo=1, hi=3, comp=compressions))
+            conn.receive()
+            conn.request(T["fetch"], u64(held) + u8(mode) + u8(deltas), version=3)
+            ans = conn.receive()
+            conn.close()
+            return ans[0], ans[2], conn.last_length
+
+        model_none, model_sz = fetch(0b111, 0, 0)[2], fetch(0b111, 2, 0)[2]
+        t, m, size = fetch(0b111, 0, current - 1)
+        if not w["delta_encoding"]:
+            report.check("fetch deltas: a server whose delta_encoding is 0 answers a FETCH accepting deltas with MODEL",
+                         t == T["model"], str(TYPE_NAMES.get(t)))
+            return
+        report.check("fetch deltas: held = current - 1, mode none: MODEL_DELTA, its payload smaller than MODEL's (4.5)",
+                     t == T["model_delta"] and size < model_none and m["from_version"] == current - 1,
+                     "%s of %s B against %s B" % (TYPE_NAMES.get(t), size, model_none))
+        if t != T["model_delta"]:
+            return
+        delta_size, modes = size, set(m["step_compressions"])
+        report.check("fetch deltas: every step's dtype is delta_encoding (4.5)",
+                     w["delta_encoding"] == 1 << ({v: k for k, v in ENCODINGS.items()}[m["encoding"]] - 1), str(m["encoding"]))
+        t, m, size = fetch(0b111, 2, current - 1)
+        want = T["model_delta"] if delta_size < model_sz else T["model"]
+        report.check("fetch deltas: asking for shuffle-zlib, the MODEL_DELTA (%d B) is sent only if smaller than the "
+                     "shuffle-zlib MODEL (%d B)" % (delta_size, model_sz), t == want, str(TYPE_NAMES.get(t)))
+        agreed_none_only = 0b001
+        t, m, size = fetch(agreed_none_only, 0, current - 1)
+        ok = t == T["model"] or (t == T["model_delta"] and set(m["step_compressions"]) <= {"none"})
+        report.check("fetch deltas: with only mode none agreed, no step arrives compressed (%s steps): %s"
+                     % ("/".join(sorted(modes)), TYPE_NAMES.get(t)), ok)
+
+    def s_http():
+        """Section 10: the HTTP layer's decided points, when the server serves HTTP."""
+        import http.client
+
+        def get(path, headers=None, method="GET", body=None):
+            h = http.client.HTTPConnection(host, port, timeout=Conn.timeout)
+            h.request(method, path, body=body, headers=headers or {})
+            r = h.getresponse()
+            data = r.read()
+            h.close()
+            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+
+        status, headers, _ = get("/v1/model")
+        if status != 200 or "x-fed-model-version" not in headers:
+            print("note  HTTP /v1/model not served (%d): section 10 checks skipped" % status)
+            return
+        v = int(headers["x-fed-model-version"])
+        for field in ('W/"v%d"' % v, '"v%d", W/"v%d"' % (v + 1, v), '*'):
+            status, _, _ = get("/v1/model", {"If-None-Match": field})
+            report.check("HTTP: If-None-Match %s gets 304 (weak comparison, lists, *; 10.1)" % field, status == 304,
+                         str(status))
+        status, _, _ = get("/v1/model", {"If-None-Match": 'W/"v%d"' % (v + 1)})
+        report.check("HTTP: If-None-Match naming another version gets 200", status == 200, str(status))
+        status, _, _ = get("/v1/model/%d" % v)
+        report.check("HTTP: /v1/model/%d gets 200" % v, status == 200, str(status))
+        for spelling in ("0%d" % v, "+%d" % v, "%d.0" % v, "%%3%d" % (v % 10) if v < 10 else "0x%x" % v):
+            status, _, _ = get("/v1/model/" + spelling)
+            report.check("HTTP: /v1/model/%s (not canonical decimal) gets 404 (10.1)" % spelling, status == 404,
+                         str(status))
+        for number in ("01", "1.", ".5", "+1"):
+            body = "id=conformance-json&send=True&datasets=10&weights=" + urllib_quote("[[%s]]" % number)
+            status, _, data = get("/", {"Content-Type": "application/x-www-form-urlencoded"}, "POST", body)
+            try:
+                code = json.loads(data)["code"]
+            except ValueError:
+                code = None
+            report.check("HTTP: a weight written %s is refused with 400 malformed_payload (8; 10)" % number,
+                         status == 400 and code == E["malformed_payload"], "%d %r" % (status, data[:120]))
+        body = "id=conformance-json&send=True&datasets=10&weights=" + urllib_quote("[[1.5]]")
+        status, _, data = get("/", {"Content-Type": "application/x-www-form-urlencoded"}, "POST", body)
+        report.check("HTTP: a valid JSON number gets past parsing (400 shape_mismatch, 34)",
+                     status == 400 and b'"code": 34' in data, "%d %r" % (status, data[:120]))
+
     scenario("handshake", s_handshake)
     scenario("versions", s_versions)
     scenario("fetch/push", s_fetch_push)
@@ -719,6 +964,9 @@ def run_server(host, port, report):
     scenario("errors", s_errors)
     scenario("pipelining", s_pipelining)
     scenario("bytewise", s_bytewise)
+    scenario("spec points", s_spec_points)
+    scenario("fetch deltas", s_fetch_deltas)
+    scenario("http", s_http)
 
 
 def main():

@@ -275,12 +275,14 @@ step_tensors = [tensors_json(blob3(SMALL, "fp16")[1])] * 2
 add("model_delta_fp16", frame(11, 31, u64(44) + u64(20000) + u64(42) + u16(2)
                               + b"".join(u32(len(s)) + s for s in steps), version=3),
     "MODEL_DELTA (version 3): version 42 becomes 44 by adding two fp16 steps in order",
-    [msg("model_delta", 31, version=44, datasets=20000, from_version=42, steps=step_tensors)], canonical=True)
+    [msg("model_delta", 31, version=44, datasets=20000, from_version=42, encoding="fp16", steps=step_tensors)],
+    canonical=True)
 b_int4, dec_int4 = blob3(DELTA, "int4", "zlib")
 add("model_delta_int4", frame(11, 32, u64(43) + u64(20000) + u64(42) + u16(1) + u32(len(b_int4)) + b_int4,
                               version=3),
     "MODEL_DELTA with one int4 step, zlib",
-    [msg("model_delta", 32, version=43, datasets=20000, from_version=42, steps=[tensors_json(dec_int4)])])
+    [msg("model_delta", 32, version=43, datasets=20000, from_version=42, encoding="int4",
+         steps=[tensors_json(dec_int4)])])
 add("error_unknown_base", frame(8, 30, u16(43) + u8(0) + u8(1) + u8(3) + string("version 41 is not held"),
                                  version=3),
     "ERROR unknown_base (43, version 3): a delta against a version the server does not hold",
@@ -302,6 +304,28 @@ bad_size[3 + 2 * (2 + 4) + 4 + 3] ^= 1  # raw size: the byte before stored size
 add("push_v3_int4_raw_size", frame(6, 36, string("eve") + u64(600) + u64(41) + u64(77) + u8(1) + bytes(bad_size),
                                    version=3),
     "int4 blob whose raw size is not the blocks' encoded size", error=("message", "size_mismatch"))
+add("welcome_v3_two_delta_bits", frame(2, 1, u8(3) + u8(0b111) + string("fed-server") + u64(12) + u64(60000)
+                                      + u32(1 << 20) + u64(796840) + u64(60000) + u8(0b11111) + u8(0b01100)),
+    "WELCOME version 3 whose delta_encoding names two dtypes (int8 and int4): it names at most one",
+    error=("message", "malformed_payload"))
+b_int2, dec_int2 = blob3(DELTA, "int2")
+dirty = bytearray(b_int2)
+dirty[-1] |= 0b11000000  # the [3] tensor's 3 codes use the low 6 bits of its last byte
+add("push_v3_int2_dirty_padding", frame(6, 39, string("eve") + u64(600) + u64(41) + u64(77) + u8(1) + bytes(dirty),
+                                        version=3),
+    "int2 PUSH whose last tensor's last code byte has its unused high bits set: a receiver ignores them "
+    "(same values as with zeros; a sender writes zeros)",
+    [msg("push", 39, client_id="eve", datasets=600, base_version=41, push_id=77, delta=True, encoding="int2",
+         compression="none", tensors=tensors_json(dec_int2))])
+LOSSY_N = (64 << 20) // 4 + 1  # 4 x elements is over 64 MiB, the int2 data is 4.5 MB
+lossy_raw = 8 * ((LOSSY_N + 255) // 256) + (LOSSY_N + 3) // 4
+add("blob_lossy_over_max_decompressed",
+    frame(6, 40, string("eve") + u64(600) + u64(41) + u64(0) + u8(0) + u8(1) + u16(1) + u8(5) + u8(1) + u32(LOSSY_N)
+          + u32(lossy_raw) + u32(len(zlib.compress(b"\0" * lossy_raw, 9))) + zlib.compress(b"\0" * lossy_raw, 9),
+          version=3),
+    "int2 PUSH of %d values: its raw size (%d bytes) is under max_decompressed, 4 bytes a value is not; "
+    "max_decompressed bounds the decoded Float32 size" % (LOSSY_N, lossy_raw),
+    error=("message", "decompressed_too_large"))
 add("model_delta_in_v2", frame(11, 37, u64(43) + u64(1) + u64(42) + u16(0), version=2),
     "MODEL_DELTA in a version-2 frame: type 0x0b is not defined before version 3",
     error=("frame", "unknown_message_type"))
@@ -318,6 +342,12 @@ add("bad_magic", b"GET / HTTP/1.1\r\n\r\n" + good, "bytes that are not a frame (
     error=("frame", "bad_magic"))
 add("unsupported_version", frame(9, 1, u64(1), version=4), "a frame of protocol version 4",
     error=("frame", "unsupported_version"))
+add("error_unsupported_version_before_hello",
+    frame(8, 0, u16(2) + u8(0) + u8(1) + u8(3) + string("protocol version 4 is not supported; this peer speaks 1...3")),
+    "a server's answer to a frame of version 4 before HELLO: ERROR unsupported_version in a version-1 frame, "
+    "request id 0 (the header is not trusted), naming versions 1...3",
+    [msg("error", 0, code=2, retryable=False, min_version=1, max_version=3,
+         message="protocol version 4 is not supported; this peer speaks 1...3")], canonical=True)
 add("unknown_type", frame(0x7F, 1, u64(1)), "a frame of message type 0x7f", error=("frame", "unknown_message_type"))
 add("unknown_flag", frame(9, 1, u64(1), flags=0x0001), "a frame with flag bit 0 set",
     error=("frame", "unsupported_flags"))
@@ -422,6 +452,15 @@ add("checkpoint_strategy_state", checkpoint(5, 25000, SMALL, fmt=2, sections=[(2
                                                         "weight": 0.5, "norm": 1.25, "delta": tensors_json(SMALL)}],
                                             "tensors": {"m": tensors_json(SMALL)}, "scalars": {"clip": 0.75}}}}],
     kind="checkpoint")
+def checkpoint_fp16(version, datasets, tensors):
+    b = blob3(tensors, "fp16")[0]
+    body = b"FEDK" + u16(1) + u16(0) + u64(version) + u64(datasets) + u32(len(b)) + b
+    return body + u32(zlib.crc32(body))
+
+
+add("checkpoint_fp16_blob", checkpoint_fp16(5, 25000, SMALL),
+    "a checkpoint whose blob stores fp16: a checkpoint holds float32 (dtype 1) only",
+    error=("checkpoint", "unsupported_d_type"), kind="checkpoint")
 add("checkpoint_unknown_required_section", checkpoint(5, 25000, SMALL, fmt=2, sections=[(3, b"x")]),
     "a format-2 checkpoint with a section tag (3) this version does not define and may not skip",
     error=("checkpoint", "unsupported_version"), kind="checkpoint")
@@ -432,7 +471,7 @@ add("checkpoint_future_format", checkpoint(5, 25000, SMALL, fmt=3), "a checkpoin
     error=("checkpoint", "unsupported_version"), kind="checkpoint")
 
 manifest = {
-    "protocol_versions": [1, 2],
+    "protocol_versions": [1, 2, 3],
     "generator": "Protocol/vectors/generate.py",
     "limits": {"max_payload": 16 << 20, "max_decompressed": 64 << 20, "max_tensors": 64, "max_rank": 8},
     "notes": [
@@ -441,6 +480,8 @@ manifest = {
         "error.stage 'frame': the frame decoder fails; 'message': the frame is intact but its payload does not "
         "decode; 'checkpoint': reading the file as a checkpoint fails.",
         "tensors carry the CRC-32 of their little-endian Float32 bytes and, when short, each value's IEEE bits.",
+        "values stored in a lossy dtype (PUSH 'encoding', MODEL_DELTA 'encoding': the dtype of every step) are "
+        "listed decoded, as Float32.",
         "canonical: encoding the decoded messages must reproduce the file byte for byte (uncompressed only).",
     ],
     "vectors": vectors,

@@ -177,12 +177,19 @@ extension BenchCommand {
 
         func write(_ rows: [Row]) throws {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            var csv =
-                "clients,period_s,seconds,round_trips_per_s,fetch_p50_ms,fetch_p99_ms,fetch_max_ms,push_p50_ms,push_p99_ms,push_max_ms,errors,reconnects,server_rss_mb,server_cpu_pct\n"
-            for r in rows {
-                csv +=
-                    "\(r.clients),\(r.period),\(r.seconds),\(r.roundTripsPerSecond),\(r.fetchP50ms),\(r.fetchP99ms),\(r.fetchMaxms),\(r.pushP50ms),\(r.pushP99ms),\(r.pushMaxms),\(r.errors.values.reduce(0, +)),\(r.reconnects),\(r.serverResidentMB),\(r.serverCPUPercent)\n"
-            }
+            let csv = CSV.document(
+                header: [
+                    "clients", "period_s", "seconds", "round_trips_per_s", "fetch_p50_ms", "fetch_p99_ms",
+                    "fetch_max_ms", "push_p50_ms", "push_p99_ms", "push_max_ms", "errors", "reconnects",
+                    "server_rss_mb", "server_cpu_pct",
+                ],
+                rows: rows.map {
+                    [
+                        $0.clients, $0.period, $0.seconds, $0.roundTripsPerSecond, $0.fetchP50ms, $0.fetchP99ms,
+                        $0.fetchMaxms, $0.pushP50ms, $0.pushP99ms, $0.pushMaxms, $0.errors.values.reduce(0, +),
+                        $0.reconnects, $0.serverResidentMB, $0.serverCPUPercent,
+                    ]
+                })
             try csv.write(toFile: out + "/fleet.csv", atomically: true, encoding: .utf8)
             try BenchOutput.json(rows, to: out + "/fleet.json")
             try FleetChart.svg(rows.filter { $0.period == period }).write(

@@ -271,12 +271,17 @@ extension BenchCommand {
 
         func write(_ rows: [Row], clients: Int) throws {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            var csv =
-                "weights,encoding,clients,fetch_bytes,push_bytes,encode_ms,decode_ms,round_trips_per_s,p50_ms,p99_ms,client_cpu_ms,server_cpu_ms\n"
-            for r in rows {
-                csv +=
-                    "\(r.weights),\(r.encoding),\(r.clients),\(r.fetchBytes),\(r.pushBytes),\(r.encodeMs),\(r.decodeMs),\(r.roundTripsPerSecond),\(r.p50Ms),\(r.p99Ms),\(r.clientCPUms),\(r.serverCPUms)\n"
-            }
+            let csv = CSV.document(
+                header: [
+                    "weights", "encoding", "clients", "fetch_bytes", "push_bytes", "encode_ms", "decode_ms",
+                    "round_trips_per_s", "p50_ms", "p99_ms", "client_cpu_ms", "server_cpu_ms",
+                ],
+                rows: rows.map {
+                    [
+                        $0.weights, $0.encoding, $0.clients, $0.fetchBytes, $0.pushBytes, $0.encodeMs, $0.decodeMs,
+                        $0.roundTripsPerSecond, $0.p50Ms, $0.p99Ms, $0.clientCPUms, $0.serverCPUms,
+                    ]
+                })
             try csv.write(toFile: out + "/wire.csv", atomically: true, encoding: .utf8)
             try BenchOutput.json(rows, to: out + "/wire.json")
             let points = rows.filter { $0.weights == "trained" && $0.clients == clients }

@@ -146,11 +146,17 @@ extension BenchCommand.Wire {
 
     func writeLinks(_ rows: [LinkRow]) throws {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        var csv = "link,shaping,encoding,fetch_bytes,push_bytes,round_trip_s,client_cpu_ms,server_cpu_ms\n"
-        for r in rows {
-            csv +=
-                "\(r.link),\(r.shaping),\(r.encoding),\(r.fetchBytes),\(r.pushBytes),\(r.roundTripSeconds),\(r.clientCPUms),\(r.serverCPUms)\n"
-        }
+        let csv = CSV.document(
+            header: [
+                "link", "shaping", "encoding", "fetch_bytes", "push_bytes", "round_trip_s", "client_cpu_ms",
+                "server_cpu_ms",
+            ],
+            rows: rows.map {
+                [
+                    $0.link, $0.shaping, $0.encoding, $0.fetchBytes, $0.pushBytes, $0.roundTripSeconds,
+                    $0.clientCPUms, $0.serverCPUms,
+                ]
+            })
         try csv.write(toFile: out + "/links.csv", atomically: true, encoding: .utf8)
         try BenchOutput.json(rows, to: out + "/links.json")
         try LinkChart.svg(rows).write(toFile: out + "/links.svg", atomically: true, encoding: .utf8)

@@ -14,7 +14,7 @@ public struct FrameHeader: Hashable, Sendable {
     public static let size = 20
     /// The protocol versions this implementation speaks (SPEC.md section 3.1).
     public static let supportedVersions: ClosedRange<UInt8> = 1...3
-    /// Flag bits defined by versions 1 and 2: none. Every other bit must be zero.
+    /// Flag bits defined by versions 1-3: none. Every bit must be zero.
     public static let knownFlags: UInt16 = 0
 
     public var version: UInt8

@@ -15,6 +15,11 @@ public struct Limits: Hashable, Sendable {
     /// Value encodings (`ValueEncoding.bit`) a blob may use: float32 alone
     /// except in version-3 frames (section 6.3).
     public var valueEncodings: UInt8 = ValueEncoding.float32.bit
+    /// Value encodings a blob in a version-3 frame may use, float32 always
+    /// included: every dtype of section 6.3 by default; a server narrows it to
+    /// the dtypes its `WELCOME.encodings` announces, so a blob using another
+    /// one is refused from its header (`unsupported_d_type`).
+    public var version3Encodings: UInt8 = 0b1_1111
 
     public init(
         maxPayloadBytes: Int = 16 << 20,

@@ -73,8 +73,9 @@ public struct Welcome: Hashable, Sendable {
     public var datasets: UInt64
     /// The largest payload the server accepts.
     public var maxPayloadBytes: UInt32
-    /// Version 2 and later: the largest raw size of a blob the server accepts
-    /// (`max_decompressed`); 0 when not announced (version 1).
+    /// Version 2 and later: the largest decoded size of a blob the server
+    /// accepts (`max_decompressed`), 4 bytes a value whatever the blob's
+    /// dtypes; 0 when not announced (version 1).
     public var maxDecompressedBytes: UInt64
     /// Version 2 and later: the largest `datasets` one push may claim; 0 when
     /// not announced (version 1).
@@ -82,8 +83,9 @@ public struct Welcome: Hashable, Sendable {
     /// Version 3: the `ValueEncoding` bits the server accepts in pushes
     /// (float32 always); 0 when not announced.
     public var encodings: UInt8
-    /// Version 3: the encoding of the server's `MODEL_DELTA` steps, 0 when it
-    /// sends none (full models only).
+    /// Version 3: the encoding of the server's `MODEL_DELTA` steps as a
+    /// `ValueEncoding.bit` (at most one bit set), 0 when it sends none (full
+    /// models only).
     public var deltaEncoding: UInt8
 
     public init(

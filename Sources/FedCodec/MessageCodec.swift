@@ -143,7 +143,9 @@ public enum MessageCodec {
         try withBytes(frame.payload) { (raw) throws(CodecError) -> Message in
             var r = ByteReader(raw)
             var limits = limits
-            if frame.header.version >= 3 { limits.valueEncodings = 0b1_1111 }
+            if frame.header.version >= 3 {
+                limits.valueEncodings = limits.version3Encodings | ValueEncoding.float32.bit
+            }
             let message = try decodePayload(type: frame.header.type, version: frame.header.version, &r, limits: limits)
             try r.expectEnd("the \(frame.header.type) payload")
             return message
@@ -184,6 +186,12 @@ public enum MessageCodec {
             if version >= 3 {
                 encodings = try r.u8("encodings")
                 deltaEncoding = try r.u8("delta encoding")
+                // One dtype for every step, or none (SPEC.md section 3.2).
+                guard deltaEncoding.nonzeroBitCount <= 1 else {
+                    throw CodecError(
+                        .malformedPayload,
+                        "delta encoding 0x\(String(deltaEncoding, radix: 16)) names more than one dtype")
+                }
             }
             return .welcome(
                 Welcome(
@@ -288,7 +296,9 @@ public enum MessageCodec {
                 if frame.header.version >= 2 { _ = try r.u64("push id") }
                 if frame.header.version >= 3 { _ = try r.u8("push flags") }
                 var limits = limits
-                if frame.header.version >= 3 { limits.valueEncodings = 0b1_1111 }
+                if frame.header.version >= 3 {
+                    limits.valueEncodings = limits.version3Encodings | ValueEncoding.float32.bit
+                }
                 return try TensorBlob.header(&r, limits: limits).shapes
             } catch {
                 return nil

@@ -102,11 +102,13 @@ public enum TensorBlob {
         for index in 0..<count {
             let dtype = try reader.u8("tensor \(index) dtype")
             guard let encoding = ValueEncoding(rawValue: dtype), limits.valueEncodings & encoding.bit != 0 else {
+                let accepted = ValueEncoding.allCases.filter { limits.valueEncodings & $0.bit != 0 }
                 throw CodecError(
                     .unsupportedDType,
-                    limits.valueEncodings == ValueEncoding.float32.bit
-                        ? "tensor \(index) has dtype \(dtype); only 1 (float32) is defined"
-                        : "tensor \(index) has dtype \(dtype); accepted here: 1-5 (section 6.3)")
+                    accepted == [.float32]
+                        ? "tensor \(index) has dtype \(dtype); only 1 (float32) is accepted here"
+                        : "tensor \(index) has dtype \(dtype); accepted here: "
+                            + accepted.map { "\($0.rawValue) (\($0))" }.joined(separator: ", "))
             }
             encodings.append(encoding)
             let rank = Int(try reader.u8("tensor \(index) rank"))

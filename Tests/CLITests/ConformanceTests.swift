@@ -36,6 +36,28 @@ struct ConformanceTests {
         #expect(server.terminate() == 0)
     }
 
+    @Test("It passes against a server with fetch deltas and fewer accepted dtypes, checking what they decide")
+    func passesWithFetchDeltas() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let server = try ServerProcess(
+            checkpoint: dir.appendingPathComponent("m.fedk").path,
+            extra: ["--fetch-deltas", "int8", "--encodings", "fp32,fp16,int2"])
+        let (status, text) = try Conformance.python([
+            Conformance.script, "--vectors", "", "--server", "127.0.0.1:\(server.port)",
+        ])
+        #expect(status == 0, "\(text)")
+        let (_, failed) = try #require(Conformance.counts(text), "\(text)")
+        #expect(failed == 0, "\(text)")
+        for check in [
+            "MODEL_DELTA, its payload smaller than MODEL's", "with only mode none agreed",
+            "not in WELCOME.encodings, gets unsupported_d_type", "an int8 push to a server that does not announce int8",
+        ] {
+            #expect(text.contains("PASS  ") && text.contains(check), "\(check) was not checked: \(text)")
+        }
+        #expect(server.terminate() == 0)
+    }
+
     @Test("It fails loudly against a deliberately broken peer")
     func failsAgainstBrokenPeer() throws {
         let broken = Process()

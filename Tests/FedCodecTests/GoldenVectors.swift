@@ -112,7 +112,7 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
         type = "model_delta"
         fields = [
             "version": Int(d.version), "datasets": Int(d.datasets), "from_version": Int(d.fromVersion),
-            "steps": d.steps.map { tensors($0) },
+            "encoding": d.encoding.description, "steps": d.steps.map { tensors($0) },
         ]
     case .ack(let version, let datasets):
         type = "ack"

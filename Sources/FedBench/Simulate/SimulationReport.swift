@@ -162,13 +162,13 @@ enum SimulationReport {
         ]
         let json = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
         try json.write(to: URL(fileURLWithPath: dir + "/summary.json"))
-        var csv = "strategy,scenario,seed,virtual_seconds,bytes,samples,accuracy\n"
-        for r in results {
-            for p in r.curve {
-                csv +=
-                    "\"\(r.strategy)\",\"\(r.scenario)\",\(r.seed),\(p.virtualSeconds),\(p.bytes),\(p.samples),\(p.accuracy)\n"
-            }
-        }
+        let csv = CSV.document(
+            header: ["strategy", "scenario", "seed", "virtual_seconds", "bytes", "samples", "accuracy"],
+            rows: results.flatMap { r in
+                r.curve.map { p -> [Any] in
+                    [r.strategy, r.scenario, r.seed, p.virtualSeconds, p.bytes, p.samples, p.accuracy]
+                }
+            })
         try csv.write(toFile: dir + "/curve.csv", atomically: true, encoding: .utf8)
         try svg(results).write(toFile: dir + "/curves.svg", atomically: true, encoding: .utf8)
     }

@@ -274,10 +274,11 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         }
         let compression = compressions & wanted.bit != 0 ? wanted : .none
         var (header, payload) = model.modelFrame(requestID: id, compression: compression, version: version)
-        // A version-3 client that holds a retained version and accepts the steps' encoding
-        // gets the steps when they are smaller than the model.
+        // A version-3 client that holds a retained version and accepts the steps' encoding and
+        // their blobs' compression gets the steps when their payload is smaller than the MODEL's.
         if version >= 3, let encoding = context.configuration.deltaEncoding, deltaEncodings & encoding.bit != 0,
             let steps = context.store.steps(from: held, to: model),
+            steps.allSatisfy({ !$0.isEmpty && $0[0] < 8 && compressions & (1 << $0[0]) != 0 }),
             steps.reduce(0, { $0 + 4 + $1.count }) + 26 < payload.readableBytes
         {
             let bytes = MessageCodec.modelDeltaPayload(
@@ -309,10 +310,6 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         let client = LogSafe.text(clientID ?? "?")
         if compressions & push.compression.bit == 0 {
             return sendError(ctx, .unsupportedCompression, "\(push.compression) was not agreed", requestID: id)
-        }
-        if (context.configuration.encodings | 1) & push.encoding.bit == 0 {
-            return sendError(
-                ctx, .unsupportedDType, "this server does not accept \(push.encoding) values", requestID: id)
         }
         if context.lifecycle.isDraining {
             return sendError(ctx, .shuttingDown, "the server is shutting down; push again later", requestID: id)

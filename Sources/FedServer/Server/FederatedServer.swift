@@ -138,6 +138,7 @@ public final class FederatedServer: Sendable {
         self.group = group
         self.ownsGroup = eventLoopGroup == nil
         let tls = try configuration.tls?.makeContext()
+        if let warning = configuration.tls?.validityWarning() { logger.warning("\(warning)") }
         let registry = ConnectionRegistry(
             limit: configuration.maxConnections, perAddressLimit: configuration.maxConnectionsPerAddress)
         self.registry = registry

@@ -277,13 +277,17 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             snapshot = current
             immutable = false
         } else {
-            guard let version = UInt64(target.dropFirst("/v1/model/".count)),
-                let found = context.store.retained(version: version)
-            else {
+            let name = target.dropFirst("/v1/model/".count)
+            guard let version = ModelResource.version(name) else {
                 return respondError(
                     ctx, head, .notFound, .unexpectedMessage,
-                    "version \(target.dropFirst("/v1/model/".count)) is not held; the current one is \(current.version)"
+                    "no such resource: a version is named in decimal without sign or leading zeros (/v1/model/\(current.version))"
                 )
+            }
+            guard let found = context.store.retained(version: version) else {
+                return respondError(
+                    ctx, head, .notFound, .unexpectedMessage,
+                    "version \(version) is not held; the current one is \(current.version)")
             }
             snapshot = found
             immutable = true
@@ -295,11 +299,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             ("Cache-Control", immutable ? "\(scope), max-age=31536000, immutable" : "\(scope), no-cache"),
         ]
         if !immutable { extra.append(("Content-Location", "/v1/model/\(snapshot.version)")) }
-        if head.headers["if-none-match"].contains(where: {
-            $0.split(separator: ",").contains {
-                $0.trimmingCharacters(in: .whitespaces) == etag || $0.trimmingCharacters(in: .whitespaces) == "*"
-            }
-        }) {
+        if ModelResource.ifNoneMatch(head.headers["if-none-match"], matches: etag) {
             return respond(
                 ctx, head, status: .notModified, body: ctx.channel.allocator.buffer(capacity: 0),
                 type: "application/vnd.fed.model", extraHeaders: extra, noBody: true)

@@ -163,7 +163,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     /// garbage after 0x16) ends here: logged, and the connection closed.
     func errorCaught(context ctx: ChannelHandlerContext, error: any Error) {
         let peer = ctx.remoteAddress?.description ?? "?"
-        context.logger.info("closing connection from \(peer): \(error)")
+        context.logger.info("closing connection from \(peer): \(TLSDiagnostics.reason(error))")
         ctx.close(promise: nil)
     }
 

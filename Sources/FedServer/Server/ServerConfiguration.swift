@@ -155,6 +155,7 @@ public struct ServerTLS: Sendable {
 /// `max_payload = R + R/64 + 64 KiB` (zlib's worst-case growth is far below
 /// 1/64, plus the message's fields), HTTP body `40 bytes a weight + 64 KiB`
 /// (a form-encoded JSON number with its separator is at most about 30).
+/// Blobs in version-3 frames may use only the dtypes of `encodings`.
 public struct ResolvedLimits: Sendable, Equatable {
     public var frame: Limits
     public var maxHTTPBodyBytes: Int
@@ -165,6 +166,7 @@ public struct ResolvedLimits: Sendable, Equatable {
         frame =
             configuration.limits
             ?? Limits(maxPayloadBytes: raw + raw / 64 + (64 << 10), maxDecompressedBytes: raw)
+        frame.version3Encodings = configuration.encodings | ValueEncoding.float32.bit
         maxHTTPBodyBytes = configuration.maxHTTPBodyBytes ?? (40 * weights + (64 << 10))
     }
 }
