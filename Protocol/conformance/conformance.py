@@ -724,6 +724,10 @@ def run_server(host, port, report):
         expect_error("FETCH before HELLO", frame(T["fetch"], 1, u64(0) + u8(0)), E["handshake_required"], handshake_first=False)
         expect_error("a client sending MODEL", frame(T["model"], 2, u64(1) + u64(1) + blob([])), E["unexpected_message"])
         expect_error("PUSH with NaN", frame(T["push"], 3, head + blob(nan, 0)), E["non_finite_value"])
+        big = [(s, list(v)) for s, v in t]
+        big[2][1][7] = 1.5e15  # finite, beyond max_magnitude (1e15, section 4.2)
+        expect_error("PUSH with a value beyond max_magnitude", frame(T["push"], 3, head + blob(big, 0)),
+                     E["non_finite_value"])
         expect_error("PUSH with wrong shapes", frame(T["push"], 4, head + blob(t[:5], 0)), E["shape_mismatch"])
         expect_error("PUSH with datasets 0", frame(T["push"], 5, sstr("c") + u64(0) + u64(0) + blob(t, 1)), E["invalid_datasets"])
         expect_error("bad magic after the handshake", b"XXXX" + b"\0" * 16, E["bad_magic"], fatal=True)
