@@ -127,7 +127,8 @@ public final class FederatedServer: Sendable {
         self.registry = registry
         let context = ServerContext(
             configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
-            budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger, tls: tls)
+            budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger, tls: tls,
+            handshakes: HandshakeLimiter(limits: configuration.tlsHandshakeLimits))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -317,6 +318,8 @@ struct ServerContext: Sendable {
     let logger: Logger
     /// The TLS context when `configuration.tls` is set.
     let tls: NIOSSLContext?
+    /// Admits TLS handshakes within `configuration.tlsHandshakeLimits`.
+    let handshakes: HandshakeLimiter
 
     /// Submits `update` to the committer with its tensors held in the memory
     /// budget (as a request) until the commit answers, so pushes waiting for a
