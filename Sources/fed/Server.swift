@@ -79,7 +79,10 @@ extension Fed {
         @Option(help: "Seconds a connection may stay silent.") var idleTimeout = 300
         @Option(help: "Seconds a new connection has to send its first bytes.") var firstBytesTimeout = 5
         @Option(help: "Seconds to receive one request (headers included) once it has started.") var requestTimeout = 30
-        @Option(help: "Seconds a shutdown waits for pushes in flight before it writes the checkpoint and exits.")
+        @Option(
+            help:
+                "Seconds a shutdown waits for pushes in flight (and an edge for its upstream) before it writes the checkpoint and exits."
+        )
         var shutdownGrace = 10
         @Option(
             help:

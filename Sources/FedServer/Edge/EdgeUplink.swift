@@ -181,7 +181,7 @@ public final class EdgeUplink: Sendable {
                     try sync()
                     if failures > 0 { logger.info("upstream reachable again") }
                     failures = 0
-                } catch  where stopped.load(ordering: .acquiring) {
+                } catch let error where stopped.load(ordering: .acquiring) {
                     logger.warning("upstream round ended by the shutdown: \(error)")
                     break
                 } catch {
