@@ -234,7 +234,14 @@ public final class RequestCutoff: Sendable {
 
     /// Ends operations at `time` (at once if it has passed), unless an earlier time was set.
     public func cut(at time: DispatchTime) {
-        _ = nanoseconds.min(time.uptimeNanoseconds, ordering: .acquiringAndReleasing)
+        // A compare-exchange loop: `Atomic.min` returns the new value without storing it (Swift 6.3 on Linux).
+        var current = nanoseconds.load(ordering: .acquiring)
+        while time.uptimeNanoseconds < current {
+            let (exchanged, found) = nanoseconds.compareExchange(
+                expected: current, desired: time.uptimeNanoseconds, ordering: .acquiringAndReleasing)
+            if exchanged { return }
+            current = found
+        }
     }
 }
 
