@@ -204,19 +204,23 @@ public final class EdgeUplink: Sendable {
         wake.signal()
     }
 
-    /// Stops the loop and returns by `deadline` (or once the loop has
-    /// stopped, without a deadline): the round in flight ends by then, cut
-    /// off if need be, and when `finalSync` is set and time is left, one last
-    /// round, cut off at the same deadline, sends the updates gathered since.
-    /// A round cut off leaves every update it did not get acknowledged in the
-    /// checkpoint (gathering, or in the outbox with its push id), pushed at
-    /// the next start.
+    /// How long past its deadline `stop` waits for a round whose link was
+    /// cut off to end (one that honours `cutOff` ends within milliseconds).
+    static let cutoffMargin = DispatchTimeInterval.milliseconds(500)
+
+    /// Stops the loop and returns by `deadline` + `cutoffMargin` (or once the
+    /// loop has stopped, without a deadline): the round in flight ends by
+    /// then, cut off if need be, and when `finalSync` is set and time is
+    /// left, one last round, cut off at the same deadline, sends the updates
+    /// gathered since. A round cut off leaves every update it did not get
+    /// acknowledged in the checkpoint (gathering, or in the outbox with its
+    /// push id), pushed at the next start.
     public func stop(finalSync: Bool, by deadline: DispatchTime = .distantFuture) {
         stopRounds(by: deadline)
         if started.load(ordering: .acquiring) {
-            guard done.wait(timeout: deadline) == .success else {
+            guard done.wait(timeout: deadline + Self.cutoffMargin) == .success else {
                 logger.warning(
-                    "the upstream round in flight did not end by the shutdown deadline; what it did not push is pushed at the next start"
+                    "the upstream round in flight did not end when cut off at the shutdown deadline; what it did not push is pushed at the next start"
                 )
                 return
             }

@@ -190,7 +190,8 @@ public final class FederatedServer: Sendable {
     /// 4. write the checkpoint (every acknowledged update is in it);
     /// 5. close every connection and stop the event loops.
     ///
-    /// Steps 1-3 end within `grace` (default `configuration.shutdownGrace`).
+    /// Steps 1-3 end within `grace` (default `configuration.shutdownGrace`),
+    /// or 0.5 s later for an edge whose `UpstreamLink` cannot be cut off.
     public func shutdown(grace: Duration? = nil) throws {
         // One shutdown: a second caller waits for the first to finish.
         guard lifecycle.beginShutdown() else {
