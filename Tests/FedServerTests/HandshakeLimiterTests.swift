@@ -101,6 +101,9 @@ struct HandshakeLimiterTests {
         #expect(try key("2001:db8:1:2::1") == key("2001:db8:1:2:ffff::9"))
         #expect(try key("2001:db8:1:2::1") != key("2001:db8:1:3::1"))
         #expect(try key("0.0.0.1") != key("::1"))
+        // IPv4 clients of a dual-stack socket do not share one bucket (they all lie in ::/64).
+        #expect(try key("::ffff:127.0.0.2") == key("127.0.0.2"))
+        #expect(try key("::ffff:127.0.0.2") != key("::ffff:127.0.0.1"))
     }
 
     @Test("Refusals are logged at most once every 10 s, with their counts")

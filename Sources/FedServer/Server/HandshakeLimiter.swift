@@ -82,8 +82,9 @@ struct AddressRateTable {
     }
 }
 
-/// The part of a peer's address one rate applies to: an IPv4 address, or
-/// the /64 prefix of an IPv6 address (one subscriber's usual allocation).
+/// The part of a peer's address one rate applies to: an IPv4 address (also
+/// when it arrives IPv4-mapped, `::ffff:a.b.c.d`), or the /64 prefix of an
+/// IPv6 address (one subscriber's usual allocation).
 struct AddressKey: Hashable {
     var high: UInt64
     var low: UInt64
@@ -97,10 +98,13 @@ struct AddressKey: Hashable {
         case .v4(let a)?:
             self.init(high: 4, low: UInt64(UInt32(bigEndian: a.address.sin_addr.s_addr)))
         case .v6(let a)?:
-            let prefix = withUnsafeBytes(of: a.address.sin6_addr) { bytes in
-                bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let bytes = withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+                // An IPv4 client of a dual-stack socket (::ffff:a.b.c.d): limited as that IPv4 address.
+                self.init(high: 4, low: bytes[12..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+            } else {
+                self.init(high: 6, low: bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
             }
-            self.init(high: 6, low: prefix)
         default:
             self.init(high: 0, low: 0)
         }
