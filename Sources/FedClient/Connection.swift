@@ -234,7 +234,8 @@ public final class RequestCutoff: Sendable {
 
     /// Ends operations at `time` (at once if it has passed), unless an earlier time was set.
     public func cut(at time: DispatchTime) {
-        // A compare-exchange loop: `Atomic.min` returns the new value without storing it (Swift 6.3 on Linux).
+        // A compare-exchange loop, not `Atomic.min`: for UInt64 that compares as signed on Swift 6.3 for
+        // Linux (UInt64.max counts as -1, so nothing is ever below it) and stores nothing here.
         var current = nanoseconds.load(ordering: .acquiring)
         while time.uptimeNanoseconds < current {
             let (exchanged, found) = nanoseconds.compareExchange(
