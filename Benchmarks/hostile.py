@@ -30,8 +30,14 @@ and prints one line per bar with the measured figures and PASS or FAIL:
   staleness      --max-staleness 1000 on the MNIST model refused at start with the
                  limit named; the largest allowed, with 400 pushes, within
                  --memory-budget + 64 MB of resident memory
+  edge-sigterm   SIGTERM to an edge whose upstream accepts and stays silent, and
+                 one whose upstream sends a byte every 5 s (--shutdown-grace 2)
+  tls-flood      one recorded ClientHello replayed from 127.0.0.2 at 570/s (each
+                 connection left open 10 s) while a client on 127.0.0.1 times
+                 TLS handshake + HELLO, without and with the handshake limits
 
-Every request loop is bounded in count and time, and only 127.0.0.1 is used.
+Every request loop is bounded in count and time, and only loopback is used
+(127.0.0.1, and 127.0.0.2 as a second host).
 Usage: python3 Benchmarks/hostile.py [--fed .build/release/fed] [--only NAME ...]
 Exit status 0 when every bar passes.
 """
@@ -41,6 +47,7 @@ import random
 import resource
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -690,11 +697,282 @@ def staleness(fed):
         "(bar %d MB); start-up log: %s" % (start / MB, peak / MB, 256 + 64, line.split("retained versions: ")[-1][:160]))
 
 
+# ---------------------------------------------------------------- edge shutdown and TLS handshakes
+
+class StallingUpstream(threading.Thread):
+    """A fake upstream on 127.0.0.1: accepts, reads and drops, and answers nothing
+    (dribble=None) or one byte of a valid frame every `dribble` seconds. Stops at
+    stop() or after 120 s."""
+
+    def __init__(self, dribble=None):
+        super().__init__(daemon=True)
+        self.dribble, self.accepted, self.done = dribble, 0, threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.frame = C.frame(C.T["error"], 1, C.u16(C.E["overloaded"]) + C.u8(1) + C.sstr("slow"))
+        self.start()
+
+    def run(self):
+        end = time.time() + 120
+        while not self.done.is_set() and time.time() < end:
+            try:
+                s, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            self.accepted += 1
+            threading.Thread(target=self.serve, args=(s, end), daemon=True).start()
+        self.listener.close()
+
+    def serve(self, s, end):
+        s.settimeout(0.1)
+        sent, due = 0, time.time()
+        try:
+            while not self.done.is_set() and time.time() < end:
+                if self.dribble and sent < len(self.frame) and time.time() >= due:
+                    s.sendall(self.frame[sent:sent + 1])
+                    sent, due = sent + 1, time.time() + self.dribble
+                try:
+                    if not s.recv(65536):
+                        return
+                except socket.timeout:
+                    pass
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    def stop(self):
+        self.done.set()
+
+
+def edge_sigterm(fed, grace=2):
+    figures, ok = [], True
+    for name, dribble in (("silent", None), ("a byte every 5 s", 5)):
+        upstream = StallingUpstream(dribble)
+        srv = Server(fed, ["--upstream", "127.0.0.1:%d" % upstream.port, "--upstream-id", "hostile-edge",
+                           "--upstream-interval", "0.5", "--shutdown-grace", str(grace)])
+        deadline = time.time() + 10
+        while upstream.accepted == 0 and time.time() < deadline:
+            time.sleep(0.05)
+        acked = 0
+        for i in range(3):
+            c = Client(srv.port, "edge-client-%d" % i)
+            t, _, _ = c.push(C.blob(MLP, 2), 100)
+            acked += t == C.T["ack"]
+            c.s.close()
+        time.sleep(1.0)  # the edge's round is waiting for the upstream meanwhile
+        t0 = time.time()
+        srv.p.send_signal(signal.SIGTERM)
+        try:
+            code = srv.p.wait(120)
+        except subprocess.TimeoutExpired:
+            code = None
+            srv.p.kill()
+            srv.p.wait()
+        took = time.time() - t0
+        upstream.stop()
+        try:
+            with open(srv.checkpoint, "rb") as f:
+                scalars = C.decode_checkpoint(f.read())["message"].get("strategy_state", {}).get("scalars", {})
+            held = int(scalars.get("edge.pending.updates", 0) + scalars.get("edge.outbox.updates", 0))
+        except Exception:
+            held = -1
+        # The round in flight ended because its upstream calls were cut off, not by the shutdown giving up on it.
+        cut = "ended by the shutdown: cut off" in srv.log_text()
+        ok = ok and code == 0 and took <= grace + 2 and acked == 3 and held == 3 and cut
+        figures.append("%s upstream: exit %s %.2f s after SIGTERM (round cut off: %s), %d of %d acknowledged updates "
+                       "in the checkpoint" % (name, code, took, "yes" if cut else "no", held, acked))
+    bar("edge-sigterm", ok, "; ".join(figures) + " (--shutdown-grace %d, bar %d s)" % (grace, grace + 2))
+
+
+def make_certificate(directory):
+    """A self-signed P-256 certificate for the name localhost (the openssl command)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True)
+    return cert, key
+
+
+def client_hello(context):
+    """The bytes of one ClientHello, from a handshake that goes no further."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tls_handshake_p50(srv, context, seconds, flood=None):
+    """Legitimate handshakes + HELLO/WELCOME from 127.0.0.1, one started every 0.2 s
+    for `seconds` (while `flood`, a function, runs in other threads). An attempt
+    that fails is tried again after 50 ms until it succeeds or 10 s have passed;
+    its time runs from the first try. Returns the p50 in ms (attempts that never
+    succeeded count as infinitely slow), the attempts, the retries, and the
+    server's CPU seconds."""
+    stop = threading.Event()
+    latencies, retries = [], [0]
+
+    def once():
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with context.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(C.frame(C.T["hello"], 1, C.hello("legitimate")))
+                stream = C.FrameStream()
+                f = None
+                while f is None:
+                    data = s.recv(65536)
+                    if not data:
+                        raise OSError("closed")
+                    stream.feed(data)
+                    f = stream.next()
+                if f[0] != C.T["welcome"]:
+                    raise OSError("no WELCOME")
+
+    def attempt():
+        t0 = time.perf_counter()
+        took = float("inf")
+        while time.perf_counter() - t0 < 10:
+            try:
+                once()
+                took = time.perf_counter() - t0
+                break
+            except (OSError, ssl.SSLError):
+                retries[0] += 1
+                time.sleep(0.05)
+        latencies.append(took)
+
+    def prober():
+        attempts = []
+        while not stop.wait(0.2):
+            attempts.append(threading.Thread(target=attempt, daemon=True))
+            attempts[-1].start()
+        for a in attempts:
+            a.join(15)
+
+    threads = [threading.Thread(target=prober, daemon=True)]
+    if flood:
+        threads += flood(stop)
+    cpu0 = cpu_seconds(srv.p.pid)
+    for t in threads:
+        t.start()
+    stop.wait(seconds)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    cpu = cpu_seconds(srv.p.pid) - cpu0
+    xs = sorted(latencies)
+    return (1000 * xs[len(xs) // 2] if xs else float("inf")), len(xs), retries[0], cpu
+
+
+def replay_flood(port, hello, rate, seconds, counts, hold=10.0, threads=8):
+    """`threads` threads replaying `hello` from 127.0.0.2 at `rate` connections a
+    second in all (at most rate x seconds), each connection left open for `hold`
+    seconds (as the cheapest sender would: it never answers) and then reset; all
+    are closed when the measurement ends."""
+    period = threads / float(rate)
+    linger = struct.pack("ii", 1, 0)
+    held, lock = [], threading.Lock()
+
+    def make(stop):
+        def run(i):
+            start = time.time() + i * period / threads
+            for k in range(int(rate * seconds / threads)):
+                due = start + k * period
+                if stop.wait(max(0.0, due - time.time())):
+                    return
+                s = socket.socket()
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    s.settimeout(1)
+                    s.bind(("127.0.0.2", 0))
+                    s.connect(("127.0.0.1", port))
+                    s.sendall(hello)
+                    counts["sent"] += 1
+                    with lock:
+                        held.append((time.time() + hold, s))
+                except OSError:
+                    counts["failed"] += 1
+                    s.close()
+
+        def reap():
+            while True:
+                done = stop.wait(0.05)
+                with lock:
+                    now = time.time()
+                    expired = [s for t, s in held if done or t <= now]
+                    held[:] = [(t, s) for t, s in held if not (done or t <= now)]
+                counts["most held"] = max(counts.get("most held", 0), len(held) + len(expired))
+                for s in expired:
+                    s.close()
+                if done:
+                    return
+        return [threading.Thread(target=run, args=(i,), daemon=True) for i in range(threads)] + \
+            [threading.Thread(target=reap, daemon=True)]
+    return make
+
+
+def metric(port, series):
+    """One series of the server's /metrics, over clear-text HTTP."""
+    s = connect(port, 5)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    for line in out.decode(errors="replace").splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def tls_flood(fed, rate=570, seconds=16):
+    directory = tempfile.mkdtemp(prefix="hostile-tls-")
+    cert, key = make_certificate(directory)
+    context = ssl.create_default_context(cafile=cert)
+    hello = client_hello(context)
+    rows, p50s = [], {}
+    for name, extra in (("no limits", ["--max-tls-handshakes", "0", "--tls-handshake-rate", "0"]),
+                        ("default limits", [])):
+        # Clear text is allowed only to read /metrics; every flood and probe connection is TLS.
+        srv = Server(fed, ["--tls-cert", cert, "--tls-key", key, "--allow-plaintext"] + extra)
+        quiet, _, _, _ = tls_handshake_p50(srv, context, 2)
+        counts = dict(sent=0, failed=0)
+        p50, n, retries, cpu = tls_handshake_p50(srv, context, seconds,
+                                                 replay_flood(srv.port, hello, rate, seconds, counts))
+        refused = [metric(srv.port, 'fed_tls_handshakes_refused_total{reason="%s"}' % r) for r in ("rate", "concurrency")]
+        full = metric(srv.port, "fed_connections_refused_total")
+        alive = srv.alive()
+        srv.stop()
+        p50s[name] = p50
+        rows.append("%s: %d replayed ClientHellos in %d s (%.0f/s, each held open 10 s, at most %d at once; %d failed "
+                    "to connect), %d/%d refused at the handshake limits (rate/cap), %d at the connection limit, "
+                    "server CPU %.1f s; legitimate handshake + HELLO p50 %.1f ms during the flood (%d attempts, "
+                    "%d retries), %.1f ms before it; server alive %s"
+                    % (name, counts["sent"], seconds, counts["sent"] / seconds, counts.get("most held", 0),
+                       counts["failed"], refused[0] or 0, refused[1] or 0, full or 0, cpu, p50, n, retries, quiet,
+                       alive))
+    bar("tls-flood", p50s["default limits"] < 50, "; ".join(rows) + " (bar: p50 < 50 ms with the default limits)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fed", default=os.path.join(HERE, "..", ".build", "release", "fed"))
     ap.add_argument("--connections", type=int, default=1024)
-    ap.add_argument("--only", nargs="*", default=None, help="flood, slow-reader, sigterm, small, values, keys, staleness")
+    ap.add_argument("--only", nargs="*", default=None, help="flood, slow-reader, sigterm, small, values, keys, staleness, edge-sigterm, tls-flood")
     a = ap.parse_args()
     if not os.path.exists(a.fed):
         raise SystemExit("no %s: build it with `swift build -c release` first" % a.fed)
@@ -718,6 +996,10 @@ def main():
         keys_flood(a.fed)
     if want("staleness"):
         staleness(a.fed)
+    if want("edge-sigterm"):
+        edge_sigterm(a.fed)
+    if want("tls-flood"):
+        tls_flood(a.fed)
     print("%d passed, %d failed" % (sum(RESULTS), len(RESULTS) - sum(RESULTS)))
     sys.exit(0 if all(RESULTS) else 1)
 

@@ -1,3 +1,4 @@
+import Dispatch
 import FedCodec
 
 /// What a fetch returned.
@@ -58,7 +59,9 @@ public struct WireEncoding: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The binary protocol over one connection, reconnecting (with a new
-/// handshake) after any failure.
+/// handshake) after any failure. Each `fetch` and `push` ends within
+/// `timeout` seconds, connecting and handshaking included, and by the time
+/// `cutoff` holds.
 ///
 /// With version 3 (`encoding` other than lossless, or `acceptDeltas`) the
 /// transport keeps the last model it fetched: fetches then ask for the steps
@@ -69,6 +72,8 @@ public final class BinaryTransport: ModelTransport {
     public let host: String
     public let port: Int
     public let timeout: Double
+    /// Ends calls at the time it holds, from any thread (nil: only `timeout` does).
+    public let cutoff: RequestCutoff?
     private var session: ClientSession
     private var connection: Connection?
     private var closedBytes = (sent: 0, received: 0)
@@ -81,11 +86,13 @@ public final class BinaryTransport: ModelTransport {
 
     public init(
         host: String, port: Int, clientID: String, compression: Compression = .shuffleZlib, timeout: Double = 30,
-        authToken: String = "", encoding: WireEncoding = .lossless, acceptDeltas: Bool = false
+        authToken: String = "", encoding: WireEncoding = .lossless, acceptDeltas: Bool = false,
+        cutoff: RequestCutoff? = nil
     ) {
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.cutoff = cutoff
         session = ClientSession(
             clientID: clientID, authToken: authToken, compression: compression, encoding: encoding,
             acceptDeltas: acceptDeltas)
@@ -102,11 +109,15 @@ public final class BinaryTransport: ModelTransport {
         connection = nil
     }
 
-    /// The open, handshaken connection, opening one if needed. A connection
+    /// The open, handshaken connection, opening one if needed, with
+    /// `deadline` for everything it does until the next call. A connection
     /// whose handshake fails is dropped, so the next call starts afresh.
-    private func connected() throws -> Connection {
-        if let c = connection { return c }
-        let c = try Connection(host: host, port: port, timeout: timeout)
+    private func connected(by deadline: DispatchTime) throws -> Connection {
+        if let c = connection {
+            c.deadline = deadline
+            return c
+        }
+        let c = try Connection(host: host, port: port, timeout: timeout, deadline: deadline, cutoff: cutoff)
         connection = c
         do {
             c.version = try session.welcomed(c.request(session.hello))
@@ -119,37 +130,43 @@ public final class BinaryTransport: ModelTransport {
 
     /// Sends `message` and returns the answer; a failure other than the
     /// server's answer drops the connection.
-    private func call(_ message: Message) throws -> Message {
+    private func call(_ message: Message, by deadline: DispatchTime) throws -> Message {
         do {
-            return try connected().request(message, level: 1)
+            return try connected(by: deadline).request(message, level: 1)
         } catch {
             reset()
             throw error
         }
     }
 
+    /// `timeout` seconds from now: the end of one call.
+    private func callDeadline() -> DispatchTime { DispatchTime.now() + .nanoseconds(Int(min(timeout, 1e9) * 1e9)) }
+
     public func fetch(heldVersion: UInt64) throws -> FetchResult {
-        _ = try connected()
+        let deadline = callDeadline()
+        _ = try connected(by: deadline)
         let (message, pending) = session.fetch(heldVersion: heldVersion)
-        return try session.fetched(call(message), pending)
+        return try session.fetched(call(message, by: deadline), pending)
     }
 
     public func push(_ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> (
         version: UInt64, datasets: UInt64
     ) {
-        _ = try connected()
+        let deadline = callDeadline()
+        _ = try connected(by: deadline)
         let (message, pending) = session.push(tensors, datasets: datasets, baseVersion: baseVersion, pushID: pushID)
         do {
-            return try session.pushed(call(message), pending)
+            return try session.pushed(call(message, by: deadline), pending)
         } catch let e as ClientError where e.code == .server(.unknownBase) {
             let full = session.fullPush(tensors, datasets: datasets, baseVersion: baseVersion, pushID: pushID)
-            return try session.pushed(call(full), .lossless)
+            return try session.pushed(call(full, by: deadline), .lossless)
         }
     }
 }
 
 /// The original demo's HTTP form protocol: a new connection per request,
 /// JSON weights. Compatible with the original Flask server and `fed server`.
+/// Each request, its answer included, ends within `timeout` seconds.
 public final class HTTPTransport: ModelTransport {
     public let host: String
     public let port: Int
@@ -176,7 +193,10 @@ public final class HTTPTransport: ModelTransport {
         }
         let head =
             "POST / HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
-        let c = try Connection(host: host, port: port, timeout: timeout)
+        // One deadline for the whole exchange: connecting, sending, and the answer to its last byte.
+        let c = try Connection(
+            host: host, port: port, timeout: timeout,
+            deadline: DispatchTime.now() + .nanoseconds(Int(min(timeout, 1e9) * 1e9)))
         try c.write(Array(head.utf8) + body)
         let answer = try c.readToEnd(limit: 64 << 20)
         bytesSent += c.bytesSent

@@ -85,7 +85,10 @@ extension Fed {
         @Option(help: "Seconds a connection may stay silent.") var idleTimeout = 300
         @Option(help: "Seconds a new connection has to send its first bytes.") var firstBytesTimeout = 5
         @Option(help: "Seconds to receive one request (headers included) once it has started.") var requestTimeout = 30
-        @Option(help: "Seconds a shutdown waits for pushes in flight before it writes the checkpoint and exits.")
+        @Option(
+            help:
+                "Seconds a shutdown waits for pushes in flight (and an edge for its upstream) before it writes the checkpoint and exits."
+        )
         var shutdownGrace = 10
         @Option(
             help:
@@ -153,6 +156,22 @@ extension Fed {
                 "PEM file of the CA that clients' certificates must chain to (mutual TLS: clients without one are refused).",
                 valueName: "PEM")) var tlsClientCa: String?
         @Flag(help: "With TLS, also serve clear text on the same port (logged at start).") var allowPlaintext = false
+        @Option(
+            help:
+                "With TLS, most handshakes in progress at once; a connection past it is closed before its ClientHello is processed (0: no cap)."
+        ) var maxTlsHandshakes = 256
+        @Option(
+            help:
+                "With TLS, handshakes a second one client address (IPv4, or IPv6 /64) may start on average; past it, closed before the ClientHello is processed (0: no limit)."
+        ) var tlsHandshakeRate = 20.0
+        @Option(help: "With TLS, handshakes one client address may start in a burst after a quiet spell.")
+        var tlsHandshakeBurst = 40
+        /// The TLS handshake bounds the three options above give.
+        var tlsHandshakeLimits: TLSHandshakeLimits {
+            TLSHandshakeLimits(
+                maxConcurrent: maxTlsHandshakes > 0 ? maxTlsHandshakes : nil,
+                perAddressRate: tlsHandshakeRate > 0 ? tlsHandshakeRate : nil, perAddressBurst: tlsHandshakeBurst)
+        }
         @Flag(help: "Do not serve the original demo's HTTP interface (it cannot authenticate).") var noHttp = false
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
@@ -204,6 +223,10 @@ extension Fed {
             }
             guard tlsCert != nil || (tlsClientCa == nil && !allowPlaintext) else {
                 throw ValidationError("--tls-client-ca and --allow-plaintext need --tls-cert and --tls-key")
+            }
+            guard maxTlsHandshakes >= 0, tlsHandshakeRate >= 0, tlsHandshakeRate.isFinite, tlsHandshakeBurst >= 1 else {
+                throw ValidationError(
+                    "--max-tls-handshakes and --tls-handshake-rate must be >= 0 (0: off), --tls-handshake-burst >= 1")
             }
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("unknown --log-level \(logLevel)")
@@ -280,6 +303,7 @@ extension Fed {
                         certificateChainPath: $0, privateKeyPath: tlsKey!, clientCAPath: tlsClientCa,
                         allowPlaintext: allowPlaintext)
                 })
+            config.tlsHandshakeLimits = tlsHandshakeLimits
             let server: FederatedServer
             do {
                 let weights: [Tensor]
@@ -305,6 +329,9 @@ extension Fed {
             if tlsCert != nil {
                 server.logger.info(
                     "TLS on port \(server.localPort)\(tlsClientCa != nil ? ", client certificates required" : "")\(allowPlaintext ? "; clear text also served (--allow-plaintext)" : "; clear text refused")"
+                )
+                server.logger.info(
+                    "TLS handshakes: at most \(maxTlsHandshakes > 0 ? "\(maxTlsHandshakes)" : "unlimited") in progress, \(tlsHandshakeRate > 0 ? "\(tlsHandshakeRate) a second per address (bursts of \(tlsHandshakeBurst))" : "no per-address rate")"
                 )
             }
             print("listening on \(host):\(server.localPort)")

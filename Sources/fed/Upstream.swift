@@ -7,16 +7,24 @@ import Foundation
 /// weights unless `encoding` says otherwise), one persistent connection that
 /// reconnects after a failure. With a delta encoding the transport keeps the
 /// last upstream model fetched as the base of the next push.
+///
+/// Each call ends within `timeout` seconds (connecting, handshake, request
+/// and answer together, however slowly the upstream sends), and by the time
+/// given to `cutOff`.
 final class BinaryUpstream: UpstreamLink, @unchecked Sendable {
     /// Guards `transport` (a class that is not thread-safe); the uplink calls from one thread anyway.
     private let lock = NSLock()
     private let transport: BinaryTransport
+    private let cutoff = RequestCutoff()
 
     init(host: String, port: Int, clientID: String, token: String, timeout: Double, encoding: WireEncoding = .lossless)
     {
         transport = BinaryTransport(
-            host: host, port: port, clientID: clientID, timeout: timeout, authToken: token, encoding: encoding)
+            host: host, port: port, clientID: clientID, timeout: timeout, authToken: token, encoding: encoding,
+            cutoff: cutoff)
     }
+
+    func cutOff(at deadline: DispatchTime) { cutoff.cut(at: deadline) }
 
     func fetch(held: UInt64) throws -> UpstreamModel? {
         try call {

@@ -275,3 +275,70 @@ extension EdgeServerTests {
         #expect(!(try MetricsTests().scrape(s.port)).contains("fed_edge_"))
     }
 }
+
+/// An upstream whose pushes never answer: a push waits until the time given
+/// to `cutOff` (when `honorsCutoff`) or until `release`, then fails as a
+/// connection that timed out would. Fetches answer at once (nothing new).
+final class HangingLink: UpstreamLink {
+    let honorsCutoff: Bool
+    private let cutoff = Mutex<DispatchTime?>(nil)
+    private let released = DispatchSemaphore(value: 0)
+    /// Signalled when a push starts waiting.
+    let pushing = DispatchSemaphore(value: 0)
+    init(honorsCutoff: Bool) { self.honorsCutoff = honorsCutoff }
+
+    func fetch(held: UInt64) throws -> UpstreamModel? { nil }
+
+    func push(_ weights: [Tensor], samples: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> UInt64 {
+        pushing.signal()
+        let end = Date().addingTimeInterval(60)
+        while Date() < end {
+            if released.wait(timeout: .now() + .milliseconds(20)) == .success { break }
+            if honorsCutoff, let t = cutoff.withLock({ $0 }), DispatchTime.now() >= t { break }
+        }
+        throw TestError("the upstream did not answer")
+    }
+
+    func cutOff(at deadline: DispatchTime) { cutoff.withLock { $0 = min($0 ?? deadline, deadline) } }
+    func release() { released.signal() }
+}
+
+extension EdgeServerTests {
+    /// An edge whose upstream push hangs: `shutdown(grace: 1 s)` returns
+    /// within the grace (and a margin for a busy machine), and the batch stays
+    /// in the checkpoint's outbox, pushed once at the next start.
+    func hangingPush(honorsCutoff: Bool) async throws {
+        let link = HangingLink(honorsCutoff: honorsCutoff)
+        let s = try RunningServer { c in c.upstream = EdgeConfiguration(link: link, interval: .milliseconds(50)) }
+        let c = try TestClient(port: s.port)
+        _ = try c.handshake()
+        for v in [Float(1), 3] {
+            guard case .ack = try c.push(constantTensors(v), datasets: 100) else { throw TestError("no ACK") }
+        }
+        #expect(link.pushing.wait(timeout: .now() + .seconds(20)) == .success, "the uplink never pushed")
+        let start = ContinuousClock.now
+        try await s.server.shutdownGracefully(grace: .seconds(1))
+        let took = ContinuousClock.now - start
+        link.release()
+        #expect(took < .seconds(4), "shutdown took \(took) with a grace of 1 s")
+
+        let path = s.dir.appendingPathComponent("model.fedk").path
+        let onDisk = try #require(try CheckpointFile.loadState(from: path))
+        #expect(onDisk.durable.edgeUpdates == 2, "\(onDisk.durable.edgeUpdates) of 2 acknowledged updates kept")
+        // The next start pushes them (the outbox, then what gathered after it), once.
+        let root = Self.root()
+        let edge = try EdgeTests.edge(path)
+        let uplink = EdgeTests.uplink(edge, StoreLink(store: root, clientID: "edge"))
+        var pushed = 0
+        for _ in 0..<3 { pushed += try uplink.sync().pushedUpdates }
+        #expect(pushed == 2)
+        #expect(root.snapshot().datasets == 200)
+        #expect(root.snapshot().tensors[0].values[0] == 2)  // (100 * 1 + 100 * 3) / 200
+    }
+
+    @Test("A shutdown cuts off an upstream push that never answers, and the batch goes at the next start")
+    func hangingPushCutOff() async throws { try await hangingPush(honorsCutoff: true) }
+
+    @Test("A shutdown stops waiting for an upstream link that cannot be cut off, and the batch goes at the next start")
+    func hangingPushIgnored() async throws { try await hangingPush(honorsCutoff: false) }
+}

@@ -15,6 +15,15 @@ public protocol UpstreamLink: Sendable {
     /// Throws `RejectedUpdate` (the upstream's code and message) when the upstream refused the update (trying
     /// again unchanged will not help); any other error is taken as transient.
     func push(_ weights: [Tensor], samples: UInt64, baseVersion: UInt64, pushID: UInt64) throws -> UInt64
+    /// Makes the call in flight, if any, and every later call end by
+    /// `deadline` (throwing). Called from another thread than the calls (at
+    /// shutdown). The default does nothing: a link that cannot be cut off
+    /// keeps its call, and a shutdown stops waiting for it at the deadline.
+    func cutOff(at deadline: DispatchTime)
+}
+
+extension UpstreamLink {
+    public func cutOff(at deadline: DispatchTime) {}
 }
 
 /// An upstream model version.
@@ -172,6 +181,9 @@ public final class EdgeUplink: Sendable {
                     try sync()
                     if failures > 0 { logger.info("upstream reachable again") }
                     failures = 0
+                } catch let error where stopped.load(ordering: .acquiring) {
+                    logger.warning("upstream round ended by the shutdown: \(error)")
+                    break
                 } catch {
                     failures += 1
                     wait = min(configuration.maxBackoff, configuration.interval * (1 << min(failures, 16)))
@@ -184,20 +196,45 @@ public final class EdgeUplink: Sendable {
         }
     }
 
-    /// Stops the loop after its current round (returns once it has stopped),
-    /// then tries one last round when `finalSync` is set, so updates gathered
-    /// since go upstream now rather than at the next start.
-    public func stop(finalSync: Bool) {
+    /// Starts no more rounds, and makes the round in flight end by `deadline`
+    /// (its calls to the upstream are cut off then). Returns at once.
+    public func stopRounds(by deadline: DispatchTime) {
         stopped.store(true, ordering: .releasing)
+        configuration.link.cutOff(at: deadline)
+        wake.signal()
+    }
+
+    /// How long past its deadline `stop` waits for a round whose link was
+    /// cut off to end (one that honours `cutOff` ends within milliseconds).
+    static let cutoffMargin = DispatchTimeInterval.milliseconds(500)
+
+    /// Stops the loop and returns by `deadline` + `cutoffMargin` (or once the
+    /// loop has stopped, without a deadline): the round in flight ends by
+    /// then, cut off if need be, and when `finalSync` is set and time is
+    /// left, one last round, cut off at the same deadline, sends the updates
+    /// gathered since. A round cut off leaves every update it did not get
+    /// acknowledged in the checkpoint (gathering, or in the outbox with its
+    /// push id), pushed at the next start.
+    public func stop(finalSync: Bool, by deadline: DispatchTime = .distantFuture) {
+        stopRounds(by: deadline)
         if started.load(ordering: .acquiring) {
-            wake.signal()
-            done.wait()
+            guard done.wait(timeout: deadline + Self.cutoffMargin) == .success else {
+                logger.warning(
+                    "the upstream round in flight did not end when cut off at the shutdown deadline; what it did not push is pushed at the next start"
+                )
+                return
+            }
+            done.signal()  // for a later call
         }
         guard finalSync else { return }
+        guard DispatchTime.now() < deadline else {
+            logger.warning("no time left for a last upstream sync; the gathered updates are pushed at the next start")
+            return
+        }
         do {
             try sync()
         } catch {
-            logger.warning("last upstream sync failed; the outbox is pushed at the next start: \(error)")
+            logger.warning("last upstream sync failed; the gathered updates are pushed at the next start: \(error)")
         }
     }
 }

@@ -144,7 +144,8 @@ public final class FederatedServer: Sendable {
         self.registry = registry
         let context = ServerContext(
             configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
-            budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger, tls: tls)
+            budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger, tls: tls,
+            handshakes: HandshakeLimiter(limits: configuration.tlsHandshakeLimits))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -201,10 +202,16 @@ public final class FederatedServer: Sendable {
 
     /// Stops the server and returns once the checkpoint is written:
     /// 1. stop accepting connections; refuse new pushes (`shutting_down`, HTTP 503);
+    ///    an edge starts no more upstream rounds;
     /// 2. wait until pushes in flight are committed, at most `grace`;
-    /// 3. an edge server pushes what it gathered upstream (one try);
+    /// 3. an edge server pushes what it gathered upstream (one try), its
+    ///    upstream calls, the round in flight's included, cut off when `grace`
+    ///    from the start of the shutdown has passed;
     /// 4. write the checkpoint (every acknowledged update is in it);
     /// 5. close every connection and stop the event loops.
+    ///
+    /// Steps 1-3 end within `grace` (default `configuration.shutdownGrace`),
+    /// or 0.5 s later for an edge whose `UpstreamLink` cannot be cut off.
     public func shutdown(grace: Duration? = nil) throws {
         // One shutdown: a second caller waits for the first to finish.
         guard lifecycle.beginShutdown() else {
@@ -221,15 +228,17 @@ public final class FederatedServer: Sendable {
     }
 
     private func drainAndStop(grace: Duration?) throws {
-        lifecycle.startDraining()
-        try? channel.close().wait()
         let deadline = NIODeadline.now() + TimeAmount(grace ?? configuration.shutdownGrace)
+        let upstreamDeadline = DispatchTime(uptimeNanoseconds: deadline.uptimeNanoseconds)
+        lifecycle.startDraining()
+        uplink?.stopRounds(by: upstreamDeadline)
+        try? channel.close().wait()
         while !committer.isIdle && NIODeadline.now() < deadline {
             usleep(5_000)
         }
         // Answers to the last pushes are written on the event loops: give them a moment.
         usleep(50_000)
-        uplink?.stop(finalSync: true)
+        uplink?.stop(finalSync: true, by: upstreamDeadline)
         try committer.flush()
         logger.info("checkpoint written: version \(store.snapshot().version)")
         for child in registry.channels() { child.close(promise: nil) }
@@ -330,6 +339,8 @@ struct ServerContext: Sendable {
     let logger: Logger
     /// The TLS context when `configuration.tls` is set.
     let tls: NIOSSLContext?
+    /// Admits TLS handshakes within `configuration.tlsHandshakeLimits`.
+    let handshakes: HandshakeLimiter
 
     /// Submits `update` to the committer with its tensors held in the memory
     /// budget (as a request) until the commit answers, so pushes waiting for a

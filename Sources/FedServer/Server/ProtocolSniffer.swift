@@ -1,3 +1,4 @@
+import Dispatch
 import FedCodec
 import NIOCore
 import NIOHTTP1
@@ -145,16 +146,35 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Puts TLS in front of the rest of the pipeline and a sniffer for the
-    /// bytes inside it; passes the handshake's bytes on.
+    /// bytes inside it; passes the handshake's bytes on. A handshake over the
+    /// limits (`TLSHandshakeLimits`) is closed instead, before any TLS work.
     private func startTLS(_ ctx: ChannelHandlerContext, _ tls: NIOSSLContext) {
+        let limiter = context.handshakes
+        let metrics = context.metrics
+        let now = DispatchTime.now().uptimeNanoseconds
+        if let refused = limiter.admit(AddressKey(ctx.remoteAddress), now: now) {
+            metrics.tlsHandshakeRefused(refused)
+            let peer = ctx.remoteAddress?.ipAddress ?? "?"
+            if let line = limiter.noteRefusal(refused, peer: peer, now: now) { context.logger.warning("\(line)") }
+            buffered = nil
+            ctx.close(promise: nil)
+            return
+        }
+        metrics.tlsHandshakesInProgress.add(1, ordering: .relaxed)
+        let slot = HandshakeSlot {
+            limiter.release()
+            metrics.tlsHandshakesInProgress.subtract(1, ordering: .relaxed)
+        }
         do {
             let handler = NIOSSLServerHandler(context: tls)
             let sync = ctx.pipeline.syncOperations
             try sync.addHandler(handler, position: .after(self))
+            try sync.addHandler(slot, position: .after(handler))
             try sync.addHandler(
-                ProtocolSniffer(context: context, refusal: refusal, insideTLS: true), position: .after(handler))
+                ProtocolSniffer(context: context, refusal: refusal, insideTLS: true), position: .after(slot))
             forward(ctx)
         } catch {
+            slot.done()
             ctx.close(promise: nil)
         }
     }

@@ -82,6 +82,10 @@ public struct ServerConfiguration: Sendable {
     /// record, is taken through TLS, then told apart as FEDW or HTTP inside
     /// it). Default nil: clear text only.
     public var tls: ServerTLS?
+    /// With `tls`: bounds on TLS handshakes in progress and per source
+    /// address, checked before a ClientHello is processed (defaults: 256 at
+    /// once, 20 a second per address with bursts of 40).
+    public var tlsHandshakeLimits: TLSHandshakeLimits = TLSHandshakeLimits()
 
     public init(
         host: String = "127.0.0.1", port: Int = 5000, checkpointPath: String = "model.fedk", saveEvery: Int = 1,

@@ -42,6 +42,19 @@ public final class ServerMetrics: Sendable {
     let bytesOut = Atomic<UInt64>(0)
     let updatesApplied = Atomic<UInt64>(0)
 
+    /// TLS handshakes closed before any TLS work, by the bound that refused them.
+    let tlsHandshakesRefusedRate = Atomic<UInt64>(0)
+    let tlsHandshakesRefusedConcurrency = Atomic<UInt64>(0)
+    /// TLS handshakes begun and neither completed nor closed.
+    let tlsHandshakesInProgress = Atomic<Int>(0)
+
+    func tlsHandshakeRefused(_ refusal: HandshakeLimiter.Refusal) {
+        switch refusal {
+        case .rate: tlsHandshakesRefusedRate.add(1, ordering: .relaxed)
+        case .concurrency: tlsHandshakesRefusedConcurrency.add(1, ordering: .relaxed)
+        }
+    }
+
     /// An edge server's rounds with its upstream (reported only by edges).
     let edgeSyncsOK = Atomic<UInt64>(0)
     let edgeSyncFailures = Atomic<UInt64>(0)
@@ -120,6 +133,16 @@ public final class ServerMetrics: Sendable {
         metric(
             "fed_connections_refused_total", "counter", "Connections refused at a connection limit.",
             [("", "\(connectionsRefused.load(ordering: .relaxed))")])
+        metric(
+            "fed_tls_handshakes_in_progress", "gauge", "TLS handshakes begun and not yet completed or closed.",
+            [("", "\(tlsHandshakesInProgress.load(ordering: .relaxed))")])
+        metric(
+            "fed_tls_handshakes_refused_total", "counter",
+            "TLS handshakes closed before any TLS work, by the limit that refused them.",
+            [
+                ("{reason=\"concurrency\"}", "\(tlsHandshakesRefusedConcurrency.load(ordering: .relaxed))"),
+                ("{reason=\"rate\"}", "\(tlsHandshakesRefusedRate.load(ordering: .relaxed))"),
+            ])
         metric(
             "fed_requests_total", "counter", "Requests by protocol and kind.",
             l.requests.keys.sorted().map { key in
