@@ -93,7 +93,7 @@ let package = Package(
         .target(
             name: "FedClient",
             dependencies: [
-                "FedCodec", "FedModel",
+                "FedCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -1,12 +1,11 @@
 import FedCodec
-import FedModel
 import Foundation
 
 /// What trains locally in a federated session: any model whose weights
 /// travel as a list of tensors (the server's order and shapes).
 ///
-/// The built-in MLP takes part as `MLPSlices`; a model of one's own
-/// conforms the same way (Examples/LogisticRegression has one).
+/// A model of one's own conforms (Examples/LogisticRegression has one);
+/// `fed client` wraps the built-in MLP this way.
 public protocol LocalModel {
     /// The weights to push.
     var weights: [Tensor] { get }
@@ -15,44 +14,6 @@ public protocol LocalModel {
     /// Trains one round (`round` counts from 0) on local data; returns the
     /// samples trained on (added to the count the push claims).
     mutating func train(round: Int) -> Int
-}
-
-/// The built-in MLP as a `LocalModel`, the original demo's way: round `r`
-/// trains `epochs` epochs on slice `r`. `progress` hears (slice, epoch,
-/// loss, accuracy) after each epoch. `load` keeps Adam's moments from round
-/// to round, as Keras's `set_weights` on the original's compiled model did
-/// (`fed simulate --optimizer-state kept` models these clients).
-public struct MLPSlices: LocalModel {
-    public let trainer: Trainer
-    public let slices: [Dataset]
-    public let epochs: Int
-    public let batchSize: Int
-    private var rng: SeededGenerator
-    private let progress: (Int, Int, Double, Double) -> Void
-
-    public init(
-        slices: [Dataset], epochs: Int = 20, batchSize: Int = 32, seed: UInt64 = 1, threads: Int = 1,
-        progress: @escaping (Int, Int, Double, Double) -> Void = { _, _, _, _ in }
-    ) {
-        self.slices = slices
-        self.epochs = epochs
-        self.batchSize = batchSize
-        self.trainer = Trainer(model: MLP(seed: seed), maxBatch: max(256, batchSize), threads: threads)
-        self.rng = SeededGenerator(seed: seed &+ 0x5EED)
-        self.progress = progress
-    }
-
-    public var weights: [Tensor] { trainer.model.tensors() }
-    public mutating func load(_ weights: [Tensor]) throws { try trainer.adopt(weights) }
-
-    public mutating func train(round: Int) -> Int {
-        let slice = slices[round]
-        for epoch in 1...epochs {
-            let r = trainer.trainEpoch(slice, batchSize: batchSize, rng: &rng)
-            progress(round, epoch, r.loss, r.accuracy)
-        }
-        return slice.count
-    }
 }
 
 /// The original demo's client loop, for any `LocalModel`, one iteration a round:
