@@ -320,7 +320,9 @@ extension EdgeServerTests {
         try await s.server.shutdownGracefully(grace: .seconds(1))
         let took = ContinuousClock.now - start
         link.release()
-        #expect(took < .seconds(4), "shutdown took \(took) with a grace of 1 s")
+        // About 1.5 s on a quiet machine; the link never returns by itself, so a shutdown
+        // that waited for it would not end before `release()`. Loose for a loaded machine.
+        #expect(took < .seconds(15), "shutdown took \(took) with a grace of 1 s")
 
         let path = s.dir.appendingPathComponent("model.fedk").path
         let onDisk = try #require(try CheckpointFile.loadState(from: path))

@@ -296,7 +296,14 @@ public actor FederationClient {
             FrameRequest(id: id, bytes: c.channel.allocator.buffer(bytes: bytes), answer: answer), promise: written)
         let frame: Frame
         do {
-            frame = try await answer.futureResult.get()
+            // A cancelled task stops waiting at once: the answer fails with
+            // `cancelled` and the connection (whose answer may still come) is closed.
+            frame = try await withTaskCancellationHandler {
+                try await answer.futureResult.get()
+            } onCancel: {
+                answer.fail(ClientError(code: .cancelled, message: "the task was cancelled during a request"))
+                c.channel.close(promise: nil)
+            }
         } catch {
             throw ClientError.from(error)
         }
