@@ -72,8 +72,17 @@ public final class ModelStore: Sendable {
 
     public let configuration: Configuration
     private let lock = ReadWriteLock()
-    /// Guarded by `lock`: read under its read lock, replaced under its write lock.
-    nonisolated(unsafe) private var current: ModelSnapshot
+    /// What readers see, published whole with each commit: the model, the
+    /// versions retained with it and the durable state kept with it. Guarded
+    /// by `lock`: read under its read lock, replaced under its write lock, so
+    /// a reader (an event loop) never waits for an aggregation or a disk write.
+    private struct Published {
+        var current: ModelSnapshot
+        /// Published versions still available as bases, oldest first (the current one last).
+        var retained: [ModelSnapshot]
+        var durable: Durable
+    }
+    nonisolated(unsafe) private var published: Published
 
     /// Everything only writers touch, serialised by this mutex (the read-write
     /// lock is held for the swap of `current` alone, never across an
@@ -93,30 +102,33 @@ public final class ModelStore: Sendable {
     static let servedCapacity = 65_536
 
     public init(initial: ModelSnapshot, durable: Durable = Durable(), configuration: Configuration = .init()) {
-        self.current = initial
+        self.published = Published(current: initial, retained: [initial], durable: durable)
         self.configuration = configuration
         self.writer = Mutex(WriterState(durable: durable, retained: [initial]))
     }
 
     /// The current version; the caller may keep it as long as it likes.
     public func snapshot() -> ModelSnapshot {
-        lock.withReadLock { current }
+        lock.withReadLock { published.current }
     }
 
-    /// The state written with the model (for a checkpoint at shutdown).
-    public func durable() -> Durable { writer.withLock { $0.durable } }
+    /// The state written with the current model (as last committed); never
+    /// waits for a commit in progress.
+    public func durable() -> Durable { lock.withReadLock { published.durable } }
 
-    /// Version `version` if it is the current one or among the retained ones.
+    /// Version `version` if it is the current one or among the retained ones;
+    /// never waits for a commit in progress.
     public func retained(version: UInt64) -> ModelSnapshot? {
-        let current = snapshot()
-        if current.version == version { return current }
-        return writer.withLock { w in w.retained.last { $0.version == version } }
+        lock.withReadLock {
+            published.current.version == version ? published.current : published.retained.last { $0.version == version }
+        }
     }
 
     /// Updates waiting in the strategy's buffer (an edge server's: gathered
-    /// and not yet acknowledged upstream).
+    /// and not yet acknowledged upstream); never waits for a commit in progress.
     public var bufferedUpdates: Int {
-        writer.withLock { $0.durable.buffer.count + $0.durable.edgeUpdates }
+        let durable = durable()
+        return durable.buffer.count + durable.edgeUpdates
     }
 
     /// Notes that `clientID` was just sent `version` (its base if it pushes without naming one).
@@ -343,7 +355,7 @@ public final class ModelStore: Sendable {
         try commit(staged, durable)
         w.durable = durable
         w.retained = retained
-        if staged !== published { lock.withWriteLock { current = staged } }
+        lock.withWriteLock { self.published = Published(current: staged, retained: retained, durable: durable) }
     }
 
     /// The key under which the rounding error of published steps is kept (checkpointed).
@@ -409,17 +421,16 @@ public final class ModelStore: Sendable {
         guard configuration.deltaEncoding != nil, held != 0, held < current.version,
             current.version - held <= UInt64(MessageCodec.maxDeltaSteps)
         else { return nil }
-        return writer.withLock { w -> [[UInt8]]? in
-            var out: [[UInt8]] = []
-            for v in (held + 1)...current.version {
-                let s = v == current.version ? current : w.retained.last { $0.version == v }
-                guard let step = s?.step else { return nil }
-                out.append(step)
-            }
-            // The version the client holds must still be known (else its steps may not apply).
-            guard w.retained.contains(where: { $0.version == held }) else { return nil }
-            return out
+        let retained = lock.withReadLock { published.retained }
+        var out: [[UInt8]] = []
+        for v in (held + 1)...current.version {
+            let s = v == current.version ? current : retained.last { $0.version == v }
+            guard let step = s?.step else { return nil }
+            out.append(step)
         }
+        // The version the client holds must still be known (else its steps may not apply).
+        guard retained.contains(where: { $0.version == held }) else { return nil }
+        return out
     }
 
     /// What the strategy sees of `u`: its base (named, else the version last

@@ -29,7 +29,7 @@ public final class GroupCommitter: Sendable {
     private let queue = DispatchQueue(label: "fed.group-commit")
 
     let metrics: ServerMetrics?
-    /// Tests: milliseconds every batch waits before it is applied (a slow disk).
+    /// Tests: milliseconds every checkpoint write takes longer (a slow disk), inside the commit.
     let testDelayMilliseconds = Atomic<Int>(0)
 
     public init(store: ModelStore, path: String, saveEvery: Int = 1, metrics: ServerMetrics? = nil) {
@@ -117,11 +117,12 @@ public final class GroupCommitter: Sendable {
                 return b
             }
             if batch.isEmpty { return }
-            let delay = testDelayMilliseconds.load(ordering: .relaxed)
-            if delay > 0 { Thread.sleep(forTimeInterval: Double(delay) / 1000) }
             let results = store.applyBatch(batch.map(\.0)) { staged, durable in
                 let due = state.withLock { staged.version >= $0.lastSavedVersion + UInt64(saveEvery) }
                 guard saveEvery == 1 || due else { return }
+                // A slow disk, for tests: the write takes this much longer (the store's writer waits).
+                let delay = testDelayMilliseconds.load(ordering: .relaxed)
+                if delay > 0 { Thread.sleep(forTimeInterval: Double(delay) / 1000) }
                 do {
                     let clock = ContinuousClock()
                     let start = clock.now
