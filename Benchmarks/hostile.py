@@ -27,6 +27,9 @@ and prints one line per bar with the measured figures and PASS or FAIL:
                  published, the same after a restart
   keys-flood     a keyed push, then 1,000 other ids send 10,000 keyed pushes, then
                  its retry: applied once
+  slow-disk      every fsync delayed 1 s (strace fault injection) while a client pushes
+                 back to back: p99 of a plain FETCH, a MODEL_DELTA FETCH, GET /metrics
+                 and PING from other connections (each under 50 ms)
   staleness      --max-staleness 1000 on the MNIST model refused at start with the
                  limit named; the largest allowed, with 400 pushes, within
                  --memory-budget + 64 MB of resident memory
@@ -45,6 +48,7 @@ import argparse
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import ssl
@@ -75,7 +79,7 @@ def bar(name, ok, figures):
 # ---------------------------------------------------------------- the server
 
 class Server:
-    def __init__(self, fed, extra=(), address_space=None, checkpoint=None):
+    def __init__(self, fed, extra=(), address_space=None, checkpoint=None, prefix=()):
         self.dir = tempfile.mkdtemp(prefix="hostile-")
         self.checkpoint = checkpoint or os.path.join(self.dir, "model.fedk")
         self.log = open(os.path.join(self.dir, "server.log"), "w+")
@@ -85,7 +89,7 @@ class Server:
             if address_space:
                 resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
 
-        self.p = subprocess.Popen([fed, "server", "--port", "0", "--checkpoint", self.checkpoint] + list(extra),
+        self.p = subprocess.Popen(list(prefix) + [fed, "server", "--port", "0", "--checkpoint", self.checkpoint] + list(extra),
                                   stdout=subprocess.PIPE, stderr=self.log, preexec_fn=limits)
         line = self.p.stdout.readline().decode()
         if "listening on" not in line:
@@ -968,11 +972,83 @@ def tls_flood(fed, rate=570, seconds=16):
     bar("tls-flood", p50s["default limits"] < 50, "; ".join(rows) + " (bar: p50 < 50 ms with the default limits)")
 
 
+def slow_disk(fed):
+    strace = shutil.which("strace")
+    if not strace:
+        print("SKIP slow-disk     strace is not installed (apt-get install strace)", flush=True)
+        return
+    prefix = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync,fdatasync",
+              "-e", "inject=fsync,fdatasync:delay_exit=1000000"]
+    srv = Server(fed, ["--fetch-deltas", "int8"], prefix=prefix)
+    blob = C.blob(MLP, 2)
+    pusher = Client(srv.port, "pusher")
+    for _ in range(2):
+        pusher.push(blob, 10)
+    stop = threading.Event()
+    pushes = [0]
+
+    def push_loop():
+        c = Client(srv.port, "pusher2")
+        while not stop.is_set():
+            t, _, _ = c.push(blob, 10)
+            pushes[0] += t == C.T["ack"]
+
+    th = threading.Thread(target=push_loop, daemon=True)
+    th.start()
+    plain = Client(srv.port, "plain")
+    v3 = Client(srv.port, "delta", version=3)
+    times = {"fetch": [], "delta": [], "metrics": [], "ping": []}
+    deltas = [0]
+    t_end = time.time() + 15
+    while time.time() < t_end:
+        t0 = time.perf_counter()
+        t, _, m = plain.fetch()
+        times["fetch"].append(time.perf_counter() - t0)
+        current = m["version"] if t == C.T["model"] else 2
+        # Timed to the whole answer frame, not to its decoding here (pure Python, ~0.2 s a step).
+        t0 = time.perf_counter()
+        v3.rid += 1
+        v3.s.sendall(C.frame(C.T["fetch"], v3.rid, C.u64(max(1, current - 1)) + C.u8(1) + C.u8(0b11111), version=3))
+        f = None
+        while f is None:
+            f = v3.stream.next()
+            if f is None:
+                v3.stream.feed(v3.s.recv(1 << 20))
+        times["delta"].append(time.perf_counter() - t0)
+        t = f[0]
+        deltas[0] += t == C.T["model_delta"]
+        t0 = time.perf_counter()
+        h = connect(srv.port, 10)
+        h.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        while h.recv(65536):
+            pass
+        h.close()
+        times["metrics"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        plain.request(C.T["ping"], C.u64(7))
+        times["ping"].append(time.perf_counter() - t0)
+        time.sleep(0.05)
+    stop.set()
+    th.join(5)
+    srv.stop()
+
+    def p99(xs):
+        xs = sorted(xs)
+        return 1000 * xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else float("inf")
+
+    figures = {k: p99(v) for k, v in times.items()}
+    bar("slow-disk", all(v < 50 for v in figures.values()) and deltas[0] > 0 and pushes[0] > 0,
+        "fsync delayed 1 s, %d pushes acknowledged in 15 s; p99 over %d rounds: FETCH %.1f ms, MODEL_DELTA FETCH %.1f ms "
+        "(%d answered with a step), GET /metrics %.1f ms, PING %.1f ms (bar 50 ms each)"
+        % (pushes[0], len(times["fetch"]), figures["fetch"], figures["delta"], deltas[0], figures["metrics"],
+           figures["ping"]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fed", default=os.path.join(HERE, "..", ".build", "release", "fed"))
     ap.add_argument("--connections", type=int, default=1024)
-    ap.add_argument("--only", nargs="*", default=None, help="flood, slow-reader, sigterm, small, values, keys, staleness, edge-sigterm, tls-flood")
+    ap.add_argument("--only", nargs="*", default=None, help="flood, slow-reader, sigterm, small, values, keys, staleness, slow-disk, edge-sigterm, tls-flood")
     a = ap.parse_args()
     if not os.path.exists(a.fed):
         raise SystemExit("no %s: build it with `swift build -c release` first" % a.fed)
@@ -996,6 +1072,8 @@ def main():
         keys_flood(a.fed)
     if want("staleness"):
         staleness(a.fed)
+    if want("slow-disk"):
+        slow_disk(a.fed)
     if want("edge-sigterm"):
         edge_sigterm(a.fed)
     if want("tls-flood"):
