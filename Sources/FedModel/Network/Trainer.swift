@@ -2,9 +2,10 @@ import FedCodec
 import Foundation
 
 /// Trains and runs an `MLP`: forward and backward passes over mini-batches,
-/// the fused softmax + cross-entropy, and Adam. Holds every buffer it needs,
-/// sized once, so a training step allocates no buffers (only the small job
-/// records of products and updates it shares with `WorkerPool` helpers).
+/// the fused softmax + cross-entropy, and Adam. Holds every model- or
+/// batch-sized buffer it needs, sized once; a training step allocates only
+/// the products' small scratch blocks (a tile of rows, a transposed batch of
+/// gradients) and the job records it shares with `WorkerPool` helpers.
 ///
 /// Determinism: the same model, seed and data give bit-identical weights,
 /// whatever `threads` is (each output of a product, and each parameter's
@@ -21,6 +22,8 @@ public final class Trainer {
     private var acts: [AlignedFloats]
     /// deltas[l]: gradient of the loss with respect to layer l's output before activation.
     private var deltas: [AlignedFloats]
+    /// Gradients of the parameters, for `gradients(_:)`; in training only the
+    /// biases' are stored (the weights' are used from L1 as they are computed).
     private var grads: [AlignedFloats]
     private var labels: [Int32]
 
