@@ -68,12 +68,12 @@ public enum GEMM {
     /// first row at the pointer given), and `rowsDone(r0, r1, rows)` is called
     /// with it on the thread that computed it, before the buffer is reused.
     /// The tiles are disjoint and cover `0..<rows`; `accumulate` must be false.
+    /// `wide` picks the tile shape (default: `Registers.wide`); both give the same bits.
     static func product(
         rows: Int, n: Int, depth: Int, a: UnsafePointer<Float>, aRowStride: Int, aDepthStride: Int,
         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int,
-        rowsDone: ((Int, Int, UnsafeMutablePointer<Float>) -> Void)? = nil
+        rowsDone: ((Int, Int, UnsafeMutablePointer<Float>) -> Void)? = nil, wide: Bool = Registers.wide
     ) {
-        let wide = Registers.wide
         let tileHeight = wide ? tileRows : narrowRows
         let tileWidth = wide ? tileCols : 16
         // Rows of the next tile when `left` rows remain. Narrow: 8 rows as 4 + 4,
