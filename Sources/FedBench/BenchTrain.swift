@@ -58,19 +58,19 @@ extension BenchCommand {
             print("data: \(train.count) training and \(test.count) test samples; \(note)")
             print("build: \(BuildInfo.kernels)")
 
-            let peak1 = PeakRate.singleThreadGFLOPs()
-            print(String(format: "peak multiply-add rate, one core: %.1f GFLOP/s", peak1))
+            print("machine: \(MachineName.description)")
+            // The fixed method: the median of five measurements of each, before training, each
+            // thread's flops over its own CPU time (PeakRate), so other processes do not lower it.
+            let peak1 = PeakRate.medianGFLOPs(threads: 1)
+            let peakAll = PeakRate.medianGFLOPs(threads: threads)
+            print(
+                String(
+                    format:
+                        "peak multiply-add rate (median of 5, per CPU second): one core %.1f GFLOP/s, %d threads %.1f GFLOP/s",
+                    peak1, threads, peakAll))
             printKernelRates(peak: peak1)
 
-            let clock = ContinuousClock()
-            let start = clock.now
-            let trainer = trained(seed: seed, on: train) { epoch, last in
-                Progress.line(
-                    String(format: "epoch %d/%d  loss %.4f  accuracy %.4f", epoch, epochs, last.loss, last.accuracy))
-            }
-            Progress.done()
-            let elapsed = clock.now - start
-            let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            let (trainer, secs) = timedTraining(threads: threads, on: train, showProgress: true)
             let samplesPerSecond = Double(train.count * epochs) / secs
             let t = trainer.timing
             print(
@@ -79,9 +79,26 @@ extension BenchCommand {
                     train.count, epochs, batchSize, threads, secs, samplesPerSecond))
             print(
                 String(
-                    format: "  forward %.1f%%  backward %.1f%%  optimizer %.1f%%  data %.1f%%",
-                    100 * t.forward / t.total, 100 * t.backward / t.total, 100 * t.optimizer / t.total,
-                    100 * t.data / t.total))
+                    format: "  forward %.1f%%  backward and Adam %.1f%%  data %.1f%%", 100 * t.forward / t.total,
+                    100 * t.backward / t.total, 100 * t.data / t.total))
+            let flops = Self.flopsPerSample(MLP.mnistSizes) * Double(train.count * epochs)
+            print(
+                String(
+                    format:
+                        "  whole step: %.2f MFLOP a sample, %.1f GFLOP/s, %.1f%% of the %d threads' peak (%.1f GFLOP/s)",
+                    Self.flopsPerSample(MLP.mnistSizes) / 1e6, flops / secs / 1e9, 100 * flops / secs / 1e9 / peakAll,
+                    threads, peakAll))
+            if threads > 1 {
+                // What the extra threads give, phase by phase: the same run on one thread.
+                let (single, singleSecs) = timedTraining(threads: 1, on: train, showProgress: false)
+                let s = single.timing
+                print(
+                    String(
+                        format:
+                            "  one thread: %.2f s; %d threads are %.2fx as fast (forward %.2fx, backward and Adam %.2fx, data %.2fx)",
+                        singleSecs, threads, singleSecs / secs, s.forward / t.forward, s.backward / t.backward,
+                        s.data / t.data))
+            }
             let evaluation = trainer.evaluate(test)
             print(String(format: "test accuracy: %.4f on %d held-out samples", evaluation.accuracy, test.count))
             if let path = saveCheckpoint {
@@ -89,22 +106,43 @@ extension BenchCommand {
                 try AtomicFile.write(ck.encode(), to: path)
                 print("wrote \(path)")
             }
-            print("\nreference (measured by the issue, not in this run): TensorFlow 2.21 CPU, 8.6 s, 11,600 samples/s")
-            print(
-                String(
-                    format: "  speed-up over that reference: %.2fx", 8.6 / secs * Double(train.count * epochs) / 100_000
-                ))
             if seeds > 1 {
                 try accuracyOverSeeds(train: train, test: test, first: evaluation.accuracy)
             }
         }
 
+        /// The MLP of --seed trained on `data` with `threads` threads, and the seconds it took.
+        func timedTraining(threads: Int, on data: Dataset, showProgress: Bool) -> (Trainer, Double) {
+            let clock = ContinuousClock()
+            let start = clock.now
+            let trainer = trained(seed: seed, on: data, threads: threads) { epoch, last in
+                if showProgress {
+                    Progress.line(
+                        String(format: "epoch %d/%d  loss %.4f  accuracy %.4f", epoch, epochs, last.loss, last.accuracy)
+                    )
+                }
+            }
+            if showProgress { Progress.done() }
+            let elapsed = clock.now - start
+            return (trainer, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+        }
+
+        /// Flops of one sample's training step in `sizes`' MLP (unpadded): the
+        /// forward product, the weight gradient, and the input gradient of every
+        /// layer but the first (784-200-200-10: 0.88 MFLOP).
+        static func flopsPerSample(_ sizes: [Int]) -> Double {
+            let products = zip(sizes, sizes.dropFirst()).map { Double($0 * $1) }
+            return 2 * products.reduce(0, +) * 2 + 2 * products.dropFirst().reduce(0, +)
+        }
+
         /// The MLP of `seed` trained for --epochs on `data` (shuffles seeded by `seed + 1`);
         /// `onEpoch` gets each epoch's number and its loss and accuracy.
         func trained(
-            seed: UInt64, on data: Dataset, onEpoch: (Int, (loss: Double, accuracy: Double)) -> Void
+            seed: UInt64, on data: Dataset, threads: Int? = nil,
+            onEpoch: (Int, (loss: Double, accuracy: Double)) -> Void
         ) -> Trainer {
-            let trainer = Trainer(model: MLP(seed: seed), maxBatch: max(256, batchSize), threads: threads)
+            let trainer = Trainer(
+                model: MLP(seed: seed), maxBatch: max(256, batchSize), threads: threads ?? self.threads)
             var rng = SeededGenerator(seed: seed &+ 1)
             for epoch in 1...epochs { onEpoch(epoch, trainer.trainEpoch(data, batchSize: batchSize, rng: &rng)) }
             return trainer

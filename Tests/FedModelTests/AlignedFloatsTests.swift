@@ -25,6 +25,16 @@ struct AlignedFloatsTests {
         #expect(a != original && AlignedFloats([1, 2, 3, 4]) == original)
     }
 
+    @Test("setAll changes every element, and a copy that shared them keeps its own")
+    func setAllKeepsCopies() {
+        var a = AlignedFloats([1, 2, 3, 4])
+        let copy = a
+        a.setAll(to: 0)
+        #expect(Array(a) == [0, 0, 0, 0] && Array(copy) == [1, 2, 3, 4])
+        a.setAll(to: 5)  // not shared now: in place
+        #expect(Array(a) == [5, 5, 5, 5] && Array(copy) == [1, 2, 3, 4])
+    }
+
     @Test("A model read from a trainer keeps its weights while the trainer goes on training")
     func trainerModelIsASnapshot() {
         let data = Dataset(

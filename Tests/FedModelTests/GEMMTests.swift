@@ -85,6 +85,53 @@ struct GEMMTests {
     }
 
     @Test(
+        "The 4x64 and 6x16 tiles give bit-identical products, stored or handed over tile by tile",
+        arguments: [(32, 784, 208), (33, 785, 201), (256, 130, 48), (5, 17, 65)])
+    func tileShapesAgree(shape: (Int, Int, Int)) {
+        let (m, k, n) = shape
+        var rng = SeededGenerator(seed: 11)
+        let a = randomMatrix(m * k, &rng), b = randomMatrix(k * n, &rng), bt = randomMatrix(m * n, &rng)
+        // nn: A (m x k) * B (k x n); tn: A^T (k x m) * B' (m x n).
+        func bits(wide: Bool, threads: Int) -> [[UInt32]] {
+            var nn = [Float](repeating: .nan, count: m * n)
+            var tn = [Float](repeating: .nan, count: k * n)
+            var handed = [Float](repeating: .nan, count: k * n)
+            a.withUnsafeBufferPointer { a in
+                b.withUnsafeBufferPointer { b in
+                    bt.withUnsafeBufferPointer { bt in
+                        nn.withUnsafeMutableBufferPointer { c in
+                            GEMM.product(
+                                rows: m, n: n, depth: k, a: a.baseAddress!, aRowStride: k, aDepthStride: 1,
+                                b: b.baseAddress!, c: c.baseAddress!, accumulate: false, threads: threads, wide: wide)
+                        }
+                        tn.withUnsafeMutableBufferPointer { c in
+                            GEMM.product(
+                                rows: k, n: n, depth: m, a: a.baseAddress!, aRowStride: 1, aDepthStride: k,
+                                b: bt.baseAddress!, c: c.baseAddress!, accumulate: false, threads: threads, wide: wide)
+                        }
+                        handed.withUnsafeMutableBufferPointer { out in
+                            nonisolated(unsafe) let target = out.baseAddress!
+                            GEMM.product(
+                                rows: k, n: n, depth: m, a: a.baseAddress!, aRowStride: 1, aDepthStride: k,
+                                b: bt.baseAddress!, c: target, accumulate: false, threads: threads,
+                                rowsDone: { r0, r1, rows in (target + r0 * n).update(from: rows, count: (r1 - r0) * n)
+                                },
+                                wide: wide)
+                        }
+                    }
+                }
+            }
+            return [nn, tn, handed].map { $0.map(\.bitPattern) }
+        }
+        let narrow = bits(wide: false, threads: 1)
+        #expect(narrow[2] == narrow[1])
+        #expect(bits(wide: true, threads: 1) == narrow)
+        #expect(bits(wide: true, threads: 2) == narrow)
+        #expect(bits(wide: false, threads: 2) == narrow)
+        expectClose(narrow[0].map(Float.init(bitPattern:)), Naive.nn(m, n, k, a, b), depth: k)
+    }
+
+    @Test(
         "One, two and three threads give bit-identical results",
         arguments: [(256, 784, 208), (32, 784, 208), (64, 300, 176), (100, 208, 200)])
     func threadsAgree(shape: (Int, Int, Int)) {

@@ -102,6 +102,36 @@ struct MLPTests {
         #expect(results[0] == results[3])
     }
 
+    @Test(
+        "Adam inside the backward pass gives the weights of a separate gradient pass and Adam step, bit for bit",
+        arguments: [1, 2])
+    func fusedAdamMatchesSeparatePasses(threads: Int) throws {
+        let features = 784
+        let data = tinyData(count: 32, features: features, seed: 6)
+        let fused = Trainer(model: MLP(seed: 3), maxBatch: 32, threads: threads)
+        let separate = Trainer(model: MLP(seed: 3), maxBatch: 32, threads: threads)
+        var model = MLP(seed: 3)
+        var adam = Adam(shapes: model.parameters.map(\.count))
+        var rng = SeededGenerator(seed: 4)
+        for _ in 0..<3 {
+            // One batch an epoch: the same shuffle as the trainer's.
+            var shuffle = rng
+            fused.trainEpoch(data, batchSize: 32, rng: &rng)
+            var order = Array(0..<data.count)
+            shuffle.shuffle(&order)
+            let batch = Dataset(
+                images: order.flatMap { data.images[$0 * features..<($0 + 1) * features] },
+                labels: order.map { data.labels[$0] }, features: features)
+            try separate.adopt(model.tensors())
+            var gradients = model
+            try gradients.load(separate.gradients(batch).gradients)
+            adam.update(&model.parameters, gradients: gradients.parameters, threads: threads)
+        }
+        let want = model.tensors().flatMap { $0.values.map(\.bitPattern) }
+        #expect(fused.model.tensors().flatMap { $0.values.map(\.bitPattern) } == want)
+        #expect(fused.model.tensors() != MLP(seed: 3).tensors())
+    }
+
     @Test("Training lowers the loss on a separable problem")
     func learns() {
         // Label = which of the first three features is largest.

@@ -69,7 +69,10 @@ public struct SimulateCommand: ParsableCommand {
             discussion:
                 "PUSH: fp32, fp16, int8, int4 or int2, with -delta to push Wc - W_base (int4-delta; 'delta' is lossless deltas); lossy deltas carry their rounding error into the next push. fetch=ENC: the server publishes each version as a step quantized in ENC and clients fetch those steps. With several, every one runs on the same seeds and the table adds each one's paired difference to the first.",
             valueName: "PUSH[,fetch=ENC]")) var encoding: [String] = []
-    @Option(help: "Versions the server keeps as bases (default: 2 x clients, at least 16).") var maxStaleness: Int?
+    @Option(
+        help:
+            "Versions the server keeps as bases (default: 2 x clients, at least 16, at most what the server's memory budget holds)."
+    ) var maxStaleness: Int?
     @Option(help: "Most samples one update counts for.") var maxUpdateSamples: UInt64 = 10_000
     @Option(help: "First seed (weights, partition, speeds, shuffles).") var seed: UInt64 = 1
     @Option(help: "Seeds per strategy (seed, seed+1, ...): the table gives their mean and range.") var seeds = 1

@@ -141,13 +141,18 @@ final class Simulation {
         defer { try? FileManager.default.removeItem(at: dir) }
         var quiet = Logger(label: "fed.simulate")
         quiet.logLevel = .critical
+        let initial = MLP(seed: s.seed).tensors()
+        var configuration = ServerConfiguration(
+            port: 0, checkpointPath: dir.appendingPathComponent("sim.fedk").path, saveEvery: 64,
+            maxDatasets: .max, strategy: spec.strategy, maxStaleness: 16,
+            maxUpdateSamples: s.maxUpdateSamples, maxConnections: s.clients + 8,
+            deltaEncoding: s.encoding.fetch)
+        // Default: 2 x clients, at least 16, at most what the server's memory budget holds.
+        let retention = RetainedVersions(
+            shapes: initial.map(\.shape), deltaEncoding: s.encoding.fetch, memoryBudget: configuration.memoryBudget)
+        configuration.maxStaleness = s.maxStaleness ?? min(max(16, 2 * s.clients), retention.maxStaleness)
         let server = try FederatedServer.start(
-            configuration: ServerConfiguration(
-                port: 0, checkpointPath: dir.appendingPathComponent("sim.fedk").path, saveEvery: 64,
-                maxDatasets: .max, strategy: spec.strategy, maxStaleness: s.maxStaleness ?? max(16, 2 * s.clients),
-                maxUpdateSamples: s.maxUpdateSamples, maxConnections: s.clients + 8,
-                deltaEncoding: s.encoding.fetch),
-            initial: MLP(seed: s.seed).tensors(), logger: quiet, threads: 1)
+            configuration: configuration, initial: initial, logger: quiet, threads: 1)
         defer { try? server.shutdown(grace: .milliseconds(100)) }
 
         var order = Array(0..<s.clients)

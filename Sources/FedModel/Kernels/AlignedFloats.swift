@@ -89,6 +89,16 @@ public struct AlignedFloats: RandomAccessCollection, MutableCollection, Equatabl
         }
     }
 
+    /// Sets every element to `value`: in place when no other value shares
+    /// the elements, in new storage otherwise (the others keep theirs).
+    public mutating func setAll(to value: Float) {
+        if isKnownUniquelyReferenced(&storage) {
+            storage.base.update(repeating: value, count: storage.count)
+        } else {
+            self = AlignedFloats(repeating: value, count: storage.count)
+        }
+    }
+
     public static func == (lhs: AlignedFloats, rhs: AlignedFloats) -> Bool {
         lhs.storage === rhs.storage || lhs.elementsEqual(rhs)
     }

@@ -1,26 +1,31 @@
 /// Single-precision matrix products on row-major matrices, in pure Swift.
 ///
 /// Any shapes work; the fast paths want the dimension the vectors run along
-/// (`n`: columns of `C` for `nn` and `tn`, the shared dimension for `nt`) to
-/// be a multiple of 16, so `MLP` pads its layers with zeros; other widths take
-/// scalar tails. Row strides equal the column counts (dense matrices), and `c`
-/// does not alias `a` or `b`.
+/// (`n`: columns of `C` for `nn` and `tn`) to be a multiple of 16, so `MLP`
+/// pads its layers with zeros; other widths take scalar tails. Row strides
+/// equal the column counts (dense matrices), and `c` does not alias `a` or `b`.
 ///
-/// Register blocking: each micro-kernel keeps a 4 x 64 tile of `C` (16
-/// vectors) in registers while it walks the shared dimension, so every load
-/// of `B` feeds four rows. Cache blocking: `B` is taken in 64-column strips cut
-/// into depth blocks of 128 rows (32 KiB, one L1 data cache), and every row
-/// tile of `A` passes over a block while it is in L1. Each element of `C` is
-/// still one chain of multiply-adds in depth order (partial sums are stored
-/// and reloaded as they are), so blocking does not change its bits. Work is split by column panels (`nn`, `tn`) or row
-/// blocks (`nt`) across `threads` (on `WorkerPool.shared`, for products of
-/// `parallelThreshold` flops or more); each element of `C` is computed by one
-/// thread in one fixed order, so the result is bit-identical whatever the
-/// thread count.
+/// Register blocking: a micro-kernel keeps a tile of `C` in registers while it
+/// walks the shared dimension, so every load of `B` feeds several rows. The
+/// tile fits the machine's vector registers (`Registers.wide`): 4 x 64 (16
+/// vectors of 16 floats) with AVX-512's 32 registers of 16 floats; 6 x 16 (six
+/// vectors: 12 of AVX2's 16 registers of 8 floats, 24 of NEON's 32 of 4)
+/// otherwise. A tile that does not fit spills accumulators to memory on every
+/// step (4 x 64 with AVX2 ran at a third of the machine's peak).
+/// Cache blocking: `B` is taken in depth blocks of 128 rows, and the operand
+/// that is larger stays where it is while the smaller one is swept: column
+/// strips outer when `B` is larger (a forward product), row tiles outer when
+/// `A` is (a weight gradient). Each element of `C` is one chain of
+/// multiply-adds in depth order whichever kernel computes it (partial sums are
+/// stored and reloaded as they are), so tiles and blocks do not change its
+/// bits. Work is split by column strips or row tiles across `threads` (on
+/// `WorkerPool.shared`, for products of `parallelThreshold` flops or more);
+/// each element of `C` is computed by one thread in one fixed order, so the
+/// result is bit-identical whatever the thread count or the split.
 public enum GEMM {
     static let tileRows = 4
     static let tileCols = 64
-    /// Depth of one block of B: 128 x 64 floats = 32 KiB, one L1 data cache.
+    /// Depth of one block of B: a 64-column strip of it is 32 KiB, one L1 data cache.
     static let depthBlock = 128
 
     /// `C[m x n] = A[m x k] * B[k x n]`, plus `C` when `accumulate`.
@@ -39,83 +44,189 @@ public enum GEMM {
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
         accumulate: Bool = false, threads: Int = 1
     ) {
+        tn(m: m, n: n, k: k, a: a, b: b, c: c, accumulate: accumulate, threads: threads, rowsDone: nil)
+    }
+
+    /// `tn`; with `rowsDone`, `C` is not written, and each tile of its rows is
+    /// handed to `rowsDone` from a scratch buffer instead (see `product`): the
+    /// trainer applies Adam there while the gradient is in L1.
+    static func tn(
+        m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
+        accumulate: Bool, threads: Int, rowsDone: ((Int, Int, UnsafeMutablePointer<Float>) -> Void)?
+    ) {
         // Row r of A^T is column r of A: stride 1 along rows, k along the depth m.
         product(
             rows: k, n: n, depth: m, a: a, aRowStride: 1, aDepthStride: k, b: b, c: c, accumulate: accumulate,
-            threads: threads)
+            threads: threads, rowsDone: rowsDone)
     }
 
     /// `C[rows x n] = A' * B[depth x n]` (plus `C`), where row `r` of `A'` at depth
     /// `p` is `a[r * aRowStride + p * aDepthStride]`: `nn` and `tn` differ only there.
-    /// Column panels go to threads; 4 x 64 tiles within a panel.
+    ///
+    /// With `rowsDone`, `C` is not written: each tile of rows `r0..<r1` is
+    /// computed into a scratch buffer that stays in L1 (row stride `n`, its
+    /// first row at the pointer given), and `rowsDone(r0, r1, rows)` is called
+    /// with it on the thread that computed it, before the buffer is reused.
+    /// The tiles are disjoint and cover `0..<rows`; `accumulate` must be false.
+    /// `wide` picks the tile shape (default: `Registers.wide`); both give the same bits.
     static func product(
         rows: Int, n: Int, depth: Int, a: UnsafePointer<Float>, aRowStride: Int, aDepthStride: Int,
-        b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int
+        b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int,
+        rowsDone: ((Int, Int, UnsafeMutablePointer<Float>) -> Void)? = nil, wide: Bool = Registers.wide
     ) {
-        parallelPanels(n: n, threads: threads, work: 2 * rows * n * depth) { j0, j1 in
+        let tileHeight = wide ? tileRows : narrowRows
+        let tileWidth = wide ? tileCols : 16
+        // Rows of the next tile when `left` rows remain. Narrow: 8 rows as 4 + 4,
+        // not 6 + 1 + 1 (single rows are the slowest kernel).
+        func height(_ left: Int) -> Int {
+            wide || left < narrowRows || left == 8 ? min(tileRows, left) : narrowRows
+        }
+        // Rows i..<i+h, columns j0..<j1, depth block p..<p+block of C, whose row i is at cRow.
+        func rowTile(
+            _ i: Int, _ h: Int, _ j0: Int, _ j1: Int, _ p: Int, _ block: Int, _ cRow: UnsafeMutablePointer<Float>,
+            _ add: Bool
+        ) {
+            let aRow = a + i * aRowStride + p * aDepthStride
             var j = j0
             while j < j1 {
-                let cols = min(tileCols, j1 - j)
-                // Depth blocks of B's 64-column strip small enough for L1, reused by every row tile.
-                var p = 0
-                repeat {
-                    let block = min(depthBlock, depth - p)
-                    var i = 0
-                    while i < rows {
-                        let tileRowCount = min(tileRows, rows - i)
-                        tile(
-                            rows: tileRowCount, cols: cols, depth: block,
-                            aRow: a + i * aRowStride + p * aDepthStride, aRowStride: aRowStride,
-                            aDepthStride: aDepthStride, b: b + p * n + j, bStride: n, c: c + i * n + j, cStride: n,
-                            accumulate: accumulate || p > 0)
-                        i += tileRowCount
-                    }
-                    p += block
-                } while p < depth
+                let cols = min(tileWidth, j1 - j)
+                if !wide && h == narrowRows && cols == 16 {
+                    tile6x16(
+                        depth: block, a: aRow, aRowStride: aRowStride, aDepthStride: aDepthStride,
+                        b: b + p * n + j, bStride: n, c: cRow + j, cStride: n, accumulate: add)
+                } else {
+                    tile(
+                        rows: h, cols: cols, depth: block, aRow: aRow, aRowStride: aRowStride,
+                        aDepthStride: aDepthStride, b: b + p * n + j, bStride: n, c: cRow + j, cStride: n,
+                        accumulate: add)
+                }
                 j += cols
+            }
+        }
+        let work = 2 * rows * n * depth
+        let tiles = (rows + tileHeight - 1) / tileHeight
+        if let rowsDone {
+            precondition(!accumulate)
+            parallelRanges(count: tiles, threads: threads, work: work, align: 1) { t0, t1 in
+                let r1 = min(t1 * tileHeight, rows)
+                withUnsafeTemporaryAllocation(
+                    byteCount: max(1, tileHeight * n) * MemoryLayout<Float>.stride, alignment: 64
+                ) { raw in
+                    let scratch = raw.baseAddress!.bindMemory(to: Float.self, capacity: max(1, tileHeight * n))
+                    var i = t0 * tileHeight
+                    while i < r1 {
+                        let h = height(r1 - i)
+                        var p = 0
+                        repeat {
+                            let block = min(depthBlock, depth - p)
+                            rowTile(i, h, 0, n, p, block, scratch, p > 0)
+                            p += block
+                        } while p < depth
+                        rowsDone(i, i + h, scratch)
+                        i += h
+                    }
+                }
+            }
+            return
+        }
+        // Rows r0..<r1 and columns j0..<j1 of C, depth block after depth block.
+        func block(_ r0: Int, _ r1: Int, _ j0: Int, _ j1: Int) {
+            var p = 0
+            repeat {
+                let block = min(depthBlock, depth - p)
+                var i = r0
+                while i < r1 {
+                    let h = height(r1 - i)
+                    rowTile(i, h, j0, j1, p, block, c + i * n, accumulate || p > 0)
+                    i += h
+                }
+                p += block
+            } while p < depth
+        }
+        if rows >= n {
+            // A' is the larger operand: row tiles to threads, each sweeping B's depth block.
+            parallelRanges(count: tiles, threads: threads, work: work, align: 1) { t0, t1 in
+                block(t0 * tileHeight, min(t1 * tileHeight, rows), 0, n)
+            }
+        } else {
+            // B is the larger operand: column strips to threads, each sweeping A'.
+            let strips = (n + tileWidth - 1) / tileWidth
+            parallelRanges(count: strips, threads: threads, work: work, align: 1) { s0, s1 in
+                for s in s0..<s1 { block(0, rows, s * tileWidth, min(s * tileWidth + tileWidth, n)) }
             }
         }
     }
 
-    /// Up to this shared dimension, `nt` transposes `B` and runs the tiled product.
-    static let shortDotProduct = 32
+    /// Rows of the narrow micro-kernel's tile (`tile6x16`).
+    static let narrowRows = 6
 
     /// `C[m x k] = A[m x n] * B[k x n]^T` (input gradients).
+    ///
+    /// Computed as `C^T = B * A^T`: `A` (a batch of gradients, small) is
+    /// transposed into a scratch buffer with its rows padded to a multiple of
+    /// 16, the tiled product runs with `B` as its left operand (each element a
+    /// chain over `n` in order), and the result is transposed back into `C`.
     public static func nt(
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
         threads: Int = 1
     ) {
-        if n <= shortDotProduct && k >= 16 {
-            // Dot products of one or two vectors spend more on their horizontal sums
-            // than on multiplying: transpose B (k x n, small) and take the tiled A * B^T.
-            // On the stack when small (the MLP's last layer: 13 KiB), aligned as the kernels want.
-            withUnsafeTemporaryAllocation(byteCount: n * k * MemoryLayout<Float>.stride, alignment: 64) { raw in
-                let t = raw.baseAddress!.bindMemory(to: Float.self, capacity: n * k)
-                for j in 0..<k {
-                    for p in 0..<n { t[p * k + j] = b[j * n + p] }
+        nt(m: m, n: n, k: k, a: a, b: b, c: c, threads: threads, mask: nil)
+    }
+
+    /// `nt`, then `C[i][j] = 0` wherever `mask[i * k + j] <= 0` (the ReLU's
+    /// derivative, taken from its output `mask`, `m x k`), in the same pass.
+    static func nt(
+        m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
+        threads: Int, mask: UnsafePointer<Float>?
+    ) {
+        guard m > 0, k > 0 else { return }
+        let mp = (m + 15) / 16 * 16
+        let floats = n * mp + k * mp
+        withUnsafeTemporaryAllocation(byteCount: max(floats, 1) * MemoryLayout<Float>.stride, alignment: 64) { raw in
+            let at = raw.baseAddress!.bindMemory(to: Float.self, capacity: max(floats, 1))
+            let ct = at + n * mp
+            // A^T: n x mp, the padding columns zero; 16 rows of A at a time.
+            let fullRows = m / 16 * 16
+            for p in 0..<n {
+                let row = at + p * mp
+                var i = 0
+                while i < fullRows {
+                    store(gather16(a + i * n + p, stride: n), row + i)
+                    i += 16
                 }
-                product(
-                    rows: m, n: k, depth: n, a: a, aRowStride: n, aDepthStride: 1, b: UnsafePointer(t), c: c,
-                    accumulate: false, threads: threads)
+                for i in fullRows..<m { row[i] = a[i * n + p] }
+                for i in m..<mp { row[i] = 0 }
             }
-            return
-        }
-        let blocks = (m + tileRows - 1) / tileRows
-        parallelRanges(count: blocks, threads: threads, work: 2 * m * n * k) { b0, b1 in
-            for block in b0..<b1 {
-                let i = block * tileRows
-                let rows = min(tileRows, m - i)
+            product(
+                rows: k, n: mp, depth: n, a: b, aRowStride: n, aDepthStride: 1, b: UnsafePointer(at), c: ct,
+                accumulate: false, threads: threads)
+            // C = (C^T)^T, masked; 16 columns of C at a time.
+            let fullCols = k / 16 * 16
+            for i in 0..<m {
+                let out = c + i * k
                 var j = 0
-                while j < k {
-                    let cols = min(4, k - j)
-                    dotTile(rows: rows, cols: cols, n: n, a: a + i * n, b: b + j * n, c: c + i * k + j, cStride: k)
-                    j += cols
+                while j < fullCols {
+                    let v = gather16(ct + j * mp + i, stride: mp)
+                    store(mask.map { Vec().replacing(with: v, where: load($0 + i * k + j) .> Vec()) } ?? v, out + j)
+                    j += 16
+                }
+                for j in fullCols..<k {
+                    let v = ct[j * mp + i]
+                    out[j] = mask.map { $0[i * k + j] > 0 ? v : 0 } ?? v
                 }
             }
         }
     }
 
     // MARK: - Micro-kernels
+
+    /// `p[0], p[stride], ..., p[15 * stride]`.
+    @inline(__always)
+    static func gather16(_ p: UnsafePointer<Float>, stride s: Int) -> Vec {
+        Vec(
+            p[0], p[s], p[2 * s], p[3 * s], p[4 * s], p[5 * s], p[6 * s], p[7 * s], p[8 * s], p[9 * s], p[10 * s],
+            p[11 * s], p[12 * s], p[13 * s], p[14 * s], p[15 * s])
+    }
 
     /// One tile of up to 4 rows x 64 columns of `C += A' * B` over `depth`,
     /// where row `r` of `A'` at depth `p` is `aRow[r * aRowStride + p * aDepthStride]`.
@@ -234,76 +345,32 @@ public enum GEMM {
         store(c0, c); store(c1, r1); store(c2, r2); store(c3, r3)
     }
 
-    /// Writes the lane sums of `a`, `b`, `c`, `d` to `out[0...3]`, reducing the
-    /// four vectors together (halves added pairwise, 3 shuffle-and-add levels for
-    /// all four) instead of one horizontal sum each.
+    /// A 6 x 16 tile: six accumulators of 16 floats, twelve AVX2 registers.
     @inline(__always)
-    static func storeSums(_ a: Vec, _ b: Vec, _ c: Vec, _ d: Vec, _ out: UnsafeMutablePointer<Float>) {
-        // 16 -> 8 lanes each; a and b share one vector, c and d another.
-        let ab = SIMD16(lowHalf: a.lowHalf + a.highHalf, highHalf: b.lowHalf + b.highHalf)
-        let cd = SIMD16(lowHalf: c.lowHalf + c.highHalf, highHalf: d.lowHalf + d.highHalf)
-        // 8 -> 4 lanes each: [a a a a b b b b c c c c d d d d].
-        let abcd = SIMD16(
-            lowHalf: SIMD8(
-                lowHalf: ab.lowHalf.lowHalf + ab.lowHalf.highHalf, highHalf: ab.highHalf.lowHalf + ab.highHalf.highHalf),
-            highHalf: SIMD8(
-                lowHalf: cd.lowHalf.lowHalf + cd.lowHalf.highHalf, highHalf: cd.highHalf.lowHalf + cd.highHalf.highHalf)
-        )
-        // 4 -> 2 -> 1 lane each: even and odd lanes, twice.
-        let pairs = abcd.evenHalf + abcd.oddHalf  // [a a b b c c d d]
-        let sums = pairs.evenHalf + pairs.oddHalf  // [a b c d]
-        out[0] = sums[0]
-        out[1] = sums[1]
-        out[2] = sums[2]
-        out[3] = sums[3]
-    }
-
-    /// Up to 4 x 4 dot products of rows of `a` and rows of `b`, each of length `n`.
-    @inline(__always)
-    static func dotTile(
-        rows: Int, cols: Int, n: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-        c: UnsafeMutablePointer<Float>, cStride: Int
+    static func tile6x16(
+        depth: Int, a: UnsafePointer<Float>, aRowStride: Int, aDepthStride: Int, b: UnsafePointer<Float>,
+        bStride: Int, c: UnsafeMutablePointer<Float>, cStride: Int, accumulate: Bool
     ) {
-        if rows == 4 && cols == 4 && n % 16 == 0 {
-            var s00 = Vec(), s01 = Vec(), s02 = Vec(), s03 = Vec()
-            var s10 = Vec(), s11 = Vec(), s12 = Vec(), s13 = Vec()
-            var s20 = Vec(), s21 = Vec(), s22 = Vec(), s23 = Vec()
-            var s30 = Vec(), s31 = Vec(), s32 = Vec(), s33 = Vec()
-            var p = 0
-            while p < n {
-                let b0 = load(b + p), b1 = load(b + n + p), b2 = load(b + 2 * n + p), b3 = load(b + 3 * n + p)
-                let a0 = load(a + p)
-                s00 = fmadd(s00, a0, b0); s01 = fmadd(s01, a0, b1); s02 = fmadd(s02, a0, b2); s03 = fmadd(s03, a0, b3)
-                let a1 = load(a + n + p)
-                s10 = fmadd(s10, a1, b0); s11 = fmadd(s11, a1, b1); s12 = fmadd(s12, a1, b2); s13 = fmadd(s13, a1, b3)
-                let a2 = load(a + 2 * n + p)
-                s20 = fmadd(s20, a2, b0); s21 = fmadd(s21, a2, b1); s22 = fmadd(s22, a2, b2); s23 = fmadd(s23, a2, b3)
-                let a3 = load(a + 3 * n + p)
-                s30 = fmadd(s30, a3, b0); s31 = fmadd(s31, a3, b1); s32 = fmadd(s32, a3, b2); s33 = fmadd(s33, a3, b3)
-                p += 16
-            }
-            storeSums(s00, s01, s02, s03, c)
-            storeSums(s10, s11, s12, s13, c + cStride)
-            storeSums(s20, s21, s22, s23, c + 2 * cStride)
-            storeSums(s30, s31, s32, s33, c + 3 * cStride)
-            return
+        let r1 = c + cStride, r2 = c + 2 * cStride, r3 = c + 3 * cStride, r4 = c + 4 * cStride, r5 = c + 5 * cStride
+        var c0 = Vec(), c1 = Vec(), c2 = Vec(), c3 = Vec(), c4 = Vec(), c5 = Vec()
+        if accumulate {
+            c0 = load(c); c1 = load(r1); c2 = load(r2); c3 = load(r3); c4 = load(r4); c5 = load(r5)
         }
-        for r in 0..<rows {
-            for q in 0..<cols {
-                var s = Vec()
-                var p = 0
-                while p + 16 <= n {
-                    s = fmadd(s, load(a + r * n + p), load(b + q * n + p))
-                    p += 16
-                }
-                var total = s.sum()
-                while p < n {
-                    total += a[r * n + p] * b[q * n + p]
-                    p += 1
-                }
-                c[r * cStride + q] = total
-            }
+        let s2 = 2 * aRowStride, s3 = 3 * aRowStride, s4 = 4 * aRowStride, s5 = 5 * aRowStride
+        var ap = a
+        var bp = b
+        for _ in 0..<depth {
+            let bv = load(bp)
+            c0 = fmadd(c0, Vec(repeating: ap[0]), bv)
+            c1 = fmadd(c1, Vec(repeating: ap[aRowStride]), bv)
+            c2 = fmadd(c2, Vec(repeating: ap[s2]), bv)
+            c3 = fmadd(c3, Vec(repeating: ap[s3]), bv)
+            c4 = fmadd(c4, Vec(repeating: ap[s4]), bv)
+            c5 = fmadd(c5, Vec(repeating: ap[s5]), bv)
+            ap += aDepthStride
+            bp += bStride
         }
+        store(c0, c); store(c1, r1); store(c2, r2); store(c3, r3); store(c4, r4); store(c5, r5)
     }
 
     // MARK: - Threads
@@ -312,29 +379,46 @@ public enum GEMM {
     /// part of it to a helper (`WorkerPool`) costs a few microseconds.
     static let parallelThreshold = 2_000_000
 
-    /// Splits `0..<n` into column panels (multiples of 64, or of 16 at the
-    /// end) for up to `threads` threads.
-    static func parallelPanels(n: Int, threads: Int, work: Int, _ body: @escaping (Int, Int) -> Void) {
-        let vectors = (n + 15) / 16
-        parallelRanges(count: vectors, threads: threads, work: work) { v0, v1 in body(v0 * 16, min(v1 * 16, n)) }
-    }
-
-    /// Splits `0..<count` into up to `threads` ranges, run by `WorkerPool.shared`.
-    static func parallelRanges(count: Int, threads: Int, work: Int, _ body: @escaping (Int, Int) -> Void) {
-        let parts = work >= parallelThreshold ? min(max(threads, 1), count, WorkerPool.shared.helpers + 1) : 1
-        if parts <= 1 {
+    /// Splits `0..<count` into up to `threads` ranges, run by `WorkerPool.shared`,
+    /// with inner bounds at multiples of `align` where possible.
+    static func parallelRanges(
+        count: Int, threads: Int, work: Int, align: Int = 4, _ body: @escaping (Int, Int) -> Void
+    ) {
+        let threadsUsed = work >= parallelThreshold ? min(max(threads, 1), WorkerPool.shared.helpers + 1) : 1
+        if threadsUsed <= 1 || count <= 1 {
             body(0, count)
             return
         }
+        // Four parts a thread: a thread that is descheduled (another process
+        // has its core) holds up at most the one part it claimed; the others
+        // claim the rest.
+        let parts = min(count, 4 * threadsUsed)
         // Each part writes a disjoint range of the output, so sharing the
         // (non-Sendable) closure and its pointers across threads is safe.
-        // Chunk boundaries are multiples of 4 vectors (one 64-column tile) where possible.
         WorkerPool.shared.run(parts: parts) { part in
             let lo = part * count / parts
             let hi = (part + 1) * count / parts
-            let alignedLo = part == 0 ? 0 : min(count, (lo + 2) / 4 * 4)
-            let alignedHi = part == parts - 1 ? count : min(count, (hi + 2) / 4 * 4)
+            let alignedLo = part == 0 ? 0 : min(count, (lo + align / 2) / align * align)
+            let alignedHi = part == parts - 1 ? count : min(count, (hi + align / 2) / align * align)
             if alignedLo < alignedHi { body(alignedLo, alignedHi) }
         }
     }
+}
+
+/// What the machine's vector registers hold, for the kernels' tile shapes.
+public enum Registers {
+    /// True when the kernels were compiled for a CPU with FMA and run on one
+    /// with 32 registers of 16 floats (x86-64 with AVX-512F): 4 x 64 tiles.
+    /// False otherwise (AVX2, NEON, the portable baseline): 6 x 16 tiles.
+    /// Either way each element of a product gets the same bits.
+    public static let wide: Bool = {
+        #if FED_FMA && arch(x86_64) && os(Linux)
+            guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+                let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+            else { return false }
+            return flags.split(separator: " ").contains("avx512f")
+        #else
+            return false
+        #endif
+    }()
 }

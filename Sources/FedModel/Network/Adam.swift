@@ -37,8 +37,8 @@ public struct Adam: Sendable {
     public mutating func reset() {
         step = 0
         for i in m.indices {
-            m[i] = AlignedFloats(repeating: 0, count: m[i].count)
-            v[i] = AlignedFloats(repeating: 0, count: v[i].count)
+            m[i].setAll(to: 0)
+            v[i].setAll(to: 0)
         }
     }
 
@@ -48,11 +48,7 @@ public struct Adam: Sendable {
     /// whichever thread makes it, so the result does not depend on `threads`.
     /// Invariant: `parameters[i].count == gradients[i].count`, a multiple of 16.
     public mutating func update(_ parameters: inout [AlignedFloats], gradients: [AlignedFloats], threads: Int = 1) {
-        step += 1
-        let t = Float(step)
-        let constants = Constants(
-            alpha: learningRate * (1 - powf(beta2, t)).squareRoot() / (1 - powf(beta1, t)), epsilon: epsilon,
-            k1: 1 - beta1, k2: 1 - beta2)
+        let constants = beginStep()
         for i in parameters.indices {
             let n = parameters[i].count
             precondition(n % 16 == 0 && gradients[i].count == n)
@@ -76,6 +72,25 @@ public struct Adam: Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// Counts a step and returns its constants (the bias corrections of step
+    /// `step`, hoisted out of the per-weight loop), for `kernel`.
+    mutating func beginStep() -> Constants {
+        step += 1
+        let t = Float(step)
+        return Constants(
+            alpha: learningRate * (1 - powf(beta2, t)).squareRoot() / (1 - powf(beta1, t)), epsilon: epsilon,
+            k1: 1 - beta1, k2: 1 - beta2)
+    }
+
+    /// Calls `body` with parameter array `i`'s first and second moments, to change in place.
+    mutating func withMoments<R>(
+        _ i: Int, _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> R
+    ) -> R {
+        m[i].withUnsafeMutableBufferPointer { mb in
+            v[i].withUnsafeMutableBufferPointer { vb in body(mb.baseAddress!, vb.baseAddress!) }
         }
     }
 

@@ -54,15 +54,17 @@ public struct MLP: Sendable {
     public func tensors() -> [Tensor] {
         (0..<layerCount).flatMap { l -> [Tensor] in
             let rows = sizes[l], cols = sizes[l + 1], stride = padded[l + 1]
-            let w = parameters[2 * l]
-            var kernel = [Float](repeating: 0, count: rows * cols)
-            for i in 0..<rows {
-                for j in 0..<cols { kernel[i * cols + j] = w[i * stride + j] }
+            // Row by row: the padded columns dropped.
+            let kernel = parameters[2 * l].withUnsafeBufferPointer { w in
+                [Float](unsafeUninitializedCapacity: rows * cols) { out, initialized in
+                    for i in 0..<rows {
+                        (out.baseAddress! + i * cols).initialize(from: w.baseAddress! + i * stride, count: cols)
+                    }
+                    initialized = rows * cols
+                }
             }
-            return [
-                try! Tensor(shape: [rows, cols], values: kernel),
-                try! Tensor(shape: [cols], values: Array(parameters[2 * l + 1][0..<cols])),
-            ]
+            let bias = parameters[2 * l + 1].withUnsafeBufferPointer { Array($0[0..<cols]) }
+            return [try! Tensor(shape: [rows, cols], values: kernel), try! Tensor(shape: [cols], values: bias)]
         }
     }
 
@@ -75,15 +77,21 @@ public struct MLP: Sendable {
         }
         for l in 0..<layerCount {
             let rows = sizes[l], cols = sizes[l + 1], stride = padded[l + 1]
-            let kernel = tensors[2 * l].values
-            var w = [Float](repeating: 0, count: padded[l] * stride)
-            for i in 0..<rows {
-                for j in 0..<cols { w[i * stride + j] = kernel[i * cols + j] }
+            // In place when the arrays are not shared; padding stays zero.
+            parameters[2 * l].setAll(to: 0)
+            parameters[2 * l].withUnsafeMutableBufferPointer { w in
+                tensors[2 * l].values.withUnsafeBufferPointer { kernel in
+                    for i in 0..<rows {
+                        (w.baseAddress! + i * stride).update(from: kernel.baseAddress! + i * cols, count: cols)
+                    }
+                }
             }
-            parameters[2 * l] = AlignedFloats(w)
-            var b = [Float](repeating: 0, count: stride)
-            for j in 0..<cols { b[j] = tensors[2 * l + 1].values[j] }
-            parameters[2 * l + 1] = AlignedFloats(b)
+            parameters[2 * l + 1].setAll(to: 0)
+            parameters[2 * l + 1].withUnsafeMutableBufferPointer { b in
+                tensors[2 * l + 1].values.withUnsafeBufferPointer { values in
+                    b.baseAddress!.update(from: values.baseAddress!, count: cols)
+                }
+            }
         }
     }
 }

@@ -2,9 +2,10 @@ import FedCodec
 import Foundation
 
 /// Trains and runs an `MLP`: forward and backward passes over mini-batches,
-/// the fused softmax + cross-entropy, and Adam. Holds every buffer it needs,
-/// sized once, so a training step allocates no buffers (only the small job
-/// records of products and updates it shares with `WorkerPool` helpers).
+/// the fused softmax + cross-entropy, and Adam. Holds every model- or
+/// batch-sized buffer it needs, sized once; a training step allocates only
+/// the products' small scratch blocks (a tile of rows, a transposed batch of
+/// gradients) and the job records it shares with `WorkerPool` helpers.
 ///
 /// Determinism: the same model, seed and data give bit-identical weights,
 /// whatever `threads` is (each output of a product, and each parameter's
@@ -21,6 +22,8 @@ public final class Trainer {
     private var acts: [AlignedFloats]
     /// deltas[l]: gradient of the loss with respect to layer l's output before activation.
     private var deltas: [AlignedFloats]
+    /// Gradients of the parameters, for `gradients(_:)`; in training only the
+    /// biases' are stored (the weights' are used from L1 as they are computed).
     private var grads: [AlignedFloats]
     private var labels: [Int32]
 
@@ -76,14 +79,11 @@ public final class Trainer {
             forward(batch: b)
             let t2 = clock.now
             let (loss, hits) = softmaxCrossEntropy(batch: b)
-            backward(batch: b)
+            backward(batch: b, adam: optimizer.beginStep())
             let t3 = clock.now
-            optimizer.update(&model.parameters, gradients: grads, threads: threads)
-            let t4 = clock.now
             timing.data += seconds(t1 - t0)
             timing.forward += seconds(t2 - t1)
             timing.backward += seconds(t3 - t2)
-            timing.optimizer += seconds(t4 - t3)
             totalLoss += loss * Double(b)
             correct += hits
             start += b
@@ -168,30 +168,60 @@ public final class Trainer {
     }
 
     /// Gradients of every parameter from the last delta, back to the first layer.
-    private func backward(batch: Int) {
+    ///
+    /// With `adam` (a step's constants), each parameter is also updated by Adam
+    /// as soon as its gradient is final, while it is in cache: a layer's input
+    /// gradient is taken first (it needs the weights before the update), then
+    /// the weight gradient, whose rows are updated as the product completes
+    /// them, on the thread that computed them, from a scratch buffer in L1 (so
+    /// `grads` then holds only the biases' gradients). Every weight gets the
+    /// same gradient and the same update as with separate passes.
+    private func backward(batch: Int, adam: Adam.Constants?) {
         let p = model.padded
         for l in stride(from: model.layerCount - 1, through: 0, by: -1) {
             let (n, k) = (p[l + 1], p[l])
             deltas[l + 1].withUnsafeBufferPointer { d in
                 acts[l].withUnsafeBufferPointer { x in
-                    grads[2 * l].withUnsafeMutableBufferPointer { gw in
-                        GEMM.tn(
-                            m: batch, n: n, k: k, a: x.baseAddress!, b: d.baseAddress!, c: gw.baseAddress!,
-                            threads: threads)
-                    }
-                    grads[2 * l + 1].withUnsafeMutableBufferPointer { gb in
-                        columnSums(d.baseAddress!, rows: batch, cols: n, into: gb.baseAddress!)
-                    }
                     if l > 0 {
+                        // The ReLU's derivative (from its output, acts[l]) applied as dx is written.
                         model.parameters[2 * l].withUnsafeBufferPointer { w in
                             deltas[l].withUnsafeMutableBufferPointer { dx in
                                 GEMM.nt(
                                     m: batch, n: n, k: k, a: d.baseAddress!, b: w.baseAddress!, c: dx.baseAddress!,
-                                    threads: threads)
-                                reluBackward(dx.baseAddress!, activations: x.baseAddress!, count: batch * k)
+                                    threads: threads, mask: x.baseAddress!)
                             }
                         }
                     }
+                    withAdamArrays(2 * l + 1) { arrays in
+                        columnSums(d.baseAddress!, rows: batch, cols: n, into: UnsafeMutablePointer(mutating: arrays.g))
+                        if let adam { Adam.kernel(arrays, 0..<n, adam) }
+                    }
+                    withAdamArrays(2 * l) { arrays in
+                        var rowsDone: ((Int, Int, UnsafeMutablePointer<Float>) -> Void)? = nil
+                        if let adam {
+                            // Rows r0..<r1 of the gradient, in L1 at g: Adam on the same rows of W.
+                            rowsDone = { r0, r1, g in
+                                let o = r0 * n
+                                let rows = Adam.Arrays(w: arrays.w + o, m: arrays.m + o, v: arrays.v + o, g: g)
+                                Adam.kernel(rows, 0..<(r1 - r0) * n, adam)
+                            }
+                        }
+                        GEMM.tn(
+                            m: batch, n: n, k: k, a: x.baseAddress!, b: d.baseAddress!,
+                            c: UnsafeMutablePointer(mutating: arrays.g), accumulate: false, threads: threads,
+                            rowsDone: rowsDone)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `body` with pointers to parameter array `index`, its moments and its gradient.
+    private func withAdamArrays(_ index: Int, _ body: (Adam.Arrays) -> Void) {
+        model.parameters[index].withUnsafeMutableBufferPointer { w in
+            optimizer.withMoments(index) { m, v in
+                grads[index].withUnsafeMutableBufferPointer { g in
+                    body(Adam.Arrays(w: w.baseAddress!, m: m, v: v, g: g.baseAddress!))
                 }
             }
         }
@@ -230,7 +260,7 @@ public final class Trainer {
         gather(data, (0..<data.count).map { $0 }[...])
         forward(batch: data.count)
         let (loss, _) = softmaxCrossEntropy(batch: data.count)
-        backward(batch: data.count)
+        backward(batch: data.count, adam: nil)
         var copy = model
         copy.parameters = grads
         return (loss, copy.tensors())
@@ -248,11 +278,12 @@ public final class Trainer {
 /// Seconds spent in each phase of training.
 public struct PhaseTiming: Sendable {
     public var forward = 0.0
+    /// The backward pass and Adam's updates, which it makes as gradients are final.
     public var backward = 0.0
-    public var optimizer = 0.0
+    /// Shuffling and copying batches into place.
     public var data = 0.0
     public var samples = 0
-    public var total: Double { forward + backward + optimizer + data }
+    public var total: Double { forward + backward + data }
 }
 
 @inline(__always)
@@ -266,18 +297,6 @@ func relu(_ p: UnsafeMutablePointer<Float>, count: Int) {
     let zero = Vec()
     while i < count {
         store(pointwiseMax(load(p + i), zero), p + i)
-        i += 16
-    }
-}
-
-/// `d *= (activation > 0)`, the ReLU derivative taken from the ReLU's output.
-@inline(__always)
-func reluBackward(_ d: UnsafeMutablePointer<Float>, activations a: UnsafePointer<Float>, count: Int) {
-    var i = 0
-    let zero = Vec()
-    while i < count {
-        let v = load(d + i)
-        store(Vec(repeating: 0).replacing(with: v, where: load(a + i) .> zero), d + i)
         i += 16
     }
 }
