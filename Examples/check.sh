@@ -34,7 +34,7 @@ import PackageDescription
 let package = Package(
     name: "readme-client",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: "$root")],
+    dependencies: [.package(name: "swift-federated", path: "$root")],
     targets: [
         .executableTarget(
             name: "app",
