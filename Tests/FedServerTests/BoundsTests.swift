@@ -87,6 +87,27 @@ struct BoundsTests {
         #expect(refused > 0)
     }
 
+    @Test("A server refuses to start from an initial model beyond the bound")
+    func initialBeyondBound() {
+        #expect(throws: (any Error).self) { _ = try RunningServer(tensors: constantTensors(2e38)) }
+        #expect(throws: (any Error).self) { _ = try RunningServer(tensors: constantTensors(.nan)) }
+    }
+
+    @Test("fp16 fetch deltas: a step beyond fp16's range is published in parts, never as infinity")
+    func float16LargeSteps() throws {
+        let store = ModelStore(
+            initial: ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0, shapes: Self.shapes)),
+            configuration: .init(deltaEncoding: .float16))
+        var last: Float = 0
+        for _ in 0..<4 {
+            let s = try store.apply(constantTensors(1e6, shapes: Self.shapes), datasets: 10)
+            #expect(Limits.firstOutOfRange(s.tensors) == nil)
+            #expect(s.tensors[0].values[0] > last)
+            last = s.tensors[0].values[0]
+        }
+        #expect(last == 4 * 65504)
+    }
+
     @Test("A push beyond the bound is refused with non_finite_value and changes nothing")
     func refusedBeyondBound() throws {
         let store = ModelStore(

@@ -76,6 +76,24 @@ struct PushLedgerTests {
         #expect((try? store.applyBatch([update("zed", 1)]) { _, _ in }[0].get()) != nil)
     }
 
+    @Test("After the wall clock steps back an hour, keys are kept another 120 s, not an hour")
+    func clockStepsBack() {
+        var ledger = PushLedger()
+        let t: UInt64 = 1_800_000_000_000
+        for i in 0..<100 {
+            ledger.insert(PushRecord(clientID: "c", pushID: UInt64(i), version: 1, datasets: 1, acceptedAt: t))
+        }
+        let back = t - 3_600_000
+        ledger.expire(now: back)
+        #expect(ledger.count == 100)  // a key's age is unknown: kept
+        ledger.insert(PushRecord(clientID: "c", pushID: 1000, version: 2, datasets: 1, acceptedAt: back + 1000))
+        ledger.expire(now: back + 60_000)
+        #expect(ledger.count == 101)
+        ledger.expire(now: back + 121_001)
+        #expect(ledger.count == 0)
+        #expect(ledger.record(PushKey(clientID: "c", pushID: 5)) == nil)
+    }
+
     @Test("Keys and their times survive a checkpoint written and read back")
     func checkpointed() throws {
         let dir = try temporaryDirectory()

@@ -222,6 +222,7 @@ public final class ModelStore: Sendable {
             let now = configuration.clock()
             pushes.expire(now: now)
             var changed = false
+            var discardedNow = 0
             var results: [Result<Acknowledgement, RejectedUpdate>] = []
             for u in updates {
                 if let key = u.key, let seen = pushes.record(key) {
@@ -253,7 +254,7 @@ public final class ModelStore: Sendable {
                             let discarded = state.buffer.count
                             state.buffer = []
                             if discarded > 0 { changed = true }
-                            discardedUpdates.add(discarded, ordering: .relaxed)
+                            discardedNow += discarded
                             throw RejectedUpdate(
                                 .nonFiniteValue,
                                 "combining this update would publish \(bad.value) at tensor \(bad.tensor) index \(bad.index), beyond ±\(Limits.maxMagnitude); refused"
@@ -280,6 +281,7 @@ public final class ModelStore: Sendable {
             do {
                 try keep(
                     &w, published: published, version: version, durable: durable, retained: retained, commit: commit)
+                discardedUpdates.add(discardedNow, ordering: .relaxed)
             } catch {
                 // The cause (it may name local paths) is for the server's log, not for clients.
                 let failure = RejectedUpdate(.internalError, "the server could not store the update; try again later")
@@ -370,9 +372,13 @@ public final class ModelStore: Sendable {
     {
         var residual = state.tensors[residualKey] ?? previous.map { Tensor(zeros: $0.shape) }
         var step = state.weights
+        // fp16 holds at most ±65504: a larger step is sent in part, the rest
+        // carried in the residual to the next versions (never an infinite weight).
+        let largest: Float = encoding == .float16 ? Float(Float16.greatestFiniteMagnitude) : .greatestFiniteMagnitude
         for t in step.indices {
             for i in step[t].values.indices {
-                step[t].values[i] = state.weights[t].values[i] - previous[t].values[i] + residual[t].values[i]
+                let d = state.weights[t].values[i] - previous[t].values[i] + residual[t].values[i]
+                step[t].values[i] = min(max(d, -largest), largest)
             }
         }
         var w = ByteWriter()
@@ -387,7 +393,10 @@ public final class ModelStore: Sendable {
         precondition(decoded.count == step.count, "a step the store encoded did not decode")
         let published = ModelDelta.add(decoded, to: previous)
         for t in step.indices {
-            for i in step[t].values.indices { residual[t].values[i] = step[t].values[i] - decoded[t].values[i] }
+            for i in step[t].values.indices {
+                residual[t].values[i] =
+                    state.weights[t].values[i] - previous[t].values[i] + residual[t].values[i] - decoded[t].values[i]
+            }
         }
         state.tensors[residualKey] = residual
         state.weights = published

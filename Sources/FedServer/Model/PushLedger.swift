@@ -48,7 +48,15 @@ public struct PushLedger: Sendable, Equatable {
     public func record(_ key: PushKey) -> PushRecord? { index[key].map { records[$0] } }
 
     /// Forgets keys accepted more than `retention` before `now` (milliseconds since 1970).
+    ///
+    /// After the wall clock stepped back, keys stamped later than `now` are
+    /// taken as accepted `now`: kept another `retention`, never longer (a
+    /// key's age is then unknown; forgetting it could apply a retry twice,
+    /// keeping it until the clock caught up could fill the ledger).
     public mutating func expire(now: UInt64) {
+        if let last = records.last, last.acceptedAt > now {
+            for i in head..<records.count where records[i].acceptedAt > now { records[i].acceptedAt = now }
+        }
         while head < records.count, records[head].acceptedAt &+ Self.retentionMilliseconds < now {
             index[PushKey(clientID: records[head].clientID, pushID: records[head].pushID)] = nil
             head += 1

@@ -82,13 +82,18 @@ public final class FederatedServer: Sendable {
                 "resumed version \(resumed.version) (\(resumed.datasets) samples, \(state.buffer.count) buffered updates) from \(configuration.checkpointPath)"
             )
         } else {
+            if let bad = Limits.firstOutOfRange(fresh) {
+                throw FileError(
+                    "the initial model holds \(bad.value) at tensor \(bad.tensor) index \(bad.index), beyond the weights a server publishes (finite, within ±\(Limits.maxMagnitude))"
+                )
+            }
             snapshot = ModelSnapshot(version: 0, datasets: 0, tensors: fresh)
             logger.info("no checkpoint at \(configuration.checkpointPath): starting from fresh weights")
         }
         let retention = RetainedVersions(
             shapes: snapshot.tensors.map(\.shape), deltaEncoding: configuration.deltaEncoding,
             memoryBudget: configuration.memoryBudget)
-        guard configuration.maxStaleness <= retention.maxStaleness else {
+        guard (0...retention.maxStaleness).contains(configuration.maxStaleness) else {
             throw FileError(
                 "max staleness \(configuration.maxStaleness) keeps \(configuration.maxStaleness) older versions of \(retention.versionBytes) B each; the memory budget of \(configuration.memoryBudget) B holds at most \(retention.maxStaleness) (half of it); lower the staleness (--max-staleness) or raise the budget (--memory-budget)"
             )
