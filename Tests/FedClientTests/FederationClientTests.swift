@@ -169,9 +169,10 @@ struct FederationClientTests {
             let task = Task { try await c.fetch() }
             // Until the FETCH has reached the server (the HELLO came first).
             var waited = 0
-            while s.requests.withLock({ r in !r.contains { if case .fetch = $0 { return true } else { return false } } })
-                && waited < 1000
-            {
+            let fetchArrived = {
+                s.requests.withLock { r in r.contains { if case .fetch = $0 { true } else { false } } }
+            }
+            while !fetchArrived() && waited < 1000 {
                 try await Task.sleep(for: .milliseconds(10))
                 waited += 1
             }
