@@ -134,6 +134,9 @@ let package = Package(
             name: "FedServerTests",
             dependencies: [
                 "FedServer", "FedStorage", "FedCodec", "FedClient", "FedTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),

@@ -163,7 +163,7 @@ public struct Push: Hashable, Sendable {
 }
 
 /// `ERROR`: why a request failed.
-public struct ErrorMessage: Hashable, Sendable {
+public struct ErrorMessage: Error, Hashable, Sendable {
     public var code: ErrorCode
     /// Whether the same request may succeed if sent again later.
     public var retryable: Bool

@@ -24,12 +24,13 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let context: ServerContext
+    private let service: FederationService
     private var decoder: FrameDecoder
     private var lease: BudgetLease
-    /// The client's id once HELLO has succeeded.
-    private var clientID: String?
+    /// The agreed terms once HELLO has succeeded.
+    private var session: FederationService.Session?
+    /// The version of the frames this connection sends and expects (1 until HELLO is answered).
     private var version: UInt8 = 1
-    private var compressions: UInt8 = 1
     private var pushInFlight = false
     private var readPending = false
     private var inputClosed = false
@@ -39,8 +40,9 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
 
     init(context: ServerContext) {
         self.context = context
+        self.service = context.service
         self.decoder = FrameDecoder(limits: context.limits.frame)
-        self.lease = BudgetLease(budget: context.budget)
+        self.lease = context.service.requestLease()
         self.logger = context.logger
     }
 
@@ -120,7 +122,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         if wrote { ctx.flush() }
         guard lease.resize(to: decoder.committedByteCount) else {
             logger.warning("closing connection: memory budget exhausted (\(context.budget.used) B held)")
-            return failStream(ctx, .overloaded, "the server is out of memory for requests; try again later")
+            let refusal = FederationService.outOfMemoryForRequests
+            return failStream(ctx, refusal.code, refusal.message)
         }
         decoder.reserveForPendingFrame()
         if inputClosed && !pushInFlight && !closing {
@@ -170,31 +173,33 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     }
 
     private func send(_ ctx: ChannelHandlerContext, _ message: Message, requestID: UInt32) {
-        if case .error(let e) = message { context.metrics.error(e.code) }
+        if case .error(let e) = message { service.record(.answeredError(e.code)) }
         let bytes = MessageCodec.encode(message, requestID: requestID, level: 1, version: version)
         ctx.write(wrapOutboundOut(ctx.channel.allocator.buffer(bytes: bytes)), promise: nil)
     }
 
+    private func sendError(_ ctx: ChannelHandlerContext, _ error: ErrorMessage, requestID: UInt32) {
+        send(ctx, .error(error), requestID: requestID)
+    }
+
     private func sendError(_ ctx: ChannelHandlerContext, _ code: ErrorCode, _ text: String, requestID: UInt32) {
-        send(ctx, .error(ErrorMessage(code: code, message: text)), requestID: requestID)
+        sendError(ctx, ErrorMessage(code: code, message: text), requestID: requestID)
     }
 
     private func handle(_ ctx: ChannelHandlerContext, _ frame: Frame) {
         let id = frame.header.requestID
-        if clientID != nil && frame.header.version != version {
+        if session != nil && frame.header.version != version {
             logger.warning("frame of version \(frame.header.version) after agreeing on \(version)")
             return failStream(
                 ctx, .unsupportedVersion, "this connection agreed on version \(version)", requestID: id)
         }
-        if clientID != nil, let declared = MessageCodec.declaredPushShapes(frame, limits: context.limits.frame),
-            declared != context.modelShapes
+        if session != nil, let declared = MessageCodec.declaredPushShapes(frame, limits: context.limits.frame),
+            let refusal = service.refuseDeclaredShapes(declared)
         {
             // Refused from the blob header alone: nothing is inflated or copied.
-            return sendError(
-                ctx, .shapeMismatch,
-                "tensor shapes \(declared.prefix(8)) differ from the model's \(context.modelShapes)", requestID: id)
+            return sendError(ctx, refusal, requestID: id)
         }
-        context.metrics.request("binary", "\(frame.header.type)")
+        service.record(.request(.binary, "\(frame.header.type)"))
         let message: Message
         do throws(CodecError) {
             message = try MessageCodec.decode(frame, limits: context.limits.frame)
@@ -212,150 +217,89 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         case .welcome, .model, .modelUnchanged, .ack, .modelDelta:
             sendError(ctx, .unexpectedMessage, "a client does not send \(message.type)", requestID: id)
         case .ping, .fetch, .push:
-            guard clientID != nil else {
+            guard let session else {
                 return sendError(ctx, .handshakeRequired, "send HELLO first", requestID: id)
             }
             switch message {
             case .ping(let nonce): send(ctx, .pong(nonce: nonce), requestID: id)
             case .fetch(let held, let wanted, let deltas):
-                handleFetch(ctx, held: held, wanted: wanted, deltaEncodings: deltas, id: id)
-            case .push(let push): handlePush(ctx, push, id: id)
+                handleFetch(
+                    ctx, service.fetch(held: held, wanted: wanted, deltaEncodings: deltas, session: session), id: id)
+            case .push(let push): handlePush(ctx, push, session: session, id: id)
             default: break
             }
         }
     }
 
     private func handleHello(_ ctx: ChannelHandlerContext, _ hello: Hello, id: UInt32) {
-        let who = LogSafe.text(hello.clientID)
-        guard clientID == nil else {
+        guard session == nil else {
             return sendError(ctx, .unexpectedMessage, "HELLO was already answered on this connection", requestID: id)
         }
-        let ours = FrameHeader.supportedVersions
-        // Not a ClosedRange: building one with lower > upper would trap.
-        let (low, high) = (max(hello.minVersion, ours.lowerBound), min(hello.maxVersion, ours.upperBound))
-        guard low <= high else {
-            logger.warning("client \(who) speaks \(hello.minVersion)...\(hello.maxVersion): no common version")
-            return failStream(
-                ctx, .unsupportedVersion,
-                "client speaks \(hello.minVersion)...\(hello.maxVersion); this server speaks \(ours.lowerBound)...\(ours.upperBound)",
-                requestID: id)
+        switch service.hello(hello) {
+        case .refused(let error):
+            failStream(ctx, error.code, error.message, requestID: id)
+        case .accepted(let agreed, let welcome):
+            session = agreed
+            logger[metadataKey: "client"] = "\(LogSafe.text(hello.clientID))"
+            // WELCOME travels in a version-1 frame; later frames use the agreed version.
+            send(ctx, .welcome(welcome), requestID: id)
+            version = agreed.version
         }
-        let tokens = context.configuration.authTokens
-        guard tokens.isEmpty || tokens.contains(hello.authToken) else {
-            logger.warning("client \(who) refused: \(hello.authToken.isEmpty ? "no" : "unknown") auth token")
-            return failStream(ctx, .unauthorized, "a valid auth token is required", requestID: id)
-        }
-        clientID = hello.clientID
-        logger[metadataKey: "client"] = "\(who)"
-        compressions = (hello.compressions & context.configuration.compressions) | Compression.none.bit
-        let model = context.store.snapshot()
-        // WELCOME travels in a version-1 frame; later frames use the agreed version.
-        send(
-            ctx,
-            .welcome(
-                Welcome(
-                    version: high, compressions: compressions, serverID: context.configuration.serverID,
-                    modelVersion: model.version, datasets: model.datasets,
-                    maxPayloadBytes: UInt32(clamping: context.limits.frame.maxPayloadBytes),
-                    maxDecompressedBytes: UInt64(context.limits.frame.maxDecompressedBytes),
-                    maxDatasets: context.configuration.maxDatasets, encodings: context.configuration.encodings | 1,
-                    deltaEncoding: context.configuration.deltaEncoding?.bit ?? 0)),
-            requestID: id)
-        version = high
     }
 
-    private func handleFetch(
-        _ ctx: ChannelHandlerContext, held: UInt64, wanted: Compression, deltaEncodings: UInt8, id: UInt32
-    ) {
-        let model = context.store.snapshot()
-        if let clientID { context.store.served(model.version, to: clientID) }
-        if held != 0 && held == model.version {
-            return send(ctx, .modelUnchanged(version: model.version, datasets: model.datasets), requestID: id)
-        }
-        let compression = compressions & wanted.bit != 0 ? wanted : .none
-        var (header, payload) = model.modelFrame(requestID: id, compression: compression, version: version)
-        // A version-3 client that holds a retained version and accepts the steps' encoding and
-        // their blobs' compression gets the steps when their payload is smaller than the MODEL's.
-        if version >= 3, let encoding = context.configuration.deltaEncoding, deltaEncodings & encoding.bit != 0,
-            let steps = context.store.steps(from: held, to: model),
-            steps.allSatisfy({ !$0.isEmpty && $0[0] < 8 && compressions & (1 << $0[0]) != 0 }),
-            steps.reduce(0, { $0 + 4 + $1.count }) + 26 < payload.readableBytes
-        {
+    private func handleFetch(_ ctx: ChannelHandlerContext, _ answer: FederationService.FetchAnswer, id: UInt32) {
+        let header: [UInt8]
+        let payload: ByteBuffer
+        switch answer {
+        case .unchanged(let v, let datasets):
+            return send(ctx, .modelUnchanged(version: v, datasets: datasets), requestID: id)
+        case .model(let model, let compression):
+            (header, payload) = model.modelFrame(requestID: id, compression: compression, version: version)
+        case .steps(let model, let from, let blobs):
             let bytes = MessageCodec.modelDeltaPayload(
-                version: model.version, datasets: model.datasets, from: held, stepBlobs: steps)
+                version: model.version, datasets: model.datasets, from: from, stepBlobs: blobs)
             header = FrameWriter.header(
                 type: .modelDelta, requestID: id, payloadLength: bytes.count, payloadCRC: CRC32.checksum(bytes),
                 version: version)
             payload = ctx.channel.allocator.buffer(bytes: bytes)
-            context.metrics.request("binary", "modelDelta")
         }
-        let size = payload.readableBytes
-        guard context.budget.reserve(size) else {
-            logger.warning("fetch refused: memory budget exhausted (\(context.budget.used) B held)")
-            return sendError(
-                ctx, .overloaded, "the server is out of memory for answers; try again later", requestID: id)
+        switch service.holdAnswer(bytes: payload.readableBytes, kind: .fetch) {
+        case .failure(let refusal):
+            sendError(ctx, refusal, requestID: id)
+        case .success(let hold):
+            ctx.write(wrapOutboundOut(ctx.channel.allocator.buffer(bytes: header)), promise: nil)
+            let written = ctx.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { _ in hold.written() }
+            ctx.write(wrapOutboundOut(payload), promise: written)
         }
-        let (budget, metrics) = (context.budget, context.metrics)
-        let start = ContinuousClock.now
-        ctx.write(wrapOutboundOut(ctx.channel.allocator.buffer(bytes: header)), promise: nil)
-        let written = ctx.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenComplete { _ in
-            budget.release(size)
-            metrics.fetchTook(seconds(since: start))
-        }
-        ctx.write(wrapOutboundOut(payload), promise: written)
     }
 
-    private func handlePush(_ ctx: ChannelHandlerContext, _ push: Push, id: UInt32) {
-        let client = LogSafe.text(clientID ?? "?")
-        if compressions & push.compression.bit == 0 {
-            return sendError(ctx, .unsupportedCompression, "\(push.compression) was not agreed", requestID: id)
-        }
-        if context.lifecycle.isDraining {
-            return sendError(ctx, .shuttingDown, "the server is shutting down; push again later", requestID: id)
-        }
-        pushInFlight = true
-        let start = ContinuousClock.now
-        let metrics = context.metrics
+    private func handlePush(
+        _ ctx: ChannelHandlerContext, _ push: Push, session: FederationService.Session, id: UInt32
+    ) {
+        let request = FederationService.PushRequest(
+            tensors: push.tensors, datasets: push.datasets, pushID: push.pushID, compression: push.compression,
+            baseVersion: push.baseVersion, isDelta: push.isDelta)
         let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
         let eventLoop = ctx.eventLoop
-        let logger = self.logger
-        let key = push.pushID == 0 ? nil : PushKey(clientID: clientID ?? push.clientID, pushID: push.pushID)
-        let update = ModelStore.Update(
-            tensors: push.tensors, datasets: push.datasets, key: key, clientID: clientID ?? push.clientID,
-            baseVersion: push.baseVersion, strictBase: version >= 2, isDelta: push.isDelta)
-        let submitted = context.submitCounted(update) { result in
-            switch result {
-            case .success(let ack) where ack.replayed:
-                logger.info(
-                    "repeated push \(push.pushID) from \(client): answered with its ACK, version \(ack.version)")
-            case .success(let ack):
-                logger.info(
-                    "applied update from \(client): \(push.datasets) samples, version \(ack.version) (\(ack.datasets) samples)"
-                )
-            case .failure(let rejection):
-                logger.warning("rejected update from \(client): \(rejection)")
-            }
+        pushInFlight = true
+        let refusal = service.push(request, session: session) { result in
             eventLoop.execute {
                 let (handler, ctx) = loopBound.value
                 handler.pushInFlight = false
-                metrics.pushTook(seconds(since: start))
                 switch result {
                 case .success(let ack):
                     handler.send(ctx, .ack(version: ack.version, datasets: ack.datasets), requestID: id)
-                case .failure(let r):
-                    handler.send(ctx, .error(ErrorMessage(code: r.code, message: r.message)), requestID: id)
+                case .failure(let error):
+                    handler.sendError(ctx, error, requestID: id)
                 }
                 ctx.flush()
                 handler.process(ctx)
             }
         }
-        if !submitted {
+        if let refusal {
             pushInFlight = false
-            logger.warning("push refused: memory budget exhausted (\(context.budget.used) B held)")
-            sendError(
-                ctx, .overloaded, "the server is out of memory for pushes waiting to be stored; try again later",
-                requestID: id)
+            sendError(ctx, refusal, requestID: id)
         }
     }
 }

@@ -150,7 +150,10 @@ public final class FederatedServer: Sendable {
         let context = ServerContext(
             configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
             budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger, tls: tls,
-            handshakes: HandshakeLimiter(limits: configuration.tlsHandshakeLimits))
+            handshakes: HandshakeLimiter(limits: configuration.tlsHandshakeLimits),
+            service: FederationService(
+                configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
+                budget: budget, lifecycle: lifecycle, metrics: metrics, logger: logger))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -346,21 +349,8 @@ struct ServerContext: Sendable {
     let tls: NIOSSLContext?
     /// Admits TLS handshakes within `configuration.tlsHandshakeLimits`.
     let handshakes: HandshakeLimiter
-
-    /// Submits `update` to the committer with its tensors held in the memory
-    /// budget (as a request) until the commit answers, so pushes waiting for a
-    /// slow disk cannot grow the server past `--memory-budget`; false, and
-    /// nothing submitted, when the budget has no room for it.
-    func submitCounted(_ update: ModelStore.Update, completion: @escaping GroupCommitter.Completion) -> Bool {
-        let size = update.tensors.reduce(0) { $0 + $1.values.count * MemoryLayout<Float>.stride }
-        guard budget.reserve(size, forRequest: true) else { return false }
-        let budget = self.budget
-        committer.submit(update) { result in
-            budget.release(size)
-            completion(result)
-        }
-        return true
-    }
+    /// The federation's rules, which every connection handler calls.
+    let service: FederationService
 
     /// The exposition text of `GET /metrics` now.
     func renderMetrics() -> String {

@@ -27,6 +27,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     typealias OutboundOut = HTTPServerResponsePart
 
     private let context: ServerContext
+    private let service: FederationService
     private let gate: HTTPRequestGate
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
@@ -42,8 +43,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     init(context: ServerContext, gate: HTTPRequestGate) {
         self.context = context
+        self.service = context.service
         self.gate = gate
-        self.lease = BudgetLease(budget: context.budget)
+        self.lease = context.service.requestLease()
         self.logger = context.logger
     }
 
@@ -143,17 +145,15 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             logger.warning("HTTP request refused: origin \(LogSafe.text(origin)) is not allowed")
             return fail(ctx, .forbidden, .unauthorized, "cross-origin requests are not allowed")
         }
-        if !config.authTokens.isEmpty {
-            let given = h.headers.first(name: "authorization").flatMap { value -> Substring? in
-                let parts = value.split(separator: " ", maxSplits: 1)
-                return parts.count == 2 && parts[0].lowercased() == "bearer" ? parts[1] : nil
-            }
-            guard let given, config.authTokens.contains(String(given)) else {
-                logger.warning("HTTP request refused: \(given == nil ? "no" : "unknown") bearer token")
-                return fail(
-                    ctx, .unauthorized, .unauthorized, "a valid token is required (Authorization: Bearer TOKEN)",
-                    extraHeaders: [("WWW-Authenticate", "Bearer")])
-            }
+        let given = h.headers.first(name: "authorization").flatMap { value -> String? in
+            let parts = value.split(separator: " ", maxSplits: 1)
+            return parts.count == 2 && parts[0].lowercased() == "bearer" ? String(parts[1]) : nil
+        }
+        guard service.isAuthorized(token: given) else {
+            logger.warning("HTTP request refused: \(given == nil ? "no" : "unknown") bearer token")
+            return fail(
+                ctx, .unauthorized, .unauthorized, "a valid token is required (Authorization: Bearer TOKEN)",
+                extraHeaders: [("WWW-Authenticate", "Bearer")])
         }
         let lengths = h.headers["content-length"]
         if let length = lengths.first.flatMap({ Int($0) }), length > context.limits.maxHTTPBodyBytes {
@@ -174,7 +174,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func handle(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, body: ByteBuffer?) {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         if path.first == "/metrics" && head.method == .GET {
-            context.metrics.request("http", "metrics")
+            service.record(.request(.http, "metrics"))
             return respond(
                 ctx, head, status: .ok, body: ctx.channel.allocator.buffer(string: context.renderMetrics()),
                 type: "text/plain; version=0.0.4; charset=utf-8")
@@ -212,55 +212,41 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func handle(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ request: LegacyRequest) {
         lease.close()
-        let client = LogSafe.text(request.clientID)
-        let (start, metrics) = (ContinuousClock.now, context.metrics)
         switch request.kind {
         case .fetch:
-            let model = context.store.snapshot()
-            context.store.served(model.version, to: request.clientID)
-            let answer = model.legacyJSON(serverID: context.configuration.serverID).buffer
-            let size = answer.readableBytes
-            guard context.budget.reserve(size) else {
-                logger.warning("HTTP fetch refused: memory budget exhausted (\(context.budget.used) B held)")
-                return respondError(ctx, head, .serviceUnavailable, .overloaded, "the server is busy; try again later")
-            }
-            let budget = context.budget
-            metrics.request("http", "fetch")
-            respond(ctx, head, status: .ok, body: answer) {
-                budget.release(size)
-                metrics.fetchTook(seconds(since: start))
+            service.record(.request(.http, "fetch"))
+            let answer = service.legacyFetch(clientID: request.clientID).legacyJSON(
+                serverID: context.configuration.serverID
+            ).buffer
+            switch service.holdAnswer(bytes: answer.readableBytes, kind: .fetch) {
+            case .failure(let refusal):
+                respondError(ctx, head, .serviceUnavailable, refusal.code, refusal.message)
+            case .success(let hold):
+                respond(ctx, head, status: .ok, body: answer) { hold.written() }
             }
         case .invalid(let rejection):
-            reject(ctx, head, client, rejection)
+            logger.warning("rejected update from \(LogSafe.text(request.clientID)) (HTTP): \(rejection)")
+            reject(ctx, head, ErrorMessage(code: rejection.code, message: rejection.message))
         case .push(let tensors, let datasets):
-            metrics.request("http", "push")
-            if context.lifecycle.isDraining {
-                return respondError(ctx, head, .serviceUnavailable, .shuttingDown, "the server is shutting down")
-            }
+            service.record(.request(.http, "push"))
             let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
             let eventLoop = ctx.eventLoop
-            let logger = self.logger
-            let update = ModelStore.Update(tensors: tensors, datasets: datasets, clientID: request.clientID)
-            let submitted = context.submitCounted(update) { result in
-                if case .success(let s) = result {
-                    logger.info(
-                        "applied update from \(client) (HTTP): \(datasets) samples, version \(s.version) (\(s.datasets) samples)"
-                    )
-                }
+            let refusal = service.push(
+                .init(tensors: tensors, datasets: datasets), session: .http(clientID: request.clientID)
+            ) { result in
                 eventLoop.execute {
                     let (handler, ctx) = loopBound.value
-                    metrics.pushTook(seconds(since: start))
                     switch result {
                     case .success:
                         handler.respond(
                             ctx, head, status: .ok, body: ctx.channel.allocator.buffer(string: "Success"),
                             type: "text/html; charset=utf-8")
-                    case .failure(let rejection):
-                        handler.reject(ctx, head, client, rejection)
+                    case .failure(let error):
+                        handler.reject(ctx, head, error)
                     }
                 }
             }
-            if !submitted { refuseForMemory(ctx, head: head) }
+            if let refusal { reject(ctx, head, refusal) }
         }
     }
 
@@ -269,8 +255,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// shuffle-zlib (Protocol/SPEC.md section 10.1), cacheable by any HTTP
     /// cache unless tokens are set and the model is not declared public.
     private func serveModel(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ target: String) {
-        context.metrics.request("http", "model")
-        let current = context.store.snapshot()
+        service.record(.request(.http, "model"))
+        let current = service.current()
         let snapshot: ModelSnapshot
         let immutable: Bool
         if target == "/v1/model" {
@@ -284,7 +270,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                     "no such resource: a version is named in decimal without sign or leading zeros (/v1/model/\(current.version))"
                 )
             }
-            guard let found = context.store.retained(version: version) else {
+            guard let found = service.retained(version: version) else {
                 return respondError(
                     ctx, head, .notFound, .unexpectedMessage,
                     "version \(version) is not held; the current one is \(current.version)")
@@ -306,31 +292,32 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         let payload = snapshot.modelPayload(.shuffleZlib)
         let size = payload.buffer.readableBytes
-        guard context.budget.reserve(size) else {
-            return respondError(ctx, head, .serviceUnavailable, .overloaded, "the server is busy; try again later")
+        switch service.holdAnswer(bytes: size, kind: .other) {
+        case .failure(let refusal):
+            respondError(ctx, head, .serviceUnavailable, refusal.code, refusal.message)
+        case .success(let hold):
+            respond(
+                ctx, head, status: .ok,
+                body: head.method == .HEAD ? ctx.channel.allocator.buffer(capacity: 0) : payload.buffer,
+                type: "application/vnd.fed.model", extraHeaders: extra, contentLength: size
+            ) { hold.written() }
         }
-        let budget = context.budget
-        respond(
-            ctx, head, status: .ok,
-            body: head.method == .HEAD ? ctx.channel.allocator.buffer(capacity: 0) : payload.buffer,
-            type: "application/vnd.fed.model", extraHeaders: extra, contentLength: size
-        ) { budget.release(size) }
     }
 
-    private func reject(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ client: String, _ r: RejectedUpdate) {
-        logger.warning("rejected update from \(client) (HTTP): \(r)")
-        respondError(ctx, head, r.code.isRetryableByDefault ? .serviceUnavailable : .badRequest, r.code, r.message)
+    /// Answers a push the service refused or rejected: 503 when it may succeed later, 400 otherwise.
+    private func reject(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ error: ErrorMessage) {
+        respondError(
+            ctx, head, error.code.isRetryableByDefault ? .serviceUnavailable : .badRequest, error.code, error.message)
     }
 
     private func refuseForMemory(_ ctx: ChannelHandlerContext, head: HTTPRequestHead? = nil) {
         logger.warning("HTTP request refused: memory budget exhausted (\(context.budget.used) B held)")
+        let refusal = FederationService.outOfMemoryForRequests
         if let head {
             lease.close()
-            return respondError(
-                ctx, head, .serviceUnavailable, .overloaded, "the server is out of memory for requests; try again later"
-            )
+            return respondError(ctx, head, .serviceUnavailable, refusal.code, refusal.message)
         }
-        fail(ctx, .serviceUnavailable, .overloaded, "the server is out of memory for requests; try again later")
+        fail(ctx, .serviceUnavailable, refusal.code, refusal.message)
     }
 
     /// Answers an error for the request whose head has just arrived (its body is not read) and closes.
@@ -350,7 +337,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         _ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ code: ErrorCode,
         _ message: String, extraHeaders: [(String, String)] = []
     ) {
-        context.metrics.error(code)
+        service.record(.answeredError(code))
         var extra = extraHeaders
         if status == .serviceUnavailable { extra.append(("Retry-After", "1")) }
         respond(
