@@ -51,7 +51,7 @@ public struct FrameHeader: Hashable, Sendable {
                 "protocol version \(version) is not supported; this peer speaks \(supportedVersions.lowerBound)...\(supportedVersions.upperBound)"
             )
         }
-        guard let type = MessageType(rawValue: bytes[5]), type != .modelDelta || version >= 3 else {
+        guard let defined = MessageRegistry.descriptor(bytes[5]), defined.isDefined(inVersion: version) else {
             throw CodecError(
                 .unknownMessageType,
                 "message type 0x\(String(bytes[5], radix: 16)) is not defined in version \(version)")
@@ -69,7 +69,7 @@ public struct FrameHeader: Hashable, Sendable {
         }
         let crc = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
         return FrameHeader(
-            version: version, type: type, flags: flags, requestID: requestID, payloadLength: length, crc: crc)
+            version: version, type: defined.type, flags: flags, requestID: requestID, payloadLength: length, crc: crc)
     }
 
 }

@@ -1,4 +1,6 @@
-/// The messages of protocol versions 1 and 2 (`Protocol/SPEC.md`, "Messages"), decoded.
+/// The messages of the protocol (`Protocol/SPEC.md`, "Messages"), decoded:
+/// those of versions 1-3 as cases, every later one as `other`
+/// (`MessageRegistry`), so a new message breaks no `switch` over this enum.
 ///
 /// `welcome` and `push` are stored indirectly. With them inline (a 64-byte
 /// enum) release builds of Swift 6.3.1 read corrupt payloads out of values
@@ -20,6 +22,9 @@ public enum Message: Hashable, Sendable {
     case ping(nonce: UInt64)
     case pong(nonce: UInt64)
     indirect case modelDelta(ModelDelta)
+    /// A message added after version 3 (a `ProtocolMessage` listed in
+    /// `MessageRegistry.extensions`); `message.as(T.self)` reads it.
+    case other(AnyProtocolMessage)
 
     public var type: MessageType {
         switch self {
@@ -34,7 +39,19 @@ public enum Message: Hashable, Sendable {
         case .ping: .ping
         case .pong: .pong
         case .modelDelta: .modelDelta
+        case .other(let m): m.type
         }
+    }
+
+    /// What the protocol says of this message.
+    public var descriptor: MessageDescriptor {
+        if case .other(let m) = self { return Swift.type(of: m.base).descriptor }
+        return MessageRegistry.descriptor(type.rawValue)!
+    }
+
+    /// The message as `M` when it is a `ProtocolMessage` of that type.
+    public func `as`<M: ProtocolMessage>(_ type: M.Type) -> M? {
+        if case .other(let m) = self { m.as(type) } else { nil }
     }
 }
 

@@ -112,6 +112,8 @@ public enum MessageCodec {
             w.string(e.message)
         case .ping(let nonce), .pong(let nonce):
             w.u64(nonce)
+        case .other(let m):
+            m.base.write(into: &w, version: version)
         }
     }
 
@@ -139,23 +141,27 @@ public enum MessageCodec {
 
     /// Decodes the message a frame carries. Throws a `CodecError` for any
     /// malformed payload; the frame's request id is the one to answer with.
-    public static func decode(_ frame: Frame, limits: Limits = .default) throws(CodecError) -> Message {
+    /// `extensions`: the `ProtocolMessage` types frames may carry besides those of versions 1-3.
+    public static func decode(
+        _ frame: Frame, limits: Limits = .default, extensions: [any ProtocolMessage.Type] = MessageRegistry.extensions
+    ) throws(CodecError) -> Message {
         try withBytes(frame.payload) { (raw) throws(CodecError) -> Message in
             var r = ByteReader(raw)
             var limits = limits
             if frame.header.version >= 3 {
                 limits.valueEncodings = limits.version3Encodings | ValueEncoding.float32.bit
             }
-            let message = try decodePayload(type: frame.header.type, version: frame.header.version, &r, limits: limits)
+            let message = try decodePayload(
+                type: frame.header.type, version: frame.header.version, &r, limits: limits, extensions: extensions)
             try r.expectEnd("the \(frame.header.type) payload")
             return message
         }
     }
 
-    static func decodePayload(type: MessageType, version frameVersion: UInt8, _ r: inout ByteReader, limits: Limits)
-        throws(CodecError)
-        -> Message
-    {
+    static func decodePayload(
+        type: MessageType, version frameVersion: UInt8, _ r: inout ByteReader, limits: Limits,
+        extensions: [any ProtocolMessage.Type] = MessageRegistry.extensions
+    ) throws(CodecError) -> Message {
         switch type {
         case .hello:
             let minV = try r.u8("min version")
@@ -276,6 +282,14 @@ public enum MessageCodec {
             return .ping(nonce: try r.u64("nonce"))
         case .pong:
             return .pong(nonce: try r.u64("nonce"))
+        default:
+            guard let defined = MessageRegistry.extensionType(type, in: extensions),
+                defined.descriptor.isDefined(inVersion: frameVersion)
+            else {
+                throw CodecError(
+                    .unknownMessageType, "message type \(type.rawValue) is not defined in version \(frameVersion)")
+            }
+            return .other(AnyProtocolMessage(try defined.read(from: &r, version: frameVersion, limits: limits)))
         }
     }
 

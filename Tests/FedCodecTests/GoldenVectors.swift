@@ -129,6 +129,10 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
     case .pong(let nonce):
         type = "pong"
         fields = ["nonce": Int(bitPattern: UInt(nonce))]
+    case .other:
+        // Messages after version 3 get their manifest fields with their vectors.
+        type = message.descriptor.name.lowercased()
+        fields = [:]
     }
     return canonicalJSON(["type": type, "request_id": Int(requestID), "message": fields])
 }

@@ -208,14 +208,15 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             send(ctx, .error(ErrorMessage(error)), requestID: id)
             return
         }
+        if message.descriptor.direction == .toClient {
+            return sendError(ctx, .unexpectedMessage, "a client does not send \(message.type)", requestID: id)
+        }
         switch message {
         case .hello(let hello):
             handleHello(ctx, hello, id: id)
         case .pong, .error:
             // Unsolicited answers from a client are ignored (SPEC.md section 4).
             if case .error(let e) = message { logger.info("client sent ERROR \(e.code)") }
-        case .welcome, .model, .modelUnchanged, .ack, .modelDelta:
-            sendError(ctx, .unexpectedMessage, "a client does not send \(message.type)", requestID: id)
         case .ping, .fetch, .push:
             guard let session else {
                 return sendError(ctx, .handshakeRequired, "send HELLO first", requestID: id)
@@ -228,6 +229,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             case .push(let push): handlePush(ctx, push, session: session, id: id)
             default: break
             }
+        default:
+            sendError(ctx, .unexpectedMessage, "this server does not serve \(message.type)", requestID: id)
         }
     }
 

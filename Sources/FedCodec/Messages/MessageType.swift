@@ -1,0 +1,44 @@
+/// The message type byte of a frame header (`Protocol/SPEC.md`, "Messages").
+///
+/// A struct, not an enum, so that a message added in a later version does not
+/// break an exhaustive `switch` in code that depends on this module; every
+/// type is described once, in `MessageRegistry`. `init?(rawValue:)` accepts
+/// only the types the registry defines.
+public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The byte as it travels in a frame header.
+    public let rawValue: UInt8
+
+    /// The type whose byte is `rawValue`; nil when no message of that type is defined.
+    public init?(rawValue: UInt8) {
+        guard MessageRegistry.descriptor(rawValue) != nil else { return nil }
+        self.rawValue = rawValue
+    }
+
+    /// A type as the registry defines it (no check).
+    init(defining rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let hello = MessageType(defining: 0x01)
+    public static let welcome = MessageType(defining: 0x02)
+    public static let fetch = MessageType(defining: 0x03)
+    public static let model = MessageType(defining: 0x04)
+    public static let modelUnchanged = MessageType(defining: 0x05)
+    public static let push = MessageType(defining: 0x06)
+    public static let ack = MessageType(defining: 0x07)
+    public static let error = MessageType(defining: 0x08)
+    public static let ping = MessageType(defining: 0x09)
+    public static let pong = MessageType(defining: 0x0A)
+    /// Version 3: the steps from the client's version to the current one.
+    public static let modelDelta = MessageType(defining: 0x0B)
+
+    /// Every type defined, in the order of their bytes.
+    public static var allCases: [MessageType] { MessageRegistry.all.map(\.type) }
+
+    /// What the registry says of this type (nil for a type it does not list).
+    public var descriptor: MessageDescriptor? { MessageRegistry.descriptor(rawValue) }
+
+    /// The type's name in code (`modelUnchanged`), as logs and metrics labels
+    /// show it; `type0xNN` for a type the registry does not list.
+    public var description: String {
+        descriptor?.label ?? "type0x" + String(rawValue, radix: 16, uppercase: true)
+    }
+}

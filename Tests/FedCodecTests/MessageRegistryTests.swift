@@ -1,0 +1,83 @@
+import Testing
+
+@testable import FedCodec
+
+/// A message of a later version, as a `ProtocolMessage` defines one: its
+/// descriptor and its codec in one place.
+private struct Probe: ProtocolMessage {
+    static let descriptor = MessageDescriptor(
+        type: MessageType(defining: 0x7F), name: "PROBE", label: "probe", sinceVersion: 3, feature: 1 << 0,
+        direction: .toServer)
+    var round: UInt64
+    var note: String
+
+    func write(into writer: inout ByteWriter, version: UInt8) {
+        writer.u64(round)
+        writer.string(note)
+    }
+
+    static func read(from reader: inout ByteReader, version: UInt8, limits: Limits) throws(CodecError) -> Probe {
+        Probe(round: try reader.u64("round"), note: try reader.string("note", maxBytes: 64))
+    }
+}
+
+@Suite("Messages described once")
+struct MessageRegistryTests {
+    @Test("Every message of versions 1-3 is in the table once, named as the spec and the code name it")
+    func builtInTable() {
+        let all = MessageRegistry.all
+        #expect(all.count == 11)
+        #expect(Set(all.map(\.type.rawValue)).count == all.count)
+        #expect(all.map(\.type) == MessageType.allCases)
+        for d in all {
+            #expect("\(d.type)" == d.label)
+            #expect(MessageType(rawValue: d.type.rawValue) == d.type)
+        }
+        #expect(MessageType(rawValue: 0x0C) == nil && MessageType(rawValue: 0) == nil)
+        #expect(MessageType.modelDelta.descriptor?.name == "MODEL_DELTA")
+        #expect(MessageType.modelDelta.descriptor?.sinceVersion == 3)
+        #expect(MessageType.push.descriptor?.direction == .toServer)
+        #expect(Message.ack(version: 1, datasets: 1).descriptor.direction == .toClient)
+    }
+
+    @Test("A frame header's type must be defined in the frame's version", arguments: [UInt8(1), 2, 3])
+    func headerVersionGate(version: UInt8) throws {
+        let bytes = MessageCodec.encode(
+            .modelDelta(
+                ModelDelta(version: 2, datasets: 1, fromVersion: 1, steps: [], encoding: .float32, compression: .none)),
+            requestID: 1, version: version)
+        do throws(CodecError) {
+            var decoder = FrameDecoder()
+            decoder.append(bytes)
+            let frame = try decoder.next()
+            #expect(version >= 3 && frame?.header.type == .modelDelta)
+        } catch {
+            #expect(version < 3 && error.code == .unknownMessageType)
+        }
+    }
+
+    @Test("A later message round-trips as Message.other through the codec, gated by its version")
+    func extensionMessage() throws {
+        let probe = Probe(round: 42, note: "cohort 7")
+        let message = Message.other(AnyProtocolMessage(probe))
+        #expect(message.type.rawValue == 0x7F && message.as(Probe.self) == probe)
+        #expect(message.descriptor.name == "PROBE" && "\(message.type)" == "type0x7F")
+        let payload = MessageCodec.payload(message, version: 3)
+        func frame(_ version: UInt8) -> Frame {
+            Frame(
+                header: FrameHeader(
+                    version: version, type: Probe.descriptor.type, requestID: 1, payloadLength: UInt32(payload.count)),
+                payload: payload)
+        }
+        let decoded = try MessageCodec.decode(frame(3), extensions: [Probe.self])
+        #expect(decoded == message && decoded.as(Probe.self)?.note == "cohort 7")
+        // Not defined before its version, and unknown to a peer that does not list it.
+        for (version, extensions) in [(UInt8(2), [Probe.self] as [any ProtocolMessage.Type]), (3, [])] {
+            #expect(throws: CodecError.self) { try MessageCodec.decode(frame(version), extensions: extensions) }
+        }
+        // Trailing bytes are refused as for every message.
+        var long = frame(3)
+        long.payload.append(0)
+        #expect(throws: CodecError.self) { try MessageCodec.decode(long, extensions: [Probe.self]) }
+    }
+}
