@@ -105,7 +105,7 @@ public final class FederatedServer: Sendable {
                 strategy: configuration.upstream == nil ? configuration.strategy : EdgeAccumulator(),
                 maxStaleness: configuration.maxStaleness, maxUpdateSamples: configuration.maxUpdateSamples,
                 deltaEncoding: configuration.deltaEncoding))
-        let metrics = ServerMetrics()
+        let metrics = ServerMetrics(factory: configuration.metricsFactory, edge: configuration.upstream != nil)
         let committer = GroupCommitter(
             store: store, path: configuration.checkpointPath, saveEvery: configuration.saveEvery, metrics: metrics)
         committer.onWriteFailure = { error in logger.error("checkpoint write failed: \(error)") }

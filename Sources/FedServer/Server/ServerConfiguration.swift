@@ -1,3 +1,4 @@
+import CoreMetrics
 import FedCodec
 import NIOCore
 
@@ -86,6 +87,16 @@ public struct ServerConfiguration: Sendable {
     /// address, checked before a ClientHello is processed (defaults: 256 at
     /// once, 20 a second per address with bursts of 40).
     public var tlsHandshakeLimits: TLSHandshakeLimits = TLSHandshakeLimits()
+    /// A swift-metrics backend of the embedding app: every metric the server
+    /// records is recorded through it too, under the names and dimensions of
+    /// `GET /metrics` (the process-wide `MetricsSystem` is never used or
+    /// bootstrapped). `GET /metrics` still serves the server's own Prometheus
+    /// registry, the same series as without it. Gauges read from the server's
+    /// state (model version and samples, buffered updates, open connections,
+    /// the memory budget, an edge's queues) and `fed_updates_discarded_total`
+    /// reach it only when `/metrics` is served. Default nil: the server's
+    /// registry only.
+    public var metricsFactory: (any MetricsFactory)? = nil
 
     public init(
         host: String = "127.0.0.1", port: Int = 5000, checkpointPath: String = "model.fedk", saveEvery: Int = 1,
