@@ -175,4 +175,35 @@ struct BinaryHandlerTests {
         #expect(v == 1 && datasets == 4 && m.version == 1 && m.tensors[0].values[0] == 2)
         _ = try await channel.finish()
     }
+
+    @Test("The connection's state: a push holds the frames and reads behind it; a half-close ends after the answers")
+    func stateMachine() {
+        var state = BinaryConnectionState()
+        #expect(state.mayHandleFrame(writable: true) && !state.mayHandleFrame(writable: false))
+        #expect(state.readRequested(writable: true) == .read)
+        // Answers backed up: the read is held, and issued once the channel drains.
+        #expect(state.readRequested(writable: false) == .hold)
+        #expect(state.resumeReading(writable: false) == .hold)
+        #expect(state.resumeReading(writable: true) == .read)
+        #expect(state.resumeReading(writable: true) == .hold)
+        // A push in flight: nothing is handled or read, and no request deadline runs.
+        state.pushSubmitted()
+        #expect(!state.mayHandleFrame(writable: true))
+        #expect(state.readRequested(writable: true) == .hold)
+        #expect(state.resumeReading(writable: true) == .hold)
+        #expect(!state.requestDeadlineRuns(bufferedBytes: 100))
+        state.inputDidClose()
+        #expect(state.endOfInput(bufferedBytes: 0, writable: true) == .keepGoing)
+        state.pushAnswered()
+        #expect(state.mayHandleFrame(writable: true) && state.resumeReading(writable: true) == .read)
+        #expect(state.requestDeadlineRuns(bufferedBytes: 100) && !state.requestDeadlineRuns(bufferedBytes: 0))
+        // Half-closed: close when nothing is buffered; a partial frame is cut off (once writable).
+        #expect(state.endOfInput(bufferedBytes: 0, writable: true) == .close)
+        #expect(state.endOfInput(bufferedBytes: 7, writable: true) == .cutOff)
+        #expect(state.endOfInput(bufferedBytes: 7, writable: false) == .keepGoing)
+        // Closing is final: a late commit answer does not reopen the connection.
+        state.startClosing()
+        state.pushAnswered()
+        #expect(state.phase == .closing && !state.mayHandleFrame(writable: true))
+    }
 }

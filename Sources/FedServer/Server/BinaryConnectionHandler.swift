@@ -31,10 +31,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     private var session: FederationService.Session?
     /// The version of the frames this connection sends and expects (1 until HELLO is answered).
     private var version: UInt8 = 1
-    private var pushInFlight = false
-    private var readPending = false
-    private var inputClosed = false
-    private var closing = false
+    private var state = BinaryConnectionState()
     private var requestTimer: Scheduled<Void>?
     private var logger: Logger
 
@@ -53,7 +50,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     // MARK: Inbound
 
     func channelRead(context ctx: ChannelHandlerContext, data: NIOAny) {
-        guard !closing else { return }
+        guard state.phase != .closing else { return }
         let buffer = unwrapInboundIn(data)
         decoder.append(buffer.readableBytesView)
         process(ctx)
@@ -66,7 +63,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event {
-            inputClosed = true
+            state.inputDidClose()
             process(ctx)
             return
         }
@@ -87,18 +84,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     // MARK: Outbound: reads are held while the handler cannot take more.
 
     func read(context ctx: ChannelHandlerContext) {
-        if pushInFlight || !ctx.channel.isWritable {
-            readPending = true
-        } else {
-            ctx.read()
-        }
-    }
-
-    private func resumeReading(_ ctx: ChannelHandlerContext) {
-        if readPending && !pushInFlight && ctx.channel.isWritable {
-            readPending = false
-            ctx.read()
-        }
+        if state.readRequested(writable: ctx.channel.isWritable) == .read { ctx.read() }
     }
 
     // MARK: Processing
@@ -107,7 +93,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     /// the client has half-closed and nothing is left to answer, closes.
     private func process(_ ctx: ChannelHandlerContext) {
         var wrote = false
-        while !pushInFlight && !closing && ctx.channel.isWritable {
+        while state.mayHandleFrame(writable: ctx.channel.isWritable) {
             let frame: Frame
             do throws(CodecError) {
                 guard let next = try decoder.next() else { break }
@@ -126,26 +112,26 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             return failStream(ctx, refusal.code, refusal.message)
         }
         decoder.reserveForPendingFrame()
-        if inputClosed && !pushInFlight && !closing {
-            let left = decoder.bufferedByteCount
-            if left > 0 && ctx.channel.isWritable {
-                // Every complete frame has been handled: what is left was cut off.
-                do throws(CodecError) {
-                    try decoder.finish()
-                } catch {
-                    return failStream(ctx, error.code, error.message)
-                }
-            } else if left == 0 {
-                return closeAfterWrites(ctx)
+        switch state.endOfInput(bufferedBytes: decoder.bufferedByteCount, writable: ctx.channel.isWritable) {
+        case .close:
+            return closeAfterWrites(ctx)
+        case .cutOff:
+            // Every complete frame has been handled: what is left was cut off.
+            do throws(CodecError) {
+                try decoder.finish()
+            } catch {
+                return failStream(ctx, error.code, error.message)
             }
+        case .keepGoing:
+            break
         }
         armRequestTimer(ctx)
-        resumeReading(ctx)
+        if state.resumeReading(writable: ctx.channel.isWritable) == .read { ctx.read() }
     }
 
     /// Starts the per-request deadline when part of a frame is buffered, and stops it otherwise.
     private func armRequestTimer(_ ctx: ChannelHandlerContext) {
-        if decoder.bufferedByteCount == 0 || pushInFlight {
+        if !state.requestDeadlineRuns(bufferedBytes: decoder.bufferedByteCount) {
             requestTimer?.cancel()
             requestTimer = nil
         } else if requestTimer == nil {
@@ -156,7 +142,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
 
     /// Answers an error that ends the stream (request id 0), then closes.
     private func failStream(_ ctx: ChannelHandlerContext, _ code: ErrorCode, _ text: String, requestID: UInt32 = 0) {
-        closing = true
+        state.startClosing()
         requestTimer?.cancel()
         lease.close()
         send(ctx, .error(ErrorMessage(code: code, message: text)), requestID: requestID)
@@ -165,7 +151,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
 
     /// Closes once everything written so far has reached the socket.
     private func closeAfterWrites(_ ctx: ChannelHandlerContext) {
-        closing = true
+        state.startClosing()
         let channel = ctx.channel
         ctx.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
             channel.close(promise: nil)
@@ -285,11 +271,11 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             baseVersion: push.baseVersion, isDelta: push.isDelta)
         let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
         let eventLoop = ctx.eventLoop
-        pushInFlight = true
+        state.pushSubmitted()
         let refusal = service.push(request, session: session) { result in
             eventLoop.execute {
                 let (handler, ctx) = loopBound.value
-                handler.pushInFlight = false
+                handler.state.pushAnswered()
                 switch result {
                 case .success(let ack):
                     handler.send(ctx, .ack(version: ack.version, datasets: ack.datasets), requestID: id)
@@ -301,7 +287,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             }
         }
         if let refusal {
-            pushInFlight = false
+            state.pushAnswered()
             sendError(ctx, refusal, requestID: id)
         }
     }
