@@ -122,6 +122,57 @@ struct HTTPHandlerTests {
         _ = try await channel.finish()
     }
 
+    @Test("A request pipelined behind one handled off the event loop is answered after it, in order")
+    func pipelined() async throws {
+        let f = try ServiceFixture()
+        let channel = NIOAsyncTestingChannel()
+        let context = f.context
+        try await channel.testingEventLoop.executeInContext {
+            let gate = HTTPRequestGate(context: context)
+            try channel.pipeline.syncOperations.addHandler(gate)
+            try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(context: context, gate: gate))
+        }
+        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9))
+        // The original's fetch is parsed off the event loop; /metrics is answered at once.
+        for uri in ["/?id=a", "/metrics"] {
+            try await channel.writeInbound(
+                HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: uri)))
+            try await channel.writeInbound(HTTPServerRequestPart.end(nil))
+        }
+        let first = try await Self.response(channel)
+        let second = try await Self.response(channel)
+        #expect(first.head.status == .ok && first.body.contains("\"weights\""))
+        #expect(second.head.status == .ok && second.body.contains("fed_model_version"))
+        _ = try await channel.finish()
+    }
+
+    @Test("The connection's state: one request at a time, in order; reads held while one waits")
+    func stateMachine() {
+        var state = HTTPConnectionState<Int>()
+        #expect(state.requestArrived(1, writable: true) == 1)
+        state.startedWork()
+        // Pipelined behind the first: it waits, and so do reads.
+        #expect(state.requestArrived(2, writable: true) == nil)
+        #expect(state.readRequested(writable: true) == .hold)
+        #expect(state.becameWritable() == nil)
+        // The first answer written: the second goes at once; reads resume after it.
+        #expect(state.answered(writable: true) == 2)
+        #expect(state.resumeReading(writable: true) == .read)
+        // Answers backed up: a request waits for the channel to drain.
+        #expect(state.requestArrived(3, writable: false) == nil)
+        #expect(state.answered(writable: false) == nil)
+        #expect(state.becameWritable() == 3)
+        // A half-close with nothing in progress closes now; with a request arriving, not yet.
+        var closing = HTTPConnectionState<Int>()
+        let busyClose = closing.inputDidClose(requestInProgress: true)
+        let idleClose = closing.inputDidClose(requestInProgress: false)
+        #expect(!busyClose && idleClose && closing.inputClosed)
+        state.discardRest()
+        #expect(state.discarding)
+        state.headArrived()
+        #expect(!state.discarding)
+    }
+
     static func response(_ channel: NIOAsyncTestingChannel) async throws -> Response {
         guard case .head(let head) = try await channel.waitForOutboundWrite(as: HTTPServerResponsePart.self) else {
             throw TestError("no response head")

@@ -32,13 +32,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var lease: BudgetLease
-    /// An error was answered for the current request: ignore its remaining parts (the connection closes).
-    private var answered = false
-    /// A request waiting for the channel to become writable.
-    private var waiting: (HTTPRequestHead, ByteBuffer?)?
-    private var busy = false
-    private var readPending = false
-    private var inputClosed = false
+    private var state = HTTPConnectionState<(HTTPRequestHead, ByteBuffer?)>()
     private var logger: Logger
 
     init(context: ServerContext, gate: HTTPRequestGate) {
@@ -60,10 +54,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .head(let h):
             head = h
             body = nil
-            answered = false
+            state.headArrived()
             checkHead(ctx, h)
         case .body(var chunk):
-            guard !answered else { return }
+            guard !state.discarding else { return }
             let size = (body?.readableBytes ?? 0) + chunk.readableBytes
             if size > context.limits.maxHTTPBodyBytes {
                 return fail(
@@ -78,21 +72,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             body!.writeBuffer(&chunk)
         case .end:
             gate.requestArrived()
-            guard !answered, let head else { return }
+            guard !state.discarding, let head else { return }
             self.head = nil
             let request = (head, body)
             body = nil
-            if ctx.channel.isWritable && !busy {
-                handle(ctx, request.0, body: request.1)
-            } else {
-                waiting = request
+            if let now = state.requestArrived(request, writable: ctx.channel.isWritable) {
+                handle(ctx, now.0, body: now.1)
             }
         }
     }
 
     func channelWritabilityChanged(context ctx: ChannelHandlerContext) {
-        if ctx.channel.isWritable, !busy, let (head, body) = waiting {
-            waiting = nil
+        if ctx.channel.isWritable, let (head, body) = state.becameWritable() {
             handle(ctx, head, body: body)
         }
         resumeReading(ctx)
@@ -101,8 +92,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event {
-            inputClosed = true
-            if !busy && waiting == nil && head == nil { ctx.close(promise: nil) }
+            if state.inputDidClose(requestInProgress: head != nil) { ctx.close(promise: nil) }
             return
         }
         ctx.fireUserInboundEventTriggered(event)
@@ -122,18 +112,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     // MARK: Outbound: reads are held while a request is handled or waits.
 
     func read(context ctx: ChannelHandlerContext) {
-        if busy || waiting != nil || !ctx.channel.isWritable {
-            readPending = true
-        } else {
-            ctx.read()
-        }
+        if state.readRequested(writable: ctx.channel.isWritable) == .read { ctx.read() }
     }
 
     private func resumeReading(_ ctx: ChannelHandlerContext) {
-        if readPending && !busy && waiting == nil && ctx.channel.isWritable {
-            readPending = false
-            ctx.read()
-        }
+        if state.resumeReading(writable: ctx.channel.isWritable) == .read { ctx.read() }
     }
 
     // MARK: Requests
@@ -190,12 +173,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard head.method == .GET || head.method == .POST else {
             return respondError(ctx, head, .methodNotAllowed, .unexpectedMessage, "use GET or POST")
         }
-        busy = true
+        state.startedWork()
         let query = path.count > 1 ? Array(path[1].utf8) : []
         let bodyBytes = head.method == .POST ? body.map { Array($0.readableBytesView) } ?? [] : []
         // Parsing holds the body, its decoded form and the tensors at once: about three times the body.
         guard lease.resize(to: 3 * (bodyBytes.count + query.count)) else {
-            busy = false
             return refuseForMemory(ctx, head: head)
         }
         let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
@@ -325,7 +307,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         _ ctx: ChannelHandlerContext, _ status: HTTPResponseStatus, _ code: ErrorCode, _ message: String,
         extraHeaders: [(String, String)] = []
     ) {
-        answered = true
+        state.discardRest()
         body = nil
         lease.close()
         guard let head else { return ctx.close(promise: nil) }
@@ -350,8 +332,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         type: String = "application/json", close: Bool = false, extraHeaders: [(String, String)] = [],
         contentLength: Int? = nil, noBody: Bool = false, written: (@Sendable () -> Void)? = nil
     ) {
-        busy = false
-        let keepAlive = head.isKeepAlive && !close && !inputClosed
+        let keepAlive = head.isKeepAlive && !close && !state.inputClosed
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: type)
         if !noBody { headers.add(name: "Content-Length", value: String(contentLength ?? body.readableBytes)) }
@@ -367,8 +348,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let done = ctx.writeAndFlush(wrapOutboundOut(.end(nil)))
         let channel = ctx.channel
         if !keepAlive {
-            answered = true
+            state.discardRest()
+            _ = state.answered(writable: false)
             done.whenComplete { _ in channel.close(promise: nil) }
+        } else if let (nextHead, nextBody) = state.answered(writable: ctx.channel.isWritable) {
+            // A pipelined request waited for this answer.
+            handle(ctx, nextHead, body: nextBody)
         } else {
             resumeReading(ctx)
         }
