@@ -9,9 +9,10 @@ import Synchronization
 /// compression mode, the original demo's JSON) are produced at most once per
 /// snapshot and then shared by every request: each in a cell of its own, so
 /// a reader waits only for the encoding it asked for while another thread
-/// makes it, never for another encoding or another version. The committer
-/// makes a new version's encodings that readers used of the previous one
-/// (`prepareEncodings(usedBy:)`), so readers usually find them made.
+/// makes it, never for another encoding or another version. Before a new
+/// version is published, the committer makes the encodings readers used of
+/// the previous one (`prepareEncodings(usedBy:)`), so that those readers
+/// find them made instead of making them on an event loop.
 public final class ModelSnapshot: Sendable {
     public let version: UInt64
     public let datasets: UInt64
@@ -90,8 +91,7 @@ public final class ModelSnapshot: Sendable {
 
     /// Makes the encodings readers asked for of `previous` (an older
     /// version), so that readers of this one find them made. Called by the
-    /// committer after it publishes this snapshot, off every event loop; a
-    /// reader asking meanwhile waits only for the encoding it asks for.
+    /// committer before it publishes this snapshot, off every event loop.
     func prepareEncodings(usedBy previous: ModelSnapshot) {
         let used = previous.cells.withLock { $0.requested }
         for encoding in used { _ = payload(encoding, requested: false) }

@@ -340,9 +340,10 @@ public final class ModelStore: Sendable {
         }
     }
 
-    /// Commits the staged version and state, then publishes them (swapped
+    /// Commits the staged version and state, makes the new version's
+    /// encodings readers used of the last one, then publishes them (swapped
     /// whole under the write lock); throws, keeping nothing, if `commit`
-    /// throws. Called holding `writer`.
+    /// throws. Called holding `writer`, on the committer's thread.
     private func keep(
         published: ModelSnapshot, version: UInt64, durable: Durable, retained: [ModelSnapshot],
         commit: (ModelSnapshot, Durable) throws -> Void
@@ -350,6 +351,9 @@ public final class ModelStore: Sendable {
         // `publish` appends every new version to `retained` (the window holds at least one).
         let staged = version == published.version ? published : retained[retained.count - 1]
         try commit(staged, durable)
+        // Readers of the new version find made the encodings they used of the
+        // last one (made here, off the event loops, before anyone can ask).
+        if staged !== published { staged.prepareEncodings(usedBy: published) }
         lock.withWriteLock { self.published = Published(current: staged, retained: retained, durable: durable) }
     }
 

@@ -125,7 +125,6 @@ public final class GroupCommitter: Sendable {
                 return b
             }
             if batch.isEmpty { return }
-            let before = store.snapshot()
             let results = store.applyBatch(batch.map(\.0)) { staged, durable in
                 let due = state.withLock { staged.version >= $0.lastSavedVersion + UInt64(saveEvery) }
                 guard saveEvery == 1 || due else { return }
@@ -153,10 +152,6 @@ public final class GroupCommitter: Sendable {
                 }
                 completion(result)
             }
-            // The new version's encodings that readers used of the last one
-            // are made here, off the event loops, once its updates are acknowledged.
-            let after = store.snapshot()
-            if after !== before { after.prepareEncodings(usedBy: before) }
             queue.async { self.drain() }
         }
     }
