@@ -44,11 +44,16 @@ public struct Checkpoint: Hashable, Sendable {
         self.strategyState = strategyState
     }
 
-    /// The file's bytes.
+    /// The file's bytes: `contents` encoded.
     public func encode(compression: Compression = .shuffleZlib, level: Int32 = 1) -> [UInt8] {
-        var w = ByteWriter(capacity: 64 + tensors.reduce(0) { $0 + 4 * $1.count + 16 })
-        w.append(Checkpoint.magic)
-        var sections: [(UInt16, [UInt8])] = []
+        contents.encode(compression: compression, level: level)
+    }
+
+    /// The model and this checkpoint's state as sections, in the order they
+    /// are written: recent pushes (tag 1), their times (0x8003, when any is
+    /// known), the strategy state (tag 2). No section when there is no state.
+    public var contents: CheckpointContents {
+        var sections: [CheckpointSection] = []
         if !recentPushes.isEmpty {
             var section = ByteWriter()
             section.u32(UInt32(recentPushes.count))
@@ -58,128 +63,79 @@ public struct Checkpoint: Hashable, Sendable {
                 section.u64(p.version)
                 section.u64(p.datasets)
             }
-            sections.append((Checkpoint.recentPushesTag, section.bytes))
+            sections.append(CheckpointSection(tag: Checkpoint.recentPushesTag, bytes: section.bytes))
             if recentPushes.contains(where: { $0.acceptedAt != 0 }) {
                 var times = ByteWriter()
                 times.u32(UInt32(recentPushes.count))
                 for p in recentPushes { times.u64(p.acceptedAt) }
-                sections.append((Checkpoint.pushTimesTag, times.bytes))
+                sections.append(CheckpointSection(tag: Checkpoint.pushTimesTag, bytes: times.bytes))
             }
         }
         if let strategyState {
             var section = ByteWriter()
             strategyState.encode(into: &section)
-            sections.append((Checkpoint.strategyStateTag, section.bytes))
+            sections.append(CheckpointSection(tag: Checkpoint.strategyStateTag, bytes: section.bytes))
         }
-        w.u16(sections.isEmpty ? 1 : 2)
-        w.u16(0)
-        w.u64(version)
-        w.u64(datasets)
-        w.u32(0)
-        TensorBlob.encode(tensors, compression: compression, level: level, into: &w)
-        w.patchU32(UInt32(w.bytes.count - 28), at: 24)
-        if !sections.isEmpty {
-            w.u16(UInt16(sections.count))
-            for (tag, bytes) in sections {
-                w.u16(tag)
-                w.u32(UInt32(bytes.count))
-                w.append(bytes)
-            }
-        }
-        let crc = CRC32.checksum(w.bytes)
-        w.u32(crc)
-        return w.bytes
+        return CheckpointContents(version: version, datasets: datasets, tensors: tensors, sections: sections)
     }
 
-    /// Reads a checkpoint file's bytes. Throws `.badMagic` for a file that is
-    /// not a checkpoint, `.unsupportedVersion`, `.truncated`, `.checksumMismatch`,
-    /// `.trailingBytes`, or any blob error.
+    /// Reads a checkpoint file's bytes: `CheckpointContents.decode`, then
+    /// `init(contents:limits:)`. Throws `.badMagic` for a file that is not a
+    /// checkpoint, `.unsupportedVersion`, `.truncated`, `.checksumMismatch`,
+    /// `.trailingBytes`, any blob error, or a section's error.
     public static func decode(_ bytes: [UInt8], limits: Limits = .default) throws(CodecError) -> Checkpoint {
-        try withBytes(bytes) { (raw) throws(CodecError) -> Checkpoint in
-            var r = ByteReader(raw, shortCode: .truncated)
-            let magic = try r.take(4, "checkpoint magic")
-            guard magic.elementsEqual(Checkpoint.magic) else {
-                throw CodecError(.badMagic, "not a swift-federated checkpoint (magic is not FEDK)")
-            }
-            let format = try r.u16("format version")
-            guard formats.contains(format) else {
-                throw CodecError(.unsupportedVersion, "checkpoint format \(format); this build reads formats 1 and 2")
-            }
-            let reserved = try r.u16("reserved")
-            guard reserved == 0 else {
-                // A future format may give these bits a meaning this build cannot honour.
-                throw CodecError(.unsupportedVersion, "checkpoint reserved field is \(reserved), not 0")
-            }
-            let version = try r.u64("model version")
-            let datasets = try r.u64("datasets")
-            let blobLength = Int(try r.u32("blob length"))
-            if blobLength > r.remaining {
-                throw CodecError(.truncated, "blob of \(blobLength) bytes, \(r.remaining) left in the file")
-            }
-            if r.remaining < blobLength + 4 {
-                throw CodecError(.truncated, "file ends before its CRC")
-            }
-            if format == 1 && r.remaining > blobLength + 4 {
-                throw CodecError(.trailingBytes, "\(r.remaining - blobLength - 4) bytes after the CRC")
-            }
-            // Format 2: the CRC is the file's last four bytes; sections are checked after it.
-            let crcOffset = format == 1 ? 28 + blobLength : raw.count - 4
-            let expected = CRC32.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<crcOffset]))
-            let stored = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: crcOffset, as: UInt32.self))
-            guard expected == stored else {
-                throw CodecError(.checksumMismatch, "checkpoint CRC does not match its contents")
-            }
-            var blob = ByteReader(try r.take(blobLength, "blob"))
-            let tensors = try TensorBlob.decode(&blob, limits: limits)
-            var pushes: [PushRecord] = []
-            var strategy: StrategyRecord?
-            var times: [UInt64]?
-            if format == 2 {
-                var sections = ByteReader(try r.take(r.remaining - 4, "sections"), shortCode: .truncated)
-                let count = Int(try sections.u16("section count"))
-                for _ in 0..<count {
-                    let tag = try sections.u16("section tag")
-                    let length = Int(try sections.u32("section length"))
-                    var body = ByteReader(try sections.take(length, "section \(tag)"), shortCode: .malformedPayload)
-                    switch tag {
-                    case recentPushesTag:
-                        let n = Int(try body.u32("recent push count"))
-                        for _ in 0..<n {
-                            let id = try body.string("client id", maxBytes: MessageCodec.maxClientIDBytes)
-                            pushes.append(
-                                PushRecord(
-                                    clientID: id, pushID: try body.u64("push id"), version: try body.u64("version"),
-                                    datasets: try body.u64("datasets")))
-                        }
-                        try body.expectEnd("the recent pushes section")
-                    case pushTimesTag:
-                        let n = Int(try body.u32("push time count"))
-                        guard n <= body.remaining / 8 else {
-                            throw CodecError(.malformedPayload, "\(n) push times in \(body.remaining) bytes")
-                        }
-                        times = try (0..<n).map { _ throws(CodecError) in try body.u64("push time") }
-                        try body.expectEnd("the push times section")
-                    case strategyStateTag:
-                        strategy = try StrategyRecord.decode(&body, limits: limits)
-                        try body.expectEnd("the strategy state section")
-                    case _ where tag & 0x8000 != 0:
-                        continue
-                    default:
-                        throw CodecError(.unsupportedVersion, "checkpoint section \(tag) is not known to this build")
+        try Checkpoint(contents: try CheckpointContents.decode(bytes, limits: limits), limits: limits)
+    }
+
+    /// Gives `contents`' sections their meaning. Throws `.malformedPayload`
+    /// for a malformed known section (or push times that do not match the
+    /// pushes), `.unsupportedVersion` for a required section this build does
+    /// not know; skips optional sections it does not know.
+    public init(contents: CheckpointContents, limits: Limits = .default) throws(CodecError) {
+        var pushes: [PushRecord] = []
+        var strategy: StrategyRecord?
+        var times: [UInt64]?
+        for section in contents.sections {
+            let tag = section.tag
+            try withBytes(section.bytes) { (raw) throws(CodecError) in
+                var body = ByteReader(raw, shortCode: .malformedPayload)
+                switch tag {
+                case Checkpoint.recentPushesTag:
+                    let n = Int(try body.u32("recent push count"))
+                    for _ in 0..<n {
+                        let id = try body.string("client id", maxBytes: MessageCodec.maxClientIDBytes)
+                        pushes.append(
+                            PushRecord(
+                                clientID: id, pushID: try body.u64("push id"), version: try body.u64("version"),
+                                datasets: try body.u64("datasets")))
                     }
-                }
-                try sections.expectEnd("the checkpoint's sections")
-                if let times {
-                    guard times.count == pushes.count else {
-                        throw CodecError(
-                            .malformedPayload, "\(times.count) push times for \(pushes.count) recent pushes")
+                    try body.expectEnd("the recent pushes section")
+                case Checkpoint.pushTimesTag:
+                    let n = Int(try body.u32("push time count"))
+                    guard n <= body.remaining / 8 else {
+                        throw CodecError(.malformedPayload, "\(n) push times in \(body.remaining) bytes")
                     }
-                    for i in pushes.indices { pushes[i].acceptedAt = times[i] }
+                    times = try (0..<n).map { _ throws(CodecError) in try body.u64("push time") }
+                    try body.expectEnd("the push times section")
+                case Checkpoint.strategyStateTag:
+                    strategy = try StrategyRecord.decode(&body, limits: limits)
+                    try body.expectEnd("the strategy state section")
+                case _ where section.isOptional:
+                    break
+                default:
+                    throw CodecError(.unsupportedVersion, "checkpoint section \(tag) is not known to this build")
                 }
             }
-            return Checkpoint(
-                version: version, datasets: datasets, tensors: tensors, recentPushes: pushes, strategyState: strategy)
         }
+        if let times {
+            guard times.count == pushes.count else {
+                throw CodecError(.malformedPayload, "\(times.count) push times for \(pushes.count) recent pushes")
+            }
+            for i in pushes.indices { pushes[i].acceptedAt = times[i] }
+        }
+        self.init(
+            version: contents.version, datasets: contents.datasets, tensors: contents.tensors, recentPushes: pushes,
+            strategyState: strategy)
     }
 }
 

@@ -376,11 +376,13 @@ final class LogCapture: LogHandler, @unchecked Sendable {
     @Test("Pushes waiting for a slow disk count against the memory budget: past it a push is told overloaded")
     func pushesWaitingForTheDisk() throws {
         // 4 MiB: requests may hold 2.5 MiB in all; a waiting push of the MLP holds 0.8 MB.
+        let checkpoints = SlowCheckpointStore()
         let s = try RunningServer {
             $0.memoryBudget = 4 << 20
             $0.maxStaleness = 0  // no retained versions in so small a budget
+            $0.checkpointStore = checkpoints
         }
-        s.server.committer.testDelayMilliseconds.store(1500, ordering: .relaxed)
+        checkpoints.delay = 1500...1500
         let clients = try (0..<6).map { i in
             let c = try TestClient(port: s.port)
             _ = try c.handshake("c\(i)")
@@ -407,7 +409,7 @@ final class LogCapture: LogHandler, @unchecked Sendable {
         #expect(overloaded >= 1 && acks >= 2 && acks + overloaded == 6, "\(acks) ACKs, \(overloaded) overloaded")
         #expect(peak <= s.server.budget.requestLimit, "held \(peak) B")
         // Once the disk has caught up, the budget is free again and a push goes through.
-        s.server.committer.testDelayMilliseconds.store(0, ordering: .relaxed)
+        checkpoints.delay = 0...0
         #expect(s.server.budget.used == 0)
         guard case .ack = try clients[0].push(constantTensors(2), datasets: 10) else {
             throw TestError("no ACK after the disk caught up")

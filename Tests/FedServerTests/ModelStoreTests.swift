@@ -112,6 +112,25 @@ struct ModelStoreTests {
         #expect(snapshot.cachedEncodingCount == 3)
     }
 
+    @Test("A new version's encodings that readers used of the last one are made before it is published")
+    func encodingsPrepared() throws {
+        let store = ModelStore(initial: ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0)))
+        try store.apply(constantTensors(1), datasets: 10)
+        #expect(store.snapshot().cachedEncodingCount == 0)  // no reader asked for version 0
+        _ = store.snapshot().modelPayload(.zlib)
+        _ = store.snapshot().legacyJSON(serverID: "s")
+        try store.apply(constantTensors(2), datasets: 10)
+        let v2 = store.snapshot()
+        #expect(v2.version == 2 && v2.cachedEncodingCount == 2)
+        // Made by the committer, asked for by no reader: the next version is not prepared.
+        try store.apply(constantTensors(3), datasets: 10)
+        #expect(store.snapshot().cachedEncodingCount == 0)
+        let fresh = MessageCodec.payload(
+            .model(Model(version: 2, datasets: v2.datasets, tensors: v2.tensors, compression: .zlib)), level: 1)
+        #expect(v2.modelPayload(.zlib).bytes == fresh)
+        #expect(v2.cachedEncodingCount == 2)
+    }
+
     @Test("The legacy JSON has the original's shape and Python's number format")
     func legacyJSON() throws {
         let tensors = [

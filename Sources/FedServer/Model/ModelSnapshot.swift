@@ -7,7 +7,12 @@ import Synchronization
 /// A reader that holds a snapshot sees all its tensors from one version, even
 /// while writers publish newer ones. Encodings (a `MODEL` payload per
 /// compression mode, the original demo's JSON) are produced at most once per
-/// snapshot, on first use, and then shared by every request.
+/// snapshot and then shared by every request: each in a cell of its own, so
+/// a reader waits only for the encoding it asked for while another thread
+/// makes it, never for another encoding or another version. Before a new
+/// version is published, the committer makes the encodings readers used of
+/// the previous one (`prepareEncodings(usedBy:)`), so that those readers
+/// find them made instead of making them on an event loop.
 public final class ModelSnapshot: Sendable {
     public let version: UInt64
     public let datasets: UInt64
@@ -15,7 +20,28 @@ public final class ModelSnapshot: Sendable {
     /// With fetch deltas: the blob of the step from version - 1 to this one
     /// (`tensors` are exactly the previous version's plus its decoded values).
     public let step: [UInt8]?
-    private let cache = Mutex<[String: EncodedPayload]>([:])
+
+    /// An encoding of the snapshot that is made once and shared.
+    enum Encoding: Hashable, Sendable {
+        /// The `MODEL` payload in a compression (level 1 for the zlib modes).
+        case model(Compression)
+        /// The original demo's fetch answer naming a server.
+        case legacyJSON(serverID: String)
+    }
+
+    /// Made once: the first caller makes the value under the cell's lock;
+    /// callers that arrive meanwhile wait for it (they need the same bytes).
+    private final class Cell: Sendable {
+        let value = Mutex<EncodedPayload?>(nil)
+    }
+
+    /// The cells, and which encodings readers have asked for (not the
+    /// committer's preparing); held only to look a cell up, never while encoding.
+    private struct Cells {
+        var cells: [Encoding: Cell] = [:]
+        var requested: Set<Encoding> = []
+    }
+    private let cells = Mutex(Cells())
 
     public init(version: UInt64, datasets: UInt64, tensors: [Tensor], step: [UInt8]? = nil) {
         self.version = version
@@ -34,16 +60,12 @@ public final class ModelSnapshot: Sendable {
 
     /// The `MODEL` payload in `compression` (level 1 for the zlib modes).
     public func modelPayload(_ compression: Compression) -> EncodedPayload {
-        cached("model-\(compression.rawValue)") {
-            MessageCodec.payload(
-                .model(Model(version: version, datasets: datasets, tensors: tensors, compression: compression)),
-                level: 1)
-        }
+        payload(.model(compression), requested: true)
     }
 
     /// The original demo's fetch answer: `{"id": serverID, "datasets": N, "weights": [...]}`.
     public func legacyJSON(serverID: String) -> EncodedPayload {
-        cached("json-\(serverID)") { LegacyJSON.modelAnswer(serverID: serverID, datasets: datasets, tensors: tensors) }
+        payload(.legacyJSON(serverID: serverID), requested: true)
     }
 
     /// A complete `MODEL` frame for `requestID`: the 20-byte header is built
@@ -67,18 +89,46 @@ public final class ModelSnapshot: Sendable {
         return (header, payload.buffer)
     }
 
-    /// Encodes under the snapshot's lock, so each encoding is made exactly once;
-    /// readers that arrive meanwhile wait for it instead of encoding again.
-    private func cached(_ key: String, _ make: () -> [UInt8]) -> EncodedPayload {
-        cache.withLock { table in
-            if let hit = table[key] { return hit }
-            let bytes = make()
+    /// Makes the encodings readers asked for of `previous` (an older
+    /// version), so that readers of this one find them made. Called by the
+    /// committer before it publishes this snapshot, off every event loop.
+    func prepareEncodings(usedBy previous: ModelSnapshot) {
+        let used = previous.cells.withLock { $0.requested }
+        for encoding in used { _ = payload(encoding, requested: false) }
+    }
+
+    /// The encoding, made now if no one has made it yet.
+    private func payload(_ encoding: Encoding, requested: Bool) -> EncodedPayload {
+        let cell = cells.withLock { state in
+            if requested { state.requested.insert(encoding) }
+            if let cell = state.cells[encoding] { return cell }
+            let cell = Cell()
+            state.cells[encoding] = cell
+            return cell
+        }
+        return cell.value.withLock { value in
+            if let value { return value }
+            let bytes = make(encoding)
             let fresh = EncodedPayload(bytes: bytes, crc: CRC32.checksum(bytes), buffer: ByteBuffer(bytes: bytes))
-            table[key] = fresh
+            value = fresh
             return fresh
         }
     }
 
+    private func make(_ encoding: Encoding) -> [UInt8] {
+        switch encoding {
+        case .model(let compression):
+            MessageCodec.payload(
+                .model(Model(version: version, datasets: datasets, tensors: tensors, compression: compression)),
+                level: 1)
+        case .legacyJSON(let serverID):
+            LegacyJSON.modelAnswer(serverID: serverID, datasets: datasets, tensors: tensors)
+        }
+    }
+
     /// How many encodings this snapshot holds (for tests of the cache).
-    var cachedEncodingCount: Int { cache.withLock { $0.count } }
+    var cachedEncodingCount: Int {
+        let all = cells.withLock { Array($0.cells.values) }
+        return all.reduce(0) { n, cell in n + (cell.value.withLock { $0 == nil } ? 0 : 1) }
+    }
 }

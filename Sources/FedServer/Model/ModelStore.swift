@@ -84,15 +84,10 @@ public final class ModelStore: Sendable {
     }
     nonisolated(unsafe) private var published: Published
 
-    /// Everything only writers touch, serialised by this mutex (the read-write
-    /// lock is held for the swap of `current` alone, never across an
-    /// aggregation or a disk write).
-    private struct WriterState {
-        var durable: Durable
-        /// Published versions still available as bases, oldest first.
-        var retained: [ModelSnapshot]
-    }
-    private let writer: Mutex<WriterState>
+    /// Serialises writers (`applyBatch`, `transact`): one stages, commits and
+    /// publishes at a time, reading `published` as its base. It guards no
+    /// state of its own; readers never take it.
+    private let writer = Mutex(())
     /// The version each client id was last served (binary FETCH or HTTP), for
     /// pushes that name no base (version 1 peers, HTTP). Bounded.
     private let served = Mutex<[String: UInt64]>([:])
@@ -104,7 +99,6 @@ public final class ModelStore: Sendable {
     public init(initial: ModelSnapshot, durable: Durable = Durable(), configuration: Configuration = .init()) {
         self.published = Published(current: initial, retained: [initial], durable: durable)
         self.configuration = configuration
-        self.writer = Mutex(WriterState(durable: durable, retained: [initial]))
     }
 
     /// The current version; the caller may keep it as long as it likes.
@@ -213,12 +207,13 @@ public final class ModelStore: Sendable {
     public func applyBatch(_ updates: [Update], commit: (ModelSnapshot, Durable) throws -> Void)
         -> [Result<Acknowledgement, RejectedUpdate>]
     {
-        writer.withLock { w in
-            let published = snapshot()
-            var state = Self.stage(published, w.durable)
+        writer.withLock { _ in
+            let base = lock.withReadLock { self.published }
+            let published = base.current
+            var state = Self.stage(published, base.durable)
             var version = published.version
-            var retained = w.retained
-            var pushes = w.durable.recentPushes
+            var retained = base.retained
+            var pushes = base.durable.recentPushes
             let now = configuration.clock()
             pushes.expire(now: now)
             var changed = false
@@ -279,8 +274,7 @@ public final class ModelStore: Sendable {
             let durable = Durable(
                 recentPushes: pushes, buffer: state.buffer, tensors: state.tensors, scalars: state.scalars)
             do {
-                try keep(
-                    &w, published: published, version: version, durable: durable, retained: retained, commit: commit)
+                try keep(published: published, version: version, durable: durable, retained: retained, commit: commit)
                 discardedUpdates.add(discardedNow, ordering: .relaxed)
             } catch {
                 // The cause (it may name local paths) is for the server's log, not for clients.
@@ -301,11 +295,12 @@ public final class ModelStore: Sendable {
     public func transact<R>(
         _ body: (inout FederationState) -> (publish: Bool, result: R), commit: (ModelSnapshot, Durable) throws -> Void
     ) throws -> R {
-        try writer.withLock { w in
-            let published = snapshot()
-            var state = Self.stage(published, w.durable)
+        try writer.withLock { _ in
+            let base = lock.withReadLock { self.published }
+            let published = base.current
+            var state = Self.stage(published, base.durable)
             var version = published.version
-            var retained = w.retained
+            var retained = base.retained
             let (publish, result) = body(&state)
             if publish {
                 self.publish(&state, version: &version, retained: &retained)
@@ -316,9 +311,9 @@ public final class ModelStore: Sendable {
                     )
                 }
             }
-            var durable = w.durable
+            var durable = base.durable
             (durable.buffer, durable.tensors, durable.scalars) = (state.buffer, state.tensors, state.scalars)
-            try keep(&w, published: published, version: version, durable: durable, retained: retained, commit: commit)
+            try keep(published: published, version: version, durable: durable, retained: retained, commit: commit)
             return result
         }
     }
@@ -345,18 +340,20 @@ public final class ModelStore: Sendable {
         }
     }
 
-    /// Commits the staged version and state, then makes them the store's
-    /// (the model swapped under the write lock); throws, keeping nothing, if
-    /// `commit` throws.
+    /// Commits the staged version and state, makes the new version's
+    /// encodings readers used of the last one, then publishes them (swapped
+    /// whole under the write lock); throws, keeping nothing, if `commit`
+    /// throws. Called holding `writer`, on the committer's thread.
     private func keep(
-        _ w: inout WriterState, published: ModelSnapshot, version: UInt64, durable: Durable, retained: [ModelSnapshot],
+        published: ModelSnapshot, version: UInt64, durable: Durable, retained: [ModelSnapshot],
         commit: (ModelSnapshot, Durable) throws -> Void
     ) throws {
         // `publish` appends every new version to `retained` (the window holds at least one).
         let staged = version == published.version ? published : retained[retained.count - 1]
         try commit(staged, durable)
-        w.durable = durable
-        w.retained = retained
+        // Readers of the new version find made the encodings they used of the
+        // last one (made here, off the event loops, before anyone can ask).
+        if staged !== published { staged.prepareEncodings(usedBy: published) }
         lock.withWriteLock { self.published = Published(current: staged, retained: retained, durable: durable) }
     }
 

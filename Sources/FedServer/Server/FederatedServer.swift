@@ -19,7 +19,7 @@ import Synchronization
 /// demo's HTTP, in front of a `ModelStore` whose updates are made durable by
 /// a `GroupCommitter`.
 ///
-/// Lifecycle: `start` resumes from the checkpoint (or starts from `initial`),
+/// Lifecycle: `start` resumes from the checkpoint store (or starts from `initial`),
 /// binds, and returns once listening; `shutdown` stops accepting connections
 /// and new pushes, lets pushes in flight finish (at most
 /// `configuration.shutdownGrace`), writes the checkpoint, closes every
@@ -63,23 +63,24 @@ public final class FederatedServer: Sendable {
         let fresh = initial()
         let snapshot: ModelSnapshot
         var durable = ModelStore.Durable()
-        if let (resumed, state) = try CheckpointFile.loadState(from: configuration.checkpointPath) {
+        let checkpoints = configuration.checkpointStore ?? FileCheckpointStore(path: configuration.checkpointPath)
+        if let (resumed, state) = try checkpoints.loadState() {
             let served = fresh.map(\.shape)
             let stored = resumed.tensors.map(\.shape)
             guard served == stored else {
                 throw FileError(
-                    "checkpoint \(configuration.checkpointPath) holds tensors of shapes \(stored), but this server serves \(served); give a checkpoint of this model or another --checkpoint path"
+                    "checkpoint \(checkpoints) holds tensors of shapes \(stored), but this server serves \(served); give a checkpoint of this model or another --checkpoint path"
                 )
             }
             if let bad = Limits.firstOutOfRange(resumed.tensors) {
                 throw FileError(
-                    "checkpoint \(configuration.checkpointPath) holds \(bad.value) at tensor \(bad.tensor) index \(bad.index), beyond the weights a server publishes (finite, within ±\(Limits.maxMagnitude)); restore an earlier checkpoint or give another --checkpoint path"
+                    "checkpoint \(checkpoints) holds \(bad.value) at tensor \(bad.tensor) index \(bad.index), beyond the weights a server publishes (finite, within ±\(Limits.maxMagnitude)); restore an earlier checkpoint or give another --checkpoint path"
                 )
             }
             snapshot = resumed
             durable = state
             logger.info(
-                "resumed version \(resumed.version) (\(resumed.datasets) samples, \(state.buffer.count) buffered updates) from \(configuration.checkpointPath)"
+                "resumed version \(resumed.version) (\(resumed.datasets) samples, \(state.buffer.count) buffered updates) from \(checkpoints)"
             )
         } else {
             if let bad = Limits.firstOutOfRange(fresh) {
@@ -88,7 +89,7 @@ public final class FederatedServer: Sendable {
                 )
             }
             snapshot = ModelSnapshot(version: 0, datasets: 0, tensors: fresh)
-            logger.info("no checkpoint at \(configuration.checkpointPath): starting from fresh weights")
+            logger.info("no checkpoint in \(checkpoints): starting from fresh weights")
         }
         let retention = RetainedVersions(
             shapes: snapshot.tensors.map(\.shape), deltaEncoding: configuration.deltaEncoding,
@@ -107,7 +108,7 @@ public final class FederatedServer: Sendable {
                 deltaEncoding: configuration.deltaEncoding))
         let metrics = ServerMetrics(factory: configuration.metricsFactory, edge: configuration.upstream != nil)
         let committer = GroupCommitter(
-            store: store, path: configuration.checkpointPath, saveEvery: configuration.saveEvery, metrics: metrics)
+            store: store, checkpoints: checkpoints, saveEvery: configuration.saveEvery, metrics: metrics)
         committer.onWriteFailure = { error in logger.error("checkpoint write failed: \(error)") }
         if configuration.saveEvery > 1 {
             logger.warning("--save-every \(configuration.saveEvery): updates are acknowledged before they are durable")

@@ -1,5 +1,6 @@
 import CoreMetrics
 import FedCodec
+import FedStorage
 import NIOCore
 
 /// Everything `FederatedServer` can be told; every parameter has a default.
@@ -12,8 +13,13 @@ public struct ServerConfiguration: Sendable {
     public var host: String
     /// Port to bind; 0 picks a free one. Default 5000, the original's.
     public var port: Int
-    /// Checkpoint file: resumed from on start, written atomically.
+    /// Checkpoint file: resumed from on start, written atomically (the
+    /// store when `checkpointStore` is nil).
     public var checkpointPath: String
+    /// Where the model and its state are resumed from and saved; nil
+    /// (default): a `FileCheckpointStore` at `checkpointPath`. Acknowledged
+    /// updates are as durable as this store keeps its `CheckpointStore` contract.
+    public var checkpointStore: (any CheckpointStore)? = nil
     /// 1 (default): every update is durable before it is acknowledged.
     /// N > 1: write a checkpoint every N versions (faster; a crash loses up to N-1 updates).
     public var saveEvery: Int

@@ -6,9 +6,11 @@ import Synchronization
 
 /// Applies updates so that each one is durable before its caller hears of it.
 ///
-/// Callers `submit` concurrently; one background committer drains everything
-/// pending into a single `ModelStore.applyBatch` whose commit step writes the
-/// checkpoint atomically (temporary file, fsync, rename, fsync of the folder).
+/// Callers `submit` concurrently; one background committer (a dispatch
+/// queue) drains everything pending into a single `ModelStore.applyBatch`
+/// whose commit step saves the checkpoint to `checkpoints` (atomically and
+/// durably, as `CheckpointStore` requires; a file store: temporary file,
+/// fsync, rename, fsync of the folder). Saves run only on the committer.
 /// While one write runs, new updates queue and share the next write (group
 /// commit), so throughput grows with concurrency while every acknowledged
 /// update survives `kill -9`. With `saveEvery > 1` a checkpoint is written
@@ -16,7 +18,8 @@ import Synchronization
 /// and updates since the last write are lost on a crash.
 public final class GroupCommitter: Sendable {
     public let store: ModelStore
-    public let path: String
+    /// Where each commit is saved.
+    public let checkpoints: any CheckpointStore
     public let saveEvery: Int
 
     private struct State {
@@ -29,16 +32,21 @@ public final class GroupCommitter: Sendable {
     private let queue = DispatchQueue(label: "fed.group-commit")
 
     let metrics: ServerMetrics?
-    /// Tests: milliseconds every checkpoint write takes longer (a slow disk), inside the commit.
-    let testDelayMilliseconds = Atomic<Int>(0)
 
-    public init(store: ModelStore, path: String, saveEvery: Int = 1, metrics: ServerMetrics? = nil) {
+    public init(
+        store: ModelStore, checkpoints: any CheckpointStore, saveEvery: Int = 1, metrics: ServerMetrics? = nil
+    ) {
         self.metrics = metrics
         self.store = store
-        self.path = path
+        self.checkpoints = checkpoints
         self.saveEvery = max(1, saveEvery)
         let version = store.snapshot().version
         state.withLock { $0.lastSavedVersion = version }
+    }
+
+    /// A committer saving to the checkpoint file at `path` (a `FileCheckpointStore`).
+    public convenience init(store: ModelStore, path: String, saveEvery: Int = 1, metrics: ServerMetrics? = nil) {
+        self.init(store: store, checkpoints: FileCheckpointStore(path: path), saveEvery: saveEvery, metrics: metrics)
     }
 
     public typealias Completion = @Sendable (Result<Acknowledgement, RejectedUpdate>) -> Void
@@ -74,7 +82,7 @@ public final class GroupCommitter: Sendable {
     public func flush() throws {
         try queue.sync {
             let s = store.snapshot()
-            try CheckpointFile.save(s, durable: store.durable(), to: path)
+            try checkpoints.save(s, durable: store.durable())
             state.withLock {
                 $0.writes += 1
                 $0.lastSavedVersion = s.version
@@ -88,7 +96,7 @@ public final class GroupCommitter: Sendable {
     public func transact<R>(_ body: (inout FederationState) -> (publish: Bool, result: R)) throws -> R {
         try queue.sync {
             try store.transact(body) { staged, durable in
-                try CheckpointFile.save(staged, durable: durable, to: path)
+                try checkpoints.save(staged, durable: durable)
                 state.withLock {
                     $0.writes += 1
                     $0.lastSavedVersion = staged.version
@@ -120,13 +128,10 @@ public final class GroupCommitter: Sendable {
             let results = store.applyBatch(batch.map(\.0)) { staged, durable in
                 let due = state.withLock { staged.version >= $0.lastSavedVersion + UInt64(saveEvery) }
                 guard saveEvery == 1 || due else { return }
-                // A slow disk, for tests: the write takes this much longer (the store's writer waits).
-                let delay = testDelayMilliseconds.load(ordering: .relaxed)
-                if delay > 0 { Thread.sleep(forTimeInterval: Double(delay) / 1000) }
                 do {
                     let clock = ContinuousClock()
                     let start = clock.now
-                    try CheckpointFile.save(staged, durable: durable, to: path)
+                    try checkpoints.save(staged, durable: durable)
                     let took = clock.now - start
                     metrics?.checkpointTook(
                         Double(took.components.seconds) + Double(took.components.attoseconds) * 1e-18)
