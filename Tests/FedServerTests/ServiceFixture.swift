@@ -1,4 +1,5 @@
 import FedCodec
+import FedStorage
 import FedTestSupport
 import Foundation
 import Logging
@@ -35,7 +36,7 @@ final class ServiceFixture {
             configuration: .init(
                 maxDatasets: configuration.maxDatasets, strategy: configuration.strategy,
                 maxStaleness: configuration.maxStaleness, deltaEncoding: configuration.deltaEncoding))
-        committer = GroupCommitter(store: store, path: configuration.checkpointPath, metrics: metrics)
+        committer = GroupCommitter(store: store, checkpoints: InMemoryCheckpointStore(), metrics: metrics)
         budget = MemoryBudget(limit: budgetBytes)
         let limits = ResolvedLimits(configuration: configuration, modelShapes: Self.shapes)
         service = FederationService(
