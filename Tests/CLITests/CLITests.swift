@@ -48,7 +48,9 @@ struct CLITests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let ck = dir.appendingPathComponent("model.fedk").path
         let train = try FedProcess.run([
-            "bench", "train", "--data", FedProcess.mnist, "--samples", "2000", "--epochs", "2", "--save-checkpoint", ck,
+            // One thread: no second, single-thread run for comparison.
+            "bench", "train", "--data", FedProcess.mnist, "--samples", "2000", "--epochs", "2", "--threads", "1",
+            "--save-checkpoint", ck,
         ])
         #expect(train.status == 0, "\(train.output)")
         #expect(train.output.contains("samples/s"))
@@ -234,7 +236,9 @@ struct DataFetchTests {
         let again = try FedProcess.run(["data", "fetch", "--dir", target.path, "--mirror", base, "--only", "t10k"])
         #expect(again.output.contains("already present and verified"))
         // The downloaded files are usable data.
-        let eval = try FedProcess.run(["bench", "train", "--data", target.path, "--samples", "1000", "--epochs", "1"])
+        let eval = try FedProcess.run([
+            "bench", "train", "--data", target.path, "--samples", "1000", "--epochs", "1", "--threads", "1",
+        ])
         #expect(eval.status == 0, "\(eval.output)")
 
         // A tampered labels file (valid gzip, one label changed) is refused and not kept.
