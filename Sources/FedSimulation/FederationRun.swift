@@ -114,6 +114,7 @@ final class FederationRun {
 
         /// Fetches, trains (real work, done now) and returns the push to send at its virtual time.
         func fetchAndTrain(_ c: Int, at time: Double) throws -> Pending {
+            if isCancelled() { throw CancellationError() }
             let client = clients[c]
             guard case .model(let version, let count, let weights) = try client.transport.fetch(heldVersion: 0) else {
                 throw SimulationError("fetch of client \(c) answered unchanged")

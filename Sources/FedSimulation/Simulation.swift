@@ -53,8 +53,8 @@ public struct Simulation: Sendable {
     /// The simulation's clients make blocking calls, so it runs on a
     /// dedicated thread rather than the caller's executor; `progress` is
     /// called on that thread, in order. Cancelling the calling task stops the
-    /// simulation before its next push (a centralized reference in training
-    /// finishes first).
+    /// simulation before its next fetch or push (a centralized reference in
+    /// training finishes first).
     ///
     /// - Throws: ``SimulationError`` for a configuration out of range
     ///   (``SimulationConfiguration/validate()``) or a partition file that

@@ -87,7 +87,7 @@ struct SimulationTests {
         #expect(a.table.contains("vs central"))
     }
 
-    @Test("Cancelling the task stops a long simulation at its next push")
+    @Test("Cancelling the task stops a long simulation at its next fetch or push", .timeLimit(.minutes(1)))
     func cancellation() async throws {
         var c = try smallConfiguration(["running-average"])
         c.budget = 100_000_000
@@ -99,13 +99,16 @@ struct SimulationTests {
             }
         }
         for await _ in started {}
-        // The run is under way: its clients fetch, train and push for minutes.
+        // The run is under way: its budget would take hours.
         try await Task.sleep(for: .milliseconds(200))
         let clock = ContinuousClock()
         let cancelledAt = clock.now
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
-        #expect(clock.now - cancelledAt < .seconds(5))
+        // Generous: the simulation stops within one client's round (1,250
+        // samples), but this test resumes on the shared pool, which other
+        // tests' blocking waits may hold for seconds under a full run.
+        #expect(clock.now - cancelledAt < .seconds(30))
     }
 
     @Test("A count out of range is refused before anything runs, naming it")
