@@ -59,6 +59,7 @@ let package = Package(
         .library(name: "FedStorage", targets: ["FedStorage"]),
         .library(name: "FedServer", targets: ["FedServer"]),
         .library(name: "FedClient", targets: ["FedClient"]),
+        .library(name: "FedSimulation", targets: ["FedSimulation"]),
         .executable(name: "fed", targets: ["fed"]),
     ],
     dependencies: [
@@ -106,6 +107,13 @@ let package = Package(
             ]),
         .target(name: "FedModel", dependencies: ["CZlib", "FedCodec"], swiftSettings: kernelSettings),
         .target(
+            name: "FedSimulation",
+            dependencies: [
+                "FedCodec", "FedModel", "FedServer", "FedClient",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "FedBench",
             dependencies: [
                 "FedCodec", "FedModel", "FedStorage", "FedClient", "FedServer",
@@ -119,6 +127,7 @@ let package = Package(
             name: "fed",
             dependencies: [
                 "FedBench",
+                "FedSimulation",
                 "FedCodec",
                 "FedModel",
                 "FedStorage",
@@ -133,6 +142,7 @@ let package = Package(
         .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
         .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
+        .testTarget(name: "FedSimulationTests", dependencies: ["FedSimulation", "FedServer"]),
         .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedTestSupport"]),
         .testTarget(
             name: "FedServerTests",

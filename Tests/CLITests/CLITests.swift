@@ -48,7 +48,9 @@ struct CLITests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let ck = dir.appendingPathComponent("model.fedk").path
         let train = try FedProcess.run([
-            "bench", "train", "--data", FedProcess.mnist, "--samples", "2000", "--epochs", "2", "--save-checkpoint", ck,
+            // One thread: no second, single-thread run for comparison.
+            "bench", "train", "--data", FedProcess.mnist, "--samples", "2000", "--epochs", "2", "--threads", "1",
+            "--save-checkpoint", ck,
         ])
         #expect(train.status == 0, "\(train.output)")
         #expect(train.output.contains("samples/s"))
@@ -127,7 +129,7 @@ struct SimulateTests {
         var summaries: [[[String: Any]]] = []
         for dir in dirs {
             let r = try FedProcess.run([
-                "simulate", "--quick", "--data", FedProcess.mnist, "--clients", "8", "--budget", "6000",
+                "simulate", "--quick", "--data", FedProcess.mnist, "--clients", "8", "--budget", "3000",
                 "--strategy", "fedbuff/k=4", "--strategy", "running-average", "--no-centralized",
                 "--stragglers", "0.25", "--out", dir.path,
             ])
@@ -156,7 +158,8 @@ struct SimulateTests {
             defer { try? FileManager.default.removeItem(at: dir) }
             let r = try FedProcess.run(
                 [
-                    "simulate", "--quick", "--data", FedProcess.mnist, "--clients", "8", "--budget", "15000",
+                    // Two rounds of four clients of eight: some client trains in both, so its Adam state matters.
+                    "simulate", "--quick", "--data", FedProcess.mnist, "--clients", "8", "--budget", "5000",
                     "--sync", "0.5", "--strategy", "fedavg/k=4", "--no-centralized", "--out", dir.path,
                 ] + extra)
             #expect(r.status == 0, "\(r.output)")
@@ -233,7 +236,9 @@ struct DataFetchTests {
         let again = try FedProcess.run(["data", "fetch", "--dir", target.path, "--mirror", base, "--only", "t10k"])
         #expect(again.output.contains("already present and verified"))
         // The downloaded files are usable data.
-        let eval = try FedProcess.run(["bench", "train", "--data", target.path, "--samples", "1000", "--epochs", "1"])
+        let eval = try FedProcess.run([
+            "bench", "train", "--data", target.path, "--samples", "1000", "--epochs", "1", "--threads", "1",
+        ])
         #expect(eval.status == 0, "\(eval.output)")
 
         // A tampered labels file (valid gzip, one label changed) is refused and not kept.

@@ -176,13 +176,14 @@ struct EncodingServerTests {
         _ = try other.push(tensors(3), datasets: 1, baseVersion: 0, pushID: 2)
         _ = try other.push(tensors(4), datasets: 1, baseVersion: 0, pushID: 3)
         let w3 = s.server.store.snapshot().tensors
-        let (version, datasets) = try client.push(tensors(5), datasets: 1, baseVersion: v, pushID: 7)
+        let wc = tensors(5)
+        let (version, datasets) = try client.push(wc, datasets: 1, baseVersion: v, pushID: 7)
         #expect(version == 4 && datasets == 4)
         // The running average took the full, lossless weights: (3 W3 + Wc) / 4.
         let model = s.server.store.snapshot().tensors
         for t in model.indices {
             for i in stride(from: 0, to: model[t].count, by: 101) {
-                #expect(abs(model[t].values[i] - (3 * w3[t].values[i] + tensors(5)[t].values[i]) / 4) < 1e-6)
+                #expect(abs(model[t].values[i] - (3 * w3[t].values[i] + wc[t].values[i]) / 4) < 1e-6)
             }
         }
     }

@@ -2,13 +2,16 @@ import ArgumentParser
 import FedCodec
 import FedModel
 import FedServer
+import FedSimulation
 import Foundation
 
-/// `fed simulate`: federated learning measured, strategy against strategy.
-public struct SimulateCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+/// `fed simulate`: the flags of a `SimulationConfiguration`, the run's
+/// progress and report printed, its files written with `--out`.
+struct SimulateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
         commandName: "simulate",
-        abstract: "Run N clients against the real server in virtual time and compare federation strategies.",
+        abstract:
+            "Run N clients against the real server in virtual time and compare federation strategies.",
         discussion: """
             Every client trains for real on its share of the training images and talks to an in-process \
             fed server over 127.0.0.1 with the binary protocol; only time is virtual: a client of speed v \
@@ -32,18 +35,20 @@ public struct SimulateCommand: ParsableCommand {
             """
     )
 
-    public init() {}
-
     @Option(
         help: ArgumentHelp(
             "A strategy as fed server --strategy takes it (repeatable; default: running-average, fedasync, fedbuff).",
             valueName: "NAME[/KEY=VALUE]..."))
     var strategy: [String] = []
     @Option(
-        help: "Folder of MNIST-format IDX files with train-* and t10k-* (default: Fashion-MNIST, else built-in MNIST).")
+        help:
+            "Folder of MNIST-format IDX files with train-* and t10k-* (default: Fashion-MNIST, else built-in MNIST)."
+    )
     var data: String?
     @Option(help: "Clients.") var clients = 100
-    @Option(help: "How images are split: iid, dirichlet:ALPHA, shards:K, or file:PATH (JSON lists of indices).")
+    @Option(
+        help:
+            "How images are split: iid, dirichlet:ALPHA, shards:K, or file:PATH (JSON lists of indices).")
     var partition = "iid"
     @Option(help: "Local epochs per round of a client.") var localEpochs = 1
     @Option(help: "Local batch size.") var batchSize = 32
@@ -60,9 +65,11 @@ public struct SimulateCommand: ParsableCommand {
     @Option(help: "Fraction of clients 10x slower.") var stragglers = 0.0
     @Option(help: "Fraction of clients that attack.") var attackers = 0.0
     @Option(help: "signflip, noise, scale or claim.") var attack = "signflip"
-    @Option(help: "Synchronous rounds with this fraction of the clients (default: asynchronous).") var sync: Double?
+    @Option(help: "Synchronous rounds with this fraction of the clients (default: asynchronous).")
+    var sync: Double?
     @Option(help: "Points of the learning curve.") var evalPoints = 10
-    @Option(help: "Blob compression of the clients: none, zlib or shuffle-zlib.") var compression = "none"
+    @Option(help: "Blob compression of the clients: none, zlib or shuffle-zlib.") var compression =
+        "none"
     @Option(
         help: ArgumentHelp(
             "How clients push, and the server's fetch deltas: PUSH[,fetch=ENC] (repeatable; default fp32).",
@@ -75,124 +82,92 @@ public struct SimulateCommand: ParsableCommand {
     ) var maxStaleness: Int?
     @Option(help: "Most samples one update counts for.") var maxUpdateSamples: UInt64 = 10_000
     @Option(help: "First seed (weights, partition, speeds, shuffles).") var seed: UInt64 = 1
-    @Option(help: "Seeds per strategy (seed, seed+1, ...): the table gives their mean and range.") var seeds = 1
-    @Flag(help: "A small run: 20 clients sharing 10,000 training images, 100,000 samples, 5 curve points.")
+    @Option(help: "Seeds per strategy (seed, seed+1, ...): the table gives their mean and range.")
+    var seeds = 1
+    @Flag(
+        help: "A small run: 20 clients sharing 10,000 training images, 100,000 samples, 5 curve points."
+    )
     var quick = false
     @Flag(help: "Skip the centralized reference.") var noCentralized = false
     @Option(help: "Folder for summary.json, curve.csv and curves.svg.") var out: String?
 
-    public func validate() throws {
+    func validate() throws {
         for s in strategy {
             do throws(StrategySpecError) { _ = try StrategySpec(s) } catch {
                 throw ValidationError("--strategy \(s): \(error)")
             }
         }
         guard Partition(partition) != nil else {
-            throw ValidationError("--partition \(partition): use iid, dirichlet:ALPHA, shards:K or file:PATH")
+            throw ValidationError(
+                "--partition \(partition): use iid, dirichlet:ALPHA, shards:K or file:PATH")
         }
         guard ["kept", "fresh"].contains(optimizerState) else {
             throw ValidationError("--optimizer-state \(optimizerState): use kept or fresh")
         }
         guard Attack(rawValue: attack) != nil else {
-            throw ValidationError("--attack \(attack): use \(Attack.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "--attack \(attack): use \(Attack.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         for e in encoding where EncodingSetting(e) == nil {
             throw ValidationError(
-                "--encoding \(e): use fp32, fp16, int8, int4 or int2, optionally -delta, optionally ,fetch=ENC")
+                "--encoding \(e): use fp32, fp16, int8, int4 or int2, optionally -delta, optionally ,fetch=ENC"
+            )
         }
         guard Compression(name: compression) != nil else {
             throw ValidationError("unknown --compression \(compression)")
         }
-        guard clients >= 1, clients <= 1000, localEpochs >= 1, batchSize >= 1, batchSize <= 256, budget >= 1,
-            seeds >= 1, seeds <= 20, evalPoints >= 1, (0...1).contains(stragglers), (0...1).contains(attackers),
+        guard clients >= 1, clients <= 1000, localEpochs >= 1, batchSize >= 1, batchSize <= 256,
+            budget >= 1,
+            seeds >= 1, seeds <= 20, evalPoints >= 1, (0...1).contains(stragglers),
+            (0...1).contains(attackers),
             (sync ?? 0.5) > 0 && (sync ?? 0.5) <= 1
         else { throw ValidationError("a count or fraction is out of range (see --help)") }
     }
 
-    public func run() throws {
-        var settings = SimulationSettings()
-        settings.clients = quick ? min(clients, 20) : clients
-        settings.partition = Partition(partition)!
-        settings.localEpochs = localEpochs
-        settings.batchSize = batchSize
-        settings.learningRate = learningRate
-        settings.keepOptimizerState = optimizerState == "kept"
-        settings.budget = quick ? min(budget, 100_000) : budget
-        settings.secondsPerSample = secondsPerSample
-        settings.messageSeconds = messageSeconds
-        settings.speedSigma = speedSigma
-        settings.stragglers = stragglers
-        settings.attackers = attackers
-        settings.attack = Attack(rawValue: attack)!
-        settings.syncFraction = sync
-        settings.evalPoints = quick ? min(evalPoints, 5) : evalPoints
-        settings.compression = Compression(name: compression)!
-        settings.maxStaleness = maxStaleness
-        settings.maxUpdateSamples = maxUpdateSamples
+    func run() throws {
+        var c = SimulationConfiguration()
+        c.strategies = try (strategy.isEmpty ? ["running-average", "fedasync", "fedbuff"] : strategy)
+            .map {
+                try StrategySpec($0)
+            }
+        c.encodings = encoding.isEmpty ? [EncodingSetting()] : encoding.map { EncodingSetting($0)! }
+        c.seed = seed
+        c.seeds = seeds
+        c.centralized = !noCentralized
+        c.clients = quick ? min(clients, 20) : clients
+        c.partition = Partition(partition)!
+        c.localEpochs = localEpochs
+        c.batchSize = batchSize
+        c.learningRate = learningRate
+        c.keepOptimizerState = optimizerState == "kept"
+        c.budget = quick ? min(budget, 100_000) : budget
+        c.secondsPerSample = secondsPerSample
+        c.messageSeconds = messageSeconds
+        c.speedSigma = speedSigma
+        c.stragglers = stragglers
+        c.attackers = attackers
+        c.attack = Attack(rawValue: attack)!
+        c.syncFraction = sync
+        c.evalPoints = quick ? min(evalPoints, 5) : evalPoints
+        c.compression = Compression(name: compression)!
+        c.maxStaleness = maxStaleness
+        c.maxUpdateSamples = maxUpdateSamples
 
-        var (train, test, note) = try Self.load(data)
-        if quick && train.count > 10_000 {
-            train = train.slice(0..<10_000)
-            note += "; --quick: the first 10,000 training images"
+        var data = try SimulationData.load(folder: data)
+        if quick && data.train.count > 10_000 {
+            data.train = data.train.slice(0..<10_000)
+            data.description += "; --quick: the first 10,000 training images"
         }
-        print("data: \(note)")
+        print("data: \(data.description)")
         print(
-            "\(settings.clients) clients, \(settings.scenario), \(settings.localEpochs) local epoch(s), budget \(settings.budget) samples, \(seeds) seed(s)"
+            "\(c.clients) clients, \(c.scenario), \(c.localEpochs) local epoch(s), budget \(c.budget) samples, \(seeds) seed(s)"
         )
-        let encodings = encoding.isEmpty ? [EncodingSetting()] : encoding.map { EncodingSetting($0)! }
-        let specs = try (strategy.isEmpty ? ["running-average", "fedasync", "fedbuff"] : strategy).map {
-            try StrategySpec($0)
-        }
-        var results: [SimulationResult] = []
-        var centralized: [Double] = []
-        for k in 0..<seeds {
-            var s = settings
-            s.seed = seed + UInt64(k)
-            if !noCentralized {
-                let c = Simulation.centralized(train: train, test: test, settings: s)
-                centralized.append(c)
-                print(String(format: "seed %d: centralized, same budget: accuracy %.4f", s.seed, c))
-            }
-            for spec in specs {
-                for e in encodings {
-                    s.encoding = e
-                    print("seed \(s.seed): \(spec)\(e == EncodingSetting() ? "" : " [\(e)]")")
-                    let r = try Simulation(settings: s, train: train, test: test) { print($0) }.run(strategy: spec)
-                    results.append(r)
-                }
-            }
-        }
+        let report = try Simulation(c, data: data).runBlocking { print($0) }
         print("")
-        print(SimulationReport.table(results, centralized: centralized))
-        if encodings.count > 1 { print("\n" + SimulationReport.pairedDifferences(results)) }
-        let reach = SimulationReport.timeToReach(results)
-        if !reach.isEmpty { print("\n" + reach) }
+        print(report.summary)
         if let out {
-            try SimulationReport.write(results, centralized: centralized, to: out)
+            try report.write(to: out)
             print("wrote \(out)/summary.json, curve.csv and curves.svg")
         }
-    }
-
-    /// Training and test sets: with train-* files, all of both; else the t10k set split in halves.
-    static func load(_ data: String?) throws -> (Dataset, Dataset, String) {
-        let dir: String
-        if let data {
-            dir = data
-        } else if DataFolder.file(DataFolder.fashionMNIST, "train-images-idx3-ubyte") != nil {
-            dir = DataFolder.fashionMNIST
-        } else {
-            dir = try DataFolder.resolve(nil).dir
-        }
-        let test = try DataFolder.testSet(in: dir, scale: true)
-        if let images = DataFolder.file(dir, "train-images-idx3-ubyte"),
-            let labels = DataFolder.file(dir, "train-labels-idx1-ubyte")
-        {
-            let train = try IDX.dataset(images: images, labels: labels)
-            return (train, test, "\(train.count) training and \(test.count) test images from \(dir)")
-        }
-        let (train, held) = try test.split(first: test.count / 2)
-        return (
-            train, held, "no training images in \(dir): \(train.count) of its test images train, \(held.count) test"
-        )
     }
 }

@@ -1,8 +1,13 @@
 import FedModel
 import Foundation
 
-/// How training images are split among simulated clients.
-enum Partition: Equatable, CustomStringConvertible {
+/// How the training images are split among the simulated clients.
+///
+/// Written as text the way `fed simulate --partition` takes it: `iid`,
+/// `dirichlet:ALPHA`, `shards:K` or `file:PATH`. Every client gets at least
+/// one image: a client left empty by a skewed draw takes one from the largest
+/// share.
+public enum Partition: Equatable, Sendable, CustomStringConvertible {
     /// Shuffled, equal shares.
     case iid
     /// Label skew: each class's images are spread over clients by Dirichlet(alpha) proportions.
@@ -12,7 +17,9 @@ enum Partition: Equatable, CustomStringConvertible {
     /// One JSON list of image indices per client, as written by another tool.
     case file(String)
 
-    init?(_ text: String) {
+    /// Parses `iid`, `dirichlet:ALPHA` (ALPHA > 0), `shards:K` (K >= 1) or
+    /// `file:PATH`; nil for anything else.
+    public init?(_ text: String) {
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
         switch parts[0] {
         case "iid" where parts.count == 1: self = .iid
@@ -29,7 +36,8 @@ enum Partition: Equatable, CustomStringConvertible {
         }
     }
 
-    var description: String {
+    /// The text ``init(_:)`` parses back into this partition.
+    public var description: String {
         switch self {
         case .iid: "iid"
         case .dirichlet(let a): "dirichlet:\(a)"
@@ -39,6 +47,9 @@ enum Partition: Equatable, CustomStringConvertible {
     }
 
     /// Image indices per client; every client gets at least one image.
+    ///
+    /// - Throws: ``SimulationError`` when a `file:` partition cannot be read,
+    ///   holds another number of clients, or names an image that is not there.
     func split(labels: [UInt8], clients: Int, rng: inout SeededGenerator) throws -> [[Int]] {
         let n = labels.count
         var out: [[Int]]
@@ -78,7 +89,7 @@ enum Partition: Equatable, CustomStringConvertible {
                 throw SimulationError("\(path) is not a JSON list of lists of image indices")
             }
             guard lists.count == clients else {
-                throw SimulationError("\(path) holds \(lists.count) clients; --clients is \(clients)")
+                throw SimulationError("\(path) holds \(lists.count) clients; clients is \(clients)")
             }
             for list in lists where list.contains(where: { $0 < 0 || $0 >= n }) {
                 throw SimulationError("\(path) names an image index outside 0..<\(n)")
@@ -115,9 +126,4 @@ enum Partition: Equatable, CustomStringConvertible {
     static func normal(_ rng: inout SeededGenerator) -> Double {
         (-2 * log(uniform(&rng))).squareRoot() * cos(2 * .pi * uniform(&rng))
     }
-}
-
-struct SimulationError: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
 }

@@ -5,112 +5,31 @@ import FedServer
 import Foundation
 import Logging
 
-/// What a simulated federation is made of; every number has a default that
-/// `fed simulate --help` states.
-struct SimulationSettings {
-    var clients = 100
-    var partition = Partition.iid
-    var localEpochs = 1
-    var batchSize = 32
-    var learningRate: Float = 0.001
-    /// Each client keeps its Adam state from round to round (as `fed client`
-    /// and the original's Keras clients do); false: a fresh Adam every round.
-    var keepOptimizerState = true
-    /// Client samples to train in all (each local epoch of each client counts its images).
-    var budget = 1_200_000
-    /// Virtual seconds a client of speed 1 takes per sample.
-    var secondsPerSample = 0.01
-    /// Virtual seconds of one message (a fetch or a push).
-    var messageSeconds = 0.5
-    /// Spread of client speeds: lognormal with this sigma.
-    var speedSigma = 0.5
-    /// Fraction of clients 10x slower.
-    var stragglers = 0.0
-    /// Fraction of clients that attack, and how.
-    var attackers = 0.0
-    var attack = Attack.signflip
-    /// Synchronous rounds with this fraction of clients each; nil: asynchronous.
-    var syncFraction: Double?
-    var evalPoints = 10
-    var compression = Compression.none
-    /// How clients push (lossy encodings, deltas) and, when set, the server's
-    /// fetch-delta encoding (clients then ask for `MODEL_DELTA`).
-    var encoding = EncodingSetting()
-    var maxStaleness: Int?
-    var maxUpdateSamples: UInt64 = 10_000
-    var seed: UInt64 = 1
-
-    /// The scenario's name in tables: partition, mode, stragglers, attackers.
-    var scenario: String {
-        var s = partition.description
-        if let f = syncFraction { s += ", sync \(f)" }
-        if !keepOptimizerState { s += ", fresh Adam" }
-        if stragglers > 0 { s += ", \(Int(stragglers * 100))% stragglers" }
-        if attackers > 0 { s += ", \(Int(attackers * 100))% \(attack)" }
-        return s
-    }
-}
-
-/// What attacking clients push instead of their honest weights.
-enum Attack: String, CaseIterable, CustomStringConvertible {
-    /// `W_base - 10 * delta`.
-    case signflip
-    /// Weights drawn from N(0, 1).
-    case noise
-    /// Honest weights times 1e6.
-    case scale
-    /// Honest weights, claiming 60,000 samples.
-    case claim
-
-    var description: String { rawValue }
-}
-
-/// One point of a run's learning curve.
-struct CurvePoint: Codable {
-    var virtualSeconds: Double
-    var bytes: Int
-    var samples: Int
-    var accuracy: Double
-}
-
-/// The outcome of one run (one strategy, one scenario, one seed).
-struct SimulationResult: Codable {
-    var strategy: String
-    var encoding: String
-    var scenario: String
-    var seed: UInt64
-    var finalAccuracy: Double
-    var virtualSeconds: Double
-    var bytes: Int
-    /// Bytes the clients sent (pushes, mostly) and received (models).
-    var bytesSent: Int
-    var bytesReceived: Int
-    /// Model answers that were `MODEL_DELTA` steps, and full models.
-    var deltaFetches: Int
-    var fullFetches: Int
-    var pushes: Int
-    var rejected: Int
-    var versions: UInt64
-    var wallSeconds: Double
-    var curve: [CurvePoint]
-}
-
-/// Runs a federation in virtual time against a real `FederatedServer` on
-/// 127.0.0.1: every fetch and push is a real message of the binary protocol,
-/// every client's training is real; a client's duration comes from its speed.
-/// Events run one at a time in virtual-time order (ties by client index), so
-/// a run is the same for the same seed.
-final class Simulation {
-    let settings: SimulationSettings
+/// One run of a federation in virtual time against a real `FederatedServer`
+/// on 127.0.0.1: every fetch and push is a real message of the binary
+/// protocol, every client's training is real; a client's duration comes from
+/// its speed. Events run one at a time in virtual-time order (ties by client
+/// index), so a run is the same for the same seed.
+final class FederationRun {
+    let configuration: SimulationConfiguration
+    let seed: UInt64
+    let encoding: EncodingSetting
     let train: Dataset
     let test: Dataset
-    let log: (String) -> Void
+    let progress: (SimulationEvent) -> Void
+    let isCancelled: () -> Bool
 
-    init(settings: SimulationSettings, train: Dataset, test: Dataset, log: @escaping (String) -> Void) {
-        self.settings = settings
+    init(
+        configuration: SimulationConfiguration, seed: UInt64, encoding: EncodingSetting, train: Dataset,
+        test: Dataset, progress: @escaping (SimulationEvent) -> Void, isCancelled: @escaping () -> Bool
+    ) {
+        self.configuration = configuration
+        self.seed = seed
+        self.encoding = encoding
         self.train = train
         self.test = test
-        self.log = log
+        self.progress = progress
+        self.isCancelled = isCancelled
     }
 
     private struct Client {
@@ -132,8 +51,8 @@ final class Simulation {
 
     func run(strategy spec: StrategySpec) throws -> SimulationResult {
         let wall = Date()
-        let s = settings
-        var rng = SeededGenerator(seed: s.seed &* 0x9E37_79B9_7F4A_7C15 &+ 11)
+        let s = configuration
+        var rng = SeededGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ 11)
         let parts = try s.partition.split(labels: train.labels, clients: s.clients, rng: &rng)
 
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fedsim-\(UUID().uuidString)")
@@ -141,18 +60,18 @@ final class Simulation {
         defer { try? FileManager.default.removeItem(at: dir) }
         var quiet = Logger(label: "fed.simulate")
         quiet.logLevel = .critical
-        let initial = MLP(seed: s.seed).tensors()
-        var configuration = ServerConfiguration(
+        let initial = MLP(seed: seed).tensors()
+        var serverConfiguration = ServerConfiguration(
             port: 0, checkpointPath: dir.appendingPathComponent("sim.fedk").path, saveEvery: 64,
             maxDatasets: .max, strategy: spec.strategy, maxStaleness: 16,
             maxUpdateSamples: s.maxUpdateSamples, maxConnections: s.clients + 8,
-            deltaEncoding: s.encoding.fetch)
+            deltaEncoding: encoding.fetch)
         // Default: 2 x clients, at least 16, at most what the server's memory budget holds.
         let retention = RetainedVersions(
-            shapes: initial.map(\.shape), deltaEncoding: s.encoding.fetch, memoryBudget: configuration.memoryBudget)
-        configuration.maxStaleness = s.maxStaleness ?? min(max(16, 2 * s.clients), retention.maxStaleness)
+            shapes: initial.map(\.shape), deltaEncoding: encoding.fetch, memoryBudget: serverConfiguration.memoryBudget)
+        serverConfiguration.maxStaleness = s.maxStaleness ?? min(max(16, 2 * s.clients), retention.maxStaleness)
         let server = try FederatedServer.start(
-            configuration: configuration, initial: initial, logger: quiet, threads: 1)
+            configuration: serverConfiguration, initial: initial, logger: quiet, threads: 1)
         defer { try? server.shutdown(grace: .milliseconds(100)) }
 
         var order = Array(0..<s.clients)
@@ -168,12 +87,12 @@ final class Simulation {
                     data: train.subset(parts[c]), speed: speed, attacker: attackers.contains(c),
                     transport: BinaryTransport(
                         host: "127.0.0.1", port: server.localPort, clientID: "sim-\(c)", compression: s.compression,
-                        encoding: s.encoding.push, acceptDeltas: s.encoding.fetch != nil)))
+                        encoding: encoding.push, acceptDeltas: encoding.fetch != nil)))
         }
 
-        let trainer = Trainer(model: MLP(seed: s.seed), maxBatch: max(256, s.batchSize), threads: 2)
+        let trainer = Trainer(model: MLP(seed: seed), maxBatch: max(256, s.batchSize), threads: 2)
         trainer.optimizer.learningRate = s.learningRate
-        let evaluator = Trainer(model: MLP(seed: s.seed), maxBatch: 1000, threads: 2)
+        let evaluator = Trainer(model: MLP(seed: seed), maxBatch: 1000, threads: 2)
         var curve: [CurvePoint] = []
         var trained = 0
         var pushedSamples = 0
@@ -190,14 +109,12 @@ final class Simulation {
             try evaluator.adopt(model.tensors)
             let accuracy = Evaluation(predicted: evaluator.predict(test), actual: test.labels).accuracy
             curve.append(CurvePoint(virtualSeconds: time, bytes: bytes(), samples: pushedSamples, accuracy: accuracy))
-            log(
-                String(
-                    format: "  t %8.0f s  %9d samples pushed  version %5d  accuracy %.4f", time, pushedSamples,
-                    model.version, accuracy))
+            progress(.curvePoint(curve[curve.count - 1], version: model.version))
         }
 
         /// Fetches, trains (real work, done now) and returns the push to send at its virtual time.
         func fetchAndTrain(_ c: Int, at time: Double) throws -> Pending {
+            if isCancelled() { throw CancellationError() }
             let client = clients[c]
             guard case .model(let version, let count, let weights) = try client.transport.fetch(heldVersion: 0) else {
                 throw SimulationError("fetch of client \(c) answered unchanged")
@@ -211,7 +128,7 @@ final class Simulation {
             }
             let round = rounds[c, default: 0]
             rounds[c] = round + 1
-            var local = SeededGenerator(seed: s.seed &+ UInt64(c) &* 1_000_003 &+ UInt64(round) &* 7919)
+            var local = SeededGenerator(seed: seed &+ UInt64(c) &* 1_000_003 &+ UInt64(round) &* 7919)
             for _ in 0..<s.localEpochs { trainer.trainEpoch(client.data, batchSize: s.batchSize, rng: &local) }
             let samples = client.data.count * s.localEpochs
             if s.keepOptimizerState { optimizerStates[c] = trainer.optimizer }
@@ -249,11 +166,12 @@ final class Simulation {
         }
 
         func send(_ p: Pending) throws {
+            if isCancelled() { throw CancellationError() }
             do {
                 _ = try clients[p.client].transport.push(
                     p.weights, datasets: p.claim, baseVersion: p.base, pushID: UInt64(pushed + 1))
             } catch let e as ClientError where !e.isRetryable && e.code.serverCode != nil {
-                if rejected < 3 { log("  push of client \(p.client) refused: \(e)") }
+                if rejected < 3 { progress(.pushRefused(client: p.client, reason: "\(e)")) }
                 rejected += 1
             }
             pushed += 1
@@ -270,7 +188,7 @@ final class Simulation {
             var round = 0
             while trained < s.budget {
                 var chosen = Array(0..<s.clients)
-                var roundRng = SeededGenerator(seed: s.seed &+ 0xC0FFEE &+ UInt64(round))
+                var roundRng = SeededGenerator(seed: seed &+ 0xC0FFEE &+ UInt64(round))
                 roundRng.shuffle(&chosen)
                 var pushes = try chosen.prefix(perRound).sorted().map { try fetchAndTrain($0, at: now) }
                 pushes.sort { ($0.time, $0.client) < ($1.time, $1.client) }
@@ -290,8 +208,8 @@ final class Simulation {
         try evaluate(at: now)
         let versions = server.store.snapshot().version
         return SimulationResult(
-            strategy: s.encoding == EncodingSetting() ? spec.text : "\(spec.text) [\(s.encoding)]",
-            encoding: s.encoding.description, scenario: s.scenario, seed: s.seed, finalAccuracy: curve.last!.accuracy,
+            strategy: encoding == EncodingSetting() ? spec.text : "\(spec.text) [\(encoding)]",
+            encoding: encoding.description, scenario: s.scenario, seed: seed, finalAccuracy: curve.last!.accuracy,
             virtualSeconds: now, bytes: bytes(), bytesSent: clients.reduce(0) { $0 + $1.transport.bytesSent },
             bytesReceived: clients.reduce(0) { $0 + $1.transport.bytesReceived },
             deltaFetches: clients.reduce(0) { $0 + $1.transport.deltaFetches },
@@ -301,10 +219,12 @@ final class Simulation {
     }
 
     /// One model trained on all of `train` with the same sample budget: the reference.
-    static func centralized(train: Dataset, test: Dataset, settings s: SimulationSettings) -> Double {
-        let trainer = Trainer(model: MLP(seed: s.seed), maxBatch: 256, threads: 2)
+    static func centralized(train: Dataset, test: Dataset, configuration s: SimulationConfiguration, seed: UInt64)
+        -> Double
+    {
+        let trainer = Trainer(model: MLP(seed: seed), maxBatch: 256, threads: 2)
         trainer.optimizer.learningRate = s.learningRate
-        var rng = SeededGenerator(seed: s.seed &+ 77)
+        var rng = SeededGenerator(seed: seed &+ 77)
         var done = 0
         while done < s.budget {
             let take = min(train.count, s.budget - done)
@@ -332,26 +252,4 @@ extension Dataset {
         }
         return Dataset(images: images, labels: labels, features: features)
     }
-}
-
-/// One encoding setting of `fed simulate --encoding`: `PUSH[,fetch=ENC]`,
-/// PUSH as `fed client --encoding` takes it (`fp32`, `int8-delta`, ...), and
-/// the server's fetch-delta encoding.
-struct EncodingSetting: Hashable, CustomStringConvertible {
-    var push = WireEncoding.lossless
-    var fetch: ValueEncoding? = nil
-
-    init() {}
-
-    init?(_ text: String) {
-        let parts = text.split(separator: ",").map(String.init)
-        guard let first = parts.first, let p = WireEncoding(name: first) else { return nil }
-        push = p
-        for part in parts.dropFirst() {
-            guard part.hasPrefix("fetch="), let f = ValueEncoding(name: String(part.dropFirst(6))) else { return nil }
-            fetch = f
-        }
-    }
-
-    var description: String { fetch.map { "\(push),fetch=\($0)" } ?? push.description }
 }

@@ -1,11 +1,35 @@
 import Foundation
 
-/// Tables and files of `fed simulate`.
-enum SimulationReport {
-    /// One row per (strategy, scenario): mean final accuracy over seeds and its
-    /// range, and, with a centralized reference, the mean's distance to the
-    /// reference's mean over the same seeds (points).
-    static func table(_ results: [SimulationResult], centralized: [Double]) -> String {
+/// What a simulation measured, with the tables and files `fed simulate` prints and writes.
+public struct SimulationReport: Sendable {
+    /// Every run, in the order run: seed by seed, strategy by strategy, encoding by encoding.
+    public var results: [SimulationResult]
+    /// The centralized reference's accuracy on each seed; empty when
+    /// ``SimulationConfiguration/centralized`` was false.
+    public var centralized: [Double]
+
+    /// A report of these runs.
+    public init(results: [SimulationResult], centralized: [Double]) {
+        self.results = results
+        self.centralized = centralized
+    }
+
+    /// Everything `fed simulate` prints after the runs: ``table``, then
+    /// ``pairedDifferences`` when the runs compare encodings, then
+    /// ``timeToReach`` when the runs compare strategies; blank lines between.
+    public var summary: String {
+        var text = table
+        if Set(results.map(\.encoding)).count > 1 { text += "\n\n" + pairedDifferences }
+        let reach = timeToReach
+        if !reach.isEmpty { text += "\n\n" + reach }
+        return text
+    }
+
+    /// One row per (strategy, scenario): mean final accuracy over seeds, its
+    /// standard deviation and range, and, with a centralized reference, the
+    /// mean's distance to the reference's mean over the same seeds (points);
+    /// then mean virtual seconds, megabytes, versions, refused pushes and wall seconds.
+    public var table: String {
         let reference = centralized.isEmpty ? nil : centralized.reduce(0, +) / Double(centralized.count)
         var groups: [(key: String, runs: [SimulationResult])] = []
         for r in results {
@@ -40,7 +64,7 @@ enum SimulationReport {
         let header =
             ["strategy", "scenario", "accuracy", "sd", "range"] + (reference == nil ? [] : ["vs central"])
             + ["virtual s", "MB", "versions", "rejected", "wall s"]
-        var text = Table.render(header: header, rows: rows)
+        var text = TextTable.render(header: header, rows: rows)
         if let reference {
             text += String(
                 format:
@@ -53,14 +77,15 @@ enum SimulationReport {
     /// For each strategy, each encoding against the first one run with it,
     /// seed by seed: the mean difference of final accuracy (points) and its
     /// 95% interval (Student's t over the seeds), and bytes per push and fetch.
-    static func pairedDifferences(_ results: [SimulationResult]) -> String {
+    /// Runs with a single encoding give one row per strategy with a difference of zero.
+    public var pairedDifferences: String {
         var rows: [[String]] = []
         let base = { (r: SimulationResult) in r.strategy.components(separatedBy: " [").first ?? r.strategy }
-        let strategies = distinct(results, base)
+        let strategies = Self.distinct(results, base)
         for strategy in strategies {
             let runs = results.filter { base($0) == strategy }
             guard let reference = runs.first?.encoding else { continue }
-            let encodings = distinct(runs) { $0.encoding }
+            let encodings = Self.distinct(runs) { $0.encoding }
             for e in encodings {
                 let pairs: [(SimulationResult, SimulationResult)] = runs.filter { $0.encoding == e }.compactMap { r in
                     runs.first { $0.encoding == reference && $0.seed == r.seed }.map { ($0, r) }
@@ -69,7 +94,7 @@ enum SimulationReport {
                 let n = Double(d.count)
                 let mean = d.reduce(0, +) / max(n, 1)
                 let sd = (d.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / max(n - 1, 1)).squareRoot()
-                let half = d.count > 1 ? tCritical95(d.count - 1) * sd / n.squareRoot() : .nan
+                let half = d.count > 1 ? Self.tCritical95(d.count - 1) * sd / n.squareRoot() : .nan
                 let mine = runs.filter { $0.encoding == e }
                 let per = { (f: (SimulationResult) -> Double) in mine.map(f).reduce(0, +) / Double(max(mine.count, 1)) }
                 rows.append([
@@ -83,7 +108,7 @@ enum SimulationReport {
         }
         return
             "paired by seed, against the first encoding (accuracy points; bytes per push and per fetch, frames included):\n"
-            + Table.render(
+            + TextTable.render(
                 header: [
                     "strategy", "encoding", "seeds", "mean diff", "95% interval", "sent B/push", "received B/fetch",
                     "delta fetches",
@@ -96,12 +121,12 @@ enum SimulationReport {
     /// which it reaches the baseline's final accuracy, as a share of the
     /// baseline's virtual time (resolution: the curve's points), and the final
     /// difference in points. Empty when no scenario has two strategies.
-    static func timeToReach(_ results: [SimulationResult]) -> String {
-        let scenarios = distinct(results) { $0.scenario }
+    public var timeToReach: String {
+        let scenarios = Self.distinct(results) { $0.scenario }
         var rows: [[String]] = []
         for scenario in scenarios {
             let runs = results.filter { $0.scenario == scenario }
-            let strategies = distinct(runs) { $0.strategy }
+            let strategies = Self.distinct(runs) { $0.strategy }
             guard let baseline = strategies.first, strategies.count > 1 else { continue }
             for strategy in strategies.dropFirst() {
                 var shares: [String] = []
@@ -127,7 +152,7 @@ enum SimulationReport {
         guard !rows.isEmpty else { return "" }
         return
             "against the first strategy of each scenario, seed by seed: when its final accuracy is reached (share of its virtual time), and the final difference (points):\n"
-            + Table.render(header: ["scenario", "strategy", "baseline", "reaches it at", "final diff"], rows: rows)
+            + TextTable.render(header: ["scenario", "strategy", "baseline", "reaches it at", "final diff"], rows: rows)
     }
 
     /// The distinct values of `key` over `results`, in order of first appearance.
@@ -145,8 +170,24 @@ enum SimulationReport {
         return df >= 1 && df <= table.count ? table[df - 1] : 1.96 + 2.4 / Double(max(df, 1))
     }
 
-    static func write(_ results: [SimulationResult], centralized: [Double], to dir: String) throws {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    /// Writes `summary.json` (``summaryJSON()``), `curve.csv` (``curveCSV``)
+    /// and `curves.svg` (``svg``) into `folder`, creating it if needed.
+    ///
+    /// - Throws: the file system's error when the folder or a file cannot be written.
+    public func write(to folder: String) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try summaryJSON().write(to: URL(fileURLWithPath: folder + "/summary.json"))
+        try curveCSV.write(toFile: folder + "/curve.csv", atomically: true, encoding: .utf8)
+        try svg.write(toFile: folder + "/curves.svg", atomically: true, encoding: .utf8)
+    }
+
+    /// The runs' figures as pretty JSON with sorted keys: `centralized_accuracy`
+    /// (the mean, or null), `centralized_accuracies`, and `runs`, one object
+    /// per run with `strategy`, `scenario`, `seed`, `final_accuracy`,
+    /// `virtual_seconds`, `bytes`, `pushes`, `rejected`, `versions` and `wall_seconds`.
+    ///
+    /// - Throws: `JSONSerialization`'s error for a figure JSON cannot hold (NaN).
+    public func summaryJSON() throws -> Data {
         let summary: [String: Any] = [
             "centralized_accuracy": centralized.isEmpty
                 ? NSNull() : centralized.reduce(0, +) / Double(centralized.count),
@@ -160,21 +201,24 @@ enum SimulationReport {
                 ] as [String: Any]
             },
         ]
-        let json = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
-        try json.write(to: URL(fileURLWithPath: dir + "/summary.json"))
-        let csv = CSV.document(
+        return try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// Every curve point of every run as RFC 4180 CSV: `strategy`, `scenario`,
+    /// `seed`, `virtual_seconds`, `bytes`, `samples`, `accuracy`.
+    public var curveCSV: String {
+        CSV.document(
             header: ["strategy", "scenario", "seed", "virtual_seconds", "bytes", "samples", "accuracy"],
             rows: results.flatMap { r in
                 r.curve.map { p -> [Any] in
                     [r.strategy, r.scenario, r.seed, p.virtualSeconds, p.bytes, p.samples, p.accuracy]
                 }
             })
-        try csv.write(toFile: dir + "/curve.csv", atomically: true, encoding: .utf8)
-        try svg(results).write(toFile: dir + "/curves.svg", atomically: true, encoding: .utf8)
     }
 
-    /// Accuracy against virtual time (left) and against bytes (right), one line per strategy and scenario (first seed).
-    static func svg(_ results: [SimulationResult]) -> String {
+    /// An SVG chart: accuracy against virtual time (left) and against bytes
+    /// (right), one line per strategy and scenario (its first seed).
+    public var svg: String {
         var seen = Set<String>()
         let lines = results.filter { seen.insert("\($0.strategy)|\($0.scenario)").inserted }
         let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]

@@ -1,0 +1,107 @@
+import FedCodec
+import FedServer
+
+/// What a simulated federation is made of, and what is compared.
+///
+/// Every value has the default that `fed simulate --help` states. A
+/// simulation runs every strategy in ``strategies`` with every encoding in
+/// ``encodings`` on each of ``seeds`` seeds (``seed``, `seed + 1`, ...), and,
+/// unless ``centralized`` is false, first trains one model centrally on each
+/// seed with the same budget as the reference.
+public struct SimulationConfiguration: Sendable {
+    /// The strategies compared, in order (the first is the baseline of
+    /// ``SimulationReport/timeToReach``). Default: `running-average`,
+    /// `fedasync`, `fedbuff`, each with its default options.
+    public var strategies: [StrategySpec] = SimulationConfiguration.defaultStrategies
+    /// The encodings compared, in order (the first is the reference of
+    /// ``SimulationReport/pairedDifferences``). Default: lossless full weights only.
+    public var encodings: [EncodingSetting] = [EncodingSetting()]
+    /// The first seed (weights, partition, speeds, shuffles); default 1.
+    public var seed: UInt64 = 1
+    /// Seeds per strategy and encoding (1 to 20); default 1.
+    public var seeds = 1
+    /// Trains the centralized reference on each seed first; default true.
+    public var centralized = true
+
+    /// Simulated clients (1 to 1000); default 100.
+    public var clients = 100
+    /// How the training images are split among the clients; default ``Partition/iid``.
+    public var partition = Partition.iid
+    /// Local epochs over its share in each round of a client (at least 1); default 1.
+    public var localEpochs = 1
+    /// Local batch size (1 to 256); default 32.
+    public var batchSize = 32
+    /// The clients' Adam learning rate; default 0.001.
+    public var learningRate: Float = 0.001
+    /// Each client keeps its Adam state from round to round, as `fed client`
+    /// and the original's Keras clients do (8 bytes per weight per client);
+    /// false: a fresh Adam every round, as in Flower's setting. Default true.
+    public var keepOptimizerState = true
+    /// Client samples to train in all, every strategy alike (each local
+    /// epoch of each client counts its images; at least 1); default 1,200,000.
+    public var budget = 1_200_000
+    /// Virtual seconds a client of speed 1 takes per sample; default 0.01.
+    public var secondsPerSample = 0.01
+    /// Virtual seconds of one message (a fetch or a push); default 0.5.
+    public var messageSeconds = 0.5
+    /// Sigma of the lognormal client speeds; default 0.5.
+    public var speedSigma = 0.5
+    /// Fraction of clients 10x slower (0 to 1); default 0.
+    public var stragglers = 0.0
+    /// Fraction of clients that attack (0 to 1); default 0.
+    public var attackers = 0.0
+    /// What the attackers push; default ``Attack/signflip``.
+    public var attack = Attack.signflip
+    /// Synchronous rounds with this fraction of the clients each (more than 0,
+    /// at most 1); nil (the default): asynchronous.
+    public var syncFraction: Double?
+    /// Points of the learning curve (at least 1); default 10.
+    public var evalPoints = 10
+    /// Blob compression of the clients; default none.
+    public var compression = Compression.none
+    /// Versions the server keeps as bases of stale updates; nil (the
+    /// default): 2 x clients, at least 16, at most what the server's memory
+    /// budget holds.
+    public var maxStaleness: Int?
+    /// Most samples one update counts for; default 10,000.
+    public var maxUpdateSamples: UInt64 = 10_000
+
+    /// The defaults above.
+    public init() {}
+
+    /// `running-average`, `fedasync` and `fedbuff`, each with its default options.
+    public static var defaultStrategies: [StrategySpec] {
+        ["running-average", "fedasync", "fedbuff"].map { try! StrategySpec($0) }
+    }
+
+    /// The scenario's name in tables: partition, mode, optimizer state,
+    /// stragglers, attackers (`iid, sync 0.1, 20% stragglers`).
+    public var scenario: String {
+        var s = partition.description
+        if let f = syncFraction { s += ", sync \(f)" }
+        if !keepOptimizerState { s += ", fresh Adam" }
+        if stragglers > 0 { s += ", \(Int(stragglers * 100))% stragglers" }
+        if attackers > 0 { s += ", \(Int(attackers * 100))% \(attack)" }
+        return s
+    }
+
+    /// Checks every count and fraction against the ranges stated above.
+    ///
+    /// - Throws: ``SimulationError`` naming the first value out of range.
+    public func validate() throws(SimulationError) {
+        func require(_ ok: Bool, _ what: String) throws(SimulationError) {
+            if !ok { throw SimulationError("\(what) is out of range") }
+        }
+        try require(!strategies.isEmpty, "strategies (none)")
+        try require(!encodings.isEmpty, "encodings (none)")
+        try require((1...20).contains(seeds), "seeds \(seeds) (1 to 20)")
+        try require((1...1000).contains(clients), "clients \(clients) (1 to 1000)")
+        try require(localEpochs >= 1, "localEpochs \(localEpochs) (at least 1)")
+        try require((1...256).contains(batchSize), "batchSize \(batchSize) (1 to 256)")
+        try require(budget >= 1, "budget \(budget) (at least 1)")
+        try require(evalPoints >= 1, "evalPoints \(evalPoints) (at least 1)")
+        try require((0...1).contains(stragglers), "stragglers \(stragglers) (0 to 1)")
+        try require((0...1).contains(attackers), "attackers \(attackers) (0 to 1)")
+        if let f = syncFraction { try require(f > 0 && f <= 1, "syncFraction \(f) (more than 0, at most 1)") }
+    }
+}

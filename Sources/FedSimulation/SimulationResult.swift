@@ -1,0 +1,81 @@
+/// One point of a run's learning curve: the server's model evaluated on the
+/// test set after `samples` client samples were pushed.
+public struct CurvePoint: Codable, Sendable, Equatable {
+    /// Virtual seconds since the run started.
+    public var virtualSeconds: Double
+    /// Bytes all clients sent and received so far, frames included.
+    public var bytes: Int
+    /// Client samples pushed so far.
+    public var samples: Int
+    /// The share of test images the server's model classifies right (0 to 1).
+    public var accuracy: Double
+
+    /// A point with these figures.
+    public init(virtualSeconds: Double, bytes: Int, samples: Int, accuracy: Double) {
+        self.virtualSeconds = virtualSeconds
+        self.bytes = bytes
+        self.samples = samples
+        self.accuracy = accuracy
+    }
+}
+
+/// The outcome of one run: one strategy, one encoding, one scenario, one seed.
+public struct SimulationResult: Codable, Sendable, Equatable {
+    /// The strategy as written (`fedbuff/k=4`), with the encoding in brackets
+    /// when it is not lossless full weights (`fedbuff [int8-delta]`).
+    public var strategy: String
+    /// The encoding setting (``EncodingSetting/description``).
+    public var encoding: String
+    /// ``SimulationConfiguration/scenario``.
+    public var scenario: String
+    /// The run's seed.
+    public var seed: UInt64
+    /// The accuracy at the last point of ``curve``.
+    public var finalAccuracy: Double
+    /// Virtual seconds the run took, to its last push.
+    public var virtualSeconds: Double
+    /// Bytes all clients sent and received, frames included.
+    public var bytes: Int
+    /// Bytes the clients sent (pushes, mostly).
+    public var bytesSent: Int
+    /// Bytes the clients received (models, mostly).
+    public var bytesReceived: Int
+    /// Model answers that were `MODEL_DELTA` steps.
+    public var deltaFetches: Int
+    /// Model answers that were full models.
+    public var fullFetches: Int
+    /// Pushes sent, refused ones included.
+    public var pushes: Int
+    /// Pushes the server refused.
+    public var rejected: Int
+    /// The server's model version at the end (versions published).
+    public var versions: UInt64
+    /// Wall-clock seconds the run took.
+    public var wallSeconds: Double
+    /// The learning curve, in the order measured; its last point is the final model's.
+    public var curve: [CurvePoint]
+
+    /// A result with these figures.
+    public init(
+        strategy: String, encoding: String, scenario: String, seed: UInt64, finalAccuracy: Double,
+        virtualSeconds: Double, bytes: Int, bytesSent: Int, bytesReceived: Int, deltaFetches: Int, fullFetches: Int,
+        pushes: Int, rejected: Int, versions: UInt64, wallSeconds: Double, curve: [CurvePoint]
+    ) {
+        self.strategy = strategy
+        self.encoding = encoding
+        self.scenario = scenario
+        self.seed = seed
+        self.finalAccuracy = finalAccuracy
+        self.virtualSeconds = virtualSeconds
+        self.bytes = bytes
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
+        self.deltaFetches = deltaFetches
+        self.fullFetches = fullFetches
+        self.pushes = pushes
+        self.rejected = rejected
+        self.versions = versions
+        self.wallSeconds = wallSeconds
+        self.curve = curve
+    }
+}
