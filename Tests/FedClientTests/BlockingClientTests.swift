@@ -5,9 +5,9 @@ import FedTestSupport
 import Foundation
 import Testing
 
-/// `BinaryTransport` (blocking) and `FederationClient` (async) are one client:
-/// the same attempts, the same `unknown_base` fallback, the same bytes, against
-/// scripted servers on 127.0.0.1.
+/// `BinaryTransport` (blocking) and `FederationClient` (async) behave alike:
+/// the policy's attempts through the one retry loop, the same `unknown_base`
+/// fallback, the same bytes, against scripted servers on 127.0.0.1.
 @Suite("Blocking and async client")
 struct BlockingClientTests {
     static let weights = constantTensors(0.5, shapes: [[2, 2]])

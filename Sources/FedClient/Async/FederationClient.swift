@@ -5,15 +5,8 @@ import NIOSSL
 
 /// A client of a federated server, for any program: `async` calls over one
 /// persistent connection (opened on first use, reopened after a failure),
-/// retried by the configured `RetryPolicy` with `Task.sleep`. A cancelled
-/// task stops at once, whether it waits for a connection, an answer or a
-/// retry, and gets `ClientError` `.cancelled`.
-///
-/// This is the package's one binary-protocol client: connecting and `HELLO`,
-/// resending a delta the server cannot place (`unknown_base`) as full
-/// weights, byte counting and retries live here. `BinaryTransport` is its
-/// blocking face. The actor runs on one event loop of its group, the one its
-/// connections use, so a call's I/O and its bookkeeping need no thread hop.
+/// retried by the configured `RetryPolicy` with `Task.sleep` (a cancelled
+/// task stops waiting at once and gets `ClientError` `.cancelled`).
 ///
 /// The server is named by host name or address (IPv4, IPv6); a name is
 /// resolved on every connect and every address it resolves to is tried
@@ -80,10 +73,7 @@ public actor FederationClient {
     public let host: String
     public let port: Int
     public let configuration: Configuration
-    /// The event loop the actor and its connections run on.
-    private nonisolated let loop: any EventLoop
-    private nonisolated let executor: any SerialExecutor
-    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    private let group: any EventLoopGroup
     private var session: ClientSession
     private var connection: Connection?
     /// Made at the first connection with TLS.
@@ -91,17 +81,10 @@ public actor FederationClient {
     private var nextRequestID: UInt32 = 1
     private var busy = false
     private var turn: [CheckedContinuation<Void, Never>] = []
-    /// Bytes sent and received on every connection, readable from any thread.
-    nonisolated let traffic = Traffic()
+    /// Bytes sent and received on connections that have closed.
+    private var closedBytes = (sent: 0, received: 0)
     /// Retries made so far (every call).
     public private(set) var retries = 0
-    /// How long one call may take in all (connecting, handshake, answer; every
-    /// retry); nil: only the configured timeouts bound it.
-    private let callTimeout: Duration?
-    /// Ends calls at the time it holds, from any thread.
-    private let cutoff: RequestCutoff?
-    /// When the call under way must end.
-    private var callDeadline = NIODeadline.distantFuture
 
     /// A client of `host:port` (a host name, an IPv4 or an IPv6 address),
     /// on `eventLoopGroup` (default: SwiftNIO's shared singleton group).
@@ -110,35 +93,15 @@ public actor FederationClient {
         host: String, port: Int, configuration: Configuration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
-        self.init(
-            host: host, port: port, configuration: configuration, eventLoopGroup: eventLoopGroup, callTimeout: nil)
-    }
-
-    /// A client whose every call also ends within `callTimeout` and by the
-    /// time `cutoff` holds (`BinaryTransport`'s bounds).
-    init(
-        host: String, port: Int, configuration: Configuration,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, callTimeout: Duration?,
-        cutoff: RequestCutoff? = nil
-    ) {
         self.host = host
         self.port = port
         self.configuration = configuration
-        loop = eventLoopGroup.next()
-        executor = loop.executor
-        self.callTimeout = callTimeout
-        self.cutoff = cutoff
+        self.group = eventLoopGroup
         session = ClientSession(
             clientID: configuration.clientID, authToken: configuration.authToken,
             compression: configuration.compression, encoding: configuration.encoding,
             acceptDeltas: configuration.acceptDeltas)
     }
-
-    /// True on the thread of the client's event loop (where blocking on a call would never end).
-    nonisolated var isOnItsEventLoop: Bool { loop.inEventLoop }
-
-    /// Full models fetched and `MODEL_DELTA` answers applied so far.
-    var fetchCounts: (full: Int, delta: Int) { (session.fullFetches, session.deltaFetches) }
 
     /// The server's model, or `.unchanged` when it is still version `held` (0: none held).
     public func fetch(held: UInt64 = 0) async throws(ClientError) -> FetchResult {
@@ -189,20 +152,22 @@ public actor FederationClient {
     public func close() async {
         guard let c = connection else { return }
         connection = nil
+        count(c)
         try? await c.channel.close().get()
     }
 
     /// Bytes sent and received so far, frames included.
-    public var bytesSent: Int { traffic.sent.load(ordering: .relaxed) }
-    public var bytesReceived: Int { traffic.received.load(ordering: .relaxed) }
+    public var bytesSent: Int { closedBytes.sent + (connection?.traffic.sent.load(ordering: .relaxed) ?? 0) }
+    public var bytesReceived: Int {
+        closedBytes.received + (connection?.traffic.received.load(ordering: .relaxed) ?? 0)
+    }
 
     // MARK: Calls
 
     /// One open, handshaken channel.
     private struct Connection: Sendable {
         let channel: any Channel
-        /// Why the channel failed, once it has.
-        let failure: ChannelFailure
+        let traffic: Traffic
         let version: UInt8
         /// `host:port`, for messages.
         let peer: String
@@ -212,10 +177,6 @@ public actor FederationClient {
     private func call<T: Sendable>(_ body: () async throws(ClientError) -> T) async throws(ClientError) -> T {
         await waitForTurn()
         defer { endTurn() }
-        callDeadline = callTimeout.map { .now() + TimeAmount($0) } ?? .distantFuture
-        if let cutoff, cutoff.time <= .now() {
-            throw ClientError(code: .cancelled, message: "cut off before the call to \(host):\(port)")
-        }
         return try await configuration.retryPolicy.run(
             onRetry: { _, _, _ in self.retries += 1 },
             { () async throws(ClientError) -> T in
@@ -244,15 +205,22 @@ public actor FederationClient {
     private func dropConnection() async {
         guard let c = connection else { return }
         connection = nil
+        count(c)
         c.channel.close(promise: nil)
+    }
+
+    private func count(_ c: Connection) {
+        closedBytes.sent += c.traffic.sent.load(ordering: .relaxed)
+        closedBytes.received += c.traffic.received.load(ordering: .relaxed)
     }
 
     /// The open connection, or a new one: connect, then `HELLO`.
     private func connected() async throws(ClientError) -> Connection {
         if let c = connection, c.channel.isActive { return c }
+        if let c = connection { count(c) }
         connection = nil
         let limits = configuration.limits
-        let (traffic, failure) = (self.traffic, ChannelFailure())
+        let traffic = Traffic()
         var settingsTLS: (NIOSSLContext, String?)? = nil
         if let settings = configuration.tls {
             let context: NIOSSLContext
@@ -266,34 +234,33 @@ public actor FederationClient {
         }
         let tls = settingsTLS
         let peer = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        let timeout = TimeAmount(configuration.connectTimeout)
-        let connecting = ClientBootstrap(group: loop)
-            .connectTimeout(min(timeout, max(callDeadline - .now(), .zero)))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            // Models arrive in hundreds of kilobytes: read them 64 KiB at a time from the start.
-            .channelOption(
-                .recvAllocator,
-                value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 256 << 10)
-            )
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    if let (context, name) = tls {
-                        try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: name))
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(TimeAmount(configuration.connectTimeout))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                // Models arrive in hundreds of kilobytes: read them 64 KiB at a time from the start.
+                .channelOption(
+                    .recvAllocator,
+                    value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 256 << 10)
+                )
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        if let (context, name) = tls {
+                            try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: name))
+                        }
+                        try sync.addHandler(FrameChannelHandler(limits: limits, traffic: traffic, peer: peer))
                     }
-                    try sync.addHandler(
-                        FrameChannelHandler(limits: limits, traffic: traffic, failure: failure, peer: peer))
                 }
-            }
-            .connect(host: host, port: port)
-        let channel = try await bounded(
-            connecting, until: min(callDeadline, .now() + timeout), peer: peer,
-            timedOut: "no connection to \(peer) within \(configuration.connectTimeout)",
-            late: { $0.close(promise: nil) })
-        var c = Connection(channel: channel, failure: failure, version: 1, peer: peer)
+                .connect(host: host, port: port).get()
+        } catch {
+            throw ClientError.from(error, peer: peer)
+        }
+        var c = Connection(channel: channel, traffic: traffic, version: 1, peer: peer)
         do throws(ClientError) {
             let version = try session.welcomed(await request(session.hello, on: c))
-            c = Connection(channel: channel, failure: failure, version: version, peer: peer)
+            c = Connection(channel: channel, traffic: traffic, version: version, peer: peer)
         } catch {
             channel.close(promise: nil)
             throw error
@@ -308,80 +275,44 @@ public actor FederationClient {
         nextRequestID &+= 1
         if nextRequestID == 0 { nextRequestID = 1 }
         let bytes = MessageCodec.encode(message, requestID: id, level: 1, version: c.version)
-        let answer = c.channel.eventLoop.makePromise(of: Frame.self)
+        let loop = c.channel.eventLoop
+        let answer = loop.makePromise(of: Frame.self)
+        let timeout = configuration.requestTimeout
+        let timer = loop.scheduleTask(in: TimeAmount(timeout)) {
+            answer.fail(ClientError(code: .timedOut, message: "no answer within \(timeout)"))
+            c.channel.close(promise: nil)
+        }
+        // Cancelled on the event loop as soon as the answer is in, not when the
+        // awaiting task next runs (on a busy machine that can be later than the timeout,
+        // and the timer would close a connection whose answer had arrived).
+        answer.futureResult.whenComplete { _ in timer.cancel() }
         // A write that never reaches the handler (the channel closed meanwhile) fails the answer too.
-        let written = c.channel.eventLoop.makePromise(of: Void.self)
-        let (peer, failure) = (c.peer, c.failure)
+        let written = loop.makePromise(of: Void.self)
+        let (peer, traffic) = (c.peer, c.traffic)
         written.futureResult.whenFailure { error in
-            answer.fail(failure.error.withLock { $0 } ?? ClientError.from(error, peer: peer))
+            answer.fail(traffic.failure.withLock { $0 } ?? ClientError.from(error, peer: peer))
         }
         c.channel.writeAndFlush(
             FrameRequest(id: id, bytes: c.channel.allocator.buffer(bytes: bytes), answer: answer), promise: written)
-        let timeout = configuration.requestTimeout
-        let channel = c.channel
-        // A request that ends unanswered closes its connection (the answer may still come).
-        let frame = try await bounded(
-            answer.futureResult, until: min(callDeadline, .now() + TimeAmount(timeout)), peer: peer,
-            timedOut: "no answer from \(peer) within \(timeout)", ended: { channel.close(promise: nil) })
+        let frame: Frame
+        do {
+            // A cancelled task stops waiting at once: the answer fails with
+            // `cancelled` and the connection (whose answer may still come) is closed.
+            frame = try await withTaskCancellationHandler {
+                try await answer.futureResult.get()
+            } onCancel: {
+                answer.fail(ClientError(code: .cancelled, message: "the task was cancelled during a request"))
+                c.channel.close(promise: nil)
+            }
+        } catch {
+            throw ClientError.from(error)
+        }
         do throws(CodecError) {
             var limits = configuration.limits
             if c.version >= 3 { limits.valueEncodings = 0b1_1111 }
             return try MessageCodec.decode(frame, limits: limits)
         } catch {
             throw ClientError.undecodable(error)
-        }
-    }
-
-    /// `future`'s value, unless first `deadline` passes (`timedOut`), the
-    /// cutoff's time comes or the task is cancelled (`cancelled`); then
-    /// `ended` runs, and `late` takes a value that arrives afterwards.
-    private func bounded<T: Sendable>(
-        _ future: EventLoopFuture<T>, until deadline: NIODeadline, peer: String, timedOut: String,
-        ended: @escaping @Sendable () -> Void = {}, late: @escaping @Sendable (T) -> Void = { _ in }
-    ) async throws(ClientError) -> T {
-        let loop = future.eventLoop
-        let outcome = loop.makePromise(of: T.self)
-        let settled = NIOLoopBoundBox(false, eventLoop: loop)
-        /// Ends the wait with `error` (on `loop`), unless it has ended.
-        let end: @Sendable (ClientError) -> Void = { error in
-            guard !settled.value else { return }
-            settled.value = true
-            outcome.fail(error)
-            ended()
-        }
-        future.whenComplete { result in
-            guard !settled.value else {
-                if case .success(let value) = result { late(value) }
-                return
-            }
-            settled.value = true
-            outcome.completeWith(result)
-        }
-        let timer = loop.scheduleTask(deadline: deadline) { end(ClientError(code: .timedOut, message: timedOut)) }
-        let watch = cutoff?.watch { time in
-            loop.execute {
-                loop.scheduleTask(deadline: .uptimeNanoseconds(time.uptimeNanoseconds)) {
-                    end(ClientError(code: .cancelled, message: "cut off before \(peer) answered"))
-                }
-            }
-        }
-        // Stopped on the event loop as soon as the wait ends, not when the
-        // awaiting task next runs (on a busy machine that can be later than the
-        // timeout, and the timer would close a connection whose answer had arrived).
-        outcome.futureResult.whenComplete { [cutoff] _ in
-            timer.cancel()
-            if let watch { cutoff?.unwatch(watch) }
-        }
-        do {
-            return try await withTaskCancellationHandler {
-                try await outcome.futureResult.get()
-            } onCancel: {
-                loop.execute {
-                    end(ClientError(code: .cancelled, message: "the task was cancelled while \(peer) had not answered"))
-                }
-            }
-        } catch {
-            throw ClientError.from(error, peer: peer)
         }
     }
 }

@@ -27,16 +27,12 @@ final class FrameChannelHandler: ChannelDuplexHandler {
     private var waiting: [UInt32: EventLoopPromise<Frame>] = [:]
     private var failure: ClientError?
     private let traffic: Traffic
-    private let channelFailure: ChannelFailure
     /// `host:port`, for messages.
     private let peer: String
 
-    /// A handler counting bytes in `traffic` (its client's) and recording
-    /// the channel's first failure in `failure` (the channel's own).
-    init(limits: Limits, traffic: Traffic, failure: ChannelFailure, peer: String) {
+    init(limits: Limits, traffic: Traffic, peer: String) {
         decoder = FrameDecoder(limits: limits)
         self.traffic = traffic
-        channelFailure = failure
         self.peer = peer
     }
 
@@ -89,7 +85,7 @@ final class FrameChannelHandler: ChannelDuplexHandler {
     func fail(_ context: ChannelHandlerContext, _ error: ClientError) {
         if failure == nil {
             failure = error
-            channelFailure.error.withLock { $0 = error }
+            traffic.failure.withLock { $0 = error }
         }
         let pending = waiting
         waiting = [:]
@@ -98,13 +94,10 @@ final class FrameChannelHandler: ChannelDuplexHandler {
     }
 }
 
-/// Bytes written and read on every channel of one client, readable from any thread.
+/// Bytes written and read on one channel, and why it failed, readable from any thread.
 final class Traffic: Sendable {
     let sent = Atomic<Int>(0)
     let received = Atomic<Int>(0)
-}
-
-/// Why one channel failed (a TLS handshake's failure, a reset), once it has, readable from any thread.
-final class ChannelFailure: Sendable {
-    let error = Mutex<ClientError?>(nil)
+    /// The first failure of the channel (a TLS handshake's, a reset), once there is one.
+    let failure = Mutex<ClientError?>(nil)
 }
