@@ -103,7 +103,7 @@ struct BlockingClientTests {
         }
     }
 
-    @Test("unknown_base: the blocking wrapper resends a delta as full weights, as the async client does")
+    @Test("unknown_base: the blocking transport resends a delta as full weights, as the async client does")
     func unknownBaseFallback() async throws {
         let trained = constantTensors(0.75, shapes: [[2, 2]])
         let blockingServer = try Self.forgetful()
