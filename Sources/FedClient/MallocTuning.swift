@@ -5,7 +5,7 @@
 #endif
 
 /// An opt-in tuning of glibc's allocator for a process that moves whole models
-/// around. Nothing in this package calls it: a program decides, once, for its
+/// around. No library of this package calls it: a program decides, once, for its
 /// whole process (`fed client` and `fed bench wire` do).
 ///
 /// By default glibc serves each allocation above its (adaptive) mmap
