@@ -52,25 +52,53 @@ public struct RetryPolicy: Sendable, Equatable {
     /// Runs `body` until it succeeds, it fails with a non-retryable error, the
     /// attempts are used up or the deadline has passed; returns its result or
     /// throws its last error. `onRetry` hears each retry (attempt, delay, error).
+    /// Blocks the calling thread while it waits.
     public func run<T>(
         clock: ContinuousClock = ContinuousClock(), random: () -> Double = { Double.random(in: 0..<1) },
         isRetryable: (any Error) -> Bool = ClientError.isRetryable,
         onRetry: (Int, Duration, any Error) -> Void = { _, _, _ in },
         _ body: () throws -> T
     ) throws -> T {
-        let start = clock.now
-        var attempt = 1
+        var retries = Retries(policy: self, clock: clock)
         while true {
             do {
                 return try body()
             } catch {
-                guard isRetryable(error), attempt < maxAttempts else { throw error }
-                let wait = delay(beforeRetry: attempt, jitter: random())
-                if let deadline, clock.now + wait - start > deadline { throw Self.deadlineExceeded(error) }
-                onRetry(attempt, wait, error)
+                let wait = try retries.delay(after: error, retryable: isRetryable(error), jitter: random())
+                onRetry(retries.attempt - 1, wait, error)
                 Thread.sleep(for: wait)
-                attempt += 1
             }
+        }
+    }
+
+    /// The policy applied to one call: the only place that counts attempts,
+    /// draws delays and checks the deadline. Both `run`s (and so every client
+    /// of this package, blocking or async) retry through it; they differ only
+    /// in how they wait.
+    struct Retries {
+        let policy: RetryPolicy
+        let clock: ContinuousClock
+        let start: ContinuousClock.Instant
+        /// The attempt under way (1 for the first).
+        private(set) var attempt = 1
+
+        init(policy: RetryPolicy, clock: ContinuousClock) {
+            self.policy = policy
+            self.clock = clock
+            start = clock.now
+        }
+
+        /// The wait before the next attempt after `error` ended this one.
+        /// Throws `error` when it is not `retryable` or the attempts are used
+        /// up, and `deadlineExceeded` when the wait would end past the deadline.
+        mutating func delay(after error: any Error, retryable: Bool, jitter: Double) throws -> Duration {
+            guard retryable, attempt < policy.maxAttempts else { throw error }
+            let wait = policy.delay(beforeRetry: attempt, jitter: jitter)
+            if let deadline = policy.deadline, clock.now + wait - start > deadline {
+                throw RetryPolicy.deadlineExceeded(error)
+            }
+            attempt += 1
+            return wait
         }
     }
 }
@@ -85,23 +113,25 @@ extension RetryPolicy {
         onRetry: (Int, Duration, ClientError) async -> Void = { _, _, _ in },
         _ body: () async throws(ClientError) -> T
     ) async throws(ClientError) -> T {
-        let start = clock.now
-        var attempt = 1
+        var retries = Retries(policy: self, clock: clock)
         while true {
             if Task.isCancelled { throw ClientError(code: .cancelled, message: "cancelled") }
             do {
                 return try await body()
             } catch {
-                guard error.isRetryable, attempt < maxAttempts else { throw error }
-                let wait = delay(beforeRetry: attempt, jitter: random())
-                if let deadline, clock.now + wait - start > deadline { throw Self.deadlineExceeded(error) }
-                await onRetry(attempt, wait, error)
+                let wait: Duration
+                do {
+                    wait = try retries.delay(after: error, retryable: error.isRetryable, jitter: random())
+                } catch {
+                    // Only `error` itself or `deadlineExceeded` come out of `delay`.
+                    throw error as? ClientError ?? ClientError.from(error)
+                }
+                await onRetry(retries.attempt - 1, wait, error)
                 do {
                     try await Task.sleep(for: wait)
                 } catch {
                     throw ClientError(code: .cancelled, message: "cancelled while waiting \(wait) to retry")
                 }
-                attempt += 1
             }
         }
     }
