@@ -28,6 +28,7 @@ public protocol LocalModel {
 /// A rejected push is never retried. The loop never stops early because the
 /// server is down: it catches up when the server returns.
 public final class FederatedLoop<Model: LocalModel> {
+    /// How the loop retries a request and the largest sample count it claims.
     public struct Options: Sendable {
         public var retry: RetryPolicy
         /// The largest `datasets` the client claims. The original's count (the

@@ -169,6 +169,7 @@ public struct PushRecord: Hashable, Sendable {
 /// ```
 /// `f64` is an IEEE binary64, big-endian like every integer.
 public struct StrategyRecord: Hashable, Sendable {
+    /// One update waiting in the strategy's buffer, as the checkpoint keeps it.
     public struct Buffered: Hashable, Sendable {
         public var clientID: String
         public var samples: UInt64

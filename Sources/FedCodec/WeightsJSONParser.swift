@@ -11,6 +11,7 @@
 /// through `strtod`, shapes are inferred and checked rectangular, and any
 /// other JSON (objects, strings, true, null) is an error naming the offset.
 public enum WeightsJSONParser {
+    /// Why a text is not weights JSON, with the byte offset where reading stopped.
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
     }

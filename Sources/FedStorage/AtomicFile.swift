@@ -50,6 +50,7 @@ public enum AtomicFile {
     }
 }
 
+/// A file that could not be read, written or made durable, with the path and the reason.
 public struct FileError: Error, CustomStringConvertible {
     public var description: String
     public init(_ d: String) { description = d }

@@ -15,6 +15,7 @@ import Synchronization
 ///   for the running average and FedAsync, every K for FedBuff);
 /// - nothing staged is kept unless the commit step (the checkpoint write) succeeds.
 public final class ModelStore: Sendable {
+    /// What the store does with updates: the strategy, the limits on claims and staleness, fetch deltas.
     public struct Configuration: Sendable {
         /// Largest `datasets` one update may claim (default 60,000, the size of
         /// MNIST's training set: a client claiming a billion would replace the model).

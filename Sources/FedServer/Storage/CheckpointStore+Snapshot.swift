@@ -43,6 +43,7 @@ extension Checkpoint {
     }
 }
 
+/// Any store saving and loading the server's snapshot with its state sections.
 extension CheckpointStore {
     /// Saves `snapshot` and the state that must survive with it in one
     /// atomic save (`save(_:)`'s contract and errors).
@@ -57,6 +58,7 @@ extension CheckpointStore {
     }
 }
 
+/// Checkpoint files read and written as the server's snapshots and state.
 extension CheckpointFile {
     /// Writes `snapshot` and the state that must survive with it, as `CheckpointFile.write` does.
     public static func save(_ snapshot: ModelSnapshot, durable: ModelStore.Durable = .init(), to path: String) throws {

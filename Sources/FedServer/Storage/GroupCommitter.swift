@@ -49,6 +49,7 @@ public final class GroupCommitter: Sendable {
         self.init(store: store, checkpoints: FileCheckpointStore(path: path), saveEvery: saveEvery, metrics: metrics)
     }
 
+    /// Called once per submitted update, on the committer's queue, when it is durable or rejected.
     public typealias Completion = @Sendable (Result<Acknowledgement, RejectedUpdate>) -> Void
 
     /// Checkpoint writes so far.
