@@ -2,6 +2,7 @@ import FedCodec
 import FedStorage
 import FedTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 @testable import FedServer
@@ -40,6 +41,26 @@ struct GroupCommitTests {
         #expect(final.version == 32 && final.datasets == 3200)
         #expect(committer.writes >= 1 && committer.writes <= 32)
         print("32 concurrent durable updates took \(committer.writes) checkpoint writes")
+    }
+
+    @Test("waitUntilIdle returns once every submitted update has been answered, or false at its deadline")
+    func waitUntilIdle() throws {
+        let slow = SlowCheckpointStore()
+        slow.delay = 300...300
+        let store = ModelStore(initial: ModelSnapshot(version: 0, datasets: 0, tensors: constantTensors(0)))
+        let committer = GroupCommitter(store: store, checkpoints: slow)
+        #expect(committer.waitUntilIdle(until: .now()))
+        let answered = Atomic<Int>(0)
+        for i in 0..<3 {
+            committer.submit(ModelStore.Update(tensors: constantTensors(Float(i)), datasets: 1)) { _ in
+                answered.add(1, ordering: .relaxed)
+            }
+        }
+        // A save takes 0.3 s: not idle 50 ms from now.
+        #expect(!committer.waitUntilIdle(until: .now() + .milliseconds(50)))
+        #expect(committer.waitUntilIdle(until: .now() + .seconds(10)))
+        #expect(answered.load(ordering: .relaxed) == 3 && committer.isIdle)
+        #expect(store.snapshot().version == 3)
     }
 
     @Test("A failed write acknowledges nothing and publishes nothing")

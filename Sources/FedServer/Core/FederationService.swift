@@ -97,6 +97,10 @@ final class FederationService: Sendable {
         return found
     }
 
+    /// Whether shared caches may keep the model: no token is configured, or
+    /// the model is declared public (`ServerConfiguration.publicModel`).
+    var modelIsPublic: Bool { tokens.isEmpty || configuration.publicModel }
+
     // MARK: Handshake
 
     /// The answer to HELLO: the session and its WELCOME, or an ERROR after

@@ -242,11 +242,12 @@ public final class FederatedServer: Sendable {
         lifecycle.startDraining()
         uplink?.stopRounds(by: upstreamDeadline)
         try? channel.close().wait()
-        while !committer.isIdle && NIODeadline.now() < deadline {
-            usleep(5_000)
+        if committer.waitUntilIdle(until: upstreamDeadline) {
+            // Every commit has answered, and each answer was handed to its connection's event
+            // loop before that: a task queued on every loop now runs after those writes.
+            let writes = group.makeIterator().filter { !$0.inEventLoop }.map { $0.submit {} }
+            for w in writes { _ = try? w.wait() }
         }
-        // Answers to the last pushes are written on the event loops: give them a moment.
-        usleep(50_000)
         uplink?.stop(finalSync: true, by: upstreamDeadline)
         try committer.flush()
         logger.info("checkpoint written: version \(store.snapshot().version)")

@@ -261,7 +261,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             immutable = true
         }
         let etag = "\"v\(snapshot.version)\""
-        let scope = context.configuration.authTokens.isEmpty || context.configuration.publicModel ? "public" : "private"
+        let scope = service.modelIsPublic ? "public" : "private"
         var extra = [
             ("ETag", etag), ("X-Fed-Model-Version", "\(snapshot.version)"),
             ("Cache-Control", immutable ? "\(scope), max-age=31536000, immutable" : "\(scope), no-cache"),

@@ -25,6 +25,8 @@ public final class GroupCommitter: Sendable {
     private struct State {
         var pending: [(ModelStore.Update, Completion)] = []
         var running = false
+        /// Callers of `waitUntilIdle`, signalled when the committer runs out of work.
+        var idleWaiters: [DispatchSemaphore] = []
         var writes = 0
         var lastSavedVersion: UInt64 = 0
     }
@@ -67,6 +69,18 @@ public final class GroupCommitter: Sendable {
 
     /// Whether no update is waiting or being committed now.
     public var isIdle: Bool { state.withLock { $0.pending.isEmpty && !$0.running } }
+
+    /// Blocks until no update is waiting or being committed (every
+    /// completion has been called), or until `deadline`; true when idle.
+    public func waitUntilIdle(until deadline: DispatchTime) -> Bool {
+        let signal = DispatchSemaphore(value: 0)
+        let idle = state.withLock { s -> Bool in
+            if s.pending.isEmpty && !s.running { return true }
+            s.idleWaiters.append(signal)
+            return false
+        }
+        return idle || signal.wait(timeout: deadline) == .success
+    }
 
     /// The same, calling `completion` (on the committer's queue) when done.
     public func submit(_ update: ModelStore.Update, completion: @escaping Completion) {
@@ -119,13 +133,18 @@ public final class GroupCommitter: Sendable {
     /// between batches) until nothing is pending.
     private func drain() {
         do {
-            let batch = state.withLock { s -> [(ModelStore.Update, Completion)] in
+            let (batch, waiters) = state.withLock { s -> ([(ModelStore.Update, Completion)], [DispatchSemaphore]) in
                 let b = s.pending
                 s.pending = []
-                if b.isEmpty { s.running = false }
-                return b
+                guard b.isEmpty else { return (b, []) }
+                s.running = false
+                defer { s.idleWaiters = [] }
+                return (b, s.idleWaiters)
             }
-            if batch.isEmpty { return }
+            if batch.isEmpty {
+                for w in waiters { w.signal() }
+                return
+            }
             let results = store.applyBatch(batch.map(\.0)) { staged, durable in
                 let due = state.withLock { staged.version >= $0.lastSavedVersion + UInt64(saveEvery) }
                 guard saveEvery == 1 || due else { return }
