@@ -62,7 +62,7 @@ struct ClientSession: Sendable {
         }
     }
 
-    private var wireCompression: Compression { agreed & compression.bit != 0 ? compression : .none }
+    var wireCompression: Compression { agreed & compression.bit != 0 ? compression : .none }
 
     /// What a fetch asked, to read its answer by.
     struct PendingFetch {

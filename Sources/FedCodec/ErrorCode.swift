@@ -41,6 +41,8 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
         case shuttingDown = 41
         case staleBase = 42
         case unknownBase = 43
+        case unknownTask = 44
+        case roundClosed = 45
     }
 
     public static let badMagic = ErrorCode(.badMagic)
@@ -73,6 +75,10 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let staleBase = ErrorCode(.staleBase)
     /// Version 3: a delta push against a version the server does not hold (push full weights).
     public static let unknownBase = ErrorCode(.unknownBase)
+    /// Version 4: a `REPORT` names a task the server did not give or no longer holds.
+    public static let unknownTask = ErrorCode(.unknownTask)
+    /// Version 4: a `REPORT` arrived after its round closed or was abandoned.
+    public static let roundClosed = ErrorCode(.roundClosed)
 
     /// Every code the spec defines.
     public static let allKnown: [ErrorCode] = Known.allCases.map { ErrorCode($0) }

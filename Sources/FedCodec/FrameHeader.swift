@@ -13,7 +13,7 @@ public struct FrameHeader: Hashable, Sendable {
     public static let magic: [UInt8] = [0x46, 0x45, 0x44, 0x57]
     public static let size = 20
     /// The protocol versions this implementation speaks (SPEC.md section 3.1).
-    public static let supportedVersions: ClosedRange<UInt8> = 1...3
+    public static let supportedVersions: ClosedRange<UInt8> = 1...4
     /// Flag bits defined by versions 1-3: none. Every bit must be zero.
     public static let knownFlags: UInt16 = 0
 

@@ -62,6 +62,19 @@ extension Fed {
         @Option(help: ArgumentHelp("PEM client certificate, for servers that ask for one.", valueName: "PEM"))
         var tlsCert: String?
         @Option(help: ArgumentHelp("PEM key of --tls-cert.", valueName: "PEM")) var tlsKey: String?
+        @Flag(
+            help: ArgumentHelp(
+                "Take part in the server's rounds (fed server --rounds; protocol version 4).",
+                discussion:
+                    "The client checks in and waits for a task; for each, it fetches the task's model version, trains --epochs epochs (or the round's epochs parameter) on all its data, and reports; then checks in again, until the server says the federation finished or --max-tasks tasks are done."
+            ))
+        var rounds = false
+        @Option(help: "With --rounds: stop after this many tasks (default: when the server finishes).")
+        var maxTasks: Int?
+        @Option(help: "Train on at most this many samples of --range (default: all).") var maxSamples: Int?
+        @Option(
+            help: ArgumentHelp("With --rounds: a property stated at check-in (repeatable).", valueName: "KEY=VALUE"))
+        var property: [String] = []
 
         /// TLS settings when any TLS option is given.
         var tlsSettings: FederationClient.TLS? {
@@ -90,6 +103,11 @@ extension Fed {
                 deadline > 0, threads >= 1
             else { throw ValidationError("epochs, batch size, attempts, threads and times must be positive") }
             guard HostPort(server) != nil else { throw ValidationError("\(server) is not HOST:PORT") }
+            guard !rounds || transport == "binary" else { throw ValidationError("--rounds needs the binary transport") }
+            guard (maxTasks ?? 1) >= 1, (maxSamples ?? 1) >= 1 else {
+                throw ValidationError("--max-tasks and --max-samples must be positive")
+            }
+            for p in property where !p.contains("=") { throw ValidationError("--property \(p): give KEY=VALUE") }
         }
 
         static func checkRange(_ l: Int, _ r: Int) throws {
@@ -136,7 +154,14 @@ extension Fed {
                 throw ValidationError("range \(bounds[0]) \(bounds[1]): only \(slices.count) slices in \(dir)")
             }
             print("\(note); \(split)")
-            let mine = Array(slices[(bounds[0] - 1)..<bounds[1]])
+            var mine = Array(slices[(bounds[0] - 1)..<bounds[1]])
+            if let most = maxSamples {
+                var left = most
+                mine = mine.compactMap { slice in
+                    defer { left -= min(left, slice.count) }
+                    return left == 0 ? nil : slice.slice(0..<min(left, slice.count))
+                }
+            }
             guard let (host, port) = HostPort(server).map({ ($0.host, $0.port) }) else {
                 throw ValidationError("\(server) is not HOST:PORT")
             }
@@ -164,6 +189,10 @@ extension Fed {
             let policy = RetryPolicy(
                 maxAttempts: attempts, initialBackoff: .milliseconds(Int64(backoff * 1000)), multiplier: 2,
                 maxBackoff: .milliseconds(Int64(maxBackoff * 1000)), deadline: .milliseconds(Int64(deadline * 1000)))
+            if rounds {
+                return try runRounds(
+                    host: host, port: port, clientID: clientID, data: mine, wire: wire, policy: policy)
+            }
             let started = Date()
             var epochStart = Date()
             let model = MLPSlices(

@@ -173,9 +173,59 @@ extension Fed {
                 perAddressRate: tlsHandshakeRate > 0 ? tlsHandshakeRate : nil, perAddressBurst: tlsHandshakeBurst)
         }
         @Flag(help: "Do not serve the original demo's HTTP interface (it cannot authenticate).") var noHttp = false
+        @Option(
+            help: ArgumentHelp(
+                "Run rounds for version-4 clients (fed client --rounds): N reports close a round.",
+                discussion:
+                    "Clients check in and wait; the server selects N x --over-selection of them, hands each a train task from the current version, and closes the round when N reports arrived, or at --round-deadline with at least --min-reports (else the round is abandoned and selected again). A closed round applies the sample-weighted mean of its reports (FedAvg) in one checkpoint write. Pushes of versions 1-3 and HTTP clients are served beside rounds, by --strategy.",
+                valueName: "N")) var rounds: Int?
+        @Option(help: "Clients selected per round, as a multiple of --rounds, to absorb drop-outs.")
+        var overSelection = 1.3
+        @Option(help: "Reports a round needs at its deadline (default: 80% of --rounds, rounded up).")
+        var minReports: Int?
+        @Option(help: "Seconds from a round's selection to its deadline.") var roundDeadline = 60.0
+        @Option(help: "Seconds the first checked-in client waits for more before a smaller round opens.")
+        var selectionWindow = 5.0
+        @Option(help: "Rounds to run, then check-ins are told the federation finished (0: no end).")
+        var totalRounds: UInt64 = 0
+        @Option(
+            help: ArgumentHelp(
+                "A parameter sent with every task (repeatable), such as epochs=1.", valueName: "KEY=VALUE"))
+        var roundParam: [String] = []
+        @Option(
+            help: ArgumentHelp("Select only clients whose check-in states this (repeatable).", valueName: "KEY=VALUE"))
+        var requireProperty: [String] = []
+
+        /// The rounds' configuration, when --rounds is given.
+        func roundConfiguration() throws -> RoundConfiguration? {
+            guard let rounds else { return nil }
+            func pairs(_ list: [String], _ flag: String) throws -> [String: String] {
+                var out: [String: String] = [:]
+                for item in list {
+                    guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+                        throw ValidationError("\(flag) \(item): give KEY=VALUE")
+                    }
+                    out[String(item[..<eq])] = String(item[item.index(after: eq)...])
+                }
+                return out
+            }
+            let configuration = RoundConfiguration(
+                cohortSize: rounds, overSelection: overSelection, minimumReports: minReports,
+                deadline: .milliseconds(Int64(roundDeadline * 1000)),
+                selectionWindow: .milliseconds(Int64(selectionWindow * 1000)), totalRounds: totalRounds,
+                parameters: try pairs(roundParam, "--round-param"),
+                selector: UniformSelector(required: try pairs(requireProperty, "--require-property")))
+            if let problem = configuration.problem() { throw ValidationError("--rounds: \(problem)") }
+            return configuration
+        }
+
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
         func validate() throws {
+            guard rounds == nil || upstream == nil else {
+                throw ValidationError("--rounds with --upstream: an edge runs no rounds; give --rounds to the root")
+            }
+            _ = try roundConfiguration()
             guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
             guard saveEvery >= 1 else { throw ValidationError("--save-every must be at least 1") }
             guard maxDatasets >= 1, (maxPayload ?? 1024) >= 1024, (maxDecompressed ?? 1024) >= 1024,
@@ -304,6 +354,7 @@ extension Fed {
                         allowPlaintext: allowPlaintext)
                 })
             config.tlsHandshakeLimits = tlsHandshakeLimits
+            config.rounds = try roundConfiguration()
             let server: FederatedServer
             do {
                 let weights: [Tensor]
@@ -332,6 +383,11 @@ extension Fed {
                 )
                 server.logger.info(
                     "TLS handshakes: at most \(maxTlsHandshakes > 0 ? "\(maxTlsHandshakes)" : "unlimited") in progress, \(tlsHandshakeRate > 0 ? "\(tlsHandshakeRate) a second per address (bursts of \(tlsHandshakeBurst))" : "no per-address rate")"
+                )
+            }
+            if let r = config.rounds {
+                server.logger.info(
+                    "rounds: \(r.cohortSize) reports close a round, \(r.selectionSize) clients selected, at least \(r.requiredReports) by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
                 )
             }
             print("listening on \(host):\(server.localPort)")

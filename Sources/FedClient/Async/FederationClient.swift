@@ -74,7 +74,7 @@ public actor FederationClient {
     public let port: Int
     public let configuration: Configuration
     private let group: any EventLoopGroup
-    private var session: ClientSession
+    var session: ClientSession
     private var connection: Connection?
     /// Made at the first connection with TLS.
     private var tlsContext: NIOSSLContext?
@@ -165,7 +165,7 @@ public actor FederationClient {
     // MARK: Calls
 
     /// One open, handshaken channel.
-    private struct Connection: Sendable {
+    struct Connection: Sendable {
         let channel: any Channel
         let traffic: Traffic
         let version: UInt8
@@ -174,7 +174,7 @@ public actor FederationClient {
     }
 
     /// Runs `body` alone (calls take turns), retried by the policy.
-    private func call<T: Sendable>(_ body: () async throws(ClientError) -> T) async throws(ClientError) -> T {
+    func call<T: Sendable>(_ body: () async throws(ClientError) -> T) async throws(ClientError) -> T {
         await waitForTurn()
         defer { endTurn() }
         return try await configuration.retryPolicy.run(
@@ -215,7 +215,7 @@ public actor FederationClient {
     }
 
     /// The open connection, or a new one: connect, then `HELLO`.
-    private func connected() async throws(ClientError) -> Connection {
+    func connected() async throws(ClientError) -> Connection {
         if let c = connection, c.channel.isActive { return c }
         if let c = connection { count(c) }
         connection = nil
@@ -269,15 +269,16 @@ public actor FederationClient {
         return c
     }
 
-    /// Sends `message` on `c` and waits (at most `requestTimeout`) for its answer.
-    private func request(_ message: Message, on c: Connection) async throws(ClientError) -> Message {
+    /// Sends `message` on `c` and waits (at most `timeout`, default
+    /// `requestTimeout`) for its answer.
+    func request(_ message: Message, on c: Connection, timeout: Duration? = nil) async throws(ClientError) -> Message {
         let id = nextRequestID
         nextRequestID &+= 1
         if nextRequestID == 0 { nextRequestID = 1 }
         let bytes = MessageCodec.encode(message, requestID: id, level: 1, version: c.version)
         let loop = c.channel.eventLoop
         let answer = loop.makePromise(of: Frame.self)
-        let timeout = configuration.requestTimeout
+        let timeout = timeout ?? configuration.requestTimeout
         let timer = loop.scheduleTask(in: TimeAmount(timeout)) {
             answer.fail(ClientError(code: .timedOut, message: "no answer within \(timeout)"))
             c.channel.close(promise: nil)

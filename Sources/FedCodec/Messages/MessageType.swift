@@ -29,6 +29,12 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let pong = MessageType(defining: 0x0A)
     /// Version 3: the steps from the client's version to the current one.
     public static let modelDelta = MessageType(defining: 0x0B)
+    /// Version 4: a client offers to work (`CheckIn`).
+    public static let checkIn = MessageType(defining: 0x0C)
+    /// Version 4: a task, or when to come back (`Assignment`).
+    public static let assignment = MessageType(defining: 0x0D)
+    /// Version 4: a train task's result (`Report`).
+    public static let report = MessageType(defining: 0x0E)
 
     /// Every type defined, in the order of their bytes.
     public static var allCases: [MessageType] { MessageRegistry.all.map(\.type) }

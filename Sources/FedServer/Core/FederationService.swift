@@ -25,14 +25,17 @@ final class FederationService: Sendable {
     let lifecycle: ServerLifecycle
     let metrics: ServerMetrics
     let logger: Logger
+    /// The rounds of version 4, when the server runs them.
+    let rounds: RoundCoordinator?
     /// The configured tokens as bytes, compared in constant time.
     private let tokens: [[UInt8]]
 
     init(
         configuration: ServerConfiguration, limits: ResolvedLimits, modelShapes: [[Int]], store: ModelStore,
         committer: GroupCommitter, budget: MemoryBudget, lifecycle: ServerLifecycle, metrics: ServerMetrics,
-        logger: Logger
+        logger: Logger, rounds: RoundCoordinator? = nil
     ) {
+        self.rounds = rounds
         self.configuration = configuration
         self.limits = limits
         self.modelShapes = modelShapes
@@ -273,7 +276,8 @@ final class FederationService: Sendable {
         let key = request.pushID == 0 ? nil : PushKey(clientID: session.clientID, pushID: request.pushID)
         let update = ModelStore.Update(
             tensors: request.tensors, datasets: request.datasets, key: key, clientID: session.clientID,
-            baseVersion: request.baseVersion, strictBase: session.version >= 2, isDelta: request.isDelta)
+            baseVersion: request.baseVersion, strictBase: session.version >= 2, isDelta: request.isDelta,
+            samplesAreCount: session.version >= 4)
         // The tensors stay in the budget (as a request) until the commit answers, so pushes
         // waiting for a slow disk cannot grow the server past the budget.
         let size = request.tensors.reduce(0) { $0 + $1.values.count * MemoryLayout<Float>.stride }
@@ -303,6 +307,66 @@ final class FederationService: Sendable {
                 logger.warning("rejected update from \(client)\(via): \(rejection)")
                 completion(.failure(ErrorMessage(code: rejection.code, message: rejection.message)))
             }
+        }
+        return nil
+    }
+
+    // MARK: Rounds (version 4)
+
+    /// Why a version-4 request of rounds cannot be served here, or nil.
+    private func roundsRefusal() -> ErrorMessage? {
+        rounds == nil
+            ? ErrorMessage(
+                code: .unexpectedMessage, message: "this server runs no rounds (start it with --rounds); push instead")
+            : nil
+    }
+
+    /// A client checks in; `answer` runs once (on the rounds' queue) with its
+    /// task or when to come back. Returns the ticket to cancel the wait with
+    /// (the connection closed), or the ERROR to answer at once.
+    func checkIn(
+        _ checkIn: CheckIn, session: Session, answer: @escaping @Sendable (Assignment) -> Void
+    ) -> Result<UInt64, ErrorMessage> {
+        if let refusal = roundsRefusal() { return .failure(refusal) }
+        if let bad = KeyValues.check(checkIn.properties) {
+            return .failure(ErrorMessage(code: .malformedPayload, message: "properties: \(bad)"))
+        }
+        return .success(rounds!.checkIn(checkIn, clientID: session.clientID, answer: answer))
+    }
+
+    /// Forgets a check-in whose connection closed.
+    func cancelCheckIn(_ ticket: UInt64) { rounds?.cancel(ticket: ticket) }
+
+    /// A train task's result: held (in the memory budget) until its round
+    /// closes; `completion` runs once with the ACK or the ERROR (on the
+    /// rounds' queue). Returns the ERROR when it is refused at once;
+    /// `completion` is then never called.
+    func report(
+        _ report: Report, session: Session,
+        completion: @escaping @Sendable (Result<Acknowledgement, ErrorMessage>) -> Void
+    ) -> ErrorMessage? {
+        if let refusal = roundsRefusal() { return refusal }
+        if session.compressions & report.compression.bit == 0 {
+            return ErrorMessage(code: .unsupportedCompression, message: "\(report.compression) was not agreed")
+        }
+        if lifecycle.isDraining {
+            return ErrorMessage(code: .shuttingDown, message: "the server is shutting down; check in again later")
+        }
+        if let refusal = refuseDeclaredShapes(report.tensors.map(\.shape)) { return refusal }
+        let size = report.tensors.reduce(0) { $0 + $1.values.count * MemoryLayout<Float>.stride }
+        guard budget.reserve(size, forRequest: true) else {
+            logger.warning("report refused: memory budget exhausted (\(budget.used) B held)")
+            return ErrorMessage(
+                code: .overloaded, message: "the server is out of memory for reports waiting for their round")
+        }
+        let (budget, logger) = (self.budget, self.logger)
+        let client = LogSafe.text(session.clientID)
+        rounds!.report(report, clientID: session.clientID) { result in
+            budget.release(size)
+            if case .failure(let e) = result {
+                logger.info("report of task \(report.taskID) from \(client): \(e.code)")
+            }
+            completion(result)
         }
         return nil
     }

@@ -33,6 +33,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     private var version: UInt8 = 1
     private var state = BinaryConnectionState()
     private var requestTimer: Scheduled<Void>?
+    /// The check-in waiting for a task, if one is (to forget it when the connection closes).
+    private var checkInTicket: UInt64?
     private var logger: Logger
 
     init(context: ServerContext) {
@@ -71,6 +73,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context ctx: ChannelHandlerContext) {
+        if let ticket = checkInTicket { service.cancelCheckIn(ticket) }
         requestTimer?.cancel()
         lease.close()
         ctx.fireChannelInactive()
@@ -215,6 +218,17 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             case .push(let push): handlePush(ctx, push, session: session, id: id)
             default: break
             }
+        case .other(let other):
+            guard let session else {
+                return sendError(ctx, .handshakeRequired, "send HELLO first", requestID: id)
+            }
+            if let checkIn = other.as(CheckIn.self) {
+                handleCheckIn(ctx, checkIn, session: session, id: id)
+            } else if let report = other.as(Report.self) {
+                handleReport(ctx, report, session: session, id: id)
+            } else {
+                sendError(ctx, .unexpectedMessage, "this server does not serve \(message.type)", requestID: id)
+            }
         default:
             sendError(ctx, .unexpectedMessage, "this server does not serve \(message.type)", requestID: id)
         }
@@ -273,6 +287,61 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         let eventLoop = ctx.eventLoop
         state.pushSubmitted()
         let refusal = service.push(request, session: session) { result in
+            eventLoop.execute {
+                let (handler, ctx) = loopBound.value
+                handler.state.pushAnswered()
+                switch result {
+                case .success(let ack):
+                    handler.send(ctx, .ack(version: ack.version, datasets: ack.datasets), requestID: id)
+                case .failure(let error):
+                    handler.sendError(ctx, error, requestID: id)
+                }
+                ctx.flush()
+                handler.process(ctx)
+            }
+        }
+        if let refusal {
+            state.pushAnswered()
+            sendError(ctx, refusal, requestID: id)
+        }
+    }
+
+    /// A long poll: the frames behind it wait, as behind a push, until the
+    /// rounds answer with a task or a time to come back.
+    private func handleCheckIn(
+        _ ctx: ChannelHandlerContext, _ checkIn: CheckIn, session: FederationService.Session, id: UInt32
+    ) {
+        let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
+        let eventLoop = ctx.eventLoop
+        state.pushSubmitted()
+        let outcome = service.checkIn(checkIn, session: session) { assignment in
+            eventLoop.execute {
+                let (handler, ctx) = loopBound.value
+                handler.checkInTicket = nil
+                handler.state.pushAnswered()
+                handler.send(ctx, .other(AnyProtocolMessage(assignment)), requestID: id)
+                ctx.flush()
+                handler.process(ctx)
+            }
+        }
+        switch outcome {
+        case .success(let ticket):
+            // The answer may already be queued on this loop: it clears the ticket after this.
+            checkInTicket = ticket
+        case .failure(let refusal):
+            state.pushAnswered()
+            sendError(ctx, refusal, requestID: id)
+        }
+    }
+
+    /// A train task's result: answered when its round closes.
+    private func handleReport(
+        _ ctx: ChannelHandlerContext, _ report: Report, session: FederationService.Session, id: UInt32
+    ) {
+        let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
+        let eventLoop = ctx.eventLoop
+        state.pushSubmitted()
+        let refusal = service.report(report, session: session) { result in
             eventLoop.execute {
                 let (handler, ctx) = loopBound.value
                 handler.state.pushAnswered()

@@ -30,6 +30,8 @@ public final class FederatedServer: Sendable {
     public let limits: ResolvedLimits
     public let store: ModelStore
     public let committer: GroupCommitter
+    /// The rounds run for version-4 clients (nil without `configuration.rounds`).
+    let rounds: RoundCoordinator?
     public let logger: Logger
     /// Bytes held for clients now, against `configuration.memoryBudget`.
     public let budget: MemoryBudget
@@ -91,6 +93,12 @@ public final class FederatedServer: Sendable {
             snapshot = ModelSnapshot(version: 0, datasets: 0, tensors: fresh)
             logger.info("no checkpoint in \(checkpoints): starting from fresh weights")
         }
+        if let rounds = configuration.rounds {
+            if let problem = rounds.problem() { throw FileError("rounds: \(problem)") }
+            if configuration.upstream != nil {
+                throw FileError("an edge server runs no rounds: give rounds to the root server")
+            }
+        }
         let retention = RetainedVersions(
             shapes: snapshot.tensors.map(\.shape), deltaEncoding: configuration.deltaEncoding,
             memoryBudget: configuration.memoryBudget)
@@ -130,6 +138,10 @@ public final class FederatedServer: Sendable {
         self.store = store
         self.committer = committer
         self.logger = logger
+        let rounds = configuration.rounds.map {
+            RoundCoordinator(configuration: $0, store: store, committer: committer, logger: logger)
+        }
+        self.rounds = rounds
         let shapes = store.snapshot().tensors.map(\.shape)
         let limits = ResolvedLimits(configuration: configuration, modelShapes: shapes)
         self.limits = limits
@@ -154,7 +166,7 @@ public final class FederatedServer: Sendable {
             handshakes: HandshakeLimiter(limits: configuration.tlsHandshakeLimits),
             service: FederationService(
                 configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
-                budget: budget, lifecycle: lifecycle, metrics: metrics, logger: logger))
+                budget: budget, lifecycle: lifecycle, metrics: metrics, logger: logger, rounds: rounds))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -240,6 +252,8 @@ public final class FederatedServer: Sendable {
         let deadline = NIODeadline.now() + TimeAmount(grace ?? configuration.shutdownGrace)
         let upstreamDeadline = DispatchTime(uptimeNanoseconds: deadline.uptimeNanoseconds)
         lifecycle.startDraining()
+        // Check-ins waiting are told to come back; a round in progress is abandoned.
+        rounds?.shutdown()
         uplink?.stopRounds(by: upstreamDeadline)
         try? channel.close().wait()
         if committer.waitUntilIdle(until: upstreamDeadline) {

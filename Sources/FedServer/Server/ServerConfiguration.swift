@@ -103,6 +103,10 @@ public struct ServerConfiguration: Sendable {
     /// reach it only when `/metrics` is served. Default nil: the server's
     /// registry only.
     public var metricsFactory: (any MetricsFactory)? = nil
+    /// Rounds the server runs for version-4 clients (check-in, cohorts,
+    /// deadlines); nil (default): none, and `CHECK_IN` is answered
+    /// `unexpected_message`. Pushes of every version are served either way.
+    public var rounds: RoundConfiguration? = nil
 
     public init(
         host: String = "127.0.0.1", port: Int = 5000, checkpointPath: String = "model.fedk", saveEvery: Int = 1,

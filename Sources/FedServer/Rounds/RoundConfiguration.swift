@@ -1,0 +1,82 @@
+import FedCodec
+
+/// Rounds the server runs (protocol version 4): clients check in, the server
+/// selects a cohort, hands it train tasks, and closes the round at its
+/// deadline or as soon as `cohortSize` reports arrived.
+///
+/// A round closes when `cohortSize` reports arrived, when every selected
+/// client reported, or at `deadline` with at least `minimumReports`; then the
+/// sample-weighted mean of its reports (FedAvg) is applied and written in one
+/// checkpoint write. At the deadline with fewer, it is abandoned: nothing of
+/// it is applied, its reports are answered `round_closed`, and a new round
+/// is selected from the clients checked in.
+public struct RoundConfiguration: Sendable {
+    /// Reports that close a round early (the target cohort). Default 10.
+    public var cohortSize: Int
+    /// Clients selected per round, as a multiple of `cohortSize`, to absorb
+    /// drop-outs (Bonawitz et al. 2019 select 130%). Default 1.3.
+    public var overSelection: Double
+    /// Reports a round needs at its deadline; nil (default): 80% of
+    /// `cohortSize`, rounded up.
+    public var minimumReports: Int?
+    /// Time from selection to the deadline. Default 60 s.
+    public var deadline: Duration
+    /// How long the first checked-in client waits for more before a round
+    /// opens with fewer than the selection size (but at least
+    /// `minimumReports`). Default 5 s.
+    public var selectionWindow: Duration
+    /// The longest a check-in is held (a client's own wait is capped by it). Default 30 s.
+    public var maxWait: Duration
+    /// Rounds to run, then check-ins are answered `finished`; 0 (default): no end.
+    public var totalRounds: UInt64
+    /// Sent to every selected client with its task (`epochs`, `learning_rate`).
+    public var parameters: [String: String]
+    /// Who is selected among the clients checked in. Default uniform.
+    public var selector: any ClientSelector
+    /// The features this server speaks (none are defined yet).
+    public var features: Features
+
+    public init(
+        cohortSize: Int = 10, overSelection: Double = 1.3, minimumReports: Int? = nil,
+        deadline: Duration = .seconds(60), selectionWindow: Duration = .seconds(5), maxWait: Duration = .seconds(30),
+        totalRounds: UInt64 = 0, parameters: [String: String] = [:], selector: any ClientSelector = UniformSelector(),
+        features: Features = []
+    ) {
+        self.cohortSize = cohortSize
+        self.overSelection = overSelection
+        self.minimumReports = minimumReports
+        self.deadline = deadline
+        self.selectionWindow = selectionWindow
+        self.maxWait = maxWait
+        self.totalRounds = totalRounds
+        self.parameters = parameters
+        self.selector = selector
+        self.features = features
+    }
+
+    /// The reports a round needs at its deadline.
+    public var requiredReports: Int { minimumReports ?? Int((Double(cohortSize) * 0.8).rounded(.up)) }
+
+    /// Clients selected per round: `cohortSize x overSelection`, rounded up.
+    public var selectionSize: Int { Int((Double(cohortSize) * overSelection).rounded(.up)) }
+
+    /// Why this configuration cannot run, or nil.
+    public func problem() -> String? {
+        if cohortSize < 1 { return "the cohort size must be at least 1 (got \(cohortSize))" }
+        if !(overSelection >= 1 && overSelection <= 10) {
+            return "over-selection must be between 1 and 10 (got \(overSelection))"
+        }
+        if requiredReports < 1 || requiredReports > cohortSize {
+            return "minimum reports must be between 1 and the cohort size \(cohortSize) (got \(requiredReports))"
+        }
+        if deadline <= .zero || deadline > .seconds(86_400) {
+            return "the round deadline must be between 0 and 24 h (got \(deadline))"
+        }
+        if selectionWindow < .zero { return "the selection window cannot be negative" }
+        if maxWait <= .zero || maxWait > .seconds(3_600) {
+            return "the longest check-in wait must be between 0 and 1 h (got \(maxWait))"
+        }
+        if let bad = KeyValues.check(parameters) { return "round parameters: \(bad)" }
+        return nil
+    }
+}

@@ -1,0 +1,399 @@
+import Dispatch
+import FedCodec
+import Logging
+import Synchronization
+
+/// Runs the rounds of protocol version 4: holds check-ins (long polls),
+/// selects cohorts, collects reports, and closes or abandons each round.
+///
+/// Every event runs on one serial queue, so the round's state needs no lock;
+/// answers (`ASSIGNMENT`s, a report's ACK or ERROR) are handed to the
+/// callers' closures on that queue. Closing a round aggregates and writes the
+/// checkpoint on that queue (through `GroupCommitter.transact`), never on an
+/// event loop.
+///
+/// Invariants: a round is applied whole in one checkpoint write or not at
+/// all; a task id is never reused (64 random bits, and task ids are held in
+/// memory only, so after a restart every earlier task is `unknown_task`); an
+/// update counts once however often its task is reported.
+final class RoundCoordinator: @unchecked Sendable {
+    /// The scalar of the checkpointed state that holds the rounds closed.
+    static let roundsClosedKey = "rounds.closed"
+
+    let configuration: RoundConfiguration
+    private let store: ModelStore
+    private let committer: GroupCommitter
+    private let logger: Logger
+    private let queue = DispatchQueue(label: "fed.rounds")
+    private let now: @Sendable () -> DispatchTime
+
+    // State: touched on `queue` only.
+    private var random: any RandomNumberGenerator
+    private var waiting: [Waiter] = []
+    private let nextTicket = Atomic<UInt64>(1)
+    private var round: OpenRound?
+    private var roundsClosed: UInt64
+    private var attempt = 0
+    /// When the first client of the next selection checked in.
+    private var windowOpened: DispatchTime?
+    private var windowTimerArmed = false
+    /// Task ids of recently closed rounds, to answer `round_closed` rather than `unknown_task`.
+    private var closedTasks: [UInt64: UInt64] = [:]
+    private var closedTaskOrder: [UInt64] = []
+    private var stopping = false
+    private var stats = Statistics()
+
+    /// What happened so far (for logs, metrics and tests).
+    struct Statistics: Sendable, Equatable {
+        var closed = 0
+        var abandoned = 0
+        var reportsApplied = 0
+        var tasksGiven = 0
+    }
+
+    struct Waiter {
+        var ticket: UInt64
+        var clientID: String
+        var checkIn: CheckIn
+        var answer: @Sendable (Assignment) -> Void
+    }
+
+    struct Received {
+        var clientID: String
+        var weights: [Tensor]
+        var samples: UInt64
+        var answers: [@Sendable (Result<Acknowledgement, ErrorMessage>) -> Void]
+    }
+
+    struct OpenRound {
+        var number: UInt64
+        var attempt: Int
+        var baseVersion: UInt64
+        var baseWeights: [Tensor]
+        var features: Features
+        /// Task id -> client id, for the selected clients.
+        var tasks: [UInt64: String]
+        var reports: [UInt64: Received] = [:]
+        var deadline: DispatchTime
+    }
+
+    init(
+        configuration: RoundConfiguration, store: ModelStore, committer: GroupCommitter, logger: Logger,
+        random: any RandomNumberGenerator = SystemRandomNumberGenerator(),
+        now: @escaping @Sendable () -> DispatchTime = { DispatchTime.now() }
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.committer = committer
+        self.logger = logger
+        self.random = random
+        self.now = now
+        self.roundsClosed = UInt64(store.durable().scalars[Self.roundsClosedKey] ?? 0)
+    }
+
+    // MARK: Events
+
+    /// A client checks in; `answer` runs once, with a task or when to come
+    /// back. Returns a ticket for `cancel` (the client's connection closed).
+    func checkIn(_ checkIn: CheckIn, clientID: String, answer: @escaping @Sendable (Assignment) -> Void) -> UInt64 {
+        let ticket = nextTicket.add(1, ordering: .relaxed).oldValue
+        queue.async { self.arrive(Waiter(ticket: ticket, clientID: clientID, checkIn: checkIn, answer: answer)) }
+        return ticket
+    }
+
+    /// Forgets a check-in whose client is gone (nothing is answered).
+    func cancel(ticket: UInt64) {
+        queue.async { self.waiting.removeAll { $0.ticket == ticket } }
+    }
+
+    /// A report of a train task (full weights, already validated by shape);
+    /// `answer` runs once the round closes (ACK) or when it is refused.
+    func report(
+        _ report: Report, clientID: String, answer: @escaping @Sendable (Result<Acknowledgement, ErrorMessage>) -> Void
+    ) {
+        queue.async { self.receive(report, clientID: clientID, answer: answer) }
+    }
+
+    /// Stops handing out tasks: waiting check-ins are told to come back, the
+    /// round in progress is abandoned (its reports answered `shutting_down`).
+    /// Returns when that is done.
+    func shutdown() {
+        queue.sync {
+            stopping = true
+            for w in waiting { w.answer(.comeBack(after: 1_000, .shuttingDown)) }
+            waiting = []
+            if round != nil {
+                abandon(
+                    ErrorMessage(
+                        code: .shuttingDown, message: "the server is shutting down; the round was abandoned"))
+            }
+        }
+    }
+
+    var statistics: Statistics { queue.sync { stats } }
+
+    // MARK: On the queue
+
+    private var selectionSize: Int { configuration.selectionSize }
+
+    private func arrive(_ w: Waiter) {
+        if stopping { return w.answer(.comeBack(after: 1_000, .shuttingDown)) }
+        if isFinished { return w.answer(.comeBack(after: 60_000, .finished)) }
+        let features = w.checkIn.features.intersection(configuration.features)
+        guard w.checkIn.abilities.contains(.train) else {
+            // No other task kind is defined yet: nothing to hand this client.
+            return w.answer(.comeBack(after: 60_000, .noTask, features: features))
+        }
+        // A client checked in twice (a second connection) waits once: the newer check-in wins.
+        if let old = waiting.firstIndex(where: { $0.clientID == w.clientID }) {
+            let previous = waiting.remove(at: old)
+            previous.answer(.comeBack(after: 0, .noTask, features: features))
+        }
+        waiting.append(w)
+        let wait = min(
+            Duration.milliseconds(Int64(w.checkIn.waitMilliseconds)), configuration.maxWait)
+        let ticket = w.ticket
+        queue.asyncAfter(deadline: now() + wait.dispatch) { self.waitEnded(ticket) }
+        if windowOpened == nil && round == nil { windowOpened = now() }
+        considerOpening()
+    }
+
+    private func waitEnded(_ ticket: UInt64) {
+        guard let i = waiting.firstIndex(where: { $0.ticket == ticket }) else { return }
+        let w = waiting.remove(at: i)
+        let features = w.checkIn.features.intersection(configuration.features)
+        if let round {
+            // Come back when the round in progress is due, spread over a second.
+            let left = max(0, Int64(round.deadline.uptimeNanoseconds) - Int64(now().uptimeNanoseconds)) / 1_000_000
+            w.answer(
+                .comeBack(
+                    after: UInt32(clamping: left + Int64.random(in: 0...1_000, using: &random)), .roundFull,
+                    features: features))
+        } else {
+            w.answer(.comeBack(after: UInt32.random(in: 0...500, using: &random), .noTask, features: features))
+        }
+    }
+
+    private var isFinished: Bool { configuration.totalRounds != 0 && roundsClosed >= configuration.totalRounds }
+
+    /// Opens a round when enough clients wait: the selection size at once,
+    /// or the minimum once the selection window has passed.
+    private func considerOpening() {
+        guard round == nil, !stopping, !isFinished, !waiting.isEmpty else { return }
+        let distinct = waiting.count
+        let windowPassed = windowOpened.map { now() >= $0 + configuration.selectionWindow.dispatch } ?? false
+        if distinct >= selectionSize || (windowPassed && distinct >= configuration.requiredReports) {
+            return open()
+        }
+        if !windowTimerArmed, let opened = windowOpened {
+            windowTimerArmed = true
+            queue.asyncAfter(deadline: opened + configuration.selectionWindow.dispatch) {
+                self.windowTimerArmed = false
+                self.considerOpening()
+            }
+        }
+    }
+
+    private func open() {
+        let model = store.snapshot()
+        let candidates = waiting.map {
+            Candidate(clientID: $0.clientID, properties: $0.checkIn.properties, abilities: $0.checkIn.abilities)
+        }
+        var chosen = configuration.selector.select(
+            from: candidates, count: min(selectionSize, waiting.count), using: &random)
+        chosen = Array(Set(chosen.filter { waiting.indices.contains($0) })).sorted()
+        guard !chosen.isEmpty else { return }
+        attempt += 1
+        let number = roundsClosed + 1
+        let deadline = now() + configuration.deadline.dispatch
+        var r = OpenRound(
+            number: number, attempt: attempt, baseVersion: model.version, baseWeights: model.tensors,
+            features: configuration.features, tasks: [:], deadline: deadline)
+        let deadlineMilliseconds = UInt32(clamping: configuration.deadline.wholeMilliseconds)
+        var selected: [Waiter] = []
+        for i in chosen.reversed() { selected.append(waiting.remove(at: i)) }
+        for w in selected.reversed() {
+            var id: UInt64
+            repeat { id = UInt64.random(in: 1...UInt64.max, using: &random) } while r.tasks[id] != nil
+            r.tasks[id] = w.clientID
+            w.answer(
+                Assignment(
+                    kind: .train, features: w.checkIn.features.intersection(configuration.features), taskID: id,
+                    round: number, modelVersion: model.version, deadlineMilliseconds: deadlineMilliseconds,
+                    parameters: configuration.parameters))
+        }
+        stats.tasksGiven += selected.count
+        round = r
+        windowOpened = nil
+        logger.info(
+            "round \(number) opened: \(selected.count) clients selected of \(selected.count + waiting.count) checked in, from version \(model.version), deadline \(configuration.deadline)"
+        )
+        let attemptNow = attempt
+        queue.asyncAfter(deadline: deadline) { self.deadlinePassed(attempt: attemptNow) }
+    }
+
+    private func receive(
+        _ report: Report, clientID: String, answer: @escaping @Sendable (Result<Acknowledgement, ErrorMessage>) -> Void
+    ) {
+        guard var r = round, let owner = r.tasks[report.taskID] else {
+            if let closed = closedTasks[report.taskID] {
+                return answer(
+                    .failure(
+                        ErrorMessage(
+                            code: .roundClosed,
+                            message: "round \(closed) closed without this report; check in for a new task")))
+            }
+            return answer(
+                .failure(
+                    ErrorMessage(
+                        code: .unknownTask,
+                        message: "task \(report.taskID) was not given by this server, or not since it started")))
+        }
+        guard owner == clientID else {
+            return answer(
+                .failure(ErrorMessage(code: .unknownTask, message: "task \(report.taskID) was given to another client"))
+            )
+        }
+        if r.reports[report.taskID] != nil {
+            // A retry: the update counts once; this answer comes with the first.
+            r.reports[report.taskID]!.answers.append(answer)
+            round = r
+            return
+        }
+        var weights = report.tensors
+        if report.isDelta {
+            guard weights.map(\.shape) == r.baseWeights.map(\.shape) else {
+                return answer(
+                    .failure(ErrorMessage(code: .shapeMismatch, message: "the delta's shapes differ from the model's")))
+            }
+            for t in weights.indices {
+                for i in weights[t].values.indices { weights[t].values[i] += r.baseWeights[t].values[i] }
+            }
+        }
+        do throws(RejectedUpdate) {
+            try store.validate(weights, datasets: report.samples, against: store.snapshot())
+        } catch {
+            return answer(.failure(ErrorMessage(code: error.code, message: error.message)))
+        }
+        r.reports[report.taskID] = Received(
+            clientID: clientID, weights: weights, samples: report.samples, answers: [answer])
+        round = r
+        if r.reports.count >= configuration.cohortSize || r.reports.count == r.tasks.count {
+            close()
+        }
+    }
+
+    private func deadlinePassed(attempt: Int) {
+        guard let r = round, r.attempt == attempt else { return }
+        if r.reports.count >= configuration.requiredReports {
+            close()
+        } else {
+            abandon(
+                ErrorMessage(
+                    code: .roundClosed,
+                    message:
+                        "round \(r.number) was abandoned at its deadline with \(r.reports.count) of \(configuration.requiredReports) reports needed; check in for a new task"
+                ))
+        }
+    }
+
+    /// Applies the sample-weighted mean of the reports, in one checkpoint write.
+    private func close() {
+        guard let r = round else { return }
+        let reports = Array(r.reports.values)
+        let total = reports.reduce(0) { $0 + $1.samples }
+        var mean = r.baseWeights
+        for t in mean.indices {
+            var sum = [Double](repeating: 0, count: mean[t].values.count)
+            for rep in reports {
+                let n = Double(rep.samples)
+                rep.weights[t].values.withUnsafeBufferPointer { w in
+                    for i in sum.indices { sum[i] += n * Double(w[i]) }
+                }
+            }
+            let scale = 1 / Double(total)
+            for i in sum.indices { mean[t].values[i] = Float(sum[i] * scale) }
+        }
+        let number = r.number
+        let base = r.baseWeights
+        do {
+            try committer.transact { state -> (publish: Bool, result: Void) in
+                if state.weights == base {
+                    state.weights = mean
+                } else {
+                    // Pushes outside the round moved the model: apply the round's step to it.
+                    for t in state.weights.indices {
+                        for i in state.weights[t].values.indices {
+                            state.weights[t].values[i] += mean[t].values[i] - base[t].values[i]
+                        }
+                    }
+                }
+                state.samples &+= total
+                state.scalars[Self.roundsClosedKey] = Double(number)
+                return (true, ())
+            }
+        } catch {
+            logger.error("round \(number) could not be applied: \(error)")
+            let code: ErrorCode = (error as? RejectedUpdate)?.code ?? .internalError
+            return abandon(
+                ErrorMessage(
+                    code: code,
+                    message: code == .internalError
+                        ? "the server could not store the round; check in again"
+                        : "the round's mean was refused: \(error)"))
+        }
+        let model = store.snapshot()
+        roundsClosed = number
+        stats.closed += 1
+        stats.reportsApplied += reports.count
+        logger.info(
+            "round \(number) closed: \(reports.count) reports of \(r.tasks.count) tasks, \(total) samples, version \(model.version)"
+        )
+        let ack = Acknowledgement(version: model.version, datasets: model.datasets)
+        for rep in reports { for a in rep.answers { a(.success(ack)) } }
+        finish(r)
+    }
+
+    /// Ends the round without applying anything; every report gets `error`.
+    private func abandon(_ error: ErrorMessage) {
+        guard let r = round else { return }
+        stats.abandoned += 1
+        logger.warning("round \(r.number) abandoned: \(error.message)")
+        for rep in r.reports.values { for a in rep.answers { a(.failure(error)) } }
+        finish(r)
+    }
+
+    private func finish(_ r: OpenRound) {
+        round = nil
+        for id in r.tasks.keys {
+            closedTasks[id] = r.number
+            closedTaskOrder.append(id)
+        }
+        // Remember the tasks of about the last 16 rounds.
+        let keep = max(64, selectionSize * 16)
+        if closedTaskOrder.count > keep {
+            for id in closedTaskOrder.prefix(closedTaskOrder.count - keep) { closedTasks[id] = nil }
+            closedTaskOrder.removeFirst(closedTaskOrder.count - keep)
+        }
+        if isFinished {
+            for w in waiting { w.answer(.comeBack(after: 60_000, .finished)) }
+            waiting = []
+            logger.info("all \(configuration.totalRounds) rounds have run")
+            return
+        }
+        if !waiting.isEmpty { windowOpened = now() }
+        considerOpening()
+    }
+}
+
+extension Duration {
+    var dispatch: DispatchTimeInterval {
+        let (s, a) = components
+        return .nanoseconds(Int(clamping: s * 1_000_000_000 + a / 1_000_000_000))
+    }
+
+    var wholeMilliseconds: Int64 {
+        let (s, a) = components
+        return s * 1_000 + a / 1_000_000_000_000_000
+    }
+}

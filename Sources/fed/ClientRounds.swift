@@ -1,0 +1,112 @@
+import ArgumentParser
+import Dispatch
+import FedClient
+import FedCodec
+import FedModel
+import Foundation
+import Synchronization
+
+/// The built-in MLP as a `LocalTrainer`: each task trains `epochs` epochs
+/// (the round's `epochs` parameter when it gives one) on all the client's
+/// data, from the task's weights. Adam's moments are kept from task to task.
+struct MLPTrainer: LocalTrainer {
+    let trainer: Trainer
+    let data: Dataset
+    let epochs: Int
+    let batchSize: Int
+    private var rng: SeededGenerator
+    private let progress: (TrainingTask, Int, Double, Double) -> Void
+
+    init(
+        data: Dataset, epochs: Int, batchSize: Int, seed: UInt64, threads: Int,
+        progress: @escaping (TrainingTask, Int, Double, Double) -> Void
+    ) {
+        self.data = data
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.trainer = Trainer(model: MLP(seed: seed), maxBatch: max(256, batchSize), threads: threads)
+        self.rng = SeededGenerator(seed: seed &+ 0x5EED)
+        self.progress = progress
+    }
+
+    mutating func train(_ task: TrainingTask) async throws -> TrainingOutcome {
+        try trainer.adopt(task.weights)
+        let epochs = task.parameters["epochs"].flatMap { Int($0) }.map { min(max($0, 1), 1000) } ?? self.epochs
+        for epoch in 1...epochs {
+            let r = trainer.trainEpoch(data, batchSize: batchSize, rng: &rng)
+            progress(task, epoch, r.loss, r.accuracy)
+        }
+        return TrainingOutcome(weights: trainer.model.tensors(), samples: UInt64(data.count))
+    }
+}
+
+extension Fed.Client {
+    /// `fed client --rounds`: `FederationClient.run` with the built-in MLP.
+    func runRounds(
+        host: String, port: Int, clientID: String, data slices: [Dataset], wire: WireEncoding, policy: RetryPolicy
+    ) throws {
+        var images: [Float] = []
+        var labels: [UInt8] = []
+        for s in slices {
+            images += s.images
+            labels += s.labels
+        }
+        let data = Dataset(images: images, labels: labels, features: slices[0].features)
+        var properties: [String: String] = [:]
+        for p in property {
+            let eq = p.firstIndex(of: "=")!
+            properties[String(p[..<eq])] = String(p[p.index(after: eq)...])
+        }
+        let client = FederationClient(
+            host: host, port: port,
+            configuration: .init(
+                clientID: clientID, authToken: try resolvedToken(), retryPolicy: policy,
+                compression: Compression(name: compression)!, encoding: wire, acceptDeltas: true, tls: tlsSettings))
+        let name = clientID
+        let trainer = MLPTrainer(
+            data: data, epochs: epochs, batchSize: batchSize, seed: seed, threads: threads
+        ) { task, epoch, loss, accuracy in
+            print(
+                String(
+                    format: "[%@] round %llu epoch %d  loss %.4f  accuracy %.4f", name, task.round, epoch, loss,
+                    accuracy))
+        }
+        let options = FederationClient.RunOptions(properties: properties, maxTasks: maxTasks)
+        let started = Date()
+        let outcome = Mutex<Result<FederationClient.RunSummary, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        print("[\(clientID)] \(data.count) samples; checking in at \(host):\(port)")
+        fflush(nil)
+        Task { [trainer] in
+            var trainer = trainer
+            do {
+                let summary = try await client.run(trainer: &trainer, options: options) { event in
+                    switch event {
+                    case .assigned(let a):
+                        print("[\(name)] task: train round \(a.round) from version \(a.modelVersion)")
+                    case .comeBack(let a):
+                        print("[\(name)] no task (\(a.reason)); back in \(a.retryAfterMilliseconds) ms")
+                    case .skipped(let round, let reason): print("[\(name)] round \(round) skipped: \(reason)")
+                    case .reported(let round, let samples, let ack):
+                        print(
+                            "[\(name)] round \(round): reported \(samples) samples; the round made version \(ack.version)"
+                        )
+                    case .refused(let round, let error): print("[\(name)] round \(round): report refused: \(error)")
+                    }
+                    fflush(nil)
+                }
+                outcome.withLock { $0 = .success(summary) }
+            } catch {
+                outcome.withLock { $0 = .failure(error) }
+            }
+            await client.close()
+            done.signal()
+        }
+        done.wait()
+        let summary = try outcome.withLock { $0! }.get()
+        print(
+            "[\(clientID)] done in \(String(format: "%.1f", Date().timeIntervalSince(started))) s: \(summary.tasks) tasks, \(summary.reportsApplied) reports applied, \(summary.reportsRefused) refused, model version \(summary.modelVersion)\(summary.finished ? "; the federation finished" : "")"
+        )
+        if summary.tasks == 0 && !summary.finished { throw ExitCode(2) }
+    }
+}
