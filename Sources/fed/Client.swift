@@ -75,6 +75,11 @@ extension Fed {
         @Option(
             help: ArgumentHelp("With --rounds: a property stated at check-in (repeatable).", valueName: "KEY=VALUE"))
         var property: [String] = []
+        @Option(
+            help: ArgumentHelp(
+                "With --rounds: keep each report as a checkpoint file DIR/round-R-ID.fedk (version R, the samples as datasets), for audit.",
+                valueName: "DIR"))
+        var keepReports: String?
 
         /// TLS settings when any TLS option is given.
         var tlsSettings: FederationClient.TLS? {

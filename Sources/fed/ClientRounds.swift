@@ -3,6 +3,7 @@ import Dispatch
 import FedClient
 import FedCodec
 import FedModel
+import FedStorage
 import Foundation
 import Synchronization
 
@@ -16,11 +17,15 @@ struct MLPTrainer: LocalTrainer {
     let batchSize: Int
     private var rng: SeededGenerator
     private let progress: (TrainingTask, Int, Double, Double) -> Void
+    /// Where each report is kept (`round-R-ID.fedk`), if anywhere.
+    let keep: (folder: String, clientID: String)?
 
     init(
         data: Dataset, epochs: Int, batchSize: Int, seed: UInt64, threads: Int,
+        keep: (folder: String, clientID: String)? = nil,
         progress: @escaping (TrainingTask, Int, Double, Double) -> Void
     ) {
+        self.keep = keep
         self.data = data
         self.epochs = epochs
         self.batchSize = batchSize
@@ -36,7 +41,13 @@ struct MLPTrainer: LocalTrainer {
             let r = trainer.trainEpoch(data, batchSize: batchSize, rng: &rng)
             progress(task, epoch, r.loss, r.accuracy)
         }
-        return TrainingOutcome(weights: trainer.model.tensors(), samples: UInt64(data.count))
+        let outcome = TrainingOutcome(weights: trainer.model.tensors(), samples: UInt64(data.count))
+        if let keep {
+            try CheckpointFile.write(
+                Checkpoint(version: task.round, datasets: outcome.samples, tensors: outcome.weights),
+                to: "\(keep.folder)/round-\(task.round)-\(keep.clientID).fedk")
+        }
+        return outcome
     }
 }
 
@@ -64,7 +75,8 @@ extension Fed.Client {
                 compression: Compression(name: compression)!, encoding: wire, acceptDeltas: true, tls: tlsSettings))
         let name = clientID
         let trainer = MLPTrainer(
-            data: data, epochs: epochs, batchSize: batchSize, seed: seed, threads: threads
+            data: data, epochs: epochs, batchSize: batchSize, seed: seed, threads: threads,
+            keep: keepReports.map { (folder: $0, clientID: clientID) }
         ) { task, epoch, loss, accuracy in
             print(
                 String(

@@ -186,6 +186,9 @@ extension Fed {
         @Option(help: "Seconds from a round's selection to its deadline.") var roundDeadline = 60.0
         @Option(help: "Seconds the first checked-in client waits for more before a smaller round opens.")
         var selectionWindow = 5.0
+        @Option(
+            help: "Seconds a check-in is held at most while no task is ready (a client's own wait is capped by it).")
+        var checkInWait = 30.0
         @Option(help: "Rounds to run, then check-ins are told the federation finished (0: no end).")
         var totalRounds: UInt64 = 0
         @Option(
@@ -212,7 +215,8 @@ extension Fed {
             let configuration = RoundConfiguration(
                 cohortSize: rounds, overSelection: overSelection, minimumReports: minReports,
                 deadline: .milliseconds(Int64(roundDeadline * 1000)),
-                selectionWindow: .milliseconds(Int64(selectionWindow * 1000)), totalRounds: totalRounds,
+                selectionWindow: .milliseconds(Int64(selectionWindow * 1000)),
+                maxWait: .milliseconds(Int64(checkInWait * 1000)), totalRounds: totalRounds,
                 parameters: try pairs(roundParam, "--round-param"),
                 selector: UniformSelector(required: try pairs(requireProperty, "--require-property")))
             if let problem = configuration.problem() { throw ValidationError("--rounds: \(problem)") }

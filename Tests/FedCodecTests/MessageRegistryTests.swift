@@ -26,14 +26,15 @@ struct MessageRegistryTests {
     @Test("Every message of versions 1-3 is in the table once, named as the spec and the code name it")
     func builtInTable() {
         let all = MessageRegistry.all
-        #expect(all.count == 11)
+        #expect(MessageRegistry.builtIn.count == 11 && all.count == 14)
         #expect(Set(all.map(\.type.rawValue)).count == all.count)
         #expect(all.map(\.type) == MessageType.allCases)
         for d in all {
             #expect("\(d.type)" == d.label)
             #expect(MessageType(rawValue: d.type.rawValue) == d.type)
         }
-        #expect(MessageType(rawValue: 0x0C) == nil && MessageType(rawValue: 0) == nil)
+        #expect(MessageType(rawValue: 0x0F) == nil && MessageType(rawValue: 0) == nil)
+        #expect(MessageType.checkIn.descriptor?.sinceVersion == 4 && MessageType.report.descriptor?.name == "REPORT")
         #expect(MessageType.modelDelta.descriptor?.name == "MODEL_DELTA")
         #expect(MessageType.modelDelta.descriptor?.sinceVersion == 3)
         #expect(MessageType.push.descriptor?.direction == .toServer)

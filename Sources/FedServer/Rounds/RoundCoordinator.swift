@@ -185,7 +185,8 @@ final class RoundCoordinator: @unchecked Sendable {
         if distinct >= selectionSize || (windowPassed && distinct >= configuration.requiredReports) {
             return open()
         }
-        if !windowTimerArmed, let opened = windowOpened {
+        // Until the window passes, a timer looks again then; after it, every arrival does.
+        if !windowTimerArmed, !windowPassed, let opened = windowOpened {
             windowTimerArmed = true
             queue.asyncAfter(deadline: opened + configuration.selectionWindow.dispatch) {
                 self.windowTimerArmed = false
@@ -346,8 +347,9 @@ final class RoundCoordinator: @unchecked Sendable {
         roundsClosed = number
         stats.closed += 1
         stats.reportsApplied += reports.count
+        let ids = reports.map { LogSafe.text($0.clientID) }.sorted()
         logger.info(
-            "round \(number) closed: \(reports.count) reports of \(r.tasks.count) tasks, \(total) samples, version \(model.version)"
+            "round \(number) closed: \(reports.count) reports of \(r.tasks.count) tasks, \(total) samples, version \(model.version); reported by \(ids.prefix(32).joined(separator: ", "))\(ids.count > 32 ? ", ..." : "")"
         )
         let ack = Acknowledgement(version: model.version, datasets: model.datasets)
         for rep in reports { for a in rep.answers { a(.success(ack)) } }

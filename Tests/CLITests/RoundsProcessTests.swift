@@ -1,0 +1,272 @@
+import FedCodec
+import FedStorage
+import FedTestSupport
+import Foundation
+import Testing
+
+/// A value shared with reader threads.
+private final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func withLock<R>(_ body: (inout T) -> R) -> R { lock.withLock { body(&value) } }
+}
+
+/// A child process whose output lines are timestamped as they arrive and
+/// handed to `onLine` (on a reader thread).
+private final class Child: @unchecked Sendable {
+    let process = Process()
+    let name: String
+    private let lines = Locked<[(ContinuousClock.Instant, String)]>([])
+
+    init(name: String, _ arguments: [String], onLine: @escaping @Sendable (Child, String) -> Void) throws {
+        self.name = name
+        process.executableURL = FedProcess.binary
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let handle = pipe.fileHandleForReading
+        Thread { [self] in
+            var pending = ""
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                pending += String(decoding: chunk, as: UTF8.self)
+                while let nl = pending.firstIndex(of: "\n") {
+                    let line = String(pending[..<nl])
+                    pending = String(pending[pending.index(after: nl)...])
+                    lines.withLock { $0.append((ContinuousClock.now, line)) }
+                    onLine(self, line)
+                }
+            }
+        }.start()
+    }
+
+    var output: [(ContinuousClock.Instant, String)] { lines.withLock { $0 } }
+
+    func kill9() { kill(process.processIdentifier, SIGKILL) }
+
+    /// Waits at most `seconds` for the process to exit; kills it after that.
+    func wait(seconds: Double) -> Int32 {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill9()
+            process.waitUntilExit()
+            return -1
+        }
+        return process.terminationStatus
+    }
+}
+
+@Suite("Rounds with client processes")
+struct RoundsProcessTests {
+    @Test(
+        "10 clients, rounds of 5 with over-selection 1.4 and a 2 s deadline, 2 selected clients killed mid-round in every round: each round closes within its deadline plus 1 s, no update is applied twice, and the model is the sample-weighted mean of the reports received"
+    )
+    func killedClients() throws {
+        let dir = try temporaryDirectory("rounds")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let reports = dir.appendingPathComponent("reports").path
+        try FileManager.default.createDirectory(atPath: reports, withIntermediateDirectories: true)
+        let totalRounds = 3
+        let portBox = Locked<Int?>(nil)
+        let serverLines = Locked<[String]>([])
+        let server = try Child(
+            name: "server",
+            [
+                "server", "--port", "0", "--checkpoint", dir.appendingPathComponent("m.fedk").path,
+                "--rounds", "5", "--over-selection", "1.4", "--round-deadline", "2", "--selection-window", "5",
+                "--total-rounds", String(totalRounds), "--round-param", "epochs=1", "--log-level", "info",
+            ]
+        ) { _, line in
+            if line.hasPrefix("listening on "), let p = Int(line.split(separator: ":").last ?? "") {
+                portBox.withLock { $0 = p }
+            }
+            serverLines.withLock { $0.append(line) }
+        }
+        defer { _ = server.wait(seconds: 0) }
+        let start = Date()
+        while portBox.withLock({ $0 }) == nil && Date().timeIntervalSince(start) < 20 { usleep(20_000) }
+        let port = try #require(portBox.withLock { $0 })
+
+        // Clients: the first two to say they got a task in a round are killed at once,
+        // and started again once the server has closed that round.
+        struct Killing {
+            var killed: [Int: [String]] = [:]
+            var children: [String: Child] = [:]
+            var respawns: [Child] = []
+        }
+        let killing = Locked(Killing())
+        @Sendable func arguments(_ id: String, _ k: Int) -> [String] {
+            [
+                "client", "--server", "127.0.0.1:\(port)", "--id", id, "--range", String(k), String(k + 1),
+                "--rounds", "--max-samples", "600", "--threads", "1", "--keep-reports", reports,
+            ]
+        }
+        @Sendable func onClientLine(_ child: Child, _ line: String) {
+            guard let r = line.range(of: "task: train round ") else { return }
+            let round = Int(line[r.upperBound...].prefix { $0.isNumber }) ?? 0
+            killing.withLock { k in
+                if k.killed[round, default: []].count < 2 {
+                    k.killed[round, default: []].append(child.name)
+                    child.kill9()
+                }
+            }
+        }
+        for k in 1...10 {
+            let id = "c\(k)"
+            let child = try Child(name: id, arguments(id, k), onLine: onClientLine)
+            killing.withLock { $0.children[id] = child }
+        }
+        // Respawn the killed clients of each closed round (they do not come back in it).
+        var respawned = Set<Int>()
+        let deadline = Date().addingTimeInterval(90)
+        var finished = false
+        while Date() < deadline && !finished {
+            usleep(50_000)
+            let lines = serverLines.withLock { $0 }
+            for round in 1...totalRounds where !respawned.contains(round) {
+                guard
+                    lines.contains(where: {
+                        $0.contains("round \(round) closed") || $0.contains("round \(round) abandoned")
+                    })
+                else { continue }
+                respawned.insert(round)
+                let ids = killing.withLock { $0.killed[round] ?? [] }
+                for id in ids {
+                    let child = try Child(name: id, arguments(id, Int(id.dropFirst())!), onLine: onClientLine)
+                    killing.withLock { $0.respawns.append(child) }
+                }
+            }
+            finished = lines.contains { $0.contains("all \(totalRounds) rounds have run") }
+        }
+        #expect(finished, "the server ran its rounds")
+        let children = killing.withLock { Array($0.children.values) + $0.respawns }
+        for c in children { _ = c.wait(seconds: 20) }
+        let killedPerRound = killing.withLock { $0.killed }
+
+        // Timing: from "round R opened" to "round R closed", as the lines arrived.
+        let timed = server.output
+        var previousDatasets: UInt64 = 0
+        for round in 1...totalRounds {
+            let opened = try #require(timed.last { $0.1.contains("round \(round) opened") }?.0)
+            let closedLine = try #require(timed.first { $0.1.contains("round \(round) closed") })
+            let took = closedLine.0 - opened
+            #expect(took <= .seconds(3), "round \(round) took \(took)")
+            #expect(killedPerRound[round]?.count == 2, "two clients killed in round \(round)")
+            #expect(timed.last { $0.1.contains("round \(round) opened") }!.1.contains("7 clients selected"))
+
+            // The reports the server applied, by client id, each once.
+            let ids = try #require(closedLine.1.components(separatedBy: "reported by ").last)
+                .components(separatedBy: ", ")
+            #expect(Set(ids).count == ids.count && ids.count >= 4, "round \(round): \(ids)")
+            var sum: [Double] = []
+            var samples: UInt64 = 0
+            for id in ids {
+                let file = "\(reports)/round-\(round)-\(id).fedk"
+                let kept = try #require(try CheckpointFile.read(from: file), "no report kept at \(file)")
+                let values = kept.tensors.flatMap(\.values)
+                if sum.isEmpty { sum = [Double](repeating: 0, count: values.count) }
+                for i in values.indices { sum[i] += Double(kept.datasets) * Double(values[i]) }
+                samples += kept.datasets
+            }
+            // The version the round produced, as the server serves it.
+            let model = try fetchVersion(UInt64(round), port: port, into: dir)
+            #expect(model.version == UInt64(round))
+            #expect(model.datasets == previousDatasets + samples, "round \(round) counted its samples once")
+            previousDatasets = model.datasets
+            let values = model.tensors.flatMap(\.values)
+            var worst = 0.0
+            for i in values.indices { worst = max(worst, abs(Double(values[i]) - sum[i] / Double(samples))) }
+            #expect(worst < 1e-6, "round \(round): largest difference from the weighted mean \(worst)")
+        }
+        kill(server.process.processIdentifier, SIGTERM)
+        #expect(server.wait(seconds: 20) == 0)
+    }
+
+    /// `GET /v1/model/N` with curl: the MODEL payload of version N.
+    private func fetchVersion(_ version: UInt64, port: Int, into dir: URL) throws -> (
+        version: UInt64, datasets: UInt64, tensors: [Tensor]
+    ) {
+        let out = dir.appendingPathComponent("v\(version).bin").path
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        curl.arguments = ["curl", "-sf", "-o", out, "http://127.0.0.1:\(port)/v1/model/\(version)"]
+        try curl.run()
+        curl.waitUntilExit()
+        #expect(curl.terminationStatus == 0)
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: out)))
+        return try bytes.withUnsafeBytes { raw in
+            var r = ByteReader(raw)
+            let v = try r.u64("version")
+            let d = try r.u64("datasets")
+            return (v, d, try TensorBlob.decode(&r, limits: .default))
+        }
+    }
+}
+
+@Suite("Rounds across a server crash")
+struct RoundsCrashTests {
+    @Test(
+        "kill -9 of the server during a round: after the restart the rounds go on, the lost round is selected anew, and no report is counted twice"
+    )
+    func crashDuringRound() throws {
+        let dir = try temporaryDirectory("rounds-crash")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let checkpoint = dir.appendingPathComponent("m.fedk").path
+        let port = reservePort()
+        let serverArguments = [
+            "server", "--port", String(port), "--checkpoint", checkpoint, "--rounds", "3", "--over-selection", "1",
+            "--round-deadline", "20", "--selection-window", "20", "--total-rounds", "3", "--round-param", "epochs=1",
+            "--log-level", "info",
+        ]
+        let lines = Locked<[String]>([])
+        func startServer() throws -> Child {
+            let child = try Child(name: "server", serverArguments) { _, line in lines.withLock { $0.append(line) } }
+            let start = Date()
+            while !lines.withLock({ $0.contains { $0.hasPrefix("listening on ") } })
+                && Date().timeIntervalSince(start) < 20
+            {
+                usleep(20_000)
+            }
+            return child
+        }
+        var server = try startServer()
+        // Each client trains slowly enough (8 epochs) that round 2 is still open when the server dies.
+        let clients = try (1...3).map { k in
+            try Child(
+                name: "c\(k)",
+                [
+                    "client", "--server", "127.0.0.1:\(port)", "--id", "c\(k)", "--range", String(k), String(k),
+                    "--rounds", "--max-samples", "300", "--threads", "1", "--epochs", "8", "--attempts", "40",
+                    "--backoff", "0.1", "--max-backoff", "0.5", "--deadline", "60",
+                ]
+            ) { _, _ in }
+        }
+        let start = Date()
+        while !lines.withLock({ $0.contains { $0.contains("round 2 opened") } }) && Date().timeIntervalSince(start) < 60
+        {
+            usleep(10_000)
+        }
+        #expect(lines.withLock { $0.contains { $0.contains("round 1 closed") } })
+        server.kill9()
+        _ = server.wait(seconds: 5)
+        lines.withLock { $0.removeAll() }
+        server = try startServer()
+        for c in clients { #expect(c.wait(seconds: 90) == 0, "client \(c.name)") }
+        let after = lines.withLock { $0 }
+        #expect(after.contains { $0.contains("resumed version 1") })
+        #expect(after.contains { $0.contains("round 2 opened") } && after.contains { $0.contains("round 3 closed") })
+        #expect(after.contains { $0.contains("all 3 rounds have run") })
+        kill(server.process.processIdentifier, SIGTERM)
+        #expect(server.wait(seconds: 20) == 0)
+        // Three rounds of three reports of the clients' samples each, counted once.
+        let model = try #require(try CheckpointFile.read(from: checkpoint))
+        #expect(model.version == 3)
+        let samples = (1...3).map { _ in UInt64(300) }.reduce(0, +)
+        #expect(model.datasets == 3 * samples, "datasets \(model.datasets)")
+    }
+}

@@ -1,0 +1,130 @@
+import FedClient
+import FedCodec
+import FedTestSupport
+import Foundation
+import Testing
+
+@testable import FedServer
+
+/// A model of one's own, as a user writes it: adds `step` to every weight
+/// and says it trained on `samples` samples.
+private struct StepTrainer: LocalTrainer {
+    let step: Float
+    let samples: UInt64
+    private(set) var rounds: [UInt64] = []
+    private(set) var parameters: [String: String] = [:]
+
+    init(step: Float, samples: UInt64) {
+        self.step = step
+        self.samples = samples
+    }
+
+    mutating func train(_ task: TrainingTask) async throws -> TrainingOutcome {
+        rounds.append(task.round)
+        parameters = task.parameters
+        let weights = task.weights.map { t in
+            var t = t
+            for i in t.values.indices { t.values[i] += step }
+            return t
+        }
+        return TrainingOutcome(weights: weights, samples: samples)
+    }
+}
+
+/// A value set from a task and read after it.
+private final class Locked<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func set(_ v: T) { lock.withLock { value = v } }
+    func get() -> T { lock.withLock { value } }
+}
+
+@Suite("Rounds over TCP (version 4)")
+struct RoundsOverTCPTests {
+    @Test(
+        "Three clients, each a single run call with its own model, take part in every round until the server finishes")
+    func threeClients() async throws {
+        let s = try RunningServer(tensors: constantTensors(0, shapes: [[4, 3], [3]])) { c in
+            c.rounds = RoundConfiguration(
+                cohortSize: 3, overSelection: 1, deadline: .seconds(20), selectionWindow: .seconds(20),
+                totalRounds: 3, parameters: ["epochs": "1"])
+        }
+        let port = s.port
+        let summaries = try await withThrowingTaskGroup(
+            of: (Int, FederationClient.RunSummary, [UInt64], [String: String]).self
+        ) { group in
+            for i in 0..<3 {
+                group.addTask {
+                    let client = FederationClient(
+                        host: "127.0.0.1", port: port, configuration: .init(clientID: "device-\(i)"))
+                    var trainer = StepTrainer(step: Float(i + 1), samples: UInt64(10 * (i + 1)))
+                    let summary = try await client.run(trainer: &trainer)
+                    await client.close()
+                    return (i, summary, trainer.rounds, trainer.parameters)
+                }
+            }
+            var out: [(Int, FederationClient.RunSummary, [UInt64], [String: String])] = []
+            for try await r in group { out.append(r) }
+            return out.sorted { $0.0 < $1.0 }
+        }
+        for (_, summary, rounds, parameters) in summaries {
+            #expect(summary.finished && summary.tasks == 3 && summary.reportsApplied == 3)
+            #expect(parameters == ["epochs": "1"])
+            #expect(summary.modelVersion == 3 && rounds == [1, 2, 3])
+        }
+        // Each round adds the sample-weighted mean step (10 x 1 + 20 x 2 + 30 x 3) / 60.
+        let model = s.server.store.snapshot()
+        #expect(model.version == 3 && model.datasets == 180)
+        for v in model.tensors.flatMap(\.values) { #expect(abs(v - 7) < 1e-5) }
+    }
+
+    @Test("A server without rounds answers a check-in unexpected_message; a version-3 server is named as such")
+    func noRounds() async throws {
+        let s = try RunningServer()
+        let client = FederationClient(host: "127.0.0.1", port: s.port, configuration: .init(clientID: "x"))
+        do throws(ClientError) {
+            let answer = try await client.checkIn(CheckIn())
+            Issue.record("a server without rounds answered CHECK_IN with \(answer)")
+        } catch {
+            #expect(error.code == .server(.unexpectedMessage))
+        }
+        await client.close()
+    }
+
+    @Test("A client that vanishes after its task leaves a round that closes at its deadline with the others")
+    func vanishedClient() async throws {
+        let s = try RunningServer(tensors: constantTensors(0, shapes: [[2]])) { c in
+            c.rounds = RoundConfiguration(
+                cohortSize: 3, overSelection: 1, minimumReports: 2, deadline: .milliseconds(800),
+                selectionWindow: .seconds(20), totalRounds: 1)
+        }
+        let port = s.port
+        let opened = Locked<ContinuousClock.Instant?>(nil)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // One client takes its task and closes its connection without reporting.
+            group.addTask {
+                let client = FederationClient(host: "127.0.0.1", port: port, configuration: .init(clientID: "gone"))
+                let task = try await client.checkIn(CheckIn())
+                opened.set(.now)
+                #expect(task.kind == .train)
+                await client.close()
+            }
+            for i in 0..<2 {
+                group.addTask {
+                    let client = FederationClient(
+                        host: "127.0.0.1", port: port, configuration: .init(clientID: "stays-\(i)"))
+                    var trainer = StepTrainer(step: 2, samples: 5)
+                    let summary = try await client.run(trainer: &trainer, options: .init(maxTasks: 1))
+                    #expect(summary.reportsApplied == 1 && summary.modelVersion == 1)
+                    await client.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        // From the round's selection to the last ACK: the deadline, not the vanished client, decides.
+        let took = ContinuousClock.now - (try #require(opened.get()))
+        #expect(took >= .milliseconds(700) && took < .seconds(3), "closed at the deadline: \(took)")
+        #expect(s.server.store.snapshot().tensors[0].values == [2, 2])
+    }
+}
