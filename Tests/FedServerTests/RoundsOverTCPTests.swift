@@ -77,6 +77,14 @@ struct RoundsOverTCPTests {
         let model = s.server.store.snapshot()
         #expect(model.version == 3 && model.datasets == 180)
         for v in model.tensors.flatMap(\.values) { #expect(abs(v - 7) < 1e-5) }
+        // The rounds' series of /metrics.
+        let metrics = try MetricsTests().scrape(port)
+        for (series, value) in [
+            ("fed_rounds_closed_total", 3.0), ("fed_rounds_abandoned_total", 0), ("fed_round_tasks_total", 9),
+            ("fed_round_reports_applied_total", 9), ("fed_checkins_waiting", 0), ("fed_round_seconds_count", 3),
+        ] {
+            #expect(MetricsTests().value(metrics, series) == value, "\(series)")
+        }
     }
 
     @Test("A server without rounds answers a check-in unexpected_message; a version-3 server is named as such")

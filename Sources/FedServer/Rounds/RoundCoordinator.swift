@@ -26,6 +26,7 @@ final class RoundCoordinator: @unchecked Sendable {
     private let logger: Logger
     private let queue = DispatchQueue(label: "fed.rounds")
     private let now: @Sendable () -> DispatchTime
+    private let metrics: RoundMetrics?
 
     // State: touched on `queue` only.
     private var random: any RandomNumberGenerator
@@ -79,7 +80,7 @@ final class RoundCoordinator: @unchecked Sendable {
 
     init(
         configuration: RoundConfiguration, store: ModelStore, committer: GroupCommitter, logger: Logger,
-        random: any RandomNumberGenerator = SystemRandomNumberGenerator(),
+        metrics: ServerMetrics? = nil, random: any RandomNumberGenerator = SystemRandomNumberGenerator(),
         now: @escaping @Sendable () -> DispatchTime = { DispatchTime.now() }
     ) {
         self.configuration = configuration
@@ -88,6 +89,7 @@ final class RoundCoordinator: @unchecked Sendable {
         self.logger = logger
         self.random = random
         self.now = now
+        self.metrics = metrics.map(RoundMetrics.init)
         self.roundsClosed = UInt64(store.durable().scalars[Self.roundsClosedKey] ?? 0)
     }
 
@@ -103,7 +105,10 @@ final class RoundCoordinator: @unchecked Sendable {
 
     /// Forgets a check-in whose client is gone (nothing is answered).
     func cancel(ticket: UInt64) {
-        queue.async { self.waiting.removeAll { $0.ticket == ticket } }
+        queue.async {
+            self.waiting.removeAll { $0.ticket == ticket }
+            self.metrics?.waiting.record(self.waiting.count)
+        }
     }
 
     /// A report of a train task (full weights, already validated by shape);
@@ -122,6 +127,7 @@ final class RoundCoordinator: @unchecked Sendable {
             stopping = true
             for w in waiting { w.answer(.comeBack(after: 1_000, .shuttingDown)) }
             waiting = []
+            metrics?.waiting.record(0)
             if round != nil {
                 abandon(
                     ErrorMessage(
@@ -150,6 +156,7 @@ final class RoundCoordinator: @unchecked Sendable {
             previous.answer(.comeBack(after: 0, .noTask, features: features))
         }
         waiting.append(w)
+        metrics?.waiting.record(waiting.count)
         let wait = min(
             Duration.milliseconds(Int64(w.checkIn.waitMilliseconds)), configuration.maxWait)
         let ticket = w.ticket
@@ -161,6 +168,7 @@ final class RoundCoordinator: @unchecked Sendable {
     private func waitEnded(_ ticket: UInt64) {
         guard let i = waiting.firstIndex(where: { $0.ticket == ticket }) else { return }
         let w = waiting.remove(at: i)
+        metrics?.waiting.record(waiting.count)
         let features = w.checkIn.features.intersection(configuration.features)
         if let round {
             // Come back when the round in progress is due, spread over a second.
@@ -224,6 +232,8 @@ final class RoundCoordinator: @unchecked Sendable {
                     parameters: configuration.parameters))
         }
         stats.tasksGiven += selected.count
+        metrics?.tasks.increment(by: selected.count)
+        metrics?.waiting.record(waiting.count)
         round = r
         windowOpened = nil
         logger.info(
@@ -347,6 +357,11 @@ final class RoundCoordinator: @unchecked Sendable {
         roundsClosed = number
         stats.closed += 1
         stats.reportsApplied += reports.count
+        metrics?.closed.increment()
+        metrics?.reportsApplied.increment(by: reports.count)
+        metrics?.duration.recordNanoseconds(
+            Int64(now().uptimeNanoseconds) - Int64(r.deadline.uptimeNanoseconds)
+                + Int64(configuration.deadline.wholeMilliseconds) * 1_000_000)
         let ids = reports.map { LogSafe.text($0.clientID) }.sorted()
         logger.info(
             "round \(number) closed: \(reports.count) reports of \(r.tasks.count) tasks, \(total) samples, version \(model.version); reported by \(ids.prefix(32).joined(separator: ", "))\(ids.count > 32 ? ", ..." : "")"
@@ -360,6 +375,7 @@ final class RoundCoordinator: @unchecked Sendable {
     private func abandon(_ error: ErrorMessage) {
         guard let r = round else { return }
         stats.abandoned += 1
+        metrics?.abandoned.increment()
         logger.warning("round \(r.number) abandoned: \(error.message)")
         for rep in r.reports.values { for a in rep.answers { a(.failure(error)) } }
         finish(r)
@@ -380,6 +396,7 @@ final class RoundCoordinator: @unchecked Sendable {
         if isFinished {
             for w in waiting { w.answer(.comeBack(after: 60_000, .finished)) }
             waiting = []
+            metrics?.waiting.record(0)
             logger.info("all \(configuration.totalRounds) rounds have run")
             return
         }

@@ -139,7 +139,8 @@ public final class FederatedServer: Sendable {
         self.committer = committer
         self.logger = logger
         let rounds = configuration.rounds.map {
-            RoundCoordinator(configuration: $0, store: store, committer: committer, logger: logger)
+            RoundCoordinator(
+                configuration: $0, store: store, committer: committer, logger: logger, metrics: metrics)
         }
         self.rounds = rounds
         let shapes = store.snapshot().tensors.map(\.shape)

@@ -61,10 +61,18 @@ public final class ServerMetrics: Sendable {
         "fed_edge_upstream_pushed_updates_total": "Client updates acknowledged by the upstream.",
         "fed_edge_upstream_last_success_timestamp_seconds":
             "Unix time of the last successful round with the upstream (0: none yet).",
+        "fed_rounds_closed_total": "Rounds closed: their reports' mean applied and written (version 4).",
+        "fed_rounds_abandoned_total": "Rounds abandoned at their deadline with too few reports, or at shutdown.",
+        "fed_round_tasks_total": "Train tasks handed to selected clients.",
+        "fed_round_reports_applied_total": "Reports applied in closed rounds.",
+        "fed_checkins_waiting": "Check-ins waiting for a task (long polls held).",
+        "fed_round_seconds": "Time from a round's selection to its closing.",
     ]
 
     /// The registry `render` serves.
     let registry: PrometheusCollectorRegistry
+    /// Where every metric is made (the registry's factory, and the app's when given).
+    let factory: any MetricsFactory
 
     let connectionsAccepted: CounterMetric
     let connectionsRefused: CounterMetric
@@ -104,6 +112,7 @@ public final class ServerMetrics: Sendable {
         let own = DescribedPrometheusFactory(registry: registry, help: Self.help, buckets: Self.buckets)
         let factory: any MetricsFactory = app.map { MultiplexMetricsHandler(factories: [own, $0]) } ?? own
         self.registry = registry
+        self.factory = factory
         func counter(_ name: String, _ dimensions: [(String, String)] = []) -> CoreMetrics.Counter {
             CoreMetrics.Counter(label: name, dimensions: dimensions, factory: factory)
         }
