@@ -29,14 +29,17 @@ from urllib.parse import quote as urllib_quote
 
 MAGIC = b"FEDW"
 T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10,
-         model_delta=11)
+         model_delta=11, check_in=12, assignment=13, report=14)
+SINCE = {T["model_delta"]: 3, T["check_in"]: 4, T["assignment"]: 4, T["report"]: 4}  # types of later versions
+VERSIONS = (1, 2, 3, 4)
 TYPE_NAMES = {v: k for k, v in T.items()}
 E = dict(bad_magic=1, unsupported_version=2, unknown_message_type=3, unsupported_flags=4, frame_too_large=5,
          checksum_mismatch=6, truncated=7, malformed_payload=8, trailing_bytes=9, invalid_string=10,
          unsupported_compression=11, unsupported_d_type=12, invalid_shape=13, size_mismatch=14,
          decompressed_too_large=15, corrupt_compressed_data=16, handshake_required=32, unexpected_message=33,
          shape_mismatch=34, non_finite_value=35, invalid_datasets=36, unauthorized=37, overloaded=38,
-         internal_error=39, timeout=40, shutting_down=41, stale_base=42)
+         internal_error=39, timeout=40, shutting_down=41, stale_base=42, unknown_base=43, unknown_task=44,
+         round_closed=45)
 MODES = {0: "none", 1: "zlib", 2: "shuffle-zlib"}
 MLP_SHAPES = [[784, 200], [200], [200, 200], [200], [200, 10], [10]]
 LIMITS = dict(max_payload=16 << 20, max_decompressed=64 << 20, max_tensors=64, max_rank=8)
@@ -354,10 +357,53 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
             raise ProtocolError(E["malformed_payload"], "message", "retryable")
         m = dict(code=code, retryable=bool(retry), min_version=r.u8("min"), max_version=r.u8("max"),
                  message=r.string("message", 4096))
+    elif type_ == T["check_in"]:
+        m = dict(features=r.u64("features"), abilities=r.u8("abilities") & 0b11, wait_ms=r.u32("wait"))
+        m["properties"] = key_values(r, "properties")
+    elif type_ == T["assignment"]:
+        m = dict(kind=r.u8("kind"), features=r.u64("features"), task_id=r.u64("task id"), round=r.u64("round"),
+                 model_version=r.u64("model version"), deadline_ms=r.u32("deadline"),
+                 retry_after_ms=r.u32("retry after"), reason=r.u8("reason"))
+        if m["kind"] == 1 and m["task_id"] == 0:
+            raise ProtocolError(E["malformed_payload"], "message", "a train task with task id 0")
+        m["parameters"] = key_values(r, "parameters")
+    elif type_ == T["report"]:
+        m = dict(task_id=r.u64("task id"), samples=r.u64("samples"))
+        flags = r.u8("report flags")
+        if flags & ~1:
+            raise ProtocolError(E["malformed_payload"], "message", "report flags")
+        if m["task_id"] == 0:
+            raise ProtocolError(E["malformed_payload"], "message", "task id 0")
+        if flags:
+            m["delta"] = True
+        m["compression"], m["tensors"], encoding = decode_blob(r, limits, version)
+        if encoding != "fp32":
+            m["encoding"] = encoding
     else:
         m = dict(nonce=r.u64("nonce"))
     r.end()
     return m
+
+
+def key_values(r, what):
+    """Section 4: u16 count (<= 64), then count (str key 1-64 bytes, str value <= 256 bytes), keys unique."""
+    count = r.u16(what + " count")
+    if count > 64:
+        raise ProtocolError(E["malformed_payload"], "message", "%d %s, more than 64" % (count, what))
+    out = {}
+    for _ in range(count):
+        key = r.string(what + " key", 64, True)
+        value = r.string(what + " value", 256)
+        if key in out:
+            raise ProtocolError(E["malformed_payload"], "message", "%s key %r given twice" % (what, key))
+        out[key] = value
+    return out
+
+
+def key_values_bytes(pairs):
+    """The pairs as a writer sends them: sorted by key."""
+    items = sorted(pairs.items(), key=lambda kv: kv[0].encode())
+    return u16(len(items)) + b"".join(sstr(k) + sstr(v) for k, v in items)
 
 
 class FrameStream:
@@ -376,9 +422,9 @@ class FrameStream:
             raise ProtocolError(E["bad_magic"], "frame", "bad magic")
         if len(b) < 20:
             return None
-        if b[4] not in (1, 2, 3):
+        if b[4] not in VERSIONS:
             raise ProtocolError(E["unsupported_version"], "frame", "version %d" % b[4])
-        if b[5] not in TYPE_NAMES or (b[5] == T["model_delta"] and b[4] < 3):
+        if b[5] not in TYPE_NAMES or b[4] < SINCE.get(b[5], 1):
             raise ProtocolError(E["unknown_message_type"], "frame", "type %d" % b[5])
         flags, rid, length, crc = struct.unpack(">HIII", b[6:20])
         if flags:
@@ -495,7 +541,7 @@ def canon(x):
 
 def check_vectors(directory, report):
     manifest = json.load(open(os.path.join(directory, "manifest.json")))
-    report.check("manifest: protocol_versions names 1, 2 and 3", manifest.get("protocol_versions") == [1, 2, 3],
+    report.check("manifest: protocol_versions names 1, 2, 3 and 4", manifest.get("protocol_versions") == [1, 2, 3, 4],
                  str(manifest.get("protocol_versions")))
     for v in manifest["vectors"]:
         data = open(os.path.join(directory, v["file"]), "rb").read()
