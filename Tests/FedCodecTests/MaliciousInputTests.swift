@@ -198,7 +198,7 @@ struct DamagedPayloadTests {
 
     @Test(
         "Every truncation and every bit flip of a valid payload decodes or is refused with a payload code",
-        arguments: samples.indices)
+        arguments: DamagedPayloadTests.samples.indices)
     func truncationsAndFlips(_ index: Int) {
         let (message, version) = Self.samples[index]
         let payload = MessageCodec.payload(message, version: version)
@@ -227,7 +227,9 @@ struct DamagedPayloadTests {
         return report.encoding == .float32 && !report.tensors.contains { $0.values.contains(where: \.isNaN) }
     }
 
-    @Test("Random payloads of every type decode or are refused with a payload code", arguments: samples.indices)
+    @Test(
+        "Random payloads of every type decode or are refused with a payload code",
+        arguments: DamagedPayloadTests.samples.indices)
     func randomPayloads(_ index: Int) {
         let (message, version) = Self.samples[index]
         let valid = MessageCodec.payload(message, version: version)

@@ -35,10 +35,10 @@ struct MessageRegistryTests {
         }
         #expect(MessageType(rawValue: 0x0F) == nil && MessageType(rawValue: 0) == nil)
         // Version 4 (SPEC.md section 4): the rounds' messages, their numbers and directions.
-        for (type, name, direction) in [
-            (MessageType.checkIn, "CHECK_IN", MessageDescriptor.Direction.toServer),
-            (.assignment, "ASSIGNMENT", .toClient), (.report, "REPORT", .toServer),
-        ] {
+        let rounds: [(MessageType, String, MessageDescriptor.Direction)] = [
+            (.checkIn, "CHECK_IN", .toServer), (.assignment, "ASSIGNMENT", .toClient), (.report, "REPORT", .toServer),
+        ]
+        for (type, name, direction) in rounds {
             #expect(type.descriptor?.name == name && type.descriptor?.sinceVersion == 4)
             #expect(type.descriptor?.direction == direction)
         }
