@@ -1192,7 +1192,7 @@ def run_server(host, port, report, rounds=False):
         ans = a.receive()
         if not (ans and ans[0] == T["ack"] and ans[2] == first[2]):
             print("note  a REPORT repeated after its round closed got %s (section 12.5: the same ACK)"
-                  % (ans and (TYPE_NAMES.get(ans[0]), ans[2])))
+                  % str(ans and (TYPE_NAMES.get(ans[0]), ans[2])))
 
         a.request(T["check_in"], check_in_payload(5000), version=4)
         t, _, g2 = a.receive()
