@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Conformance checker for swift-federated protocol versions 1, 2 and 3.
+"""Conformance checker for swift-federated protocol versions 1 to 4.
 
 An independent implementation of the client side of Protocol/SPEC.md in
 Python 3 with the standard library only (socket, struct, zlib, json).
 
-    python3 conformance.py [--vectors DIR] [--server HOST:PORT]
+    python3 conformance.py [--vectors DIR] [--server HOST:PORT [--rounds]]
 
 With --vectors (default: ../vectors next to this file) it decodes every golden
 vector and checks it against manifest.json. With --server it runs a list of
@@ -12,7 +12,10 @@ scenarios against a live server: handshake, version negotiation, fetch, fetch
 of an unchanged model, push and ack, every error the spec defines sent on
 purpose, pipelining, a frame written one byte at a time, the points the spec
 decides about frame versions, request ids, dtypes, limits and fetch deltas,
-and, when the server serves HTTP, section 10's. It prints one line
+version 4's messages (a server without rounds refuses CHECK_IN and REPORT;
+with --rounds, against a server started with rounds: check-in, selection,
+reports, deadlines, abandoned rounds), and, when the server serves HTTP,
+section 10's. It prints one line
 per check and ends with `N passed, N failed`; the exit status is 1 if any
 check failed.
 """
@@ -29,14 +32,17 @@ from urllib.parse import quote as urllib_quote
 
 MAGIC = b"FEDW"
 T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10,
-         model_delta=11)
+         model_delta=11, check_in=12, assignment=13, report=14)
+SINCE = {T["model_delta"]: 3, T["check_in"]: 4, T["assignment"]: 4, T["report"]: 4}  # types of later versions
+VERSIONS = (1, 2, 3, 4)
 TYPE_NAMES = {v: k for k, v in T.items()}
 E = dict(bad_magic=1, unsupported_version=2, unknown_message_type=3, unsupported_flags=4, frame_too_large=5,
          checksum_mismatch=6, truncated=7, malformed_payload=8, trailing_bytes=9, invalid_string=10,
          unsupported_compression=11, unsupported_d_type=12, invalid_shape=13, size_mismatch=14,
          decompressed_too_large=15, corrupt_compressed_data=16, handshake_required=32, unexpected_message=33,
          shape_mismatch=34, non_finite_value=35, invalid_datasets=36, unauthorized=37, overloaded=38,
-         internal_error=39, timeout=40, shutting_down=41, stale_base=42)
+         internal_error=39, timeout=40, shutting_down=41, stale_base=42, unknown_base=43, unknown_task=44,
+         round_closed=45)
 MODES = {0: "none", 1: "zlib", 2: "shuffle-zlib"}
 MLP_SHAPES = [[784, 200], [200], [200, 200], [200], [200, 10], [10]]
 LIMITS = dict(max_payload=16 << 20, max_decompressed=64 << 20, max_tensors=64, max_rank=8)
@@ -354,10 +360,53 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
             raise ProtocolError(E["malformed_payload"], "message", "retryable")
         m = dict(code=code, retryable=bool(retry), min_version=r.u8("min"), max_version=r.u8("max"),
                  message=r.string("message", 4096))
+    elif type_ == T["check_in"]:
+        m = dict(features=r.u64("features"), abilities=r.u8("abilities") & 0b11, wait_ms=r.u32("wait"))
+        m["properties"] = key_values(r, "properties")
+    elif type_ == T["assignment"]:
+        m = dict(kind=r.u8("kind"), features=r.u64("features"), task_id=r.u64("task id"), round=r.u64("round"),
+                 model_version=r.u64("model version"), deadline_ms=r.u32("deadline"),
+                 retry_after_ms=r.u32("retry after"), reason=r.u8("reason"))
+        if m["kind"] == 1 and m["task_id"] == 0:
+            raise ProtocolError(E["malformed_payload"], "message", "a train task with task id 0")
+        m["parameters"] = key_values(r, "parameters")
+    elif type_ == T["report"]:
+        m = dict(task_id=r.u64("task id"), samples=r.u64("samples"))
+        flags = r.u8("report flags")
+        if flags & ~1:
+            raise ProtocolError(E["malformed_payload"], "message", "report flags")
+        if m["task_id"] == 0:
+            raise ProtocolError(E["malformed_payload"], "message", "task id 0")
+        if flags:
+            m["delta"] = True
+        m["compression"], m["tensors"], encoding = decode_blob(r, limits, version)
+        if encoding != "fp32":
+            m["encoding"] = encoding
     else:
         m = dict(nonce=r.u64("nonce"))
     r.end()
     return m
+
+
+def key_values(r, what):
+    """Section 4: u16 count (<= 64), then count (str key 1-64 bytes, str value <= 256 bytes), keys unique."""
+    count = r.u16(what + " count")
+    if count > 64:
+        raise ProtocolError(E["malformed_payload"], "message", "%d %s, more than 64" % (count, what))
+    out = {}
+    for _ in range(count):
+        key = r.string(what + " key", 64, True)
+        value = r.string(what + " value", 256)
+        if key in out:
+            raise ProtocolError(E["malformed_payload"], "message", "%s key %r given twice" % (what, key))
+        out[key] = value
+    return out
+
+
+def key_values_bytes(pairs):
+    """The pairs as a writer sends them: sorted by key."""
+    items = sorted(pairs.items(), key=lambda kv: kv[0].encode())
+    return u16(len(items)) + b"".join(sstr(k) + sstr(v) for k, v in items)
 
 
 class FrameStream:
@@ -376,9 +425,9 @@ class FrameStream:
             raise ProtocolError(E["bad_magic"], "frame", "bad magic")
         if len(b) < 20:
             return None
-        if b[4] not in (1, 2, 3):
+        if b[4] not in VERSIONS:
             raise ProtocolError(E["unsupported_version"], "frame", "version %d" % b[4])
-        if b[5] not in TYPE_NAMES or (b[5] == T["model_delta"] and b[4] < 3):
+        if b[5] not in TYPE_NAMES or b[4] < SINCE.get(b[5], 1):
             raise ProtocolError(E["unknown_message_type"], "frame", "type %d" % b[5])
         flags, rid, length, crc = struct.unpack(">HIII", b[6:20])
         if flags:
@@ -495,7 +544,7 @@ def canon(x):
 
 def check_vectors(directory, report):
     manifest = json.load(open(os.path.join(directory, "manifest.json")))
-    report.check("manifest: protocol_versions names 1, 2 and 3", manifest.get("protocol_versions") == [1, 2, 3],
+    report.check("manifest: protocol_versions names 1, 2, 3 and 4", manifest.get("protocol_versions") == [1, 2, 3, 4],
                  str(manifest.get("protocol_versions")))
     for v in manifest["vectors"]:
         data = open(os.path.join(directory, v["file"]), "rb").read()
@@ -585,7 +634,7 @@ def floats(tensors):
     return [(s, list(struct.unpack("<%df" % (len(raw) // 4), raw))) for s, raw in tensors]
 
 
-def run_server(host, port, report):
+def run_server(host, port, report, rounds=False):
     def scenario(name, fn):
         try:
             fn()
@@ -609,16 +658,24 @@ def run_server(host, port, report):
     def s_versions():
         c = Conn(host, port)
         rid, (t, got, m) = handshake(c, 1, 9)
-        report.check("version negotiation: HELLO 1..9 gets WELCOME version 3", t == T["welcome"] and m["version"] == 3)
-        report.check("version negotiation: WELCOME version 3 announces max_decompressed, max_datasets and encodings",
+        report.check("version negotiation: HELLO 1..9 gets WELCOME version 4", t == T["welcome"] and m["version"] == 4,
+                     str(m))
+        report.check("version negotiation: WELCOME version 4 announces max_decompressed, max_datasets and encodings "
+                     "(version 3's fields)",
                      m.get("max_decompressed", 0) > 0 and m.get("max_datasets", 0) > 0 and m.get("encodings", 0) & 1)
         c.close()
         c = Conn(host, port)
-        rid, ans = handshake(c, 4, 9)
+        rid, (t, got, m) = handshake(c, 1, 3)
+        report.check("version negotiation: HELLO 1..3 gets WELCOME version 3", t == T["welcome"] and m["version"] == 3,
+                     str(m))
+        c.close()
+        c = Conn(host, port)
+        rid, ans = handshake(c, 5, 9)
         ok = ans and ans[0] == T["error"] and ans[2]["code"] == E["unsupported_version"]
-        report.check("version negotiation: HELLO 4..9 gets ERROR unsupported_version", bool(ok), str(ans))
+        report.check("version negotiation: HELLO 5..9 gets ERROR unsupported_version", bool(ok), str(ans))
         if ok:
-            report.check("version negotiation: the ERROR names versions 1..3", ans[2]["min_version"] == 1 and ans[2]["max_version"] == 3)
+            report.check("version negotiation: the ERROR names versions 1..4",
+                         ans[2]["min_version"] == 1 and ans[2]["max_version"] == 4, str(ans[2]))
             report.check("version negotiation: the ERROR travels in a version-1 frame with the HELLO's request id (2.1)",
                          c.last_version == 1 and ans[1] == rid, "version %s, id %s" % (c.last_version, ans[1]))
         report.check("version negotiation: then the connection is closed", c.closed())
@@ -780,9 +837,9 @@ def run_server(host, port, report):
         c.send(frame(T["ping"], 42, u64(1), version=7))
         ans = c.receive()
         report.check("before HELLO: a version-7 frame gets unsupported_version in a version-1 frame, request id 0, "
-                     "naming 1..3 (2.1)",
+                     "naming 1..4 (2.1)",
                      ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unsupported_version"]
-                     and c.last_version == 1 and ans[1] == 0 and (ans[2]["min_version"], ans[2]["max_version"]) == (1, 3),
+                     and c.last_version == 1 and ans[1] == 0 and (ans[2]["min_version"], ans[2]["max_version"]) == (1, 4),
                      str((ans, c.last_version)))
         report.check("before HELLO: then the connection is closed", c.closed())
         c.close()
@@ -960,6 +1017,206 @@ def run_server(host, port, report):
         report.check("HTTP: a valid JSON number gets past parsing (400 shape_mismatch, 34)",
                      status == 400 and b'"code": 34' in data, "%d %r" % (status, data[:120]))
 
+    def check_in_payload(wait_ms, features=0, abilities=1, properties=None):
+        return u64(features) + u8(abilities) + u32(wait_ms) + key_values_bytes(properties or {})
+
+    def report_payload(task, samples, tensors, flags=0, mode=2):
+        return u64(task) + u64(samples) + u8(flags) + blob(tensors, mode)
+
+    def v4_session(client):
+        c = Conn(host, port)
+        c.request(T["hello"], hello(client=client, lo=1, hi=4))
+        ans = c.receive()
+        if not ans or ans[0] != T["welcome"] or ans[2]["version"] != 4:
+            raise AssertionError("HELLO 1..4 as %s: %s" % (client, ans))
+        return c, ans[2]
+
+    def s_version4():
+        """Version 4 on any server (section 12): the version, and the rounds' types gated on it."""
+        c, w = v4_session("conformance-v4")
+        report.check("version 4: HELLO 1..4 gets WELCOME version 4 with version 3's fields",
+                     w.get("encodings", 0) & 1 and w.get("max_datasets", 0) > 0, str(w))
+        c.request(T["ping"], u64(4), version=4)
+        ans = c.receive()
+        report.check("version 4: PING in a version-4 frame gets PONG in version 4",
+                     ans is not None and ans[0] == T["pong"] and c.last_version == 4, str(ans))
+        c.request(T["assignment"], u8(0) + u64(0) * 4 + u32(0) + u32(0) + u8(1) + u16(0), version=4)
+        ans = c.receive()
+        report.check("version 4: a client sending ASSIGNMENT gets unexpected_message (33)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unexpected_message"], str(ans))
+        c.request(T["check_in"], u64(0) + u8(1) + u32(0) + u16(2) + sstr("os") + sstr("a") + sstr("os") + sstr("b"),
+                  version=4)
+        ans = c.receive()
+        report.check("version 4: a CHECK_IN naming a property twice gets malformed_payload (8), not fatal",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["malformed_payload"], str(ans))
+        c.request(T["report"], report_payload(0, 10, [([1], [0.0])]), version=4)
+        ans = c.receive()
+        report.check("version 4: a REPORT of task id 0 gets malformed_payload (8)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["malformed_payload"], str(ans))
+        c.close()
+        c = Conn(host, port)
+        c.send(frame(T["check_in"], 51, check_in_payload(0), version=4))
+        ans = c.receive()
+        report.check("before HELLO: a version-4 CHECK_IN gets handshake_required (32) in a version-1 frame",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["handshake_required"]
+                     and c.last_version == 1 and ans[1] == 51, str((ans, c.last_version)))
+        c.close()
+        for name, type_, payload in (("CHECK_IN", T["check_in"], check_in_payload(0)),
+                                     ("REPORT", T["report"], report_payload(7, 10, [([1], [0.0])]))):
+            c = Conn(host, port)
+            handshake(c, 1, 3)
+            c.send(frame(type_, 52, payload, version=3))
+            ans = c.receive()
+            report.check("version 4: a %s in a version-3 session gets unknown_message_type (3), request id 0" % name,
+                         ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unknown_message_type"]
+                         and ans[1] == 0, str(ans))
+            report.check("version 4: and the connection is closed (fatal)", c.closed())
+            c.close()
+        c, w = v4_session("conformance-v4-push")
+        c.request(T["fetch"], u64(0) + u8(2) + u8(0), version=4)
+        t, _, m = c.receive()
+        tensors = floats(m["tensors"])
+        c.request(T["push"], sstr("conformance-v4-push") + u64(100) + u64(m["version"]) + u64(0) + u8(0)
+                  + blob(tensors, 2), version=4)
+        t, _, a = c.receive()
+        report.check("version 4: a PUSH (version 3's layout) is acknowledged with datasets + 100",
+                     t == T["ack"] and a["version"] == m["version"] + 1 and a["datasets"] == m["datasets"] + 100,
+                     str((TYPE_NAMES.get(t), a)))
+        c.close()
+
+    def s_no_rounds():
+        """A server started without rounds answers the rounds' requests with unexpected_message (33)."""
+        c, w = v4_session("conformance-norounds")
+        c.request(T["check_in"], check_in_payload(0), version=4)
+        ans = c.receive()
+        report.check("no rounds: CHECK_IN gets unexpected_message (33), not fatal (run with --rounds against a "
+                     "server with rounds)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unexpected_message"]
+                     and not ans[2]["retryable"], str(ans))
+        c.request(T["report"], report_payload(7, 10, [([1], [0.0])]), version=4)
+        ans = c.receive()
+        report.check("no rounds: REPORT gets unexpected_message (33)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unexpected_message"], str(ans))
+        c.request(T["ping"], u64(5), version=4)
+        ans = c.receive()
+        report.check("no rounds: the connection goes on (PING gets PONG)", ans is not None and ans[0] == T["pong"],
+                     str(ans))
+        c.close()
+
+    def s_rounds():
+        """Section 12 against a fresh server started with --rounds 2 --min-reports 1 --round-deadline 2
+        --selection-window 0.2 (any cohort of at least 2, a minimum of 1, a deadline of a few seconds)."""
+        tag = os.getpid()
+        a, wa = v4_session("conformance-a-%d" % tag)
+        b, wb = v4_session("conformance-b-%d" % tag)
+        a.request(T["fetch"], u64(0) + u8(2) + u8(0), version=4)
+        t, _, m = a.receive()
+        base_version, base_datasets, model = m["version"], m["datasets"], floats(m["tensors"])
+        unknown_bits = (1 << 63) | (1 << 40)
+        started = time.monotonic()
+        a.request(T["check_in"], check_in_payload(5000, features=unknown_bits, properties={"os": "conformance"}),
+                  version=4)
+        b.request(T["check_in"], check_in_payload(5000), version=4)
+        ta, _, ga = a.receive()
+        tb, _, gb = b.receive()
+        waited = time.monotonic() - started
+        ok = ta == tb == T["assignment"] and ga["kind"] == gb["kind"] == 1
+        report.check("rounds: two clients checking in (wait 5 s) each get a train ASSIGNMENT (kind 1) after %.2f s"
+                     % waited, ok and waited < 5, str((ga, gb)))
+        if not ok:
+            return
+        report.check("rounds: both tasks belong to one round (>= 1), from the current model version, with distinct "
+                     "non-zero task ids",
+                     ga["round"] == gb["round"] >= 1 and ga["model_version"] == gb["model_version"] == base_version
+                     and ga["task_id"] != gb["task_id"] and 0 not in (ga["task_id"], gb["task_id"]), str((ga, gb)))
+        report.check("rounds: the ASSIGNMENT's features are within the check-in's (unknown bits 40 and 63 stated)",
+                     ga["features"] & ~unknown_bits == 0 and gb["features"] == 0, str((ga["features"], gb["features"])))
+        report.check("rounds: a train ASSIGNMENT names a deadline", ga["deadline_ms"] > 0, str(ga))
+        deadline = ga["deadline_ms"] / 1000.0
+        assigned = time.monotonic()
+
+        c, _ = v4_session("conformance-c-%d" % tag)
+        c.request(T["report"], report_payload(0x0123456789ABCDEF ^ ga["task_id"] ^ gb["task_id"], 10, model),
+                  version=4)
+        ans = c.receive()
+        report.check("rounds: a REPORT of a task the server never gave gets unknown_task (44), not retryable",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unknown_task"]
+                     and not ans[2]["retryable"], str(ans))
+        c.request(T["report"], report_payload(gb["task_id"], 10, model), version=4)
+        ans = c.receive()
+        report.check("rounds: a REPORT of another client's task gets unknown_task (44)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unknown_task"], str(ans))
+        c.request(T["check_in"], check_in_payload(300), version=4)
+        ans = c.receive()
+        report.check("rounds: a CHECK_IN (wait 0.3 s) while the round runs with its cohort gets come back (kind 0), "
+                     "reason round full (2), task id 0",
+                     ans is not None and ans[0] == T["assignment"] and ans[2]["kind"] == 0 and ans[2]["reason"] == 2
+                     and ans[2]["task_id"] == 0, str(ans))
+        c.close()
+
+        a.request(T["report"], report_payload(ga["task_id"], 100, model[:-1]), version=4)
+        ans = a.receive()
+        report.check("rounds: a REPORT with the wrong shapes gets shape_mismatch (34) at once",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["shape_mismatch"], str(ans))
+        a.request(T["report"], report_payload(ga["task_id"], 0, model), version=4)
+        ans = a.receive()
+        report.check("rounds: a REPORT of 0 samples gets invalid_datasets (36) at once",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["invalid_datasets"], str(ans))
+        trained = [(s, [f32(v + 0.001 * ((i % 13) - 6)) for i, v in enumerate(vals)]) for s, vals in model]
+        a.request(T["report"], report_payload(ga["task_id"], 100, trained), version=4)
+        a2, _ = v4_session("conformance-a-%d" % tag)  # the same report again, as after a lost answer
+        a2.request(T["report"], report_payload(ga["task_id"], 100, trained), version=4)
+        first, again = a.receive(), a2.receive()
+        closed = time.monotonic() - assigned
+        ok = first is not None and first[0] == T["ack"]
+        report.check("rounds: the REPORT is acknowledged when the round closes at its deadline (%.1f s), one of two "
+                     "reports in: ACK version + 1 (%.2f s after the ASSIGNMENT)" % (deadline, closed),
+                     ok and first[2]["version"] == base_version + 1 and closed >= deadline - 0.5,
+                     str(first))
+        report.check("rounds: the same task reported twice counts once: the same ACK, datasets + 100",
+                     ok and again is not None and again[2] == first[2] and first[2]["datasets"] == base_datasets + 100,
+                     str((first, again)))
+        a2.close()
+        b.request(T["report"], report_payload(gb["task_id"], 100, trained), version=4)
+        ans = b.receive()
+        report.check("rounds: a REPORT after its round closed without it gets round_closed (45), not retryable",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["round_closed"]
+                     and not ans[2]["retryable"], str(ans))
+        b.close()
+        a.request(T["fetch"], u64(0) + u8(0) + u8(0), version=4)
+        t, _, m = a.receive()
+        report.check("rounds: the round applied the sample-weighted mean of its reports (one report: its weights)",
+                     t == T["model"] and m["version"] == base_version + 1 and floats(m["tensors"]) == trained,
+                     str((TYPE_NAMES.get(t), m.get("version"))))
+        a.request(T["report"], report_payload(ga["task_id"], 100, trained), version=4)
+        ans = a.receive()
+        if not (ans and ans[0] == T["ack"] and ans[2] == first[2]):
+            print("note  a REPORT repeated after its round closed got %s (section 12.5: the same ACK)"
+                  % str(ans and (TYPE_NAMES.get(ans[0]), ans[2])))
+
+        a.request(T["check_in"], check_in_payload(5000), version=4)
+        t, _, g2 = a.receive()
+        report.check("rounds: the next CHECK_IN gets a task of the next round, from the version the last one produced",
+                     t == T["assignment"] and g2["kind"] == 1 and g2["round"] == ga["round"] + 1
+                     and g2["model_version"] == base_version + 1, str(g2))
+        if t != T["assignment"] or g2["kind"] != 1:
+            return
+        time.sleep(g2["deadline_ms"] / 1000.0 + 0.5)
+        a.request(T["report"], report_payload(g2["task_id"], 100, trained), version=4)
+        ans = a.receive()
+        report.check("rounds: a round with no report by its deadline is abandoned: its late REPORT gets "
+                     "round_closed (45)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["round_closed"], str(ans))
+        a.request(T["fetch"], u64(base_version + 1) + u8(0) + u8(0), version=4)
+        t, _, m = a.receive()
+        report.check("rounds: nothing of the abandoned round was applied (MODEL_UNCHANGED)",
+                     t == T["model_unchanged"], str(TYPE_NAMES.get(t)))
+        a.request(T["check_in"], check_in_payload(0), version=4)
+        t, _, g3 = a.receive()
+        report.check("rounds: a CHECK_IN with wait 0 and no round to open gets come back, reason no task (1)",
+                     t == T["assignment"] and g3["kind"] == 0 and g3["reason"] == 1 and g3["task_id"] == 0, str(g3))
+        a.close()
+
     scenario("handshake", s_handshake)
     scenario("versions", s_versions)
     scenario("fetch/push", s_fetch_push)
@@ -971,6 +1228,11 @@ def run_server(host, port, report):
     scenario("spec points", s_spec_points)
     scenario("fetch deltas", s_fetch_deltas)
     scenario("http", s_http)
+    scenario("version 4", s_version4)
+    if rounds:
+        scenario("rounds", s_rounds)
+    else:
+        scenario("no rounds", s_no_rounds)
 
 
 def main():
@@ -978,6 +1240,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--vectors", default=os.path.join(here, "..", "vectors"), help="golden vector folder ('' to skip)")
     p.add_argument("--server", help="HOST:PORT of a live server to check")
+    p.add_argument("--rounds", action="store_true",
+                   help="run the rounds scenarios (section 12) instead of checking that the server runs no rounds; "
+                        "the server must be fresh and started with --rounds 2 --min-reports 1 --round-deadline 2 "
+                        "--selection-window 0.2 (they take about 6 s)")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for each answer of the server (default 10)")
     a = p.parse_args()
@@ -988,7 +1254,7 @@ def main():
     if a.server:
         host, port = a.server.rsplit(":", 1)
         try:
-            run_server(host, int(port), report)
+            run_server(host, int(port), report, a.rounds)
         except OSError as e:
             report.check("connect to %s" % a.server, False, str(e))
     print("%d passed, %d failed" % (report.passed, report.failed))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the golden vectors of Protocol versions 1-3 and their manifest.
+"""Writes the golden vectors of Protocol versions 1-4 and their manifest.
 
 An implementation of the encoding side of Protocol/SPEC.md written in Python
 with the standard library only (struct, zlib, json), independent of the Swift
@@ -17,6 +17,7 @@ MAGIC = b"FEDW"
 TYPES = {
     "hello": 1, "welcome": 2, "fetch": 3, "model": 4, "model_unchanged": 5,
     "push": 6, "ack": 7, "error": 8, "ping": 9, "pong": 10, "model_delta": 11,
+    "check_in": 12, "assignment": 13, "report": 14,
 }
 CODES = {
     "bad_magic": 1, "unsupported_version": 2, "unknown_message_type": 3,
@@ -340,12 +341,12 @@ for cut, field in ((2, "magic"), (4, "version"), (5, "type"), (7, "flags"), (10,
         "a PING frame cut after %d bytes, inside its %s field" % (cut, field), error=("frame", "truncated"))
 add("bad_magic", b"GET / HTTP/1.1\r\n\r\n" + good, "bytes that are not a frame (an HTTP request)",
     error=("frame", "bad_magic"))
-add("unsupported_version", frame(9, 1, u64(1), version=4), "a frame of protocol version 4",
+add("unsupported_version", frame(9, 1, u64(1), version=5), "a frame of protocol version 5 (versions 1-4 are defined)",
     error=("frame", "unsupported_version"))
 add("error_unsupported_version_before_hello",
     frame(8, 0, u16(2) + u8(0) + u8(1) + u8(3) + string("protocol version 4 is not supported; this peer speaks 1...3")),
-    "a server's answer to a frame of version 4 before HELLO: ERROR unsupported_version in a version-1 frame, "
-    "request id 0 (the header is not trusted), naming versions 1...3",
+    "a version-1...3 server's answer to a frame of version 4 before HELLO: ERROR unsupported_version in a "
+    "version-1 frame, request id 0 (the header is not trusted), naming versions 1...3",
     [msg("error", 0, code=2, retryable=False, min_version=1, max_version=3,
          message="protocol version 4 is not supported; this peer speaks 1...3")], canonical=True)
 add("unknown_type", frame(0x7F, 1, u64(1)), "a frame of message type 0x7f", error=("frame", "unknown_message_type"))
@@ -470,8 +471,116 @@ add("checkpoint_reserved_nonzero", checkpoint(5, 25000, SMALL, reserved=1),
 add("checkpoint_future_format", checkpoint(5, 25000, SMALL, fmt=3), "a checkpoint of format version 3",
     error=("checkpoint", "unsupported_version"), kind="checkpoint")
 
+# ---- version 4: rounds (SPEC.md section 12) -------------------------------
+def key_values(pairs):
+    """A list of (key, value) pairs as written: u16 count, then str key, str value each (no sorting here)."""
+    return u16(len(pairs)) + b"".join(string(k) + string(v) for k, v in pairs)
+
+
+def check_in(features, abilities, wait_ms, pairs):
+    return u64(features) + u8(abilities) + u32(wait_ms) + key_values(pairs)
+
+
+def assignment(kind, features, task, round_, model_version, deadline_ms, retry_ms, reason, pairs):
+    return (u8(kind) + u64(features) + u64(task) + u64(round_) + u64(model_version) + u32(deadline_ms)
+            + u32(retry_ms) + u8(reason) + key_values(pairs))
+
+
+def report(task, samples, flags, blob_bytes):
+    return u64(task) + u64(samples) + u8(flags) + blob_bytes
+
+
+PROPS = [("os", "linux"), ("region", "eu-west"), ("r\u00e9seau", "wifi")]
+add("check_in_basic", frame(12, 50, check_in(0, 1, 30000, PROPS), version=4),
+    "CHECK_IN (version 4): no features, able to train, waits up to 30 s, three properties sorted by key",
+    [msg("check_in", 50, features=0, abilities=1, wait_ms=30000, properties=dict(PROPS))], canonical=True)
+add("check_in_no_properties", frame(12, 51, check_in(0x8000000000000005, 3, 0, []), version=4),
+    "CHECK_IN with feature bits this generator does not know (0, 2 and 63: kept as given, ignored by a receiver), "
+    "train and evaluate, wait 0 (answer at once), no properties",
+    [msg("check_in", 51, features=0x8000000000000005, abilities=3, wait_ms=0, properties={})], canonical=True)
+add("check_in_reserved_abilities", frame(12, 52, check_in(0, 0xFD, 1000, []), version=4),
+    "CHECK_IN whose abilities byte sets reserved bits 2-7 (0xfd): a receiver ignores them and reads train",
+    [msg("check_in", 52, features=0, abilities=1, wait_ms=1000, properties={})])
+add("check_in_unsorted_properties", frame(12, 53, check_in(0, 1, 5000, PROPS[::-1]), version=4),
+    "CHECK_IN whose properties are not sorted by key: accepted (a writer sorts them; a reader takes any order)",
+    [msg("check_in", 53, features=0, abilities=1, wait_ms=5000, properties=dict(PROPS))])
+PARAMS = [("epochs", "1"), ("learning_rate", "0.001")]
+add("assignment_train", frame(13, 50, assignment(1, 0, 0xFEDCBA9876543210, 7, 42, 60000, 0, 0, PARAMS), version=4),
+    "ASSIGNMENT (version 4): train from model version 42 for round 7, task id 0xfedcba9876543210, 60 s to report, "
+    "two round parameters",
+    [msg("assignment", 50, kind=1, features=0, task_id=0xFEDCBA9876543210, round=7, model_version=42,
+         deadline_ms=60000, retry_after_ms=0, reason=0, parameters=dict(PARAMS))], canonical=True)
+add("assignment_come_back", frame(13, 51, assignment(0, 0, 0, 0, 0, 0, 1500, 2, []), version=4),
+    "ASSIGNMENT come back after 1.5 s: the round is full (reason 2)",
+    [msg("assignment", 51, kind=0, features=0, task_id=0, round=0, model_version=0, deadline_ms=0,
+         retry_after_ms=1500, reason=2, parameters={})], canonical=True)
+add("assignment_unknown_kind", frame(13, 52, assignment(9, 1 << 40, 77, 3, 5, 1000, 2000, 0, []), version=4),
+    "ASSIGNMENT of kind 9 (defined by a feature this peer does not speak) with feature bit 40: decodes; a client "
+    "that does not know the kind treats it as come back after retry_after_ms",
+    [msg("assignment", 52, kind=9, features=1 << 40, task_id=77, round=3, model_version=5, deadline_ms=1000,
+         retry_after_ms=2000, reason=0, parameters={})], canonical=True)
+add("report_full", frame(14, 54, report(0xFEDCBA9876543210, 600, 0, blob(SMALL, "none")), version=4),
+    "REPORT (version 4) of task 0xfedcba9876543210: full weights, 600 samples trained on in this task",
+    [msg("report", 54, task_id=0xFEDCBA9876543210, samples=600, compression="none", tensors=tensors_json(SMALL))],
+    canonical=True)
+b_rep, dec_rep = blob3(DELTA, "fp16")
+add("report_delta", frame(14, 55, report(77, 1200, 1, b_rep), version=4),
+    "REPORT of task 77 carrying W - W_base (flag bit 0) as fp16, 1,200 samples",
+    [msg("report", 55, task_id=77, samples=1200, delta=True, encoding="fp16", compression="none",
+         tensors=tensors_json(dec_rep))], canonical=True)
+add("report_shuffle_zlib", frame(14, 56, report(78, 32, 0, blob(MULTI, "shuffle-zlib")), version=4),
+    "REPORT of full weights in shuffle-zlib",
+    [msg("report", 56, task_id=78, samples=32, compression="shuffle-zlib", tensors=tensors_json(MULTI))])
+add("check_in_in_v3", frame(12, 57, check_in(0, 1, 1000, []), version=3),
+    "CHECK_IN in a version-3 frame: type 0x0c is not defined before version 4",
+    error=("frame", "unknown_message_type"))
+add("report_in_v3", frame(14, 58, report(77, 10, 0, blob(SMALL, "none")), version=3),
+    "REPORT in a version-3 frame: type 0x0e is not defined before version 4", error=("frame", "unknown_message_type"))
+add("check_in_duplicate_key", frame(12, 59, check_in(0, 1, 1000, [("os", "linux"), ("os", "ios")]), version=4),
+    "CHECK_IN naming the property 'os' twice", error=("message", "malformed_payload"))
+add("check_in_empty_key", frame(12, 60, check_in(0, 1, 1000, [("", "x")]), version=4),
+    "CHECK_IN with an empty property key", error=("message", "invalid_string"))
+add("check_in_key_too_long", frame(12, 61, check_in(0, 1, 1000, [("k" * 65, "x")]), version=4),
+    "CHECK_IN with a 65-byte property key (at most 64)", error=("message", "invalid_string"))
+add("check_in_value_too_long", frame(12, 62, check_in(0, 1, 1000, [("k", "v" * 257)]), version=4),
+    "CHECK_IN with a 257-byte property value (at most 256)", error=("message", "invalid_string"))
+add("check_in_too_many_pairs", frame(12, 63, check_in(0, 1, 1000, [("k%02d" % i, "") for i in range(65)]), version=4),
+    "CHECK_IN with 65 properties (at most 64)", error=("message", "malformed_payload"))
+add("check_in_value_invalid_utf8", frame(12, 64, check_in(0, 1, 1000, [("os", b"\xc3")]), version=4),
+    "CHECK_IN whose property value is not UTF-8", error=("message", "invalid_string"))
+add("assignment_train_task_zero", frame(13, 65, assignment(1, 0, 0, 7, 42, 60000, 0, 0, []), version=4),
+    "ASSIGNMENT of a train task with task id 0 (0 names no task)", error=("message", "malformed_payload"))
+add("assignment_short", frame(13, 66, assignment(0, 0, 0, 0, 0, 0, 1500, 2, [])[:-3], version=4),
+    "ASSIGNMENT cut inside its reason and parameter count", error=("message", "malformed_payload"))
+add("report_undefined_flags", frame(14, 67, report(77, 10, 0b10, blob(SMALL, "none")), version=4),
+    "REPORT with flag bit 1 set (only bit 0 is defined)", error=("message", "malformed_payload"))
+add("report_task_zero", frame(14, 68, report(0, 10, 0, blob(SMALL, "none")), version=4),
+    "REPORT of task id 0", error=("message", "malformed_payload"))
+add("report_trailing_bytes", frame(14, 69, report(77, 10, 0, blob(SMALL, "none")) + b"\x00", version=4),
+    "REPORT with a byte after its blob", error=("message", "trailing_bytes"))
+add("error_unknown_task", frame(8, 70, u16(44) + u8(0) + u8(1) + u8(4) + string("task 77 is unknown"), version=4),
+    "ERROR unknown_task (44, version 4): a REPORT naming a task the server did not give or no longer holds",
+    [msg("error", 70, code=44, retryable=False, min_version=1, max_version=4, message="task 77 is unknown")],
+    canonical=True)
+add("error_round_closed", frame(8, 71, u16(45) + u8(0) + u8(1) + u8(4) + string("round 7 closed"), version=4),
+    "ERROR round_closed (45, version 4): the round closed or was abandoned without this report",
+    [msg("error", 71, code=45, retryable=False, min_version=1, max_version=4, message="round 7 closed")],
+    canonical=True)
+add("ack_v4", frame(7, 54, u64(43) + u64(60600), version=4), "ACK of a REPORT: the version the round produced",
+    [msg("ack", 54, version=43, datasets=60600)], canonical=True)
+add("welcome_v4", frame(2, 1, u8(4) + u8(0b111) + string("fed-server") + u64(12) + u64(60000) + u32(1 << 20)
+                        + u64(796840) + u64(60000) + u8(0b11111) + u8(0)),
+    "WELCOME choosing version 4 (in a version-1 frame): the same fields as version 3",
+    [msg("welcome", 1, version=4, compressions=7, server_id="fed-server", model_version=12, datasets=60000,
+         max_payload=1 << 20, max_decompressed=796840, max_datasets=60000, encodings=31, delta_encoding=0)],
+    canonical=True)
+add("push_v4", frame(6, 72, string("eve") + u64(600) + u64(41) + u64(78) + u8(0) + blob(SMALL, "none"), version=4),
+    "PUSH in a version-4 frame: version 3's layout; datasets (600) counts the samples of this update alone",
+    [msg("push", 72, client_id="eve", datasets=600, base_version=41, push_id=78, compression="none",
+         tensors=tensors_json(SMALL))], canonical=True)
+
 manifest = {
-    "protocol_versions": [1, 2, 3],
+    "protocol_versions": [1, 2, 3, 4],
     "generator": "Protocol/vectors/generate.py",
     "limits": {"max_payload": 16 << 20, "max_decompressed": 64 << 20, "max_tensors": 64, "max_rank": 8},
     "notes": [
@@ -483,6 +592,9 @@ manifest = {
         "values stored in a lossy dtype (PUSH 'encoding', MODEL_DELTA 'encoding': the dtype of every step) are "
         "listed decoded, as Float32.",
         "canonical: encoding the decoded messages must reproduce the file byte for byte (uncompressed only).",
+        "version 4: CHECK_IN 'properties' and ASSIGNMENT 'parameters' are JSON objects (key order is not "
+        "significant; a writer sorts the pairs by key); 'kind' and 'reason' are the numbers of SPEC.md section 12; "
+        "REPORT lists 'delta' and 'encoding' as PUSH does.",
     ],
     "vectors": vectors,
 }

@@ -32,6 +32,7 @@ struct ConformanceTests {
         let (passed, failed) = try #require(Conformance.counts(text), "\(text)")
         #expect(failed == 0, "\(text)")
         #expect(passed >= 62 + 40)
+        #expect(text.contains("PASS  no rounds: CHECK_IN gets unexpected_message (33)"), "\(text)")
         #expect(server.process.isRunning, "the server survived every scenario")
         #expect(server.terminate() == 0)
     }
@@ -55,6 +56,34 @@ struct ConformanceTests {
         ] {
             #expect(text.contains("PASS  ") && text.contains(check), "\(check) was not checked: \(text)")
         }
+        #expect(server.terminate() == 0)
+    }
+
+    @Test("With --rounds it passes the rounds scenarios against a server running rounds (section 12)")
+    func passesWithRounds() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let server = try ServerProcess(
+            checkpoint: dir.appendingPathComponent("m.fedk").path,
+            extra: ["--rounds", "2", "--min-reports", "1", "--round-deadline", "2", "--selection-window", "0.2"])
+        let (status, text) = try Conformance.python([
+            Conformance.script, "--vectors", "", "--server", "127.0.0.1:\(server.port)", "--rounds",
+        ])
+        #expect(status == 0, "\(text)")
+        let (_, failed) = try #require(Conformance.counts(text), "\(text)")
+        #expect(failed == 0, "\(text)")
+        for check in [
+            "each get a train ASSIGNMENT (kind 1)", "never gave gets unknown_task (44)",
+            "reason round full (2)", "acknowledged when the round closes at its deadline",
+            "reported twice counts once", "closed without it gets round_closed (45)",
+            "sample-weighted mean of its reports", "nothing of the abandoned round was applied",
+            "reason no task (1)", "CHECK_IN in a version-3 session gets unknown_message_type (3)",
+        ] {
+            let passedLine = text.split(separator: "\n").contains { $0.hasPrefix("PASS  ") && $0.contains(check) }
+            #expect(passedLine, "\(check) was not checked: \(text)")
+        }
+        #expect(!text.contains("no rounds:"), "the no-rounds checks ran against a rounds server")
+        #expect(server.process.isRunning)
         #expect(server.terminate() == 0)
     }
 

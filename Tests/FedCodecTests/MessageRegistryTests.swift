@@ -23,7 +23,7 @@ private struct Probe: ProtocolMessage {
 
 @Suite("Messages described once")
 struct MessageRegistryTests {
-    @Test("Every message of versions 1-3 is in the table once, named as the spec and the code name it")
+    @Test("Every message of versions 1-4 is in the table once, named as the spec and the code name it")
     func builtInTable() {
         let all = MessageRegistry.all
         #expect(MessageRegistry.builtIn.count == 11 && all.count == 14)
@@ -34,14 +34,22 @@ struct MessageRegistryTests {
             #expect(MessageType(rawValue: d.type.rawValue) == d.type)
         }
         #expect(MessageType(rawValue: 0x0F) == nil && MessageType(rawValue: 0) == nil)
-        #expect(MessageType.checkIn.descriptor?.sinceVersion == 4 && MessageType.report.descriptor?.name == "REPORT")
+        // Version 4 (SPEC.md section 4): the rounds' messages, their numbers and directions.
+        let rounds: [(MessageType, String, MessageDescriptor.Direction)] = [
+            (.checkIn, "CHECK_IN", .toServer), (.assignment, "ASSIGNMENT", .toClient), (.report, "REPORT", .toServer),
+        ]
+        for (type, name, direction) in rounds {
+            #expect(type.descriptor?.name == name && type.descriptor?.sinceVersion == 4)
+            #expect(type.descriptor?.direction == direction)
+        }
+        #expect([MessageType.checkIn, .assignment, .report].map(\.rawValue) == [0x0C, 0x0D, 0x0E])
         #expect(MessageType.modelDelta.descriptor?.name == "MODEL_DELTA")
         #expect(MessageType.modelDelta.descriptor?.sinceVersion == 3)
         #expect(MessageType.push.descriptor?.direction == .toServer)
         #expect(Message.ack(version: 1, datasets: 1).descriptor.direction == .toClient)
     }
 
-    @Test("A frame header's type must be defined in the frame's version", arguments: [UInt8(1), 2, 3])
+    @Test("A frame header's type must be defined in the frame's version", arguments: [UInt8(1), 2, 3, 4])
     func headerVersionGate(version: UInt8) throws {
         let bytes = MessageCodec.encode(
             .modelDelta(
@@ -54,6 +62,15 @@ struct MessageRegistryTests {
             #expect(version >= 3 && frame?.header.type == .modelDelta)
         } catch {
             #expect(version < 3 && error.code == .unknownMessageType)
+        }
+        let checkIn = MessageCodec.encode(.other(AnyProtocolMessage(CheckIn())), requestID: 2, version: version)
+        do throws(CodecError) {
+            var decoder = FrameDecoder()
+            decoder.append(checkIn)
+            let frame = try decoder.next()
+            #expect(version >= 4 && frame?.header.type == .checkIn)
+        } catch {
+            #expect(version < 4 && error.code == .unknownMessageType)
         }
     }
 

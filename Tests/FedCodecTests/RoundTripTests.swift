@@ -63,8 +63,64 @@ func randomMessage(_ rng: inout SplitMix64) -> Message {
     }
 }
 
+func randomPairs(_ rng: inout SplitMix64) -> [String: String] {
+    var pairs: [String: String] = [:]
+    for _ in 0..<Int.random(in: 0...5, using: &rng) { pairs[randomString(&rng)] = randomString(&rng, minLength: 0) }
+    return pairs
+}
+
+/// A random `CHECK_IN`, `ASSIGNMENT` or `REPORT` (version 4), lossless values only.
+func randomRoundsMessage(_ rng: inout SplitMix64) -> Message {
+    switch Int.random(in: 0..<3, using: &rng) {
+    case 0:
+        return .other(
+            AnyProtocolMessage(
+                CheckIn(
+                    features: Features(rawValue: rng.next()),
+                    abilities: CheckIn.Abilities(rawValue: UInt8.random(in: 0...3, using: &rng)),
+                    waitMilliseconds: UInt32.random(in: 0...UInt32.max, using: &rng), properties: randomPairs(&rng))))
+    case 1:
+        let train = Bool.random(using: &rng)
+        return .other(
+            AnyProtocolMessage(
+                Assignment(
+                    kind: train ? .train : .comeBack, features: Features(rawValue: rng.next()),
+                    taskID: train ? UInt64.random(in: 1...UInt64.max, using: &rng) : 0, round: rng.next(),
+                    modelVersion: rng.next(), deadlineMilliseconds: UInt32.random(in: 0...UInt32.max, using: &rng),
+                    retryAfterMilliseconds: UInt32.random(in: 0...UInt32.max, using: &rng),
+                    reason: Assignment.Reason(rawValue: UInt8.random(in: 0...4, using: &rng)),
+                    parameters: randomPairs(&rng))))
+    default:
+        return .other(
+            AnyProtocolMessage(
+                Report(
+                    taskID: UInt64.random(in: 1...UInt64.max, using: &rng), samples: rng.next(),
+                    tensors: randomTensors(&rng), isDelta: Bool.random(using: &rng),
+                    compression: Compression.allCases.randomElement(using: &rng)!)))
+    }
+}
+
 @Suite("Round trips")
 struct RoundTripTests {
+    @Test("Random rounds' messages survive random chunking in version-4 frames", arguments: 0..<10)
+    func randomRoundsStream(seed: UInt64) throws {
+        var rng = SplitMix64(seed: 1_000 + seed)
+        let messages = (0..<30).map { _ in randomRoundsMessage(&rng) }
+        var stream: [UInt8] = []
+        for (i, m) in messages.enumerated() { stream += MessageCodec.encode(m, requestID: UInt32(i), version: 4) }
+        var decoder = FrameDecoder()
+        var decoded: [Message] = []
+        var offset = 0
+        while offset < stream.count {
+            let step = min(stream.count - offset, Int.random(in: 1...97, using: &rng))
+            decoder.append(stream[offset..<offset + step])
+            offset += step
+            while let frame = try decoder.next() { decoded.append(try MessageCodec.decode(frame)) }
+        }
+        try decoder.finish()
+        #expect(decoded == messages)
+    }
+
     @Test("Random messages survive random chunking", arguments: 0..<20)
     func randomStream(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
