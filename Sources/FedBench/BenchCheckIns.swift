@@ -41,7 +41,7 @@ extension BenchCommand {
                 arguments: [
                     "--max-connections", "\(clients + 512)", "--rounds", "\(clients)", "--over-selection", "1",
                     "--min-reports", "\(clients)", "--selection-window", "3600", "--round-deadline", "3600",
-                    "--check-in-wait", "600",
+                    "--check-in-wait", "600", "--idle-timeout", "7200",
                 ])
             defer {
                 kill(server.processIdentifier, SIGTERM)

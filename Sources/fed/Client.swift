@@ -112,7 +112,14 @@ extension Fed {
             guard (maxTasks ?? 1) >= 1, (maxSamples ?? 1) >= 1 else {
                 throw ValidationError("--max-tasks and --max-samples must be positive")
             }
-            for p in property where !p.contains("=") { throw ValidationError("--property \(p): give KEY=VALUE") }
+            var properties: [String: String] = [:]
+            for p in property {
+                guard let eq = p.firstIndex(of: "="), eq != p.startIndex else {
+                    throw ValidationError("--property \(p): give KEY=VALUE")
+                }
+                properties[String(p[..<eq])] = String(p[p.index(after: eq)...])
+            }
+            if let bad = KeyValues.check(properties) { throw ValidationError("--property: \(bad)") }
         }
 
         static func checkRange(_ l: Int, _ r: Int) throws {

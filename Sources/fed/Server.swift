@@ -202,6 +202,13 @@ extension Fed {
         /// The rounds' configuration, when --rounds is given.
         func roundConfiguration() throws -> RoundConfiguration? {
             guard let rounds else { return nil }
+            guard (1...1_000_000).contains(rounds) else { throw ValidationError("--rounds must be in 1...1000000") }
+            for (flag, value) in [
+                ("--round-deadline", roundDeadline), ("--selection-window", selectionWindow),
+                ("--check-in-wait", checkInWait), ("--over-selection", overSelection),
+            ] where !(value.isFinite && value >= 0 && value <= 86_400) {
+                throw ValidationError("\(flag) \(value): give a number of seconds in 0...86400")
+            }
             func pairs(_ list: [String], _ flag: String) throws -> [String: String] {
                 var out: [String: String] = [:]
                 for item in list {

@@ -11,7 +11,7 @@ struct FederationServiceTests {
     @Test(
         "HELLO agrees on the highest common version, or refuses with unsupported_version",
         arguments: [
-            (UInt8(1), UInt8(1), UInt8?.some(1)), (1, 3, 3), (2, 9, 3), (3, 3, 3), (4, 9, nil), (0, 0, nil),
+            (UInt8(1), UInt8(1), UInt8?.some(1)), (1, 3, 3), (2, 9, 4), (3, 3, 3), (4, 9, 4), (5, 9, nil), (0, 0, nil),
         ])
     func helloVersions(low: UInt8, high: UInt8, agreed: UInt8?) throws {
         let f = try ServiceFixture()

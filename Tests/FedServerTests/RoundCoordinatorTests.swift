@@ -97,11 +97,14 @@ struct RoundCoordinatorTests {
         #expect(ack.version == 1 && ack.datasets == 400)
         let firstAck = try #require(first.get()).get()
         #expect(firstAck == ack)
-        #expect(f.model.allSatisfy { $0 == 4 }, "(100 x 1 + 300 x 5) / 400")
+        #expect(f.model.allSatisfy { $0 == 4 }, "(100 x 1 + 300 x 5) / 400: \(f.model)")
         #expect(f.checkpoints.saves == 1)
         #expect(f.store.durable().scalars[RoundCoordinator.roundsClosedKey] == 1)
         let late = try #require(f.report(tasks[2], as: "c", value: 9, samples: 10).get())
         #expect(late.errorCode == .roundClosed)
+        // A report repeated after its round closed (its ACK was lost) gets that ACK again.
+        let again = try #require(f.report(tasks[1], as: "b", value: 5, samples: 300).get()).get()
+        #expect(again == ack && f.store.snapshot().datasets == 400)
         #expect(f.model.allSatisfy { $0 == 4 } && f.store.snapshot().version == 1)
     }
 
@@ -229,6 +232,31 @@ struct RoundCoordinatorTests {
         #expect(try #require(box.get()).errorCode == .nonFiniteValue)
         let ack = try #require(f.report(t, as: "a", value: 3, samples: 2).get()).get()
         #expect(ack.version == 1 && f.model.allSatisfy { $0 == 3 })
+    }
+}
+
+@Suite("Rounds: who is selected")
+struct RoundSelectionTests {
+    @Test("A selector that leaves clients out never opens a round below the minimum; it opens when enough qualify")
+    func restrictiveSelector() throws {
+        let f = try RoundsFixture(
+            RoundConfiguration(
+                cohortSize: 3, overSelection: 1, minimumReports: 2, selectionWindow: .milliseconds(100),
+                selector: UniformSelector(required: ["region": "eu"])))
+        func checkIn(_ id: String, region: String) -> Box<Assignment> {
+            let box = Box<Assignment>()
+            _ = f.rounds.checkIn(CheckIn(waitMilliseconds: 5_000, properties: ["region": region]), clientID: id) {
+                box.set($0)
+            }
+            return box
+        }
+        let others = ["x", "y", "z"].map { checkIn($0, region: "us") }
+        let first = checkIn("a", region: "eu")
+        #expect(first.get(within: 0.6) == nil, "one qualifying client is below the minimum of 2")
+        let second = checkIn("b", region: "eu")
+        let tasks = try [first, second].map { try #require($0.get()) }
+        #expect(tasks.allSatisfy { $0.kind == .train && $0.round == 1 })
+        #expect(others.allSatisfy { !$0.isSet }, "clients outside the selector wait")
     }
 }
 

@@ -77,9 +77,9 @@ struct ServerTests {
     func noCommonVersion() throws {
         let s = try RunningServer()
         let c = try TestClient(port: s.port)
-        _ = try c.send(.hello(Hello(minVersion: 4, maxVersion: 9, clientID: "future")))
+        _ = try c.send(.hello(Hello(minVersion: 5, maxVersion: 9, clientID: "future")))
         guard case .error(let e)? = try c.receive()?.1 else { throw TestError("no ERROR") }
-        #expect(e.code == .unsupportedVersion && e.minVersion == 1 && e.maxVersion == 3)
+        #expect(e.code == .unsupportedVersion && e.minVersion == 1 && e.maxVersion == 4)
         #expect(c.closedByServer())
         let other = try TestClient(port: s.port)
         #expect(try other.handshake().version == 1)

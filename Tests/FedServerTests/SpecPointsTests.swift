@@ -103,7 +103,7 @@ struct SpecPointsTests {
         #expect(TLSDiagnostics.withoutPaths("connection reset by peer") == "connection reset by peer")
     }
 
-    @Test("Before the handshake every ERROR travels in a version-1 frame; unsupported_version names 1...3 with id 0")
+    @Test("Before the handshake every ERROR travels in a version-1 frame; unsupported_version names 1...4 with id 0")
     func preHandshakeErrors() throws {
         let s = try RunningServer()
         let c = try TestClient(port: s.port)
@@ -120,15 +120,15 @@ struct SpecPointsTests {
         let frame = try receiveFrame(v7)
         let e7 = try error(frame)
         #expect(frame?.header.version == 1 && frame?.header.requestID == 0)
-        #expect(e7.code == .unsupportedVersion && e7.minVersion == 1 && e7.maxVersion == 3)
+        #expect(e7.code == .unsupportedVersion && e7.minVersion == 1 && e7.maxVersion == 4)
         #expect(v7.closedByServer())
 
         let late = try TestClient(port: s.port)
-        _ = try late.send(.hello(Hello(minVersion: 4, maxVersion: 9, clientID: "future")))
+        _ = try late.send(.hello(Hello(minVersion: 5, maxVersion: 9, clientID: "future")))
         let answer = try receiveFrame(late)
         let e4 = try error(answer)
         #expect(answer?.header.version == 1 && answer?.header.requestID == 1)
-        #expect(e4.code == .unsupportedVersion && e4.minVersion == 1 && e4.maxVersion == 3)
+        #expect(e4.code == .unsupportedVersion && e4.minVersion == 1 && e4.maxVersion == 4)
         #expect(late.closedByServer())
     }
 
@@ -150,7 +150,7 @@ struct SpecPointsTests {
         let fatal = try receiveFrame(c)
         let e = try error(fatal)
         #expect(fatal?.header.version == 3 && fatal?.header.requestID == c.nextID - 1)
-        #expect(e.code == .unsupportedVersion && e.minVersion == 1 && e.maxVersion == 3)
+        #expect(e.code == .unsupportedVersion && e.minVersion == 1 && e.maxVersion == 4)
         #expect(c.closedByServer())
     }
 

@@ -58,15 +58,23 @@ extension FederationClient {
     /// `options.maxTasks` reported tasks, or throws `ClientError`
     /// `.cancelled` when the calling task is cancelled. Failures of the
     /// connection are retried by the configuration's `RetryPolicy`; a report
-    /// refused (`round_closed`, `unknown_task`) is not an error: the client
-    /// checks in again. Errors thrown by `trainer` end the run.
+    /// refused (`round_closed`, `unknown_task`, or after retries
+    /// `shutting_down`, `overloaded`) is not an error: the client checks in
+    /// again. Errors thrown by `trainer` end the run; so does
+    /// `invalidArgument` for properties beyond `KeyValues`' limits.
     public nonisolated func run<Trainer: LocalTrainer>(
         trainer: inout Trainer, options: RunOptions = RunOptions(),
         onEvent: @Sendable (RunEvent) -> Void = { _ in }
     ) async throws -> RunSummary {
         var summary = RunSummary()
         var held: (version: UInt64, weights: [Tensor])?
-        let waitMilliseconds = UInt32(clamping: options.wait.components.seconds * 1_000)
+        if let bad = KeyValues.check(options.properties) {
+            throw ClientError(code: .invalidArgument, message: "properties: \(bad)")
+        }
+        let (seconds, attoseconds) = options.wait.components
+        let waitMilliseconds = UInt32(
+            clamping: max(0, seconds).multipliedReportingOverflow(by: 1_000).overflow
+                ? Int64.max : max(0, seconds) * 1_000 + attoseconds / 1_000_000_000_000_000)
         while true {
             if Task.isCancelled { throw ClientError(code: .cancelled, message: "the run was cancelled") }
             let assignment = try await checkIn(
@@ -125,9 +133,18 @@ extension FederationClient {
                 summary.modelVersion = ack.version
                 onEvent(.reported(round: assignment.round, samples: outcome.samples, ack))
             case .failure(let error):
-                guard error.code == .server(.roundClosed) || error.code == .server(.unknownTask) else { throw error }
+                let refusals: [ErrorCode] = [.roundClosed, .unknownTask, .shuttingDown, .overloaded]
+                guard let code = error.code.serverCode, refusals.contains(code) else { throw error }
                 summary.reportsRefused += 1
                 onEvent(.refused(round: assignment.round, error))
+                if code == .shuttingDown || code == .overloaded {
+                    // The server is stopping or full: check in again after a pause.
+                    do {
+                        try await Task.sleep(for: .milliseconds(Int64.random(in: 1_000...2_000)))
+                    } catch {
+                        throw ClientError(code: .cancelled, message: "the run was cancelled")
+                    }
+                }
             }
             if let most = options.maxTasks, summary.tasks >= most { return summary }
         }

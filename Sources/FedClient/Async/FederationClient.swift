@@ -112,10 +112,16 @@ public actor FederationClient {
         }
     }
 
-    /// Pushes `tensors`, trained on `datasets` samples from version
-    /// `baseVersion`. `pushID` (default: a new random one) is the push's
-    /// idempotency key, the same on every retry: a push whose answer was lost
-    /// is not applied twice.
+    /// Pushes `tensors`, trained from version `baseVersion`. `pushID`
+    /// (default: a new random one) is the push's idempotency key, the same on
+    /// every retry: a push whose answer was lost is not applied twice.
+    ///
+    /// `datasets` is read as the original demo's clients send it, in every
+    /// protocol version (SPEC 4.2): a claim above the model's sample count at
+    /// `baseVersion` is a running total (the server's count plus the
+    /// client's), so the update counts for the difference; a claim at most
+    /// that count is the update's own samples. A round's `report` states a
+    /// count whatever the model's.
     public func push(
         _ tensors: [Tensor], datasets: UInt64, baseVersion: UInt64, pushID: UInt64 = .random(in: 1...UInt64.max)
     ) async throws(ClientError) -> Acknowledgement {

@@ -276,8 +276,7 @@ final class FederationService: Sendable {
         let key = request.pushID == 0 ? nil : PushKey(clientID: session.clientID, pushID: request.pushID)
         let update = ModelStore.Update(
             tensors: request.tensors, datasets: request.datasets, key: key, clientID: session.clientID,
-            baseVersion: request.baseVersion, strictBase: session.version >= 2, isDelta: request.isDelta,
-            samplesAreCount: session.version >= 4)
+            baseVersion: request.baseVersion, strictBase: session.version >= 2, isDelta: request.isDelta)
         // The tensors stay in the budget (as a request) until the commit answers, so pushes
         // waiting for a slow disk cannot grow the server past the budget.
         let size = request.tensors.reduce(0) { $0 + $1.values.count * MemoryLayout<Float>.stride }
@@ -359,12 +358,12 @@ final class FederationService: Sendable {
             return ErrorMessage(
                 code: .overloaded, message: "the server is out of memory for reports waiting for their round")
         }
-        let (budget, logger) = (self.budget, self.logger)
+        let (budget, logger, taskID) = (self.budget, self.logger, report.taskID)
         let client = LogSafe.text(session.clientID)
         rounds!.report(report, clientID: session.clientID) { result in
             budget.release(size)
             if case .failure(let e) = result {
-                logger.info("report of task \(report.taskID) from \(client): \(e.code)")
+                logger.info("report of task \(taskID) from \(client): \(e.code)")
             }
             completion(result)
         }

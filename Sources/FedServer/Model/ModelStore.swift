@@ -180,17 +180,12 @@ public final class ModelStore: Sendable {
         /// store adds them to that version's weights, or refuses the update
         /// with `unknown_base` when it does not hold that version.
         public var isDelta: Bool
-        /// `datasets` counts the samples of this update alone (version 4
-        /// peers); false: a claim above the model's count at the base is read
-        /// as the original demo's running total (versions 1-3, HTTP).
-        public var samplesAreCount: Bool
 
         public init(
             tensors: [Tensor], datasets: UInt64, key: PushKey? = nil, clientID: String = "?", baseVersion: UInt64 = 0,
-            strictBase: Bool = false, isDelta: Bool = false, samplesAreCount: Bool = false
+            strictBase: Bool = false, isDelta: Bool = false
         ) {
             self.isDelta = isDelta
-            self.samplesAreCount = samplesAreCount
             self.tensors = tensors
             self.datasets = datasets
             self.key = key
@@ -470,10 +465,10 @@ public final class ModelStore: Sendable {
             base = snapshot?.version ?? version
         }
         // The original's clients send a running total (the server's count plus
-        // their own): a claim above the count at the base is such a total,
-        // except from version-4 peers, whose claim is a count.
+        // their own): a claim above the count at the base is such a total.
+        // A REPORT of a round (version 4) states a count; a PUSH never does.
         let atBase = snapshot?.datasets ?? 0
-        let trained = !u.samplesAreCount && u.datasets > atBase && atBase > 0 ? u.datasets - atBase : u.datasets
+        let trained = u.datasets > atBase && atBase > 0 ? u.datasets - atBase : u.datasets
         return ClientUpdate(
             clientID: u.clientID, weights: u.tensors, claimedSamples: u.datasets,
             samples: min(trained, configuration.maxUpdateSamples), baseVersion: base, staleness: version - base,

@@ -38,8 +38,10 @@ final class RoundCoordinator: @unchecked Sendable {
     /// When the first client of the next selection checked in.
     private var windowOpened: DispatchTime?
     private var windowTimerArmed = false
-    /// Task ids of recently closed rounds, to answer `round_closed` rather than `unknown_task`.
-    private var closedTasks: [UInt64: UInt64] = [:]
+    /// Tasks of recently closed rounds: the round, and the ACK when the task's
+    /// report was applied (a repeated report gets it again), else nil
+    /// (`round_closed`); anything else is `unknown_task`.
+    private var closedTasks: [UInt64: (round: UInt64, ack: Acknowledgement?)] = [:]
     private var closedTaskOrder: [UInt64] = []
     private var stopping = false
     private var stats = Statistics()
@@ -108,6 +110,7 @@ final class RoundCoordinator: @unchecked Sendable {
         queue.async {
             self.waiting.removeAll { $0.ticket == ticket }
             self.metrics?.waiting.record(self.waiting.count)
+            if self.waiting.isEmpty && self.round == nil { self.windowOpened = nil }
         }
     }
 
@@ -128,7 +131,9 @@ final class RoundCoordinator: @unchecked Sendable {
             for w in waiting { w.answer(.comeBack(after: 1_000, .shuttingDown)) }
             waiting = []
             metrics?.waiting.record(0)
-            if round != nil {
+            if let r = round, r.reports.count >= configuration.requiredReports {
+                close()
+            } else if round != nil {
                 abandon(
                     ErrorMessage(
                         code: .shuttingDown, message: "the server is shutting down; the round was abandoned"))
@@ -153,7 +158,10 @@ final class RoundCoordinator: @unchecked Sendable {
         // A client checked in twice (a second connection) waits once: the newer check-in wins.
         if let old = waiting.firstIndex(where: { $0.clientID == w.clientID }) {
             let previous = waiting.remove(at: old)
-            previous.answer(.comeBack(after: 0, .noTask, features: features))
+            previous.answer(
+                .comeBack(
+                    after: UInt32.random(in: 1_000...2_000, using: &random), .noTask,
+                    features: previous.checkIn.features.intersection(configuration.features)))
         }
         waiting.append(w)
         metrics?.waiting.record(waiting.count)
@@ -169,6 +177,7 @@ final class RoundCoordinator: @unchecked Sendable {
         guard let i = waiting.firstIndex(where: { $0.ticket == ticket }) else { return }
         let w = waiting.remove(at: i)
         metrics?.waiting.record(waiting.count)
+        if waiting.isEmpty && round == nil { windowOpened = nil }
         let features = w.checkIn.features.intersection(configuration.features)
         if let round {
             // Come back when the round in progress is due, spread over a second.
@@ -211,7 +220,9 @@ final class RoundCoordinator: @unchecked Sendable {
         var chosen = configuration.selector.select(
             from: candidates, count: min(selectionSize, waiting.count), using: &random)
         chosen = Array(Set(chosen.filter { waiting.indices.contains($0) })).sorted()
-        guard !chosen.isEmpty else { return }
+        // A round of fewer than the minimum could never close: wait for more (the
+        // selector may leave clients out, by their properties).
+        guard chosen.count >= configuration.requiredReports else { return }
         attempt += 1
         let number = roundsClosed + 1
         let deadline = now() + configuration.deadline.dispatch
@@ -248,11 +259,12 @@ final class RoundCoordinator: @unchecked Sendable {
     ) {
         guard var r = round, let owner = r.tasks[report.taskID] else {
             if let closed = closedTasks[report.taskID] {
+                if let ack = closed.ack { return answer(.success(ack)) }
                 return answer(
                     .failure(
                         ErrorMessage(
                             code: .roundClosed,
-                            message: "round \(closed) closed without this report; check in for a new task")))
+                            message: "round \(closed.round) closed without this report; check in for a new task")))
             }
             return answer(
                 .failure(
@@ -289,7 +301,9 @@ final class RoundCoordinator: @unchecked Sendable {
         r.reports[report.taskID] = Received(
             clientID: clientID, weights: weights, samples: report.samples, answers: [answer])
         round = r
-        if r.reports.count >= configuration.cohortSize || r.reports.count == r.tasks.count {
+        if r.reports.count >= configuration.cohortSize
+            || (r.reports.count == r.tasks.count && r.reports.count >= configuration.requiredReports)
+        {
             close()
         }
     }
@@ -312,23 +326,27 @@ final class RoundCoordinator: @unchecked Sendable {
     private func close() {
         guard let r = round else { return }
         let reports = Array(r.reports.values)
-        let total = reports.reduce(0) { $0 + $1.samples }
+        // Weighted as pushes are: each report counts for at most maxUpdateSamples.
+        let cap = store.configuration.maxUpdateSamples
+        let counts = reports.map { min($0.samples, cap) }
+        let total = counts.reduce(UInt64(0)) { $0.addingReportingOverflow($1).overflow ? .max : $0 + $1 }
         var mean = r.baseWeights
         for t in mean.indices {
             var sum = [Double](repeating: 0, count: mean[t].values.count)
-            for rep in reports {
-                let n = Double(rep.samples)
-                rep.weights[t].values.withUnsafeBufferPointer { w in
-                    for i in sum.indices { sum[i] += n * Double(w[i]) }
-                }
+            for k in reports.indices {
+                let n = Double(counts[k])
+                let w = reports[k].weights[t].values
+                for i in sum.indices { sum[i] += n * Double(w[i]) }
             }
             let scale = 1 / Double(total)
             for i in sum.indices { mean[t].values[i] = Float(sum[i] * scale) }
         }
         let number = r.number
         let base = r.baseWeights
+        let store = self.store
+        let applied: Acknowledgement
         do {
-            try committer.transact { state -> (publish: Bool, result: Void) in
+            applied = try committer.transact { state -> (publish: Bool, result: Acknowledgement) in
                 if state.weights == base {
                     state.weights = mean
                 } else {
@@ -339,9 +357,11 @@ final class RoundCoordinator: @unchecked Sendable {
                         }
                     }
                 }
-                state.samples &+= total
+                let (sum, overflow) = state.samples.addingReportingOverflow(total)
+                state.samples = overflow ? .max : sum
                 state.scalars[Self.roundsClosedKey] = Double(number)
-                return (true, ())
+                // The writer's lock is held: the version published is the current one plus one.
+                return (true, Acknowledgement(version: store.snapshot().version + 1, datasets: state.samples))
             }
         } catch {
             logger.error("round \(number) could not be applied: \(error)")
@@ -353,7 +373,6 @@ final class RoundCoordinator: @unchecked Sendable {
                         ? "the server could not store the round; check in again"
                         : "the round's mean was refused: \(error)"))
         }
-        let model = store.snapshot()
         roundsClosed = number
         stats.closed += 1
         stats.reportsApplied += reports.count
@@ -364,11 +383,11 @@ final class RoundCoordinator: @unchecked Sendable {
                 + Int64(configuration.deadline.wholeMilliseconds) * 1_000_000)
         let ids = reports.map { LogSafe.text($0.clientID) }.sorted()
         logger.info(
-            "round \(number) closed: \(reports.count) reports of \(r.tasks.count) tasks, \(total) samples, version \(model.version); reported by \(ids.prefix(32).joined(separator: ", "))\(ids.count > 32 ? ", ..." : "")"
+            "round \(number) closed: \(reports.count) reports of \(r.tasks.count) tasks, \(total) samples, version \(applied.version); reported by \(ids.prefix(32).joined(separator: ", "))\(ids.count > 32 ? ", ..." : "")"
         )
-        let ack = Acknowledgement(version: model.version, datasets: model.datasets)
+        let ack = Acknowledgement(version: applied.version, datasets: applied.datasets)
         for rep in reports { for a in rep.answers { a(.success(ack)) } }
-        finish(r)
+        finish(r, applied: ack)
     }
 
     /// Ends the round without applying anything; every report gets `error`.
@@ -378,13 +397,13 @@ final class RoundCoordinator: @unchecked Sendable {
         metrics?.abandoned.increment()
         logger.warning("round \(r.number) abandoned: \(error.message)")
         for rep in r.reports.values { for a in rep.answers { a(.failure(error)) } }
-        finish(r)
+        finish(r, applied: nil)
     }
 
-    private func finish(_ r: OpenRound) {
+    private func finish(_ r: OpenRound, applied ack: Acknowledgement?) {
         round = nil
         for id in r.tasks.keys {
-            closedTasks[id] = r.number
+            closedTasks[id] = (r.number, r.reports[id] != nil ? ack : nil)
             closedTaskOrder.append(id)
         }
         // Remember the tasks of about the last 16 rounds.

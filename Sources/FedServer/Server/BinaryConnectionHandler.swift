@@ -35,6 +35,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     private var requestTimer: Scheduled<Void>?
     /// The check-in waiting for a task, if one is (to forget it when the connection closes).
     private var checkInTicket: UInt64?
+    /// The channel is gone: late answers of the rounds are dropped.
+    private var isClosed = false
     private var logger: Logger
 
     init(context: ServerContext) {
@@ -66,6 +68,12 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event {
             state.inputDidClose()
+            if let ticket = checkInTicket {
+                // A client that closed its side (or exited) waits for nothing: it must not be selected.
+                service.cancelCheckIn(ticket)
+                checkInTicket = nil
+                state.pushAnswered()
+            }
             process(ctx)
             return
         }
@@ -73,7 +81,9 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context ctx: ChannelHandlerContext) {
+        isClosed = true
         if let ticket = checkInTicket { service.cancelCheckIn(ticket) }
+        checkInTicket = nil
         requestTimer?.cancel()
         lease.close()
         ctx.fireChannelInactive()
@@ -317,6 +327,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         let outcome = service.checkIn(checkIn, session: session) { assignment in
             eventLoop.execute {
                 let (handler, ctx) = loopBound.value
+                // Cancelled meanwhile (closed, or half-closed): nothing waits for this answer.
+                guard !handler.isClosed, handler.checkInTicket != nil else { return }
                 handler.checkInTicket = nil
                 handler.state.pushAnswered()
                 handler.send(ctx, .other(AnyProtocolMessage(assignment)), requestID: id)
@@ -344,6 +356,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         let refusal = service.report(report, session: session) { result in
             eventLoop.execute {
                 let (handler, ctx) = loopBound.value
+                guard !handler.isClosed else { return }
                 handler.state.pushAnswered()
                 switch result {
                 case .success(let ack):

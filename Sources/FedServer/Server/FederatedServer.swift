@@ -98,6 +98,12 @@ public final class FederatedServer: Sendable {
             if configuration.upstream != nil {
                 throw FileError("an edge server runs no rounds: give rounds to the root server")
             }
+            // A held check-in or report sends nothing: the idle timeout would close it first.
+            if rounds.deadline >= configuration.idleTimeout || rounds.maxWait >= configuration.idleTimeout {
+                throw FileError(
+                    "rounds: the round deadline (\(rounds.deadline)) and the longest check-in wait (\(rounds.maxWait)) must be shorter than the idle timeout (\(configuration.idleTimeout)), which closes a connection whose request is held; raise --idle-timeout"
+                )
+            }
         }
         let retention = RetainedVersions(
             shapes: snapshot.tensors.map(\.shape), deltaEncoding: configuration.deltaEncoding,
