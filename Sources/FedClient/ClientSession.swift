@@ -2,8 +2,8 @@ import FedCodec
 
 /// The client's side of the binary protocol without I/O: the messages to
 /// send and what the answers mean, for one client over any number of
-/// connections. `BinaryTransport` (blocking) and `FederationClient` (async)
-/// drive it over their connections.
+/// connections. `FederationClient` drives it over its connections (and so
+/// does its blocking face, `BinaryTransport`).
 ///
 /// State: what the last handshake agreed (version, compressions, value
 /// encodings), and with version 3 the last model fetched (the base of

@@ -1,6 +1,5 @@
 import Dispatch
 import FedCodec
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -8,8 +7,12 @@ import Synchronization
     import Darwin
 #endif
 
-/// A blocking connection to a server of the binary protocol: one socket, a
-/// frame decoder, and deadlines. Not thread-safe: one connection per thread.
+/// A blocking socket to a server: frames of the binary protocol with no
+/// handshake of its own (for tests and benchmarks that drive the wire
+/// themselves), or raw bytes (`HTTPTransport`). Clients of the binary
+/// protocol use `FederationClient` or its blocking face `BinaryTransport`,
+/// which open their connections with `HELLO`. Not thread-safe: one
+/// connection per thread.
 ///
 /// Every operation ends by a deadline, however slowly the server sends:
 /// `deadline` when it is set (a caller's bound on a whole exchange), else
@@ -215,34 +218,6 @@ public final class Connection {
             throw ClientError.violation("answer to request \(answerID), expected \(id)")
         }
         return answer
-    }
-}
-
-/// A time, settable from any thread, at which the operations of every
-/// `Connection` given it end (`ClientError` `cancelled`); none until `cut`.
-/// It only moves earlier.
-public final class RequestCutoff: Sendable {
-    private let nanoseconds = Atomic<UInt64>(.max)
-
-    public init() {}
-
-    /// The time operations end; `.distantFuture` until `cut`.
-    public var time: DispatchTime {
-        let n = nanoseconds.load(ordering: .acquiring)
-        return n == .max ? .distantFuture : DispatchTime(uptimeNanoseconds: n)
-    }
-
-    /// Ends operations at `time` (at once if it has passed), unless an earlier time was set.
-    public func cut(at time: DispatchTime) {
-        // A compare-exchange loop, not `Atomic.min`: for UInt64 that compares as signed on Swift 6.3 for
-        // Linux (UInt64.max counts as -1, so nothing is ever below it) and stores nothing here.
-        var current = nanoseconds.load(ordering: .acquiring)
-        while time.uptimeNanoseconds < current {
-            let (exchanged, found) = nanoseconds.compareExchange(
-                expected: current, desired: time.uptimeNanoseconds, ordering: .acquiringAndReleasing)
-            if exchanged { return }
-            current = found
-        }
     }
 }
 

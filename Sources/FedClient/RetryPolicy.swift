@@ -113,6 +113,26 @@ extension RetryPolicy {
         onRetry: (Int, Duration, ClientError) async -> Void = { _, _, _ in },
         _ body: () async throws(ClientError) -> T
     ) async throws(ClientError) -> T {
+        try await run(
+            isolation: isolation, clock: clock, random: random, onRetry: onRetry,
+            sleep: { (wait: Duration) async throws(ClientError) in
+                do {
+                    try await Task.sleep(for: wait)
+                } catch {
+                    throw ClientError(code: .cancelled, message: "cancelled while waiting \(wait) to retry")
+                }
+            }, body)
+    }
+
+    /// The same, waiting between attempts with `sleep` (which throws
+    /// `cancelled` when the wait is cut short).
+    func run<T>(
+        isolation: isolated (any Actor)? = #isolation,
+        clock: ContinuousClock = ContinuousClock(), random: () -> Double = { Double.random(in: 0..<1) },
+        onRetry: (Int, Duration, ClientError) async -> Void = { _, _, _ in },
+        sleep: (Duration) async throws(ClientError) -> Void,
+        _ body: () async throws(ClientError) -> T
+    ) async throws(ClientError) -> T {
         var retries = Retries(policy: self, clock: clock)
         while true {
             if Task.isCancelled { throw ClientError(code: .cancelled, message: "cancelled") }
@@ -127,11 +147,7 @@ extension RetryPolicy {
                     throw error as? ClientError ?? ClientError.from(error)
                 }
                 await onRetry(retries.attempt - 1, wait, error)
-                do {
-                    try await Task.sleep(for: wait)
-                } catch {
-                    throw ClientError(code: .cancelled, message: "cancelled while waiting \(wait) to retry")
-                }
+                try await sleep(wait)
             }
         }
     }

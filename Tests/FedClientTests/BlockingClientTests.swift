@@ -161,4 +161,13 @@ struct BlockingClientTests {
             #expect(took < 10, "the call ended after \(took) s (cut off at 0.4 s, timeout 60 s)")
         }
     }
+
+    @Test("Calling the blocking transport on its client's event loop stops the program (it would wait for itself)")
+    func onItsEventLoop() async {
+        await #expect(processExitsWith: .failure) {
+            let client = FederationClient(host: "127.0.0.1", port: 9, configuration: .init(clientID: "on-the-loop"))
+            client.eventLoop.execute { _ = try? BinaryTransport(client: client).fetch(heldVersion: 0) }
+            try? await Task.sleep(for: .seconds(10))
+        }
+    }
 }

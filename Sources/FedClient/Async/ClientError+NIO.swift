@@ -29,7 +29,7 @@ extension ClientError {
             }
             return from(errors[errors.count - 1], peer: peer)
         case let e as IOError:
-            return ClientError.socket(e.errnoCode).with(cause: e)
+            return ClientError.socket(e.errnoCode, " by \(peer)").with(cause: e)
         case let e as ChannelError:
             switch e {
             case .connectTimeout(let t):

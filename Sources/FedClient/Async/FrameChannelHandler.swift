@@ -14,7 +14,7 @@ struct FrameRequest {
 /// splits the byte stream into frames (`FrameDecoder`: limits checked
 /// before allocation) and completes each request's promise with the frame
 /// answering it, matched by request id. Frames are decoded into messages by
-/// the caller, off the event loop.
+/// the client.
 ///
 /// Any failure (the connection closing, a frame that does not decode, an
 /// answer to no request) fails every request waiting and closes the channel.
@@ -27,12 +27,16 @@ final class FrameChannelHandler: ChannelDuplexHandler {
     private var waiting: [UInt32: EventLoopPromise<Frame>] = [:]
     private var failure: ClientError?
     private let traffic: Traffic
+    private let channelFailure: ChannelFailure
     /// `host:port`, for messages.
     private let peer: String
 
-    init(limits: Limits, traffic: Traffic, peer: String) {
+    /// A handler counting bytes in `traffic` (its client's, every channel's)
+    /// and recording the channel's first failure in `failure` (the channel's own).
+    init(limits: Limits, traffic: Traffic, failure: ChannelFailure, peer: String) {
         decoder = FrameDecoder(limits: limits)
         self.traffic = traffic
+        channelFailure = failure
         self.peer = peer
     }
 
@@ -85,7 +89,7 @@ final class FrameChannelHandler: ChannelDuplexHandler {
     func fail(_ context: ChannelHandlerContext, _ error: ClientError) {
         if failure == nil {
             failure = error
-            traffic.failure.withLock { $0 = error }
+            channelFailure.error.withLock { $0 = error }
         }
         let pending = waiting
         waiting = [:]
@@ -94,10 +98,13 @@ final class FrameChannelHandler: ChannelDuplexHandler {
     }
 }
 
-/// Bytes written and read on one channel, and why it failed, readable from any thread.
+/// Bytes written and read on every channel of one client, readable from any thread.
 final class Traffic: Sendable {
     let sent = Atomic<Int>(0)
     let received = Atomic<Int>(0)
-    /// The first failure of the channel (a TLS handshake's, a reset), once there is one.
-    let failure = Mutex<ClientError?>(nil)
+}
+
+/// Why one channel failed (a TLS handshake's failure, a reset), once it has, readable from any thread.
+final class ChannelFailure: Sendable {
+    let error = Mutex<ClientError?>(nil)
 }
