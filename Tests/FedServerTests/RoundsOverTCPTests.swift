@@ -104,7 +104,7 @@ struct RoundsOverTCPTests {
     func vanishedClient() async throws {
         let s = try RunningServer(tensors: constantTensors(0, shapes: [[2]])) { c in
             c.rounds = RoundConfiguration(
-                cohortSize: 3, overSelection: 1, minimumReports: 2, deadline: .milliseconds(800),
+                cohortSize: 3, overSelection: 1, minimumReports: 2, deadline: .seconds(2),
                 selectionWindow: .seconds(20), totalRounds: 1)
         }
         let port = s.port
@@ -133,7 +133,7 @@ struct RoundsOverTCPTests {
         // From the round's selection to the last ACK: the deadline, not the vanished client, decides.
         let took = ContinuousClock.now - (try #require(opened.get()))
         // Bounded loosely: the full suite loads the machine; a round waiting for the vanished client never ends.
-        #expect(took >= .milliseconds(700) && took < .seconds(6), "closed at the deadline: \(took)")
+        #expect(took >= .milliseconds(1_900) && took < .seconds(8), "closed at the deadline: \(took)")
         #expect(s.server.store.snapshot().tensors[0].values == [2, 2])
     }
 
