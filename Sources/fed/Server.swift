@@ -278,32 +278,33 @@ extension Fed {
                 handler.logLevel = level
                 return handler
             }
-            var config = ServerConfiguration(
-                host: host, port: port, checkpointPath: checkpoint, saveEvery: saveEvery, serverID: serverId,
-                maxDatasets: maxDatasets, strategy: try! StrategySpec(strategy).strategy,
-                maxStaleness: maxStaleness ?? 16,
-                maxUpdateSamples: maxUpdateSamples,
-                limits: maxPayload == nil && maxDecompressed == nil
+            var config = ServerConfiguration()
+            config.network = NetworkConfiguration(
+                host: host, port: port, serverID: serverId, encodings: ValueEncodingSet(names: encodings)!,
+                idleTimeout: .seconds(Int64(idleTimeout)), firstBytesTimeout: .seconds(Int64(firstBytesTimeout)),
+                requestTimeout: .seconds(Int64(requestTimeout)), shutdownGrace: .seconds(Int64(shutdownGrace)))
+            config.limits = LimitsConfiguration(
+                frame: maxPayload == nil && maxDecompressed == nil
                     ? nil
                     : Limits(
                         maxPayloadBytes: maxPayload ?? Limits.default.maxPayloadBytes,
                         maxDecompressedBytes: maxDecompressed ?? Limits.default.maxDecompressedBytes),
-                maxHTTPBodyBytes: maxBody, maxConnections: maxConnections,
-                maxConnectionsPerAddress: maxConnectionsPerAddress, memoryBudget: memoryBudget << 20,
-                idleTimeout: .seconds(Int64(idleTimeout)), firstBytesTimeout: .seconds(Int64(firstBytesTimeout)),
-                requestTimeout: .seconds(Int64(requestTimeout)), shutdownGrace: .seconds(Int64(shutdownGrace)),
-                authTokens: try tokens(), serveHTTP: !noHttp, allowedOrigins: Set(allowOrigin),
-                publicModel: publicModel,
-                encodings: encodings.split(separator: ",").reduce(UInt8(0)) {
-                    $0 | (ValueEncoding(name: String($1))?.bit ?? 0)
-                },
-                deltaEncoding: fetchDeltas.flatMap { ValueEncoding(name: $0) }, upstream: try edge(),
+                maxDatasets: maxDatasets, maxConnections: maxConnections,
+                maxConnectionsPerAddress: maxConnectionsPerAddress, memoryBudget: memoryBudget << 20)
+            config.aggregation = AggregationConfiguration(
+                strategy: try! StrategySpec(strategy).strategy, maxStaleness: maxStaleness ?? 16,
+                maxUpdateSamples: maxUpdateSamples, deltaEncoding: fetchDeltas.flatMap { ValueEncoding(name: $0) })
+            config.storage = StorageConfiguration(checkpointPath: checkpoint, saveEvery: saveEvery)
+            config.security = SecurityConfiguration(
+                authTokens: try tokens(),
                 tls: tlsCert.map {
                     ServerTLS(
                         certificateChainPath: $0, privateKeyPath: tlsKey!, clientCAPath: tlsClientCa,
-                        allowPlaintext: allowPlaintext)
+                        allowPlaintext: allowPlaintext, handshakeLimits: tlsHandshakeLimits)
                 })
-            config.tlsHandshakeLimits = tlsHandshakeLimits
+            config.http = HTTPConfiguration(
+                enabled: !noHttp, maxBodyBytes: maxBody, allowedOrigins: Set(allowOrigin), publicModel: publicModel)
+            config.edge = try edge()
             let server: FederatedServer
             do {
                 let weights: [Tensor]
@@ -317,10 +318,10 @@ extension Fed {
                 }
                 if maxStaleness == nil {
                     let fit = RetainedVersions(
-                        shapes: weights.map(\.shape), deltaEncoding: config.deltaEncoding,
-                        memoryBudget: config.memoryBudget
+                        shapes: weights.map(\.shape), deltaEncoding: config.aggregation.deltaEncoding,
+                        memoryBudget: config.limits.memoryBudget
                     ).maxStaleness
-                    config.maxStaleness = min(16, fit)
+                    config.aggregation.maxStaleness = min(16, fit)
                 }
                 server = try FederatedServer.start(configuration: config, initial: weights)
             } catch {

@@ -27,8 +27,10 @@ final class RunningServer {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         var configuration = ServerConfiguration(
-            port: 0, checkpointPath: dir.appendingPathComponent("model.fedk").path, maxConnections: maxConnections,
-            idleTimeout: idleTimeout, requestTimeout: requestTimeout, authTokens: authTokens, serveHTTP: serveHTTP)
+            network: .init(port: 0, idleTimeout: idleTimeout, requestTimeout: requestTimeout),
+            limits: .init(maxConnections: maxConnections),
+            storage: .init(checkpointPath: dir.appendingPathComponent("model.fedk").path),
+            security: .init(authTokens: authTokens), http: .init(enabled: serveHTTP))
         configure(&configuration)
         server = try FederatedServer.start(
             configuration: configuration, initial: tensors, logger: given ?? logger, threads: 2)
@@ -294,7 +296,8 @@ struct LifecycleTests {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let server = try FederatedServer.start(
-            configuration: ServerConfiguration(port: 0, checkpointPath: path), initial: constantTensors(0),
+            configuration: ServerConfiguration(network: .init(port: 0), storage: .init(checkpointPath: path)),
+            initial: constantTensors(0),
             logger: logger, eventLoopGroup: loops)
         let group = ServiceGroup(services: [server], logger: logger)
         let running = Task { try await group.run() }
@@ -318,7 +321,8 @@ struct LifecycleTests {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let server = try FederatedServer.start(
-            configuration: ServerConfiguration(port: 0, checkpointPath: path), initial: constantTensors(0),
+            configuration: ServerConfiguration(network: .init(port: 0), storage: .init(checkpointPath: path)),
+            initial: constantTensors(0),
             logger: logger, threads: 1)
         let running = Task { try await server.run() }
         try await Task.sleep(for: .milliseconds(100))

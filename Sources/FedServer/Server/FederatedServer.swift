@@ -22,7 +22,7 @@ import Synchronization
 /// Lifecycle: `start` resumes from the checkpoint store (or starts from `initial`),
 /// binds, and returns once listening; `shutdown` stops accepting connections
 /// and new pushes, lets pushes in flight finish (at most
-/// `configuration.shutdownGrace`), writes the checkpoint, closes every
+/// `configuration.network.shutdownGrace`), writes the checkpoint, closes every
 /// connection and returns.
 public final class FederatedServer: Sendable {
     public let configuration: ServerConfiguration
@@ -31,11 +31,11 @@ public final class FederatedServer: Sendable {
     public let store: ModelStore
     public let committer: GroupCommitter
     public let logger: Logger
-    /// Bytes held for clients now, against `configuration.memoryBudget`.
+    /// Bytes held for clients now, against `configuration.limits.memoryBudget`.
     public let budget: MemoryBudget
     /// What `GET /metrics` reports.
     public let metrics: ServerMetrics
-    /// An edge server's link to its upstream (`configuration.upstream`).
+    /// An edge server's link to its upstream (`configuration.edge`).
     public let uplink: EdgeUplink?
     private let group: any EventLoopGroup
     /// Whether `group` was made by the server (and is shut down with it).
@@ -45,7 +45,7 @@ public final class FederatedServer: Sendable {
     private let lifecycle: ServerLifecycle
 
     /// The address actually bound (with the real port when 0 was asked for).
-    public var localPort: Int { channel.localAddress?.port ?? configuration.port }
+    public var localPort: Int { channel.localAddress?.port ?? configuration.network.port }
 
     /// Resumes or creates the model and starts listening.
     ///
@@ -61,9 +61,10 @@ public final class FederatedServer: Sendable {
         threads: Int = System.coreCount, eventLoopGroup: (any EventLoopGroup)? = nil
     ) throws -> FederatedServer {
         let fresh = initial()
+        let aggregation = configuration.aggregation
         let snapshot: ModelSnapshot
         var durable = ModelStore.Durable()
-        let checkpoints = configuration.checkpointStore ?? FileCheckpointStore(path: configuration.checkpointPath)
+        let checkpoints = configuration.storage.resolvedStore
         if let (resumed, state) = try checkpoints.loadState() {
             let served = fresh.map(\.shape)
             let stored = resumed.tensors.map(\.shape)
@@ -92,26 +93,27 @@ public final class FederatedServer: Sendable {
             logger.info("no checkpoint in \(checkpoints): starting from fresh weights")
         }
         let retention = RetainedVersions(
-            shapes: snapshot.tensors.map(\.shape), deltaEncoding: configuration.deltaEncoding,
-            memoryBudget: configuration.memoryBudget)
-        guard (0...retention.maxStaleness).contains(configuration.maxStaleness) else {
+            shapes: snapshot.tensors.map(\.shape), deltaEncoding: aggregation.deltaEncoding,
+            memoryBudget: configuration.limits.memoryBudget)
+        guard (0...retention.maxStaleness).contains(aggregation.maxStaleness) else {
             throw FileError(
-                "max staleness \(configuration.maxStaleness) keeps \(configuration.maxStaleness) older versions of \(retention.versionBytes) B each; the memory budget of \(configuration.memoryBudget) B holds at most \(retention.maxStaleness) (half of it); lower the staleness (--max-staleness) or raise the budget (--memory-budget)"
+                "max staleness \(aggregation.maxStaleness) keeps \(aggregation.maxStaleness) older versions of \(retention.versionBytes) B each; the memory budget of \(configuration.limits.memoryBudget) B holds at most \(retention.maxStaleness) (half of it); lower the staleness (--max-staleness) or raise the budget (--memory-budget)"
             )
         }
         let store = ModelStore(
             initial: snapshot, durable: durable,
             configuration: .init(
-                maxDatasets: configuration.maxDatasets,
-                strategy: configuration.upstream == nil ? configuration.strategy : EdgeAccumulator(),
-                maxStaleness: configuration.maxStaleness, maxUpdateSamples: configuration.maxUpdateSamples,
-                deltaEncoding: configuration.deltaEncoding))
-        let metrics = ServerMetrics(factory: configuration.metricsFactory, edge: configuration.upstream != nil)
+                maxDatasets: configuration.limits.maxDatasets,
+                strategy: configuration.edge == nil ? aggregation.strategy : EdgeAccumulator(),
+                maxStaleness: aggregation.maxStaleness, maxUpdateSamples: aggregation.maxUpdateSamples,
+                deltaEncoding: aggregation.deltaEncoding))
+        let metrics = ServerMetrics(factory: configuration.metricsFactory, edge: configuration.edge != nil)
         let committer = GroupCommitter(
-            store: store, checkpoints: checkpoints, saveEvery: configuration.saveEvery, metrics: metrics)
+            store: store, checkpoints: checkpoints, saveEvery: configuration.storage.saveEvery, metrics: metrics)
         committer.onWriteFailure = { error in logger.error("checkpoint write failed: \(error)") }
-        if configuration.saveEvery > 1 {
-            logger.warning("--save-every \(configuration.saveEvery): updates are acknowledged before they are durable")
+        if configuration.storage.saveEvery > 1 {
+            logger.warning(
+                "--save-every \(configuration.storage.saveEvery): updates are acknowledged before they are durable")
         }
         return try FederatedServer(
             configuration: configuration, store: store, committer: committer, metrics: metrics, logger: logger,
@@ -124,7 +126,7 @@ public final class FederatedServer: Sendable {
     ) throws {
         self.metrics = metrics
         self.configuration = configuration
-        self.uplink = configuration.upstream.map {
+        self.uplink = configuration.edge.map {
             EdgeUplink(configuration: $0, committer: committer, logger: logger, metrics: metrics)
         }
         self.store = store
@@ -134,24 +136,25 @@ public final class FederatedServer: Sendable {
         let limits = ResolvedLimits(configuration: configuration, modelShapes: shapes)
         self.limits = limits
         let retention = RetainedVersions(
-            shapes: shapes, deltaEncoding: configuration.deltaEncoding, memoryBudget: configuration.memoryBudget)
-        let retainedBytes = retention.bytes(maxStaleness: configuration.maxStaleness)
-        let budget = MemoryBudget(limit: configuration.memoryBudget - retainedBytes)
+            shapes: shapes, deltaEncoding: configuration.aggregation.deltaEncoding,
+            memoryBudget: configuration.limits.memoryBudget)
+        let retainedBytes = retention.bytes(maxStaleness: configuration.aggregation.maxStaleness)
+        let budget = MemoryBudget(limit: configuration.limits.memoryBudget - retainedBytes)
         self.budget = budget
         let lifecycle = ServerLifecycle()
         self.lifecycle = lifecycle
         let group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.group = group
         self.ownsGroup = eventLoopGroup == nil
-        let tls = try configuration.tls?.makeContext()
-        if let warning = configuration.tls?.validityWarning() { logger.warning("\(warning)") }
+        let tls = try configuration.security.tls?.makeContext()
+        if let warning = configuration.security.tls?.validityWarning() { logger.warning("\(warning)") }
         let registry = ConnectionRegistry(
-            limit: configuration.maxConnections, perAddressLimit: configuration.maxConnectionsPerAddress)
+            limit: configuration.limits.maxConnections, perAddressLimit: configuration.limits.maxConnectionsPerAddress)
         self.registry = registry
         let context = ServerContext(
             configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
             budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger, tls: tls,
-            handshakes: HandshakeLimiter(limits: configuration.tlsHandshakeLimits),
+            handshakes: HandshakeLimiter(limits: configuration.security.tls?.handshakeLimits ?? TLSHandshakeLimits()),
             service: FederationService(
                 configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
                 budget: budget, lifecycle: lifecycle, metrics: metrics, logger: logger))
@@ -188,17 +191,17 @@ public final class FederatedServer: Sendable {
                     }
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(TrafficCounter(metrics: metrics))
-                    try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(configuration.idleTimeout)))
+                    try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(configuration.network.idleTimeout)))
                     try sync.addHandler(IdleConnectionCloser(logger: logger))
                     try sync.addHandler(ProtocolSniffer(context: context, refusal: refusal))
                 }
             }
-        self.channel = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
+        self.channel = try bootstrap.bind(host: configuration.network.host, port: configuration.network.port).wait()
         logger.info(
-            "limits: frame payload \(limits.frame.maxPayloadBytes) B, decompressed \(limits.frame.maxDecompressedBytes) B, HTTP body \(limits.maxHTTPBodyBytes) B, memory budget \(configuration.memoryBudget) B, \(configuration.maxConnections) connections"
+            "limits: frame payload \(limits.frame.maxPayloadBytes) B, decompressed \(limits.frame.maxDecompressedBytes) B, HTTP body \(limits.maxHTTPBodyBytes) B, memory budget \(configuration.limits.memoryBudget) B, \(configuration.limits.maxConnections) connections"
         )
         logger.info(
-            "retained versions: \(configuration.maxStaleness) older versions of \(retention.versionBytes) B take \(retainedBytes) B of the memory budget, \(budget.limit) B left for requests and answers; max staleness at most \(retention.maxStaleness) with this budget and model"
+            "retained versions: \(configuration.aggregation.maxStaleness) older versions of \(retention.versionBytes) B take \(retainedBytes) B of the memory budget, \(budget.limit) B left for requests and answers; max staleness at most \(retention.maxStaleness) with this budget and model"
         )
         uplink?.start()
     }
@@ -219,7 +222,7 @@ public final class FederatedServer: Sendable {
     /// 4. write the checkpoint (every acknowledged update is in it);
     /// 5. close every connection and stop the event loops.
     ///
-    /// Steps 1-3 end within `grace` (default `configuration.shutdownGrace`),
+    /// Steps 1-3 end within `grace` (default `configuration.network.shutdownGrace`),
     /// or 0.5 s later for an edge whose `UpstreamLink` cannot be cut off.
     public func shutdown(grace: Duration? = nil) throws {
         // One shutdown: a second caller waits for the first to finish.
@@ -237,7 +240,7 @@ public final class FederatedServer: Sendable {
     }
 
     private func drainAndStop(grace: Duration?) throws {
-        let deadline = NIODeadline.now() + TimeAmount(grace ?? configuration.shutdownGrace)
+        let deadline = NIODeadline.now() + TimeAmount(grace ?? configuration.network.shutdownGrace)
         let upstreamDeadline = DispatchTime(uptimeNanoseconds: deadline.uptimeNanoseconds)
         lifecycle.startDraining()
         uplink?.stopRounds(by: upstreamDeadline)
@@ -347,9 +350,9 @@ struct ServerContext: Sendable {
     let metrics: ServerMetrics
     let registry: ConnectionRegistry
     let logger: Logger
-    /// The TLS context when `configuration.tls` is set.
+    /// The TLS context when `configuration.security.tls` is set.
     let tls: NIOSSLContext?
-    /// Admits TLS handshakes within `configuration.tlsHandshakeLimits`.
+    /// Admits TLS handshakes within `configuration.security.tls.handshakeLimits`.
     let handshakes: HandshakeLimiter
     /// The federation's rules, which every connection handler calls.
     let service: FederationService
@@ -361,7 +364,7 @@ struct ServerContext: Sendable {
             modelVersion: model.version, modelSamples: model.datasets, bufferedUpdates: store.bufferedUpdates,
             discardedUpdates: store.discardedUpdates.load(ordering: .relaxed),
             openConnections: registry.count, budgetUsed: budget.used, budgetLimit: budget.limit,
-            edge: configuration.upstream == nil ? nil : edgeGauges())
+            edge: configuration.edge == nil ? nil : edgeGauges())
     }
 
     private func edgeGauges() -> ServerMetrics.EdgeGauges {
