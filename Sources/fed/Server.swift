@@ -244,7 +244,8 @@ extension Fed {
 
         /// Blocks SIGINT and SIGTERM in the calling thread and every thread it
         /// starts later; `Fed.main` calls it first thing for `fed server`, before
-        /// any other thread exists, so no thread takes them by their default action.
+        /// any other thread exists, so no thread takes them by their default action
+        /// and the service group reads them from its signalfd.
         static func blockStopSignals() {
             var set = stopSignals
             pthread_sigmask(SIG_BLOCK, &set, nil)
@@ -268,10 +269,6 @@ extension Fed {
         }
 
         func run() throws {
-            // SIGINT/SIGTERM are blocked in every thread since `Fed.main` (`blockStopSignals`)
-            // and taken with sigwait below: a signal sent at any moment after `listening on`
-            // is printed is never lost.
-            let stopSignals = Self.stopSignals
             let level = Logger.Level(rawValue: logLevel)!
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
@@ -323,32 +320,28 @@ extension Fed {
                     ).maxStaleness
                     config.aggregation.maxStaleness = min(16, fit)
                 }
-                server = try FederatedServer.start(configuration: config, initial: weights)
+                server = try FederatedServer(configuration: config, initial: weights)
             } catch {
                 throw ValidationError("cannot start: \(error)")
             }
-            if tlsCert != nil {
-                server.logger.info(
-                    "TLS on port \(server.localPort)\(tlsClientCa != nil ? ", client certificates required" : "")\(allowPlaintext ? "; clear text also served (--allow-plaintext)" : "; clear text refused")"
-                )
-                server.logger.info(
-                    "TLS handshakes: at most \(maxTlsHandshakes > 0 ? "\(maxTlsHandshakes)" : "unlimited") in progress, \(tlsHandshakeRate > 0 ? "\(tlsHandshakeRate) a second per address (bursts of \(tlsHandshakeBurst))" : "no per-address rate")"
-                )
+            // The server is a swift-service-lifecycle Service that binds when the group runs it.
+            // SIGINT and SIGTERM, blocked in every thread since `Fed.main` (`blockStopSignals`),
+            // reach the group through a signalfd (which also takes one sent before it was made)
+            // and start its graceful shutdown: the server drains and writes the checkpoint.
+            let group = ServiceGroup(
+                services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: server.logger)
+            let listening = Mutex(false)
+            let (host, tls) = (self.host, tlsDescription())
+            let announce = Task {
+                guard let port = try? await server.boundAddress.port else { return }
+                listening.withLock { $0 = true }
+                if let tls {
+                    server.logger.info("TLS on port \(port)\(tls.port)")
+                    server.logger.info("\(tls.handshakes)")
+                }
+                print("listening on \(host):\(port)")
+                fflush(nil)  // all streams: scripts wait for this line
             }
-            print("listening on \(host):\(server.localPort)")
-            fflush(nil)  // all streams: scripts wait for this line
-
-            // The server is a swift-service-lifecycle Service; a signal starts the
-            // group's graceful shutdown, which drains the server and writes the checkpoint.
-            let group = ServiceGroup(services: [server], logger: server.logger)
-            let signals = stopSignals
-            Thread {
-                var mask = signals
-                var received: Int32 = 0
-                sigwait(&mask, &received)
-                server.logger.info("stopping: no new connections or pushes; draining")
-                Task { await group.triggerGracefulShutdown() }
-            }.start()
             // This thread (the main one) waits for the group; its tasks run on Swift's pool.
             let outcome = Mutex<Result<Void, any Error>?>(nil)
             let finished = DispatchSemaphore(value: 0)
@@ -362,7 +355,20 @@ extension Fed {
                 finished.signal()
             }
             finished.wait()
+            announce.cancel()
+            if case .failure(let error) = outcome.withLock({ $0! }), !listening.withLock({ $0 }) {
+                throw ValidationError("cannot start: \(error)")
+            }
             try outcome.withLock { $0! }.get()
+        }
+
+        /// With --tls-cert: what is said of the TLS port after its number, and of the handshake limits.
+        private func tlsDescription() -> (port: String, handshakes: String)? {
+            guard tlsCert != nil else { return nil }
+            return (
+                "\(tlsClientCa != nil ? ", client certificates required" : "")\(allowPlaintext ? "; clear text also served (--allow-plaintext)" : "; clear text refused")",
+                "TLS handshakes: at most \(maxTlsHandshakes > 0 ? "\(maxTlsHandshakes)" : "unlimited") in progress, \(tlsHandshakeRate > 0 ? "\(tlsHandshakeRate) a second per address (bursts of \(tlsHandshakeBurst))" : "no per-address rate")"
+            )
         }
     }
 }
