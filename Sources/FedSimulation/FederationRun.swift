@@ -62,14 +62,16 @@ final class FederationRun {
         quiet.logLevel = .critical
         let initial = MLP(seed: seed).tensors()
         var serverConfiguration = ServerConfiguration(
-            port: 0, checkpointPath: dir.appendingPathComponent("sim.fedk").path, saveEvery: 64,
-            maxDatasets: .max, strategy: spec.strategy, maxStaleness: 16,
-            maxUpdateSamples: s.maxUpdateSamples, maxConnections: s.clients + 8,
-            deltaEncoding: encoding.fetch)
+            network: .init(port: 0), limits: .init(maxDatasets: .max, maxConnections: s.clients + 8),
+            aggregation: .init(
+                strategy: spec.strategy, maxUpdateSamples: s.maxUpdateSamples, deltaEncoding: encoding.fetch),
+            storage: .init(checkpointPath: dir.appendingPathComponent("sim.fedk").path, saveEvery: 64))
         // Default: 2 x clients, at least 16, at most what the server's memory budget holds.
         let retention = RetainedVersions(
-            shapes: initial.map(\.shape), deltaEncoding: encoding.fetch, memoryBudget: serverConfiguration.memoryBudget)
-        serverConfiguration.maxStaleness = s.maxStaleness ?? min(max(16, 2 * s.clients), retention.maxStaleness)
+            shapes: initial.map(\.shape), deltaEncoding: encoding.fetch,
+            memoryBudget: serverConfiguration.limits.memoryBudget)
+        serverConfiguration.aggregation.maxStaleness =
+            s.maxStaleness ?? min(max(16, 2 * s.clients), retention.maxStaleness)
         let server = try FederatedServer.start(
             configuration: serverConfiguration, initial: initial, logger: quiet, threads: 1)
         defer { try? server.shutdown(grace: .milliseconds(100)) }

@@ -51,7 +51,8 @@ extension Fed {
             defer { try? FileManager.default.removeItem(at: ckDir) }
             let server = try FederatedServer.start(
                 configuration: ServerConfiguration(
-                    port: 0, checkpointPath: ckDir.appendingPathComponent("model.fedk").path),
+                    network: .init(port: 0),
+                    storage: .init(checkpointPath: ckDir.appendingPathComponent("model.fedk").path)),
                 initial: MLP(seed: seed).tensors(), threads: 1)
             let port = server.localPort
             print("server listening on 127.0.0.1:\(port); \(clients) clients, \(epochs) epochs per slice\n")

@@ -305,7 +305,8 @@ extension Fed {
 
         /// Blocks SIGINT and SIGTERM in the calling thread and every thread it
         /// starts later; `Fed.main` calls it first thing for `fed server`, before
-        /// any other thread exists, so no thread takes them by their default action.
+        /// any other thread exists, so no thread takes them by their default action
+        /// and the service group reads them from its signalfd.
         static func blockStopSignals() {
             var set = stopSignals
             pthread_sigmask(SIG_BLOCK, &set, nil)
@@ -329,42 +330,39 @@ extension Fed {
         }
 
         func run() throws {
-            // SIGINT/SIGTERM are blocked in every thread since `Fed.main` (`blockStopSignals`)
-            // and taken with sigwait below: a signal sent at any moment after `listening on`
-            // is printed is never lost.
-            let stopSignals = Self.stopSignals
             let level = Logger.Level(rawValue: logLevel)!
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
                 handler.logLevel = level
                 return handler
             }
-            var config = ServerConfiguration(
-                host: host, port: port, checkpointPath: checkpoint, saveEvery: saveEvery, serverID: serverId,
-                maxDatasets: maxDatasets, strategy: try! StrategySpec(strategy).strategy,
-                maxStaleness: maxStaleness ?? 16,
-                maxUpdateSamples: maxUpdateSamples,
-                limits: maxPayload == nil && maxDecompressed == nil
+            var config = ServerConfiguration()
+            config.network = NetworkConfiguration(
+                host: host, port: port, serverID: serverId, encodings: ValueEncodingSet(names: encodings)!,
+                idleTimeout: .seconds(Int64(idleTimeout)), firstBytesTimeout: .seconds(Int64(firstBytesTimeout)),
+                requestTimeout: .seconds(Int64(requestTimeout)), shutdownGrace: .seconds(Int64(shutdownGrace)))
+            config.limits = LimitsConfiguration(
+                frame: maxPayload == nil && maxDecompressed == nil
                     ? nil
                     : Limits(
                         maxPayloadBytes: maxPayload ?? Limits.default.maxPayloadBytes,
                         maxDecompressedBytes: maxDecompressed ?? Limits.default.maxDecompressedBytes),
-                maxHTTPBodyBytes: maxBody, maxConnections: maxConnections,
-                maxConnectionsPerAddress: maxConnectionsPerAddress, memoryBudget: memoryBudget << 20,
-                idleTimeout: .seconds(Int64(idleTimeout)), firstBytesTimeout: .seconds(Int64(firstBytesTimeout)),
-                requestTimeout: .seconds(Int64(requestTimeout)), shutdownGrace: .seconds(Int64(shutdownGrace)),
-                authTokens: try tokens(), serveHTTP: !noHttp, allowedOrigins: Set(allowOrigin),
-                publicModel: publicModel,
-                encodings: encodings.split(separator: ",").reduce(UInt8(0)) {
-                    $0 | (ValueEncoding(name: String($1))?.bit ?? 0)
-                },
-                deltaEncoding: fetchDeltas.flatMap { ValueEncoding(name: $0) }, upstream: try edge(),
+                maxDatasets: maxDatasets, maxConnections: maxConnections,
+                maxConnectionsPerAddress: maxConnectionsPerAddress, memoryBudget: memoryBudget << 20)
+            config.aggregation = AggregationConfiguration(
+                strategy: try! StrategySpec(strategy).strategy, maxStaleness: maxStaleness ?? 16,
+                maxUpdateSamples: maxUpdateSamples, deltaEncoding: fetchDeltas.flatMap { ValueEncoding(name: $0) })
+            config.storage = StorageConfiguration(checkpointPath: checkpoint, saveEvery: saveEvery)
+            config.security = SecurityConfiguration(
+                authTokens: try tokens(),
                 tls: tlsCert.map {
                     ServerTLS(
                         certificateChainPath: $0, privateKeyPath: tlsKey!, clientCAPath: tlsClientCa,
-                        allowPlaintext: allowPlaintext)
+                        allowPlaintext: allowPlaintext, handshakeLimits: tlsHandshakeLimits)
                 })
-            config.tlsHandshakeLimits = tlsHandshakeLimits
+            config.http = HTTPConfiguration(
+                enabled: !noHttp, maxBodyBytes: maxBody, allowedOrigins: Set(allowOrigin), publicModel: publicModel)
+            config.edge = try edge()
             config.rounds = try roundConfiguration()
             let server: FederatedServer
             do {
@@ -379,42 +377,38 @@ extension Fed {
                 }
                 if maxStaleness == nil {
                     let fit = RetainedVersions(
-                        shapes: weights.map(\.shape), deltaEncoding: config.deltaEncoding,
-                        memoryBudget: config.memoryBudget
+                        shapes: weights.map(\.shape), deltaEncoding: config.aggregation.deltaEncoding,
+                        memoryBudget: config.limits.memoryBudget
                     ).maxStaleness
-                    config.maxStaleness = min(16, fit)
+                    config.aggregation.maxStaleness = min(16, fit)
                 }
-                server = try FederatedServer.start(configuration: config, initial: weights)
+                server = try FederatedServer(configuration: config, initial: weights)
             } catch {
                 throw ValidationError("cannot start: \(error)")
             }
-            if tlsCert != nil {
-                server.logger.info(
-                    "TLS on port \(server.localPort)\(tlsClientCa != nil ? ", client certificates required" : "")\(allowPlaintext ? "; clear text also served (--allow-plaintext)" : "; clear text refused")"
-                )
-                server.logger.info(
-                    "TLS handshakes: at most \(maxTlsHandshakes > 0 ? "\(maxTlsHandshakes)" : "unlimited") in progress, \(tlsHandshakeRate > 0 ? "\(tlsHandshakeRate) a second per address (bursts of \(tlsHandshakeBurst))" : "no per-address rate")"
-                )
+            // The server is a swift-service-lifecycle Service that binds when the group runs it.
+            // SIGINT and SIGTERM, blocked in every thread since `Fed.main` (`blockStopSignals`),
+            // reach the group through a signalfd (which also takes one sent before it was made)
+            // and start its graceful shutdown: the server drains and writes the checkpoint.
+            let group = ServiceGroup(
+                services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: server.logger)
+            let listening = Mutex(false)
+            let (host, tls, rounds) = (self.host, tlsDescription(), config.rounds)
+            let announce = Task {
+                guard let port = try? await server.boundAddress.port else { return }
+                listening.withLock { $0 = true }
+                if let tls {
+                    server.logger.info("TLS on port \(port)\(tls.port)")
+                    server.logger.info("\(tls.handshakes)")
+                }
+                if let r = rounds {
+                    server.logger.info(
+                        "rounds: \(r.cohortSize) reports close a round, \(r.selectionSize) clients selected, at least \(r.requiredReports) by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
+                    )
+                }
+                print("listening on \(host):\(port)")
+                fflush(nil)  // all streams: scripts wait for this line
             }
-            if let r = config.rounds {
-                server.logger.info(
-                    "rounds: \(r.cohortSize) reports close a round, \(r.selectionSize) clients selected, at least \(r.requiredReports) by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
-                )
-            }
-            print("listening on \(host):\(server.localPort)")
-            fflush(nil)  // all streams: scripts wait for this line
-
-            // The server is a swift-service-lifecycle Service; a signal starts the
-            // group's graceful shutdown, which drains the server and writes the checkpoint.
-            let group = ServiceGroup(services: [server], logger: server.logger)
-            let signals = stopSignals
-            Thread {
-                var mask = signals
-                var received: Int32 = 0
-                sigwait(&mask, &received)
-                server.logger.info("stopping: no new connections or pushes; draining")
-                Task { await group.triggerGracefulShutdown() }
-            }.start()
             // This thread (the main one) waits for the group; its tasks run on Swift's pool.
             let outcome = Mutex<Result<Void, any Error>?>(nil)
             let finished = DispatchSemaphore(value: 0)
@@ -428,7 +422,20 @@ extension Fed {
                 finished.signal()
             }
             finished.wait()
+            announce.cancel()
+            if case .failure(let error) = outcome.withLock({ $0! }), !listening.withLock({ $0 }) {
+                throw ValidationError("cannot start: \(error)")
+            }
             try outcome.withLock { $0! }.get()
+        }
+
+        /// With --tls-cert: what is said of the TLS port after its number, and of the handshake limits.
+        private func tlsDescription() -> (port: String, handshakes: String)? {
+            guard tlsCert != nil else { return nil }
+            return (
+                "\(tlsClientCa != nil ? ", client certificates required" : "")\(allowPlaintext ? "; clear text also served (--allow-plaintext)" : "; clear text refused")",
+                "TLS handshakes: at most \(maxTlsHandshakes > 0 ? "\(maxTlsHandshakes)" : "unlimited") in progress, \(tlsHandshakeRate > 0 ? "\(tlsHandshakeRate) a second per address (bursts of \(tlsHandshakeBurst))" : "no per-address rate")"
+            )
         }
     }
 }

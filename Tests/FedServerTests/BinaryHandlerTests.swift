@@ -84,7 +84,7 @@ struct BinaryHandlerTests {
 
     @Test("HELLO with a wrong token: ERROR unauthorized and the connection closes")
     func wrongToken() throws {
-        let f = try ServiceFixture { $0.authTokens = ["right"] }
+        let f = try ServiceFixture { $0.security.authTokens = ["right"] }
         let channel = try Self.channel(f)
         try channel.writeInbound(Self.frame(.hello(Hello(clientID: "e", authToken: "wrong"))))
         let answers = try Self.answers(channel)

@@ -81,7 +81,7 @@ struct CheckpointStoreTests {
         let store = InMemoryCheckpointStore()
         let push = Push(clientID: "r", datasets: 10, baseVersion: 0, tensors: constantTensors(3), pushID: 77)
         do {
-            let s = try RunningServer { $0.checkpointStore = store }
+            let s = try RunningServer { $0.storage.checkpointStore = store }
             let c = try TestClient(port: s.port)
             _ = try c.send(.hello(Hello(minVersion: 1, maxVersion: 2, clientID: "r")))
             _ = try c.receive()
@@ -91,7 +91,7 @@ struct CheckpointStoreTests {
             try s.server.shutdown()
             #expect(!FileManager.default.fileExists(atPath: s.checkpoint))
         }
-        let again = try RunningServer(tensors: constantTensors(9)) { $0.checkpointStore = store }
+        let again = try RunningServer(tensors: constantTensors(9)) { $0.storage.checkpointStore = store }
         #expect(again.server.store.snapshot().version == 1)
         #expect(again.server.store.snapshot().tensors == constantTensors(3))
         // The idempotency keys came back with the model: the repeated push is not applied again.

@@ -195,7 +195,7 @@ struct EdgeServerTests {
         let root = Self.root()
         let s = try RunningServer { c in
             // An interval far longer than the test: only the shutdown's last round can push.
-            c.upstream = EdgeConfiguration(link: StoreLink(store: root, clientID: "edge"), interval: .seconds(3600))
+            c.edge = EdgeConfiguration(link: StoreLink(store: root, clientID: "edge"), interval: .seconds(3600))
         }
         let c = try TestClient(port: s.port)
         _ = try c.handshake()
@@ -220,7 +220,7 @@ extension EdgeServerTests {
         let root = Self.root()
         let link = SwitchableLink(StoreLink(store: root, clientID: "edge"))
         // The loop's first round runs at start; the next would come in an hour, so the test drives the rest.
-        let s = try RunningServer { c in c.upstream = EdgeConfiguration(link: link, interval: .seconds(3600)) }
+        let s = try RunningServer { c in c.edge = EdgeConfiguration(link: link, interval: .seconds(3600)) }
         let uplink = try #require(s.server.uplink)
         let m = MetricsTests()
         func scrape() throws -> String {
@@ -309,7 +309,7 @@ extension EdgeServerTests {
     /// in the checkpoint's outbox, pushed once at the next start.
     func hangingPush(honorsCutoff: Bool) async throws {
         let link = HangingLink(honorsCutoff: honorsCutoff)
-        let s = try RunningServer { c in c.upstream = EdgeConfiguration(link: link, interval: .milliseconds(50)) }
+        let s = try RunningServer { c in c.edge = EdgeConfiguration(link: link, interval: .milliseconds(50)) }
         let c = try TestClient(port: s.port)
         _ = try c.handshake()
         for v in [Float(1), 3] {

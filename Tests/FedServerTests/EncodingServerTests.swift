@@ -69,7 +69,7 @@ struct EncodingServerTests {
 
     @Test("A server refuses encodings it was not configured for, with unsupported_d_type")
     func refusedEncoding() throws {
-        let s = try RunningServer(tensors: tensors(1)) { $0.encodings = ValueEncoding.float16.bit }
+        let s = try RunningServer(tensors: tensors(1)) { $0.network.encodings = .float16 }
         let c = try TestClient(port: s.port)
         _ = try c.send(.hello(Hello(maxVersion: 3, clientID: "v3")))
         guard case .welcome(let w)? = try c.receive()?.1 else { throw TestError("no WELCOME") }
@@ -85,7 +85,7 @@ struct EncodingServerTests {
         "Fetch deltas: the server publishes quantized steps, a v3 client applies them and holds the server's model bit for bit",
         arguments: [ValueEncoding.int2, .int8, .float16])
     func fetchDeltas(_ encoding: ValueEncoding) throws {
-        let s = try RunningServer(tensors: tensors(1)) { $0.deltaEncoding = encoding }
+        let s = try RunningServer(tensors: tensors(1)) { $0.aggregation.deltaEncoding = encoding }
         let reader = BinaryTransport(
             host: "127.0.0.1", port: s.port, clientID: "reader", encoding: .lossless, acceptDeltas: true)
         let writer = BinaryTransport(
@@ -128,7 +128,7 @@ struct EncodingServerTests {
         // FedBuff with K = 1 and SGD 1 adds each delta to the model: after N pushes the model is
         // W0 + the sum of the deltas meant, minus the last residual (less than one int2 step).
         let s = try RunningServer(tensors: tensors(1)) {
-            $0.strategy = FedBuff(bufferSize: 1, staleness: .constant, optimizer: .sgd(learningRate: 1))
+            $0.aggregation.strategy = FedBuff(bufferSize: 1, staleness: .constant, optimizer: .sgd(learningRate: 1))
         }
         let client = BinaryTransport(
             host: "127.0.0.1", port: s.port, clientID: "ef", encoding: WireEncoding(values: .int2, delta: true))
@@ -166,7 +166,7 @@ struct EncodingServerTests {
 
     @Test("A delta against a version the server no longer holds gets unknown_base; the client resends full weights")
     func unknownBaseFallback() throws {
-        let s = try RunningServer(tensors: tensors(1)) { $0.maxStaleness = 1 }
+        let s = try RunningServer(tensors: tensors(1)) { $0.aggregation.maxStaleness = 1 }
         let client = BinaryTransport(
             host: "127.0.0.1", port: s.port, clientID: "late", encoding: WireEncoding(values: .int2, delta: true))
         let other = BinaryTransport(host: "127.0.0.1", port: s.port, clientID: "other")

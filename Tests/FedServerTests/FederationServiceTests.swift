@@ -32,7 +32,7 @@ struct FederationServiceTests {
             (["a", "bb"], "b", false),
         ])
     func tokens(configured: [String], given: String, accepted: Bool) throws {
-        let f = try ServiceFixture { $0.authTokens = Set(configured) }
+        let f = try ServiceFixture { $0.security.authTokens = Set(configured) }
         #expect(f.service.isAuthorized(token: given) == accepted)
         let outcome = f.service.hello(Hello(clientID: "a", authToken: given))
         if case .refused(let e) = outcome {
@@ -85,7 +85,7 @@ struct FederationServiceTests {
     func compressionNotAgreed() throws {
         let f = try ServiceFixture()
         var session = ServiceFixture.session()
-        session.compressions = Compression.none.bit
+        session.compressions = .uncompressed
         let result = f.push(
             .init(tensors: ServiceFixture.tensors(1), datasets: 1, compression: .zlib), as: session)
         guard case .failure(let e) = result else { throw TestError("taken") }
@@ -107,50 +107,50 @@ struct FederationServiceTests {
     func fetchAnswers() throws {
         let f = try ServiceFixture()
         var session = ServiceFixture.session(version: 1)
-        session.compressions = Compression.none.bit | Compression.zlib.bit
+        session.compressions = [.uncompressed, .zlib]
         guard
             case .model(let m, let compression) = f.service.fetch(
-                held: 0, wanted: .shuffleZlib, deltaEncodings: 0, session: session)
+                held: 0, wanted: .shuffleZlib, deltaEncodings: [], session: session)
         else { throw TestError("no model") }
         #expect(m.version == 0 && compression == .none)
         _ = try f.push(.init(tensors: ServiceFixture.tensors(1), datasets: 3), as: session).get()
         guard
             case .unchanged(let v, let datasets) = f.service.fetch(
-                held: 1, wanted: .zlib, deltaEncodings: 0, session: session)
+                held: 1, wanted: .zlib, deltaEncodings: [], session: session)
         else { throw TestError("no MODEL_UNCHANGED") }
         #expect(v == 1 && datasets == 3)
-        guard case .model(_, .zlib) = f.service.fetch(held: 0, wanted: .zlib, deltaEncodings: 0, session: session)
+        guard case .model(_, .zlib) = f.service.fetch(held: 0, wanted: .zlib, deltaEncodings: [], session: session)
         else { throw TestError("zlib was agreed") }
     }
 
     @Test("FETCH from a retained version by a version-3 client that accepts the steps' encoding: MODEL_DELTA")
     func fetchSteps() throws {
-        let f = try ServiceFixture(deltaEncoding: .int8) { $0.maxStaleness = 4 }
+        let f = try ServiceFixture(deltaEncoding: .int8) { $0.aggregation.maxStaleness = 4 }
         for v: Float in [1, 2] {
             _ = try f.push(.init(tensors: ServiceFixture.tensors(v), datasets: 1), as: ServiceFixture.session())
                 .get()
         }
         let v3 = ServiceFixture.session(version: 3)
         if case .steps(let m, let from, let blobs) = f.service.fetch(
-            held: 1, wanted: .none, deltaEncodings: ValueEncoding.int8.bit, session: v3)
+            held: 1, wanted: .none, deltaEncodings: .int8, session: v3)
         {
             #expect(m.version == 2 && from == 1 && blobs.count == 1)
         } else {
             // A 9-weight model's steps are not always smaller than its MODEL; then the MODEL it is.
             guard
                 case .model(let m, _) = f.service.fetch(
-                    held: 1, wanted: .none, deltaEncodings: ValueEncoding.int8.bit, session: v3)
+                    held: 1, wanted: .none, deltaEncodings: .int8, session: v3)
             else { throw TestError("neither steps nor a model") }
             #expect(m.version == 2)
         }
         // Version 2 never gets steps, nor a client that does not accept their encoding.
         guard
             case .model = f.service.fetch(
-                held: 1, wanted: .none, deltaEncodings: ValueEncoding.int8.bit,
+                held: 1, wanted: .none, deltaEncodings: .int8,
                 session: ServiceFixture.session(version: 2)
             )
         else { throw TestError("steps for version 2") }
-        guard case .model = f.service.fetch(held: 1, wanted: .none, deltaEncodings: 0, session: v3)
+        guard case .model = f.service.fetch(held: 1, wanted: .none, deltaEncodings: [], session: v3)
         else { throw TestError("steps the client did not accept") }
     }
 

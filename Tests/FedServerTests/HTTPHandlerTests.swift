@@ -70,7 +70,7 @@ struct HTTPHandlerTests {
         "With tokens, a request needs a configured bearer token",
         arguments: [("", HTTPResponseStatus.unauthorized), ("Bearer nope", .unauthorized), ("Bearer right", .ok)])
     func bearer(authorization: String, status: HTTPResponseStatus) throws {
-        let f = try ServiceFixture { $0.authTokens = ["right"] }
+        let f = try ServiceFixture { $0.security.authTokens = ["right"] }
         let channel = try Self.channel(f)
         let headers = authorization.isEmpty ? [] : [("Authorization", authorization)]
         let r = try Self.request(channel, .GET, "/v1/model", headers: headers)

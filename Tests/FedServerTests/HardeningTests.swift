@@ -130,7 +130,7 @@ struct HardeningTests {
 
     @Test("Silent connections are closed at the first-bytes deadline; over the limit a client is told overloaded")
     func silentConnections() throws {
-        let s = try RunningServer(maxConnections: 8) { $0.firstBytesTimeout = .milliseconds(800) }
+        let s = try RunningServer(maxConnections: 8) { $0.network.firstBytesTimeout = .milliseconds(800) }
         let silent = try (0..<8).map { _ in try TestClient(port: s.port) }
         usleep(100_000)
         let late = try TestClient(port: s.port)
@@ -146,7 +146,7 @@ struct HardeningTests {
 
     @Test("A per-address limit refuses the connection past it")
     func perAddressLimit() throws {
-        let s = try RunningServer { $0.maxConnectionsPerAddress = 2 }
+        let s = try RunningServer { $0.limits.maxConnectionsPerAddress = 2 }
         let a = try TestClient(port: s.port), b = try TestClient(port: s.port)
         _ = try a.handshake()
         _ = try b.handshake()
@@ -218,8 +218,8 @@ struct HardeningTests {
     @Test("Requests past the memory budget are refused with overloaded; the budget is never exceeded and comes back")
     func memoryBudget() throws {
         let s = try RunningServer {
-            $0.memoryBudget = 3 << 20
-            $0.maxStaleness = 0  // no retained versions in so small a budget
+            $0.limits.memoryBudget = 3 << 20
+            $0.aggregation.maxStaleness = 0  // no retained versions in so small a budget
         }
         // Each client sends all but the last 100 bytes of an honest 800 KB push.
         let frame = MessageCodec.encode(
@@ -378,9 +378,9 @@ final class LogCapture: LogHandler, @unchecked Sendable {
         // 4 MiB: requests may hold 2.5 MiB in all; a waiting push of the MLP holds 0.8 MB.
         let checkpoints = SlowCheckpointStore()
         let s = try RunningServer {
-            $0.memoryBudget = 4 << 20
-            $0.maxStaleness = 0  // no retained versions in so small a budget
-            $0.checkpointStore = checkpoints
+            $0.limits.memoryBudget = 4 << 20
+            $0.aggregation.maxStaleness = 0  // no retained versions in so small a budget
+            $0.storage.checkpointStore = checkpoints
         }
         checkpoints.delay = 1500...1500
         let clients = try (0..<6).map { i in

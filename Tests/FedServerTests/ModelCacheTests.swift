@@ -52,7 +52,7 @@ struct ModelCacheTests {
         let auth = "Authorization: Bearer t\r\n"
         #expect(try get(s.port, "/v1/model/0").head.hasPrefix("HTTP/1.1 401"))
         #expect(try get(s.port, "/v1/model/0", headers: auth).head.contains("Cache-Control: private"))
-        let open = try RunningServer(authTokens: ["t"]) { $0.publicModel = true }
+        let open = try RunningServer(authTokens: ["t"]) { $0.http.publicModel = true }
         #expect(try get(open.port, "/v1/model/0", headers: auth).head.contains("Cache-Control: public"))
     }
 

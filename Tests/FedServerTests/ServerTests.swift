@@ -27,8 +27,10 @@ final class RunningServer {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         var configuration = ServerConfiguration(
-            port: 0, checkpointPath: dir.appendingPathComponent("model.fedk").path, maxConnections: maxConnections,
-            idleTimeout: idleTimeout, requestTimeout: requestTimeout, authTokens: authTokens, serveHTTP: serveHTTP)
+            network: .init(port: 0, idleTimeout: idleTimeout, requestTimeout: requestTimeout),
+            limits: .init(maxConnections: maxConnections),
+            storage: .init(checkpointPath: dir.appendingPathComponent("model.fedk").path),
+            security: .init(authTokens: authTokens), http: .init(enabled: serveHTTP))
         configure(&configuration)
         server = try FederatedServer.start(
             configuration: configuration, initial: tensors, logger: given ?? logger, threads: 2)
@@ -284,7 +286,7 @@ extension TestClient {
 @Suite("Server lifecycle", .serialized)
 struct LifecycleTests {
     @Test(
-        "run() in a ServiceGroup: a graceful shutdown drains, writes the checkpoint and returns; an injected group stays up"
+        "run() in a ServiceGroup binds and reports the address; a graceful shutdown drains, writes the checkpoint and returns; an injected group stays up"
     )
     func serviceGroup() async throws {
         let dir = try temporaryDirectory("lifecycle")
@@ -293,12 +295,15 @@ struct LifecycleTests {
         let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let server = try FederatedServer.start(
-            configuration: ServerConfiguration(port: 0, checkpointPath: path), initial: constantTensors(0),
+        let server = try FederatedServer(
+            configuration: ServerConfiguration(network: .init(port: 0), storage: .init(checkpointPath: path)),
+            initial: constantTensors(0),
             logger: logger, eventLoopGroup: loops)
         let group = ServiceGroup(services: [server], logger: logger)
         let running = Task { try await group.run() }
-        let c = try TestClient(port: server.localPort)
+        let port = try #require(try await server.boundAddress.port)
+        #expect(port != 0 && port == server.localPort)
+        let c = try TestClient(port: port)
         _ = try c.handshake()
         guard case .ack = try c.push(constantTensors(1), datasets: 10) else { throw TestError("no ACK") }
         await group.triggerGracefulShutdown()
@@ -310,6 +315,27 @@ struct LifecycleTests {
         try await loops.shutdownGracefully()
     }
 
+    @Test("run() on a port already bound throws the bind's error, and so does boundAddress; the server is stopped")
+    func bindFailure() async throws {
+        let dir = try temporaryDirectory("lifecycle")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let first = try FederatedServer.start(
+            configuration: ServerConfiguration(
+                network: .init(port: 0), storage: .init(checkpointPath: dir.appendingPathComponent("a.fedk").path)),
+            initial: constantTensors(0), logger: logger, threads: 1)
+        defer { try? first.shutdown(grace: .milliseconds(100)) }
+        let second = try FederatedServer(
+            configuration: ServerConfiguration(
+                network: .init(port: first.localPort),
+                storage: .init(checkpointPath: dir.appendingPathComponent("b.fedk").path)),
+            initial: constantTensors(0), logger: logger, threads: 1)
+        await #expect(throws: IOError.self) { try await second.run() }
+        await #expect(throws: IOError.self) { _ = try await second.boundAddress }
+        try second.shutdown()  // already stopped: returns at once
+    }
+
     @Test("Cancelling the task that runs the server shuts it down")
     func cancellation() async throws {
         let dir = try temporaryDirectory("lifecycle")
@@ -318,7 +344,8 @@ struct LifecycleTests {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let server = try FederatedServer.start(
-            configuration: ServerConfiguration(port: 0, checkpointPath: path), initial: constantTensors(0),
+            configuration: ServerConfiguration(network: .init(port: 0), storage: .init(checkpointPath: path)),
+            initial: constantTensors(0),
             logger: logger, threads: 1)
         let running = Task { try await server.run() }
         try await Task.sleep(for: .milliseconds(100))

@@ -25,8 +25,9 @@ final class ServiceFixture {
         configure: (inout ServerConfiguration) -> Void = { _ in }
     ) throws {
         dir = try temporaryDirectory("service")
-        var configuration = ServerConfiguration(port: 0, checkpointPath: dir.appendingPathComponent("model.fedk").path)
-        configuration.deltaEncoding = deltaEncoding
+        var configuration = ServerConfiguration(
+            network: .init(port: 0), aggregation: .init(deltaEncoding: deltaEncoding),
+            storage: .init(checkpointPath: dir.appendingPathComponent("model.fedk").path))
         configure(&configuration)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -34,8 +35,9 @@ final class ServiceFixture {
         store = ModelStore(
             initial: ModelSnapshot(version: 0, datasets: 0, tensors: tensors),
             configuration: .init(
-                maxDatasets: configuration.maxDatasets, strategy: configuration.strategy,
-                maxStaleness: configuration.maxStaleness, deltaEncoding: configuration.deltaEncoding))
+                maxDatasets: configuration.limits.maxDatasets, strategy: configuration.aggregation.strategy,
+                maxStaleness: configuration.aggregation.maxStaleness,
+                deltaEncoding: configuration.aggregation.deltaEncoding))
         committer = GroupCommitter(store: store, checkpoints: InMemoryCheckpointStore(), metrics: metrics)
         budget = MemoryBudget(limit: budgetBytes)
         let limits = ResolvedLimits(configuration: configuration, modelShapes: Self.shapes)
@@ -46,7 +48,7 @@ final class ServiceFixture {
             configuration: configuration, limits: limits, modelShapes: Self.shapes, store: store,
             committer: committer, budget: budget, lifecycle: lifecycle, metrics: metrics,
             registry: ConnectionRegistry(limit: 16, perAddressLimit: nil), logger: logger, tls: nil,
-            handshakes: HandshakeLimiter(limits: configuration.tlsHandshakeLimits), service: service)
+            handshakes: HandshakeLimiter(limits: TLSHandshakeLimits()), service: service)
     }
 
     deinit { try? FileManager.default.removeItem(at: dir) }
@@ -74,7 +76,7 @@ final class ServiceFixture {
 
     /// A session as HELLO would agree it.
     static func session(_ id: String = "c", version: UInt8 = 3) -> FederationService.Session {
-        .init(clientID: id, version: version, compressions: 0b111, transport: .binary)
+        .init(clientID: id, version: version, compressions: .all, transport: .binary)
     }
 }
 

@@ -36,8 +36,8 @@ struct SlowDiskReadersTests {
     func readersDuringSlowSaves() throws {
         let checkpoints = SlowCheckpointStore()
         let s = try RunningServer {
-            $0.deltaEncoding = .int8
-            $0.checkpointStore = checkpoints
+            $0.aggregation.deltaEncoding = .int8
+            $0.storage.checkpointStore = checkpoints
         }
         // Two versions, so that a version-3 fetch holding the previous one is answered with a step.
         let warmup = try TestClient(port: s.port, timeoutSeconds: 30)

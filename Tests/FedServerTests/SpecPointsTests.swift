@@ -179,7 +179,7 @@ struct SpecPointsTests {
 
     @Test("A dtype the server does not accept is unsupported_d_type on any tensor, before the shapes are compared")
     func refusedDTypeOnEveryTensor() throws {
-        let s = try RunningServer { $0.encodings = ValueEncoding.float16.bit }
+        let s = try RunningServer { $0.network.encodings = .float16 }
         let c = try TestClient(port: s.port)
         _ = try c.send(.hello(Hello(maxVersion: 3, clientID: "mixed")))
         guard case .welcome(let w)? = try c.receive()?.1, w.encodings == 0b11 else { throw TestError("WELCOME") }
@@ -204,7 +204,7 @@ struct SpecPointsTests {
 
     @Test("MODEL_DELTA only when the steps' compression was agreed; its payload smaller than the MODEL it replaces")
     func deltaStepsNeedTheirCompression() throws {
-        let s = try RunningServer { $0.deltaEncoding = .int8 }
+        let s = try RunningServer { $0.aggregation.deltaEncoding = .int8 }
         let pusher = try TestClient(port: s.port)
         _ = try pusher.handshake("pusher")
         for k in 1...2 {

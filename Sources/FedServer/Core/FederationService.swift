@@ -45,7 +45,7 @@ final class FederationService: Sendable {
         self.lifecycle = lifecycle
         self.metrics = metrics
         self.logger = logger
-        self.tokens = configuration.authTokens.map { Array($0.utf8) }
+        self.tokens = configuration.security.authTokens.map { Array($0.utf8) }
     }
 
     /// Which adapter a request came through (the `protocol` label of the request counter).
@@ -59,12 +59,17 @@ final class FederationService: Sendable {
         var clientID: String
         var version: UInt8
         /// The compression modes both sides speak (always including none).
-        var compressions: UInt8
+        var compressions: CompressionSet
         var transport: Transport
+
+        /// Whether `blob` (a tensor blob, its first byte the compression mode) travels in an agreed compression.
+        func agreed(_ blob: [UInt8]) -> Bool {
+            blob.first.flatMap(Compression.init(rawValue:)).map(compressions.contains) ?? false
+        }
 
         /// An HTTP client of the original demo's form protocol.
         static func http(clientID: String) -> Session {
-            Session(clientID: clientID, version: 1, compressions: Compression.none.bit, transport: .http)
+            Session(clientID: clientID, version: 1, compressions: .uncompressed, transport: .http)
         }
     }
 
@@ -101,8 +106,8 @@ final class FederationService: Sendable {
     }
 
     /// Whether shared caches may keep the model: no token is configured, or
-    /// the model is declared public (`ServerConfiguration.publicModel`).
-    var modelIsPublic: Bool { tokens.isEmpty || configuration.publicModel }
+    /// the model is declared public (`HTTPConfiguration.publicModel`).
+    var modelIsPublic: Bool { tokens.isEmpty || configuration.http.publicModel }
 
     // MARK: Handshake
 
@@ -132,15 +137,17 @@ final class FederationService: Sendable {
             logger.warning("client \(who) refused: \(hello.authToken.isEmpty ? "no" : "unknown") auth token")
             return .refused(ErrorMessage(code: .unauthorized, message: "a valid auth token is required"))
         }
-        let compressions = (hello.compressions & configuration.compressions) | Compression.none.bit
+        let compressions = CompressionSet(rawValue: hello.compressions)
+            .intersection(configuration.network.compressions).union(.uncompressed)
         let model = store.snapshot()
         let welcome = Welcome(
-            version: high, compressions: compressions, serverID: configuration.serverID,
+            version: high, compressions: compressions.rawValue, serverID: configuration.network.serverID,
             modelVersion: model.version, datasets: model.datasets,
             maxPayloadBytes: UInt32(clamping: limits.frame.maxPayloadBytes),
             maxDecompressedBytes: UInt64(limits.frame.maxDecompressedBytes),
-            maxDatasets: configuration.maxDatasets, encodings: configuration.encodings | 1,
-            deltaEncoding: configuration.deltaEncoding?.bit ?? 0)
+            maxDatasets: configuration.limits.maxDatasets,
+            encodings: configuration.network.encodings.union(.float32).rawValue,
+            deltaEncoding: configuration.aggregation.deltaEncoding?.bit ?? 0)
         return .accepted(
             Session(clientID: hello.clientID, version: high, compressions: compressions, transport: .binary), welcome)
     }
@@ -163,16 +170,16 @@ final class FederationService: Sendable {
     /// A version-3 client that holds a retained version and accepts the
     /// steps' encoding and their blobs' compression gets the steps when their
     /// payload is smaller than the MODEL's.
-    func fetch(held: UInt64, wanted: Compression, deltaEncodings: UInt8, session: Session) -> FetchAnswer {
+    func fetch(held: UInt64, wanted: Compression, deltaEncodings: ValueEncodingSet, session: Session) -> FetchAnswer {
         let model = store.snapshot()
         store.served(model.version, to: session.clientID)
         if held != 0 && held == model.version {
             return .unchanged(version: model.version, datasets: model.datasets)
         }
-        let compression = session.compressions & wanted.bit != 0 ? wanted : .none
-        if session.version >= 3, let encoding = configuration.deltaEncoding, deltaEncodings & encoding.bit != 0,
-            let steps = store.steps(from: held, to: model),
-            steps.allSatisfy({ !$0.isEmpty && $0[0] < 8 && session.compressions & (1 << $0[0]) != 0 }),
+        let compression = session.compressions.contains(wanted) ? wanted : .none
+        if session.version >= 3, let encoding = configuration.aggregation.deltaEncoding,
+            deltaEncodings.contains(encoding), let steps = store.steps(from: held, to: model),
+            steps.allSatisfy(session.agreed),
             steps.reduce(0, { $0 + 4 + $1.count }) + 26 < model.modelPayload(compression).bytes.count
         {
             record(.request(session.transport, "modelDelta"))
@@ -267,7 +274,7 @@ final class FederationService: Sendable {
     ) -> ErrorMessage? {
         let client = LogSafe.text(session.clientID)
         let via = session.transport == .http ? " (HTTP)" : ""
-        if session.compressions & request.compression.bit == 0 {
+        if !session.compressions.contains(request.compression) {
             return ErrorMessage(code: .unsupportedCompression, message: "\(request.compression) was not agreed")
         }
         if lifecycle.isDraining {
@@ -345,7 +352,7 @@ final class FederationService: Sendable {
         completion: @escaping @Sendable (Result<Acknowledgement, ErrorMessage>) -> Void
     ) -> ErrorMessage? {
         if let refusal = roundsRefusal() { return refusal }
-        if session.compressions & report.compression.bit == 0 {
+        if !session.compressions.contains(report.compression) {
             return ErrorMessage(code: .unsupportedCompression, message: "\(report.compression) was not agreed")
         }
         if lifecycle.isDraining {

@@ -29,7 +29,7 @@ public final class ModelStore: Sendable {
         /// Most samples one update counts for in a strategy's weights (after
         /// running totals are turned into per-update counts).
         public var maxUpdateSamples: UInt64
-        /// Fetch deltas (`ServerConfiguration.deltaEncoding`): each published
+        /// Fetch deltas (`AggregationConfiguration.deltaEncoding`): each published
         /// version is the previous one plus a step quantized in this encoding.
         public var deltaEncoding: ValueEncoding?
         /// Milliseconds since 1970: when a push's key was accepted (keys are

@@ -149,7 +149,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             requestTimer = nil
         } else if requestTimer == nil {
             requestTimer = ctx.closeAfter(
-                TimeAmount(context.configuration.requestTimeout), logger: logger, reason: "a frame did not arrive")
+                TimeAmount(context.configuration.network.requestTimeout), logger: logger,
+                reason: "a frame did not arrive")
         }
     }
 
@@ -224,7 +225,10 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             case .ping(let nonce): send(ctx, .pong(nonce: nonce), requestID: id)
             case .fetch(let held, let wanted, let deltas):
                 handleFetch(
-                    ctx, service.fetch(held: held, wanted: wanted, deltaEncodings: deltas, session: session), id: id)
+                    ctx,
+                    service.fetch(
+                        held: held, wanted: wanted, deltaEncodings: ValueEncodingSet(rawValue: deltas), session: session
+                    ), id: id)
             case .push(let push): handlePush(ctx, push, session: session, id: id)
             default: break
             }

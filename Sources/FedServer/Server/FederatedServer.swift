@@ -19,11 +19,14 @@ import Synchronization
 /// demo's HTTP, in front of a `ModelStore` whose updates are made durable by
 /// a `GroupCommitter`.
 ///
-/// Lifecycle: `start` resumes from the checkpoint store (or starts from `initial`),
-/// binds, and returns once listening; `shutdown` stops accepting connections
-/// and new pushes, lets pushes in flight finish (at most
-/// `configuration.shutdownGrace`), writes the checkpoint, closes every
-/// connection and returns.
+/// Lifecycle: `init` resumes from the checkpoint store (or starts from
+/// `initial`) without binding; `run` (a swift-service-lifecycle `Service`)
+/// binds, serves until a graceful shutdown, and `boundAddress` tells where it
+/// listens once it does. `start` is `init` and a bind, for callers that stop
+/// the server with `shutdown` instead of running it. `shutdown` stops
+/// accepting connections and new pushes, lets pushes in flight finish (at
+/// most `configuration.network.shutdownGrace`), writes the checkpoint,
+/// closes every connection and returns.
 public final class FederatedServer: Sendable {
     public let configuration: ServerConfiguration
     /// The limits in force (configured, or derived from the model).
@@ -33,39 +36,71 @@ public final class FederatedServer: Sendable {
     /// The rounds run for version-4 clients (nil without `configuration.rounds`).
     let rounds: RoundCoordinator?
     public let logger: Logger
-    /// Bytes held for clients now, against `configuration.memoryBudget`.
+    /// Bytes held for clients now, against `configuration.limits.memoryBudget`.
     public let budget: MemoryBudget
     /// What `GET /metrics` reports.
     public let metrics: ServerMetrics
-    /// An edge server's link to its upstream (`configuration.upstream`).
+    /// An edge server's link to its upstream (`configuration.edge`).
     public let uplink: EdgeUplink?
     private let group: any EventLoopGroup
     /// Whether `group` was made by the server (and is shut down with it).
     private let ownsGroup: Bool
-    private let channel: Channel
+    /// Binds the configured address with every connection's pipeline.
+    private let bind: @Sendable () -> EventLoopFuture<any Channel>
+    private let listener: Listener
     private let registry: ConnectionRegistry
     private let lifecycle: ServerLifecycle
 
-    /// The address actually bound (with the real port when 0 was asked for).
-    public var localPort: Int { channel.localAddress?.port ?? configuration.port }
+    /// The port bound (the real one when 0 was asked for) once listening;
+    /// before, the configured one.
+    public var localPort: Int { listener.channel?.localAddress?.port ?? configuration.network.port }
 
-    /// Resumes or creates the model and starts listening.
-    ///
-    /// Throws if the checkpoint exists but cannot be read (never starts fresh
-    /// over it), if its tensor shapes differ from `initial`'s (the shapes this
-    /// server was asked to serve), or if the address cannot be bound.
-    ///
-    /// `eventLoopGroup`: the group to serve on (left running at shutdown);
-    /// nil: a group of `threads` threads of the server's own.
+    /// The address the server listens on: at once when it does, else once
+    /// `run` has bound it. Throws the bind's error, or `ServerStopped` if the
+    /// server stopped without listening.
+    public var boundAddress: SocketAddress {
+        get async throws { try await listener.address() }
+    }
+
+    /// Resumes or creates the model and starts listening: `init`, then a bind.
+    /// Throws as `init` does, or if the address cannot be bound.
     public static func start(
         configuration: ServerConfiguration, initial: @autoclosure () -> [Tensor],
         logger: Logger = Logger(label: "fed.server"),
         threads: Int = System.coreCount, eventLoopGroup: (any EventLoopGroup)? = nil
     ) throws -> FederatedServer {
+        let server = try FederatedServer(
+            configuration: configuration, initial: initial(), logger: logger, threads: threads,
+            eventLoopGroup: eventLoopGroup)
+        do {
+            if server.listener.beginBinding() { try server.listening(on: server.bind().wait()) }
+        } catch {
+            server.failedToBind(error)
+            if server.ownsGroup { try? server.group.syncShutdownGracefully() }
+            throw error
+        }
+        return server
+    }
+
+    /// Resumes or creates the model, ready to listen (`run` binds).
+    ///
+    /// Throws if the checkpoint exists but cannot be read (never starts fresh
+    /// over it), if its tensor shapes differ from `initial`'s (the shapes this
+    /// server was asked to serve), if the retained versions do not fit the
+    /// memory budget, or if the TLS files cannot be used.
+    ///
+    /// `eventLoopGroup`: the group to serve on (left running at shutdown);
+    /// nil: a group of `threads` threads of the server's own.
+    public convenience init(
+        configuration: ServerConfiguration, initial: @autoclosure () -> [Tensor],
+        logger: Logger = Logger(label: "fed.server"),
+        threads: Int = System.coreCount, eventLoopGroup: (any EventLoopGroup)? = nil
+    ) throws {
         let fresh = initial()
+        let aggregation = configuration.aggregation
         let snapshot: ModelSnapshot
         var durable = ModelStore.Durable()
-        let checkpoints = configuration.checkpointStore ?? FileCheckpointStore(path: configuration.checkpointPath)
+        let checkpoints = configuration.storage.resolvedStore
         if let (resumed, state) = try checkpoints.loadState() {
             let served = fresh.map(\.shape)
             let stored = resumed.tensors.map(\.shape)
@@ -95,39 +130,41 @@ public final class FederatedServer: Sendable {
         }
         if let rounds = configuration.rounds {
             if let problem = rounds.problem() { throw FileError("rounds: \(problem)") }
-            if configuration.upstream != nil {
+            if configuration.edge != nil {
                 throw FileError("an edge server runs no rounds: give rounds to the root server")
             }
             // A held check-in or report sends nothing: the idle timeout would close it first.
-            if rounds.deadline >= configuration.idleTimeout || rounds.maxWait >= configuration.idleTimeout {
+            let idle = configuration.network.idleTimeout
+            if rounds.deadline >= idle || rounds.maxWait >= idle {
                 throw FileError(
-                    "rounds: the round deadline (\(rounds.deadline)) and the longest check-in wait (\(rounds.maxWait)) must be shorter than the idle timeout (\(configuration.idleTimeout)), which closes a connection whose request is held; raise --idle-timeout"
+                    "rounds: the round deadline (\(rounds.deadline)) and the longest check-in wait (\(rounds.maxWait)) must be shorter than the idle timeout (\(idle)), which closes a connection whose request is held; raise --idle-timeout"
                 )
             }
         }
         let retention = RetainedVersions(
-            shapes: snapshot.tensors.map(\.shape), deltaEncoding: configuration.deltaEncoding,
-            memoryBudget: configuration.memoryBudget)
-        guard (0...retention.maxStaleness).contains(configuration.maxStaleness) else {
+            shapes: snapshot.tensors.map(\.shape), deltaEncoding: aggregation.deltaEncoding,
+            memoryBudget: configuration.limits.memoryBudget)
+        guard (0...retention.maxStaleness).contains(aggregation.maxStaleness) else {
             throw FileError(
-                "max staleness \(configuration.maxStaleness) keeps \(configuration.maxStaleness) older versions of \(retention.versionBytes) B each; the memory budget of \(configuration.memoryBudget) B holds at most \(retention.maxStaleness) (half of it); lower the staleness (--max-staleness) or raise the budget (--memory-budget)"
+                "max staleness \(aggregation.maxStaleness) keeps \(aggregation.maxStaleness) older versions of \(retention.versionBytes) B each; the memory budget of \(configuration.limits.memoryBudget) B holds at most \(retention.maxStaleness) (half of it); lower the staleness (--max-staleness) or raise the budget (--memory-budget)"
             )
         }
         let store = ModelStore(
             initial: snapshot, durable: durable,
             configuration: .init(
-                maxDatasets: configuration.maxDatasets,
-                strategy: configuration.upstream == nil ? configuration.strategy : EdgeAccumulator(),
-                maxStaleness: configuration.maxStaleness, maxUpdateSamples: configuration.maxUpdateSamples,
-                deltaEncoding: configuration.deltaEncoding))
-        let metrics = ServerMetrics(factory: configuration.metricsFactory, edge: configuration.upstream != nil)
+                maxDatasets: configuration.limits.maxDatasets,
+                strategy: configuration.edge == nil ? aggregation.strategy : EdgeAccumulator(),
+                maxStaleness: aggregation.maxStaleness, maxUpdateSamples: aggregation.maxUpdateSamples,
+                deltaEncoding: aggregation.deltaEncoding))
+        let metrics = ServerMetrics(factory: configuration.metricsFactory, edge: configuration.edge != nil)
         let committer = GroupCommitter(
-            store: store, checkpoints: checkpoints, saveEvery: configuration.saveEvery, metrics: metrics)
+            store: store, checkpoints: checkpoints, saveEvery: configuration.storage.saveEvery, metrics: metrics)
         committer.onWriteFailure = { error in logger.error("checkpoint write failed: \(error)") }
-        if configuration.saveEvery > 1 {
-            logger.warning("--save-every \(configuration.saveEvery): updates are acknowledged before they are durable")
+        if configuration.storage.saveEvery > 1 {
+            logger.warning(
+                "--save-every \(configuration.storage.saveEvery): updates are acknowledged before they are durable")
         }
-        return try FederatedServer(
+        try self.init(
             configuration: configuration, store: store, committer: committer, metrics: metrics, logger: logger,
             threads: threads, eventLoopGroup: eventLoopGroup)
     }
@@ -138,7 +175,7 @@ public final class FederatedServer: Sendable {
     ) throws {
         self.metrics = metrics
         self.configuration = configuration
-        self.uplink = configuration.upstream.map {
+        self.uplink = configuration.edge.map {
             EdgeUplink(configuration: $0, committer: committer, logger: logger, metrics: metrics)
         }
         self.store = store
@@ -153,28 +190,46 @@ public final class FederatedServer: Sendable {
         let limits = ResolvedLimits(configuration: configuration, modelShapes: shapes)
         self.limits = limits
         let retention = RetainedVersions(
-            shapes: shapes, deltaEncoding: configuration.deltaEncoding, memoryBudget: configuration.memoryBudget)
-        let retainedBytes = retention.bytes(maxStaleness: configuration.maxStaleness)
-        let budget = MemoryBudget(limit: configuration.memoryBudget - retainedBytes)
+            shapes: shapes, deltaEncoding: configuration.aggregation.deltaEncoding,
+            memoryBudget: configuration.limits.memoryBudget)
+        let retainedBytes = retention.bytes(maxStaleness: configuration.aggregation.maxStaleness)
+        let budget = MemoryBudget(limit: configuration.limits.memoryBudget - retainedBytes)
         self.budget = budget
         let lifecycle = ServerLifecycle()
         self.lifecycle = lifecycle
         let group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.group = group
         self.ownsGroup = eventLoopGroup == nil
-        let tls = try configuration.tls?.makeContext()
-        if let warning = configuration.tls?.validityWarning() { logger.warning("\(warning)") }
+        let tls = try configuration.security.tls?.makeContext()
+        if let warning = configuration.security.tls?.validityWarning() { logger.warning("\(warning)") }
         let registry = ConnectionRegistry(
-            limit: configuration.maxConnections, perAddressLimit: configuration.maxConnectionsPerAddress)
+            limit: configuration.limits.maxConnections, perAddressLimit: configuration.limits.maxConnectionsPerAddress)
         self.registry = registry
         let context = ServerContext(
             configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
             budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger, tls: tls,
-            handshakes: HandshakeLimiter(limits: configuration.tlsHandshakeLimits),
+            handshakes: HandshakeLimiter(limits: configuration.security.tls?.handshakeLimits ?? TLSHandshakeLimits()),
             service: FederationService(
                 configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
                 budget: budget, lifecycle: lifecycle, metrics: metrics, logger: logger, rounds: rounds))
-        let bootstrap = ServerBootstrap(group: group)
+        let (host, port) = (configuration.network.host, configuration.network.port)
+        self.listener = Listener()
+        self.bind = { FederatedServer.bootstrap(group: group, context: context).bind(host: host, port: port) }
+        logger.info(
+            "limits: frame payload \(limits.frame.maxPayloadBytes) B, decompressed \(limits.frame.maxDecompressedBytes) B, HTTP body \(limits.maxHTTPBodyBytes) B, memory budget \(configuration.limits.memoryBudget) B, \(configuration.limits.maxConnections) connections"
+        )
+        logger.info(
+            "retained versions: \(configuration.aggregation.maxStaleness) older versions of \(retention.versionBytes) B take \(retainedBytes) B of the memory budget, \(budget.limit) B left for requests and answers; max staleness at most \(retention.maxStaleness) with this budget and model"
+        )
+    }
+
+    /// The listening socket's bootstrap: options, and every accepted
+    /// connection's pipeline (admission by the registry, traffic counting,
+    /// the idle timeout, then the protocol sniffer).
+    private static func bootstrap(group: any EventLoopGroup, context: ServerContext) -> ServerBootstrap {
+        let (registry, metrics, logger) = (context.registry, context.metrics, context.logger)
+        let idleTimeout = TimeAmount(context.configuration.network.idleTimeout)
+        return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -207,19 +262,27 @@ public final class FederatedServer: Sendable {
                     }
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(TrafficCounter(metrics: metrics))
-                    try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(configuration.idleTimeout)))
+                    try sync.addHandler(IdleStateHandler(allTimeout: idleTimeout))
                     try sync.addHandler(IdleConnectionCloser(logger: logger))
                     try sync.addHandler(ProtocolSniffer(context: context, refusal: refusal))
                 }
             }
-        self.channel = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
-        logger.info(
-            "limits: frame payload \(limits.frame.maxPayloadBytes) B, decompressed \(limits.frame.maxDecompressedBytes) B, HTTP body \(limits.maxHTTPBodyBytes) B, memory budget \(configuration.memoryBudget) B, \(configuration.maxConnections) connections"
-        )
-        logger.info(
-            "retained versions: \(configuration.maxStaleness) older versions of \(retention.versionBytes) B take \(retainedBytes) B of the memory budget, \(budget.limit) B left for requests and answers; max staleness at most \(retention.maxStaleness) with this budget and model"
-        )
+    }
+
+    /// Records the bound `channel` and starts an edge's uplink; closes the
+    /// channel instead if the server was shut down meanwhile.
+    private func listening(on channel: any Channel) throws {
+        guard listener.bound(channel) else {
+            channel.close(promise: nil)
+            throw ServerStopped()
+        }
         uplink?.start()
+    }
+
+    /// Records that the bind failed (`boundAddress` throws `error`) and that the server is stopped.
+    private func failedToBind(_ error: any Error) {
+        listener.failed(error)
+        if lifecycle.beginShutdown() { lifecycle.markStopped(error) }
     }
 
     /// Connections being served now.
@@ -238,7 +301,7 @@ public final class FederatedServer: Sendable {
     /// 4. write the checkpoint (every acknowledged update is in it);
     /// 5. close every connection and stop the event loops.
     ///
-    /// Steps 1-3 end within `grace` (default `configuration.shutdownGrace`),
+    /// Steps 1-3 end within `grace` (default `configuration.network.shutdownGrace`),
     /// or 0.5 s later for an edge whose `UpstreamLink` cannot be cut off.
     public func shutdown(grace: Duration? = nil) throws {
         // One shutdown: a second caller waits for the first to finish.
@@ -256,13 +319,13 @@ public final class FederatedServer: Sendable {
     }
 
     private func drainAndStop(grace: Duration?) throws {
-        let deadline = NIODeadline.now() + TimeAmount(grace ?? configuration.shutdownGrace)
+        let deadline = NIODeadline.now() + TimeAmount(grace ?? configuration.network.shutdownGrace)
         let upstreamDeadline = DispatchTime(uptimeNanoseconds: deadline.uptimeNanoseconds)
         lifecycle.startDraining()
         // Check-ins waiting are told to come back; a round in progress is abandoned.
         rounds?.shutdown()
         uplink?.stopRounds(by: upstreamDeadline)
-        try? channel.close().wait()
+        if let channel = listener.close() { try? channel.close().wait() }
         if committer.waitUntilIdle(until: upstreamDeadline) {
             // Every commit has answered, and each answer was handed to its connection's event
             // loop before that: a task queued on every loop now runs after those writes.
@@ -286,17 +349,121 @@ public final class FederatedServer: Sendable {
 }
 
 extension FederatedServer: Service {
-    /// Serves until the server stops: `shutdown`, a graceful shutdown of the
-    /// `ServiceGroup` it runs in (SIGTERM, for one), or cancellation of the
-    /// calling task, the last two starting `shutdown` (drain, checkpoint).
-    /// Throws the shutdown's error.
+    /// Binds (unless `start` did), then serves until the server stops:
+    /// `shutdown`, a graceful shutdown of the `ServiceGroup` it runs in
+    /// (SIGTERM, for one), or cancellation of the calling task, the last two
+    /// starting `shutdown` (drain, checkpoint). Throws the bind's error (the
+    /// server is then stopped) or the shutdown's.
     public func run() async throws {
+        if listener.beginBinding() {
+            do {
+                try listening(on: try await bind().get())
+            } catch is ServerStopped {
+                // Shut down while binding: `shutdown` stops the rest.
+            } catch {
+                failedToBind(error)
+                if ownsGroup { try? await group.shutdownGracefully() }
+                throw error
+            }
+        }
         await withTaskCancellationOrGracefulShutdownHandler {
             await lifecycle.waitUntilStopped()
         } onCancelOrGracefulShutdown: {
+            self.logger.info("stopping: no new connections or pushes; draining")
             Thread { try? self.shutdown() }.start()
         }
         if let error = lifecycle.stopError { throw error }
+    }
+}
+
+/// Thrown by `FederatedServer.boundAddress` when the server stopped without listening.
+public struct ServerStopped: Error, CustomStringConvertible {
+    public var description: String { "the server stopped before it listened" }
+}
+
+/// The listening socket: not bound yet, binding, bound, failed to bind or
+/// closed; and the callers of `address()` waiting for the bind.
+final class Listener: Sendable {
+    private enum Phase {
+        case idle, binding
+        case bound(any Channel)
+        case failed(any Error)
+        case closed
+    }
+    private struct State {
+        var phase = Phase.idle
+        var waiters: [CheckedContinuation<SocketAddress, any Error>] = []
+    }
+    private let state = Mutex(State())
+
+    /// The bound channel, while listening.
+    var channel: (any Channel)? {
+        state.withLock { s in
+            if case .bound(let channel) = s.phase { return channel }
+            return nil
+        }
+    }
+
+    /// True for the first caller while nothing is bound: it binds.
+    func beginBinding() -> Bool {
+        state.withLock { s in
+            guard case .idle = s.phase else { return false }
+            s.phase = .binding
+            return true
+        }
+    }
+
+    /// Records the bound channel; false (the channel is not kept) when closed meanwhile.
+    func bound(_ channel: any Channel) -> Bool {
+        let address = channel.localAddress
+        let (kept, waiters) = state.withLock { s -> (Bool, [CheckedContinuation<SocketAddress, any Error>]) in
+            guard case .binding = s.phase else { return (false, []) }
+            s.phase = .bound(channel)
+            defer { s.waiters = [] }
+            return (true, s.waiters)
+        }
+        for w in waiters {
+            if let address { w.resume(returning: address) } else { w.resume(throwing: ServerStopped()) }
+        }
+        return kept
+    }
+
+    func failed(_ error: any Error) { finish(.failed(error), error) }
+
+    /// Stops listening: returns the channel to close, if one was bound.
+    func close() -> (any Channel)? {
+        let channel = self.channel
+        finish(.closed, ServerStopped())
+        return channel
+    }
+
+    private func finish(_ phase: Phase, _ error: any Error) {
+        let waiters = state.withLock { s -> [CheckedContinuation<SocketAddress, any Error>] in
+            if case .failed = s.phase { return [] }
+            s.phase = phase
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(throwing: error) }
+    }
+
+    /// The bound address: at once when bound, else once bound; throws the
+    /// bind's error, or `ServerStopped` when closed without an address.
+    func address() async throws -> SocketAddress {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<SocketAddress, any Error>) in
+            let now = state.withLock { s -> Result<SocketAddress, any Error>? in
+                switch s.phase {
+                case .idle, .binding:
+                    s.waiters.append(c)
+                    return nil
+                case .bound(let channel):
+                    return channel.localAddress.map { .success($0) } ?? .failure(ServerStopped())
+                case .failed(let error): return .failure(error)
+                case .closed: return .failure(ServerStopped())
+                }
+            }
+            if let now { c.resume(with: now) }
+        }
     }
 }
 
@@ -368,9 +535,9 @@ struct ServerContext: Sendable {
     let metrics: ServerMetrics
     let registry: ConnectionRegistry
     let logger: Logger
-    /// The TLS context when `configuration.tls` is set.
+    /// The TLS context when `configuration.security.tls` is set.
     let tls: NIOSSLContext?
-    /// Admits TLS handshakes within `configuration.tlsHandshakeLimits`.
+    /// Admits TLS handshakes within `configuration.security.tls.handshakeLimits`.
     let handshakes: HandshakeLimiter
     /// The federation's rules, which every connection handler calls.
     let service: FederationService
@@ -382,7 +549,7 @@ struct ServerContext: Sendable {
             modelVersion: model.version, modelSamples: model.datasets, bufferedUpdates: store.bufferedUpdates,
             discardedUpdates: store.discardedUpdates.load(ordering: .relaxed),
             openConnections: registry.count, budgetUsed: budget.used, budgetLimit: budget.limit,
-            edge: configuration.upstream == nil ? nil : edgeGauges())
+            edge: configuration.edge == nil ? nil : edgeGauges())
     }
 
     private func edgeGauges() -> ServerMetrics.EdgeGauges {

@@ -124,7 +124,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// The checks that need only the head; a failure is answered at once.
     private func checkHead(_ ctx: ChannelHandlerContext, _ h: HTTPRequestHead) {
         let config = context.configuration
-        if let origin = h.headers.first(name: "origin"), !config.allowedOrigins.contains(origin) {
+        if let origin = h.headers.first(name: "origin"), !config.http.allowedOrigins.contains(origin) {
             logger.warning("HTTP request refused: origin \(LogSafe.text(origin)) is not allowed")
             return fail(ctx, .forbidden, .unauthorized, "cross-origin requests are not allowed")
         }
@@ -198,7 +198,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .fetch:
             service.record(.request(.http, "fetch"))
             let answer = service.legacyFetch(clientID: request.clientID).legacyJSON(
-                serverID: context.configuration.serverID
+                serverID: context.configuration.network.serverID
             ).buffer
             switch service.holdAnswer(bytes: answer.readableBytes, kind: .fetch) {
             case .failure(let refusal):

@@ -18,7 +18,7 @@ final class HTTPRequestGate: ChannelInboundHandler, RemovableChannelHandler {
         if betweenRequests {
             betweenRequests = false
             timer = ctx.closeAfter(
-                TimeAmount(context.configuration.requestTimeout), logger: context.logger,
+                TimeAmount(context.configuration.network.requestTimeout), logger: context.logger,
                 reason: "HTTP request not complete")
         }
         ctx.fireChannelRead(data)

@@ -66,7 +66,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context ctx: ChannelHandlerContext) {
         deadline = ctx.closeAfter(
-            TimeAmount(context.configuration.firstBytesTimeout), logger: context.logger,
+            TimeAmount(context.configuration.network.firstBytesTimeout), logger: context.logger,
             reason: "the first bytes of a connection did not arrive", level: .info)
     }
 
@@ -89,7 +89,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             return startTLS(ctx, tls)
         }
         let verdict = Self.classify(bytes.readableBytesView)
-        if !insideTLS, context.tls != nil, context.configuration.tls?.allowPlaintext != true,
+        if !insideTLS, context.tls != nil, context.configuration.security.tls?.allowPlaintext != true,
             verdict == .binary || verdict == .http
         {
             deadline?.cancel()
@@ -124,7 +124,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             } catch {
                 ctx.close(promise: nil)
             }
-        case .http where !context.configuration.serveHTTP:
+        case .http where !context.configuration.http.enabled:
             deadline?.cancel()
             context.logger.warning("closing HTTP connection from \(peer): HTTP is disabled")
             ctx.writeRawHTTP(status: "404 Not Found", json: errorJSON(.unexpectedMessage, "HTTP is disabled"))
