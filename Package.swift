@@ -140,7 +140,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
-        .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec", "FedTestSupport"]),
+        .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
         .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
         .testTarget(name: "FedSimulationTests", dependencies: ["FedSimulation", "FedServer"]),
         .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedTestSupport"]),
