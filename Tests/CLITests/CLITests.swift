@@ -37,24 +37,34 @@ enum FedProcess {
         p.waitUntilExit()
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
+
+    /// `run(args)`, waited for off the cooperative pool (`offPool`): the test is suspended meanwhile.
+    static func run(_ args: [String]) async throws -> (status: Int32, output: String) {
+        try await run(executable: binary, args)
+    }
+
+    /// `run(executable:_:)`, waited for off the cooperative pool (`offPool`): the test is suspended meanwhile.
+    static func run(executable: URL, _ args: [String]) async throws -> (status: Int32, output: String) {
+        try await offPool { try run(executable: executable, args) }
+    }
 }
 
 @Suite("fed CLI")
 struct CLITests {
     @Test("fed bench train saves a checkpoint that fed evaluate reads")
-    func trainThenEvaluate() throws {
+    func trainThenEvaluate() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let ck = dir.appendingPathComponent("model.fedk").path
-        let train = try FedProcess.run([
+        let train = try await FedProcess.run([
             // One thread: no second, single-thread run for comparison.
             "bench", "train", "--data", FedProcess.mnist, "--samples", "2000", "--epochs", "2", "--threads", "1",
             "--save-checkpoint", ck,
         ])
         #expect(train.status == 0, "\(train.output)")
         #expect(train.output.contains("samples/s"))
-        let eval = try FedProcess.run([
+        let eval = try await FedProcess.run([
             "evaluate", "--checkpoint", ck, "--data", FedProcess.mnist, "--test-from", "5000",
         ])
         #expect(eval.status == 0, "\(eval.output)")
@@ -80,10 +90,10 @@ struct CLITests {
     }
 
     @Test("fed evaluate refuses a corrupt checkpoint with a clear message")
-    func corruptCheckpoint() throws {
+    func corruptCheckpoint() async throws {
         let vectors = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Protocol/vectors")
-        let result = try FedProcess.run([
+        let result = try await FedProcess.run([
             "evaluate", "--checkpoint", vectors.appendingPathComponent("checkpoint_bad_crc.bin").path,
         ])
         #expect(result.status != 0)
@@ -92,8 +102,8 @@ struct CLITests {
     }
 
     @Test("fed --help lists the commands")
-    func help() throws {
-        let result = try FedProcess.run(["--help"])
+    func help() async throws {
+        let result = try await FedProcess.run(["--help"])
         #expect(result.status == 0)
         #expect(result.output.contains("bench") && result.output.contains("evaluate"))
     }
@@ -102,10 +112,11 @@ struct CLITests {
 @Suite("fed bench wire")
 struct BenchWireTests {
     @Test("--quick measures every encoding and writes CSV, JSON and an SVG chart")
-    func quick() throws {
+    func quick() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wire-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let r = try FedProcess.run(["bench", "wire", "--quick", "--out", dir.path])
+        // Cells of 0.05 s: each still takes at least one round trip per client.
+        let r = try await FedProcess.run(["bench", "wire", "--quick", "--seconds", "0.05", "--out", dir.path])
         #expect(r.status == 0, "\(r.output)")
         let csv = try String(contentsOf: dir.appendingPathComponent("wire.csv"), encoding: .utf8)
         #expect(csv.split(separator: "\n").count == 1 + 7 * 2)
@@ -123,12 +134,12 @@ struct BenchWireTests {
 @Suite("fed simulate")
 struct SimulateTests {
     @Test("Two runs with the same seed give the same figures; the files are written")
-    func deterministic() throws {
+    func deterministic() async throws {
         let dirs = try (0..<2).map { _ in try temporaryDirectory("sim") }
         defer { for d in dirs { try? FileManager.default.removeItem(at: d) } }
         var summaries: [[[String: Any]]] = []
         for dir in dirs {
-            let r = try FedProcess.run([
+            let r = try await FedProcess.run([
                 "simulate", "--quick", "--data", FedProcess.mnist, "--clients", "8", "--budget", "3000",
                 "--strategy", "fedbuff/k=4", "--strategy", "running-average", "--no-centralized",
                 "--stragglers", "0.25", "--out", dir.path,
@@ -152,11 +163,11 @@ struct SimulateTests {
     }
 
     @Test("Clients with a fresh Adam every round give another run, the same for the same seed")
-    func freshOptimizerState() throws {
-        func finalAccuracy(_ extra: [String]) throws -> (accuracy: String, scenario: String) {
+    func freshOptimizerState() async throws {
+        func finalAccuracy(_ extra: [String]) async throws -> (accuracy: String, scenario: String) {
             let dir = try temporaryDirectory("sim")
             defer { try? FileManager.default.removeItem(at: dir) }
-            let r = try FedProcess.run(
+            let r = try await FedProcess.run(
                 [
                     // Two rounds of four clients of eight: some client trains in both, so its Adam state matters.
                     "simulate", "--quick", "--data", FedProcess.mnist, "--clients", "8", "--budget", "5000",
@@ -169,18 +180,18 @@ struct SimulateTests {
             let run = (json["runs"] as! [[String: Any]])[0]
             return ("\(run["final_accuracy"]!)", "\(run["scenario"]!)")
         }
-        let fresh = try finalAccuracy(["--optimizer-state", "fresh"])
+        let fresh = try await finalAccuracy(["--optimizer-state", "fresh"])
         #expect(fresh.scenario.hasSuffix("fresh Adam"))
-        #expect(try finalAccuracy(["--optimizer-state", "fresh"]) == fresh)
-        let kept = try finalAccuracy([])
+        #expect(try await finalAccuracy(["--optimizer-state", "fresh"]) == fresh)
+        let kept = try await finalAccuracy([])
         #expect(!kept.scenario.contains("Adam") && kept.accuracy != fresh.accuracy)
     }
 
     @Test("A bad strategy or partition is refused with the reason")
-    func badOptions() throws {
-        let r = try FedProcess.run(["simulate", "--strategy", "fedbuff/k=0"])
+    func badOptions() async throws {
+        let r = try await FedProcess.run(["simulate", "--strategy", "fedbuff/k=0"])
         #expect(r.status != 0 && r.output.contains("k=0"))
-        let p = try FedProcess.run(["simulate", "--partition", "dirichlet:x"])
+        let p = try await FedProcess.run(["simulate", "--partition", "dirichlet:x"])
         #expect(p.status != 0 && p.output.contains("dirichlet:ALPHA"))
     }
 }
@@ -217,7 +228,7 @@ struct DataFetchTests {
     }
 
     @Test("Downloads from a mirror, verifies SHA-256, refuses a corrupt file and says why")
-    func fetch() throws {
+    func fetch() async throws {
         let root = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: root) }
         let served = root.appendingPathComponent("mirror"), target = root.appendingPathComponent("data")
@@ -230,13 +241,15 @@ struct DataFetchTests {
         defer { mirror.stop() }  // no server may outlive the test
         let base = "http://127.0.0.1:\(mirror.port)/"
 
-        let ok = try FedProcess.run(["data", "fetch", "--dir", target.path, "--mirror", base, "--only", "t10k"])
+        let ok = try await FedProcess.run(["data", "fetch", "--dir", target.path, "--mirror", base, "--only", "t10k"])
         #expect(ok.status == 0, "\(ok.output)")
         #expect(ok.output.contains("SHA-256 verified"))
-        let again = try FedProcess.run(["data", "fetch", "--dir", target.path, "--mirror", base, "--only", "t10k"])
+        let again = try await FedProcess.run([
+            "data", "fetch", "--dir", target.path, "--mirror", base, "--only", "t10k",
+        ])
         #expect(again.output.contains("already present and verified"))
         // The downloaded files are usable data.
-        let eval = try FedProcess.run([
+        let eval = try await FedProcess.run([
             "bench", "train", "--data", target.path, "--samples", "1000", "--epochs", "1", "--threads", "1",
         ])
         #expect(eval.status == 0, "\(eval.output)")
@@ -247,7 +260,7 @@ struct DataFetchTests {
         tampered[100] ^= 1
         try Data(gzipped(tampered)).write(to: served.appendingPathComponent("t10k-labels-idx1-ubyte.gz"))
         let fresh = root.appendingPathComponent("fresh")
-        let bad = try FedProcess.run([
+        let bad = try await FedProcess.run([
             "data", "fetch", "--dir", fresh.path, "--mirror", base, "--only", "t10k-labels",
         ])
         #expect(bad.status != 0)

@@ -13,11 +13,11 @@ import Testing
 @Suite("Edge shutdown", .serialized)
 struct EdgeShutdownTests {
     /// Waits (at most `seconds`) for `condition`; whether it held.
-    func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    func eventually(_ seconds: Double, _ condition: () throws -> Bool) async throws -> Bool {
         let end = Date().addingTimeInterval(seconds)
         while Date() < end {
             if try condition() { return true }
-            usleep(50_000)
+            try await Task.sleep(for: .milliseconds(50))
         }
         return try condition()
     }
@@ -26,7 +26,7 @@ struct EdgeShutdownTests {
     /// updates, is sent SIGTERM while its round with the upstream is waiting,
     /// and exits within `--shutdown-grace` (2 s) and a margin; restarted
     /// against a working root, it delivers the three updates there, once.
-    func shutdownWithin(grace: Int, upstream: StallingServer) throws -> Double {
+    func shutdownWithin(grace: Int, upstream: StallingServer) async throws -> Double {
         let dir = try temporaryDirectory("edge-shutdown")
         defer { try? FileManager.default.removeItem(at: dir) }
         let checkpoint = dir.appendingPathComponent("edge.fedk").path
@@ -37,7 +37,7 @@ struct EdgeShutdownTests {
                 "--upstream-interval", "0.5", "--shutdown-grace", "\(grace)",
             ])
         // The edge's first round is now waiting for the upstream's WELCOME.
-        #expect(eventually(10) { upstream.accepted >= 1 }, "the edge never connected upstream")
+        #expect(try await eventually(10) { upstream.accepted >= 1 }, "the edge never connected upstream")
         for i in 0..<3 {
             let c = try TestClient(port: edge.port)
             _ = try c.handshake("client-\(i)")
@@ -45,10 +45,12 @@ struct EdgeShutdownTests {
                 throw TestError("the edge did not acknowledge update \(i)")
             }
         }
-        usleep(1_000_000)
-        let start = Date()
-        let status = edge.terminate()
-        let took = Date().timeIntervalSince(start)
+        try await Task.sleep(for: .seconds(1))
+        // Timed on the waiting thread: the test's own resumption may wait for the pool.
+        let (status, took) = try await offPool {
+            let start = Date()
+            return (edge.terminate(), Date().timeIntervalSince(start))
+        }
         upstream.stop()
         #expect(status == 0, "exit status \(status) (-1: still running 20 s after SIGTERM)")
 
@@ -62,20 +64,20 @@ struct EdgeShutdownTests {
         let observer = try TestClient(port: root.port)
         _ = try observer.handshake("observer")
         var model: Model?
-        _ = try eventually(20) {
+        _ = try await eventually(20) {
             if case .model(let m) = try observer.fetch() { model = m }
             return model?.datasets == 300
         }
         #expect(model?.datasets == 300, "the root holds \(model?.datasets ?? 0) of the 300 acknowledged samples")
         #expect(model?.version == 1, "the edge's batch was applied once")
-        #expect(restarted.terminate() == 0)
-        _ = root.terminate()
+        #expect(try await restarted.terminate() == 0)
+        _ = try await root.terminate()
         return took
     }
 
     @Test("SIGTERM to an edge whose upstream accepts and stays silent: exit within the grace, nothing lost")
-    func silentUpstream() throws {
-        let took = try shutdownWithin(grace: 2, upstream: try StallingServer(dribble: nil))
+    func silentUpstream() async throws {
+        let took = try await shutdownWithin(grace: 2, upstream: try StallingServer(dribble: nil))
         print(
             "edge with a silent upstream: exited \(String(format: "%.2f", took)) s after SIGTERM (--shutdown-grace 2)")
         // The bar is grace + 2 s (Benchmarks/hostile.py edge-sigterm); one more second for a busy machine.
@@ -83,8 +85,8 @@ struct EdgeShutdownTests {
     }
 
     @Test("SIGTERM to an edge whose upstream sends one byte every 5 s: exit within the grace, nothing lost")
-    func dribblingUpstream() throws {
-        let took = try shutdownWithin(grace: 2, upstream: try StallingServer(dribble: 5))
+    func dribblingUpstream() async throws {
+        let took = try await shutdownWithin(grace: 2, upstream: try StallingServer(dribble: 5))
         print(
             "edge with an upstream sending a byte every 5 s: exited \(String(format: "%.2f", took)) s after SIGTERM (--shutdown-grace 2)"
         )

@@ -7,8 +7,9 @@ import Testing
     import Glibc
 #endif
 
-/// A `fed client` process.
-final class ClientProcess {
+/// A `fed client` process. Sendable so that `finish` can wait on another thread: its
+/// properties are constants, and Process and Pipe may be used from any thread.
+final class ClientProcess: @unchecked Sendable {
     let process = Process()
     private let output = Pipe()
 
@@ -31,6 +32,11 @@ final class ClientProcess {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// `finish()`, waited for off the cooperative pool (`offPool`): the test is suspended meanwhile.
+    func finish() async throws -> (Int32, String) {
+        try await offPool { self.finish() }
+    }
+
     /// `pushes accepted N` from the summary line.
     static func accepted(_ text: String) -> Int? {
         guard let r = text.range(of: "pushes accepted ") else { return nil }
@@ -41,7 +47,7 @@ final class ClientProcess {
 @Suite("Federated sessions", .serialized)
 struct FederationTests {
     @Test("Three clients and a server run to completion: 12 updates applied")
-    func threeClients() throws {
+    func threeClients() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let server = try ServerProcess(checkpoint: dir.appendingPathComponent("m.fedk").path)
@@ -49,34 +55,42 @@ struct FederationTests {
             try ClientProcess(port: server.port, id: "c\(i)", range: r)
         }
         for c in clients {
-            let (status, text) = c.finish()
+            let (status, text) = try await c.finish()
             #expect(status == 0, "\(text)")
             #expect(ClientProcess.accepted(text) == 4, "\(text)")
         }
         let check = try TestClient(port: server.port)
         #expect(try check.handshake().modelVersion == 12)
-        #expect(server.terminate() == 0)
+        #expect(try await server.terminate() == 0)
     }
 
     @Test("The server killed with -9 and restarted mid-run: every client finishes, no acknowledged update lost")
-    func serverRestart() throws {
+    func serverRestart() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("m.fedk").path
         let port = reservePort()
         let server = try ServerProcess(checkpoint: path, port: port)
         let clients = try [(1, 6), (7, 12)].enumerated().map { i, r in
-            // 20 epochs a slice: long enough (seconds, even in release) that the kill lands mid-run.
-            try ClientProcess(port: port, id: "r\(i)", range: r, extra: ["--deadline", "60", "--epochs", "20"])
+            try ClientProcess(port: port, id: "r\(i)", range: r, extra: ["--deadline", "60", "--epochs", "5"])
         }
-        usleep(400_000)
-        server.kill9()
-        usleep(1_500_000)
-        let restarted = try ServerProcess(checkpoint: path, port: port)
+        // The kill lands mid-run on any machine: right after the first update is applied, 11 to
+        // come. Then 1.5 s without a server. Timed on a thread of its own, not on the pool.
+        let (applied, restarted) = try await offPool {
+            var applied = false
+            for _ in 0..<1500 where !applied {  // at most about 30 s
+                applied = ((try? TestClient(port: port).handshake("observer").modelVersion) ?? 0) >= 1
+                if !applied { usleep(20_000) }
+            }
+            server.kill9()
+            usleep(1_500_000)
+            return (applied, try ServerProcess(checkpoint: path, port: port))
+        }
+        #expect(applied, "no update was applied within 30 s")
         var accepted = 0
         var retried = false
         for c in clients {
-            let (status, text) = c.finish()
+            let (status, text) = try await c.finish()
             #expect(status == 0, "\(text)")
             accepted += ClientProcess.accepted(text) ?? 0
             retried = retried || text.contains("retry 1 in")
@@ -89,15 +103,15 @@ struct FederationTests {
         // and answered with its original ACK, not applied again.
         #expect(version == UInt64(accepted), "server at \(version), \(accepted) pushes acknowledged")
         #expect(accepted >= 10, "pushes after the restart must go through: \(accepted) of 12")
-        #expect(restarted.terminate() == 0)
+        #expect(try await restarted.terminate() == 0)
     }
 
     @Test("A client whose server never appears gives up at its deadline with a clear message")
-    func noServer() throws {
+    func noServer() async throws {
         let start = Date()
         let c = try ClientProcess(
             port: reservePort(), id: "lonely", range: (1, 1), extra: ["--deadline", "2", "--epochs", "1"])
-        let (status, text) = c.finish()
+        let (status, text) = try await c.finish()
         #expect(status != 0)
         #expect(text.contains("gave up at the retry deadline"), "\(text)")
         #expect(text.contains("connection refused"))
@@ -105,7 +119,7 @@ struct FederationTests {
     }
 
     @Test("A Python standard-library client of the original HTTP protocol takes part with binary clients")
-    func mixedSession() throws {
+    func mixedSession() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let server = try ServerProcess(checkpoint: dir.appendingPathComponent("m.fedk").path)
@@ -114,28 +128,32 @@ struct FederationTests {
             port: server.port, id: "swift-http", range: (5, 6), extra: ["--transport", "http"])
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
             "original_http_client.py")
-        let py = Process()
-        py.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        py.arguments = ["python3", script.path, String(server.port), "session", "3"]
-        let out = Pipe()
-        py.standardOutput = out
-        try py.run()
-        let pyText = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        py.waitUntilExit()
-        #expect(py.terminationStatus == 0)
+        let port = server.port
+        let (pyStatus, pyText) = try await offPool {
+            let py = Process()
+            py.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            py.arguments = ["python3", script.path, String(port), "session", "3"]
+            let out = Pipe()
+            py.standardOutput = out
+            try py.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            py.waitUntilExit()
+            return (py.terminationStatus, text)
+        }
+        #expect(pyStatus == 0)
         #expect(pyText.contains("\"pushes\": 3"))
-        let (s1, t1) = binary.finish()
-        let (s2, t2) = http.finish()
+        let (s1, t1) = try await binary.finish()
+        let (s2, t2) = try await http.finish()
         #expect(s1 == 0 && s2 == 0, "\(t1)\n\(t2)")
         #expect(ClientProcess.accepted(t1) == 4 && ClientProcess.accepted(t2) == 2)
         let check = try TestClient(port: server.port)
         #expect(try check.handshake().modelVersion == 4 + 2 + 3)
-        #expect(server.terminate() == 0)
+        #expect(try await server.terminate() == 0)
     }
 
     @Test("fed demo: the federated model beats one client's share alone, above a floor of 0.85")
-    func demo() throws {
-        let r = try FedProcess.run(["demo", "--data", FedProcess.mnist, "--epochs", "5"])
+    func demo() async throws {
+        let r = try await FedProcess.run(["demo", "--data", FedProcess.mnist, "--epochs", "5"])
         #expect(r.status == 0, "\(r.output)")
         func accuracy(after marker: String) -> Double? {
             guard let range = r.output.range(of: marker) else { return nil }

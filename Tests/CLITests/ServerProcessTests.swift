@@ -7,8 +7,10 @@ import Testing
     import Glibc
 #endif
 
-/// A `fed server` process on a free port, for tests that need a real process.
-final class ServerProcess {
+/// A `fed server` process on a free port, for tests that need a real process. Sendable
+/// so that `terminate` can wait on another thread: its properties are constants, and
+/// Process and Pipe may be used from any thread.
+final class ServerProcess: @unchecked Sendable {
     let process = Process()
     let port: Int
     private let output = Pipe()
@@ -55,6 +57,11 @@ final class ServerProcess {
         return process.terminationStatus
     }
 
+    /// `terminate()`, waited for off the cooperative pool (`offPool`): the test is suspended meanwhile.
+    func terminate() async throws -> Int32 {
+        try await offPool { self.terminate() }
+    }
+
     deinit {
         if process.isRunning { kill9() }
     }
@@ -63,21 +70,25 @@ final class ServerProcess {
 @Suite("fed server process", .serialized)
 struct ServerProcessTests {
     @Test("A Python standard-library client of the original HTTP protocol works unchanged")
-    func originalHTTPClient() throws {
+    func originalHTTPClient() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let server = try ServerProcess(checkpoint: dir.appendingPathComponent("m.fedk").path)
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
             "original_http_client.py")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", script.path, String(server.port)]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
+        let port = server.port
+        let (status, data) = try await offPool {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["python3", script.path, String(port)]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, data)
+        }
+        #expect(status == 0)
         let report = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(report["fetch_status"] as? Int == 200)
         #expect(report["fetch_keys"] as? [String] == ["datasets", "id", "weights"])
@@ -92,7 +103,7 @@ struct ServerProcessTests {
         // The original's fetch is 4,350,666 bytes; ours is the same JSON within 1%.
         let bytes = try #require(report["fetch_bytes"] as? Int)
         #expect(abs(Double(bytes) - 4_350_666) / 4_350_666 < 0.01, "\(bytes) bytes")
-        #expect(server.terminate() == 0)
+        #expect(try await server.terminate() == 0)
     }
 
     @Test("kill -9 during a stream of updates loses no acknowledged update")
@@ -219,7 +230,7 @@ struct ServerProcessTests {
 @Suite("fed server limits", .serialized)
 struct ServerLimitTests {
     @Test("A client that pipelines fetches and never reads does not make the server buffer without bound")
-    func backpressure() throws {
+    func backpressure() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let server = try ServerProcess(checkpoint: dir.appendingPathComponent("m.fedk").path)
@@ -233,7 +244,7 @@ struct ServerLimitTests {
             frames += MessageCodec.encode(.fetch(heldVersion: 0, compression: .none), requestID: UInt32(i + 10))
         }
         try? c.send(frames)  // stops with a send timeout once the server stops reading
-        usleep(1_000_000)
+        try await Task.sleep(for: .seconds(1))
         let rss = residentMegabytes(server.process.processIdentifier)
         #expect(rss > 0 && rss < 150, "server resident memory \(rss) MB")
         // Another client is still served promptly.

@@ -8,8 +8,8 @@ struct TiersTests {
     @Test(
         "A root and two edge processes give the single server's model; an edge killed with -9 loses and repeats nothing"
     )
-    func rootAndEdges() throws {
-        let r = try FedProcess.run(["bench", "tiers", "--updates", "12", "--interval", "0.3"])
+    func rootAndEdges() async throws {
+        let r = try await FedProcess.run(["bench", "tiers", "--updates", "12", "--interval", "0.3"])
         #expect(r.status == 0, "\(r.output)")
         let bars = r.output.split(separator: "\n").filter { $0.contains("PASS") || $0.contains("MISS") }
         #expect(bars.count == 4 && bars.allSatisfy { $0.contains("PASS") }, "\(r.output)")

@@ -19,8 +19,29 @@ base = "http://127.0.0.1:%s/" % sys.argv[1]
 SHAPES = [[784, 200], [200], [200, 200], [200], [200, 10], [10]]
 
 
+def quote_plus(text):
+    """urllib.parse.quote_plus(text), byte for byte, in one C-speed pass per distinct unsafe character.
+
+    quote_plus encodes each character on its own (its UTF-8 bytes), so replacing every
+    character outside its safe set by quote_plus of that character gives the same text.
+    Replacements bring in only '%', '+' and hex digits, so '%' and '+' go first and are
+    never replaced twice. The standard function costs seconds on a 4 MB weights field.
+    """
+    unsafe = sorted(set(text) - SAFE, key=lambda c: (c != "%", c != "+"))
+    for c in unsafe:
+        text = text.replace(c, urllib.parse.quote_plus(c))
+    return text
+
+
+SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+# The fast encoding is the standard one on a text with every character class of a weights field.
+_sample = json.dumps([[1e-20, -0.5, float("nan")], "%+ &=\u00e9/"])
+assert quote_plus(_sample) == urllib.parse.quote_plus(_sample), "quote_plus differs from urllib's"
+
+
 def post(fields):
-    data = urllib.parse.urlencode(fields).encode()
+    # What urllib.parse.urlencode(fields) gives (the original's clients sent a form encoded so).
+    data = "&".join(quote_plus(str(k)) + "=" + quote_plus(str(v)) for k, v in fields.items()).encode()
     try:
         with urllib.request.urlopen(urllib.request.Request(base, data=data), timeout=30) as r:
             return r.status, r.read()
@@ -57,15 +78,16 @@ report["datasets_before"] = model["datasets"]
 
 weights = model["weights"]
 weights[5] = [0.25] * 10
-status, body = post({"id": "py-client", "send": "True", "datasets": 5000, "weights": json.dumps(weights)})
+weights_json = json.dumps(weights)  # sent twice: accepted, then with a datasets count out of range
+status, body = post({"id": "py-client", "send": "True", "datasets": 5000, "weights": weights_json})
 report["push_status"], report["push_body"] = status, body.decode()
 
-bad = json.loads(json.dumps(weights))
+bad = [[row[:] for row in w] if isinstance(w[0], list) else w[:] for w in weights]  # a deep copy
 bad[0][3][7] = float("nan")
 status, body = post({"id": "py-client", "send": "True", "datasets": 5000, "weights": json.dumps(bad)})
 report["nan_status"], report["nan_error"] = status, json.loads(body).get("error")
 
-status, body = post({"id": "py-client", "send": "True", "datasets": 1000000000, "weights": json.dumps(weights)})
+status, body = post({"id": "py-client", "send": "True", "datasets": 1000000000, "weights": weights_json})
 report["huge_datasets_status"], report["huge_datasets_error"] = status, json.loads(body).get("error")
 
 status, body = post({"id": "py-client", "send": "True", "datasets": 10, "weights": json.dumps(weights[:5])})

@@ -72,3 +72,17 @@ public func runProgram(_ path: String, _ arguments: [String], input: [UInt8] = [
     p.waitUntilExit()
     return (p.terminationStatus, [UInt8](data))
 }
+
+/// Runs `body` on a thread of its own and returns what it returns or throws.
+///
+/// Swift's cooperative pool has as many threads as cores (two on CI), and a
+/// test that blocks, waiting for a process, a socket or a sleep, holds one of
+/// them for as long as it waits: with two such tests nothing else runs. An
+/// async test that waits through `offPool` is suspended meanwhile and leaves
+/// the pool to other tests. `body` must not record issues (`#expect`): it runs
+/// outside the test's task.
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
