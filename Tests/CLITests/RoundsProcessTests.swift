@@ -66,7 +66,7 @@ struct RoundsProcessTests {
     @Test(
         "10 clients, rounds of 5 with over-selection 1.4 and a 2 s deadline, 2 selected clients killed mid-round in every round: each round closes within its deadline plus 1 s, no update is applied twice, and the model is the sample-weighted mean of the reports received"
     )
-    func killedClients() throws {
+    func killedClients() async throws {
         let dir = try temporaryDirectory("rounds")
         defer { try? FileManager.default.removeItem(at: dir) }
         let reports = dir.appendingPathComponent("reports").path
@@ -88,9 +88,13 @@ struct RoundsProcessTests {
             serverLines.withLock { $0.append(line) }
         }
         defer { _ = server.wait(seconds: 0) }
-        let start = Date()
-        while portBox.withLock({ $0 }) == nil && Date().timeIntervalSince(start) < 20 { usleep(20_000) }
-        let port = try #require(portBox.withLock { $0 })
+        // Waits run on threads of their own (offPool), not on the test pool's few threads.
+        let port = try #require(
+            try await offPool {
+                let start = Date()
+                while portBox.withLock({ $0 }) == nil && Date().timeIntervalSince(start) < 20 { usleep(20_000) }
+                return portBox.withLock { $0 }
+            })
 
         // Clients: the first two to say they got a task in a round are killed at once,
         // and started again once the server has closed that round.
@@ -122,30 +126,33 @@ struct RoundsProcessTests {
             killing.withLock { $0.children[id] = child }
         }
         // Respawn the killed clients of each closed round (they do not come back in it).
-        var respawned = Set<Int>()
-        let deadline = Date().addingTimeInterval(90)
-        var finished = false
-        while Date() < deadline && !finished {
-            usleep(50_000)
-            let lines = serverLines.withLock { $0 }
-            for round in 1...totalRounds where !respawned.contains(round) {
-                guard
-                    lines.contains(where: {
-                        $0.contains("round \(round) closed") || $0.contains("round \(round) abandoned")
-                    })
-                else { continue }
-                respawned.insert(round)
-                let ids = killing.withLock { $0.killed[round] ?? [] }
-                for id in ids {
-                    let child = try Child(name: id, arguments(id, Int(id.dropFirst())!), onLine: onClientLine)
-                    killing.withLock { $0.respawns.append(child) }
+        let finished = try await offPool {
+            var respawned = Set<Int>()
+            let deadline = Date().addingTimeInterval(90)
+            var finished = false
+            while Date() < deadline && !finished {
+                usleep(50_000)
+                let lines = serverLines.withLock { $0 }
+                for round in 1...totalRounds where !respawned.contains(round) {
+                    guard
+                        lines.contains(where: {
+                            $0.contains("round \(round) closed") || $0.contains("round \(round) abandoned")
+                        })
+                    else { continue }
+                    respawned.insert(round)
+                    let ids = killing.withLock { $0.killed[round] ?? [] }
+                    for id in ids {
+                        let child = try Child(name: id, arguments(id, Int(id.dropFirst())!), onLine: onClientLine)
+                        killing.withLock { $0.respawns.append(child) }
+                    }
                 }
+                finished = lines.contains { $0.contains("all \(totalRounds) rounds have run") }
             }
-            finished = lines.contains { $0.contains("all \(totalRounds) rounds have run") }
+            return finished
         }
         #expect(finished, "the server ran its rounds")
         let children = killing.withLock { Array($0.children.values) + $0.respawns }
-        for c in children { _ = c.wait(seconds: 20) }
+        try await offPool { for c in children { _ = c.wait(seconds: 20) } }
         let killedPerRound = killing.withLock { $0.killed }
 
         // Timing: from "round R opened" to "round R closed", as the lines arrived.
@@ -174,7 +181,7 @@ struct RoundsProcessTests {
                 samples += kept.datasets
             }
             // The version the round produced, as the server serves it.
-            let model = try fetchVersion(UInt64(round), port: port, into: dir)
+            let model = try await offPool { try Self.fetchVersion(UInt64(round), port: port, into: dir) }
             #expect(model.version == UInt64(round))
             #expect(model.datasets == previousDatasets + samples, "round \(round) counted its samples once")
             previousDatasets = model.datasets
@@ -184,11 +191,11 @@ struct RoundsProcessTests {
             #expect(worst < 1e-6, "round \(round): largest difference from the weighted mean \(worst)")
         }
         kill(server.process.processIdentifier, SIGTERM)
-        #expect(server.wait(seconds: 20) == 0)
+        #expect(try await offPool { server.wait(seconds: 20) } == 0)
     }
 
     /// `GET /v1/model/N` with curl: the MODEL payload of version N.
-    private func fetchVersion(_ version: UInt64, port: Int, into dir: URL) throws -> (
+    private static func fetchVersion(_ version: UInt64, port: Int, into dir: URL) throws -> (
         version: UInt64, datasets: UInt64, tensors: [Tensor]
     ) {
         let out = dir.appendingPathComponent("v\(version).bin").path
@@ -197,7 +204,7 @@ struct RoundsProcessTests {
         curl.arguments = ["curl", "-sf", "-o", out, "http://127.0.0.1:\(port)/v1/model/\(version)"]
         try curl.run()
         curl.waitUntilExit()
-        #expect(curl.terminationStatus == 0)
+        guard curl.terminationStatus == 0 else { throw TestError("curl of version \(version) failed") }
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: out)))
         return try bytes.withUnsafeBytes { raw in
             var r = ByteReader(raw)
@@ -213,7 +220,7 @@ struct RoundsCrashTests {
     @Test(
         "kill -9 of the server during a round: after the restart the rounds go on, the lost round is selected anew, and no report is counted twice"
     )
-    func crashDuringRound() throws {
+    func crashDuringRound() async throws {
         let dir = try temporaryDirectory("rounds-crash")
         defer { try? FileManager.default.removeItem(at: dir) }
         let checkpoint = dir.appendingPathComponent("m.fedk").path
@@ -224,7 +231,7 @@ struct RoundsCrashTests {
             "--log-level", "info",
         ]
         let lines = Locked<[String]>([])
-        func startServer() throws -> Child {
+        @Sendable func startServer() throws -> Child {
             let child = try Child(name: "server", serverArguments) { _, line in lines.withLock { $0.append(line) } }
             let start = Date()
             while !lines.withLock({ $0.contains { $0.hasPrefix("listening on ") } })
@@ -234,7 +241,8 @@ struct RoundsCrashTests {
             }
             return child
         }
-        var server = try startServer()
+        // Waits run on threads of their own (offPool), not on the test pool's few threads.
+        var server = try await offPool { try startServer() }
         // Each client trains slowly enough (8 epochs) that round 2 is still open when the server dies.
         let clients = try (1...3).map { k in
             try Child(
@@ -246,23 +254,29 @@ struct RoundsCrashTests {
                 ]
             ) { _, _ in }
         }
-        let start = Date()
-        while !lines.withLock({ $0.contains { $0.contains("round 2 opened") } }) && Date().timeIntervalSince(start) < 60
-        {
-            usleep(10_000)
+        try await offPool {
+            let start = Date()
+            while !lines.withLock({ $0.contains { $0.contains("round 2 opened") } })
+                && Date().timeIntervalSince(start) < 60
+            {
+                usleep(10_000)
+            }
         }
         #expect(lines.withLock { $0.contains { $0.contains("round 1 closed") } })
         server.kill9()
-        _ = server.wait(seconds: 5)
+        let killed = server
+        _ = try await offPool { killed.wait(seconds: 5) }
         lines.withLock { $0.removeAll() }
-        server = try startServer()
-        for c in clients { #expect(c.wait(seconds: 90) == 0, "client \(c.name)") }
+        server = try await offPool { try startServer() }
+        let statuses = try await offPool { clients.map { $0.wait(seconds: 90) } }
+        #expect(statuses == [0, 0, 0], "the clients' exit statuses")
         let after = lines.withLock { $0 }
         #expect(after.contains { $0.contains("resumed version 1") })
         #expect(after.contains { $0.contains("round 2 opened") } && after.contains { $0.contains("round 3 closed") })
         #expect(after.contains { $0.contains("all 3 rounds have run") })
         kill(server.process.processIdentifier, SIGTERM)
-        #expect(server.wait(seconds: 20) == 0)
+        let restarted = server
+        #expect(try await offPool { restarted.wait(seconds: 20) } == 0)
         // Three rounds of three reports of the clients' samples each, counted once.
         let model = try #require(try CheckpointFile.read(from: checkpoint))
         #expect(model.version == 3)
