@@ -64,13 +64,13 @@ struct ConformanceTests {
     }
 
     @Test("With --rounds it passes the rounds scenarios against a server running rounds (section 12)")
-    func passesWithRounds() throws {
+    func passesWithRounds() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let server = try ServerProcess(
             checkpoint: dir.appendingPathComponent("m.fedk").path,
             extra: ["--rounds", "2", "--min-reports", "1", "--round-deadline", "2", "--selection-window", "0.2"])
-        let (status, text) = try Conformance.python([
+        let (status, text) = try await Conformance.python([
             Conformance.script, "--vectors", "", "--server", "127.0.0.1:\(server.port)", "--rounds",
         ])
         #expect(status == 0, "\(text)")
@@ -88,7 +88,7 @@ struct ConformanceTests {
         }
         #expect(!text.contains("no rounds:"), "the no-rounds checks ran against a rounds server")
         #expect(server.process.isRunning)
-        #expect(server.terminate() == 0)
+        #expect(try await server.terminate() == 0)
     }
 
     @Test("It fails loudly against a deliberately broken peer")
