@@ -227,12 +227,22 @@ struct RoundsCrashTests {
         let port = reservePort()
         let serverArguments = [
             "server", "--port", String(port), "--checkpoint", checkpoint, "--rounds", "3", "--over-selection", "1",
-            "--round-deadline", "20", "--selection-window", "20", "--total-rounds", "3", "--round-param", "epochs=1",
-            "--log-level", "info",
+            "--round-deadline", "20", "--selection-window", "20", "--total-rounds", "3", "--log-level", "info",
         ]
         let lines = Locked<[String]>([])
+        // The first server is killed by its reader the moment it logs that round 2 opened.
+        let armed = Locked(true)
         @Sendable func startServer() throws -> Child {
-            let child = try Child(name: "server", serverArguments) { _, line in lines.withLock { $0.append(line) } }
+            let child = try Child(name: "server", serverArguments) { child, line in
+                lines.withLock { $0.append(line) }
+                if line.contains("round 2 opened")
+                    && armed.withLock({
+                        let a = $0; $0 = false; return a
+                    })
+                {
+                    child.kill9()
+                }
+            }
             let start = Date()
             while !lines.withLock({ $0.contains { $0.hasPrefix("listening on ") } })
                 && Date().timeIntervalSince(start) < 20
@@ -263,6 +273,7 @@ struct RoundsCrashTests {
             }
         }
         #expect(lines.withLock { $0.contains { $0.contains("round 1 closed") } })
+        #expect(!lines.withLock { $0.contains { $0.contains("round 2 closed") } }, "killed while round 2 was open")
         server.kill9()
         let killed = server
         _ = try await offPool { killed.wait(seconds: 5) }
@@ -271,7 +282,7 @@ struct RoundsCrashTests {
         let statuses = try await offPool { clients.map { $0.wait(seconds: 90) } }
         #expect(statuses == [0, 0, 0], "the clients' exit statuses")
         let after = lines.withLock { $0 }
-        #expect(after.contains { $0.contains("resumed version 1") })
+        #expect(after.contains { $0.contains("resumed version 1") }, "\(after)")
         #expect(after.contains { $0.contains("round 2 opened") } && after.contains { $0.contains("round 3 closed") })
         #expect(after.contains { $0.contains("all 3 rounds have run") })
         kill(server.process.processIdentifier, SIGTERM)

@@ -31,15 +31,6 @@ private struct StepTrainer: LocalTrainer {
     }
 }
 
-/// A value set from a task and read after it.
-private final class Locked<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T
-    init(_ value: T) { self.value = value }
-    func set(_ v: T) { lock.withLock { value = v } }
-    func get() -> T { lock.withLock { value } }
-}
-
 @Suite("Rounds over TCP (version 4)")
 struct RoundsOverTCPTests {
     @Test(
@@ -104,17 +95,16 @@ struct RoundsOverTCPTests {
     func vanishedClient() async throws {
         let s = try RunningServer(tensors: constantTensors(0, shapes: [[2]])) { c in
             c.rounds = RoundConfiguration(
-                cohortSize: 3, overSelection: 1, minimumReports: 2, deadline: .seconds(2),
+                cohortSize: 3, overSelection: 1, minimumReports: 2, deadline: .seconds(5),
                 selectionWindow: .seconds(20), totalRounds: 1)
         }
         let port = s.port
-        let opened = Locked<ContinuousClock.Instant?>(nil)
+        let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             // One client takes its task and closes its connection without reporting.
             group.addTask {
                 let client = FederationClient(host: "127.0.0.1", port: port, configuration: .init(clientID: "gone"))
                 let task = try await client.checkIn(CheckIn())
-                opened.set(.now)
                 #expect(task.kind == .train)
                 await client.close()
             }
@@ -130,10 +120,11 @@ struct RoundsOverTCPTests {
             }
             try await group.waitForAll()
         }
-        // From the round's selection to the last ACK: the deadline, not the vanished client, decides.
-        let took = ContinuousClock.now - (try #require(opened.get()))
-        // Bounded loosely: the full suite loads the machine; a round waiting for the vanished client never ends.
-        #expect(took >= .milliseconds(1_900) && took < .seconds(8), "closed at the deadline: \(took)")
+        // The round cannot close before its deadline (a report is missing), and closes then:
+        // bounded loosely above, since the full suite loads the machine (a 5 s deadline leaves
+        // the two clients time to report however slowly they are scheduled).
+        let took = ContinuousClock.now - start
+        #expect(took >= .seconds(5) && took < .seconds(15), "closed at the deadline: \(took)")
         #expect(s.server.store.snapshot().tensors[0].values == [2, 2])
     }
 
