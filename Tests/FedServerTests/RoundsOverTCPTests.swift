@@ -120,11 +120,11 @@ struct RoundsOverTCPTests {
             }
             try await group.waitForAll()
         }
-        // The round cannot close before its deadline (a report is missing), and closes then:
-        // bounded loosely above, since the full suite loads the machine (a 5 s deadline leaves
-        // the two clients time to report however slowly they are scheduled).
+        // Only the deadline closes a round of three tasks with two reports (and not before it);
+        // a round waiting for the vanished client would time the reports out instead. No upper
+        // bound on the time: the full suite's blocking tests can hold the task pool for seconds.
         let took = ContinuousClock.now - start
-        #expect(took >= .seconds(5) && took < .seconds(15), "closed at the deadline: \(took)")
+        #expect(took >= .seconds(5), "closed before its deadline: \(took)")
         #expect(s.server.store.snapshot().tensors[0].values == [2, 2])
     }
 
