@@ -224,7 +224,8 @@ struct RoundsCrashTests {
         let dir = try temporaryDirectory("rounds-crash")
         defer { try? FileManager.default.removeItem(at: dir) }
         let checkpoint = dir.appendingPathComponent("m.fedk").path
-        let port = reservePort()
+        // Below the ephemeral range: after the kill no parallel test's connection can take it.
+        let port = reserveStablePort()
         let serverArguments = [
             "server", "--port", String(port), "--checkpoint", checkpoint, "--rounds", "3", "--over-selection", "1",
             "--round-deadline", "20", "--selection-window", "20", "--total-rounds", "3", "--log-level", "info",
@@ -264,6 +265,7 @@ struct RoundsCrashTests {
                 ]
             ) { _, _ in }
         }
+        defer { for c in clients where c.process.isRunning { c.kill9() } }
         try await offPool {
             let start = Date()
             while !lines.withLock({ $0.contains { $0.contains("round 2 opened") } })
@@ -280,10 +282,14 @@ struct RoundsCrashTests {
         lines.withLock { $0.removeAll() }
         server = try await offPool { try startServer() }
         let statuses = try await offPool { clients.map { $0.wait(seconds: 90) } }
-        #expect(statuses == [0, 0, 0], "the clients' exit statuses")
+        #expect(
+            statuses == [0, 0, 0],
+            "the clients' exit statuses; their last lines: \(clients.map { $0.output.suffix(4).map(\.1) })")
         let after = lines.withLock { $0 }
         #expect(after.contains { $0.contains("resumed version 1") }, "\(after)")
-        #expect(after.contains { $0.contains("round 2 opened") } && after.contains { $0.contains("round 3 closed") })
+        #expect(
+            after.contains { $0.contains("round 2 opened") } && after.contains { $0.contains("round 3 closed") },
+            "the restarted server's last lines: \(after.suffix(6))")
         #expect(after.contains { $0.contains("all 3 rounds have run") })
         kill(server.process.processIdentifier, SIGTERM)
         let restarted = server

@@ -32,6 +32,32 @@ public func reservePort() -> Int {
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
+/// A free port on 127.0.0.1 below the kernel's ephemeral range (20000-32767
+/// here), for a server that must come back on the same port after a kill:
+/// a port from `reservePort` is ephemeral, and once freed the kernel may hand
+/// it to any outgoing connection of a parallel test before the restart.
+public func reserveStablePort() -> Int {
+    for _ in 0..<200 {
+        let port = Int.random(in: 20_000..<32_000)
+        #if canImport(Glibc)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+            let fd = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+        }
+        close(fd)
+        if bound == 0 { return port }
+    }
+    return reservePort()
+}
+
 /// Resident memory of process `pid` in MiB (Linux: /proc/PID/status), 0 if unknown.
 public func residentMegabytes(_ pid: Int32) -> Double {
     let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
