@@ -254,14 +254,15 @@ struct RoundsCrashTests {
         }
         // Waits run on threads of their own (offPool), not on the test pool's few threads.
         var server = try await offPool { try startServer() }
-        // Each client trains slowly enough (8 epochs) that round 2 is still open when the server dies.
+        // Each client trains 8 epochs a task, and retries for up to 120 s: a restart on a loaded
+        // machine (the whole suite runs in parallel) can take many seconds.
         let clients = try (1...3).map { k in
             try Child(
                 name: "c\(k)",
                 [
                     "client", "--server", "127.0.0.1:\(port)", "--id", "c\(k)", "--range", String(k), String(k),
-                    "--rounds", "--max-samples", "300", "--threads", "1", "--epochs", "8", "--attempts", "40",
-                    "--backoff", "0.1", "--max-backoff", "0.5", "--deadline", "60",
+                    "--rounds", "--max-samples", "300", "--threads", "1", "--epochs", "8", "--attempts", "1000",
+                    "--backoff", "0.1", "--max-backoff", "0.25", "--deadline", "120",
                 ]
             ) { _, _ in }
         }
