@@ -177,7 +177,7 @@ extension Fed {
             help: ArgumentHelp(
                 "Run rounds for version-4 clients (fed client --rounds): N reports close a round.",
                 discussion:
-                    "Clients check in and wait; the server selects N x --over-selection of them, hands each a train task from the current version, and closes the round when N reports arrived, or at --round-deadline with at least --min-reports (else the round is abandoned and selected again). A closed round applies the sample-weighted mean of its reports (FedAvg) in one checkpoint write. Pushes of versions 1-3 and HTTP clients are served beside rounds, by --strategy.",
+                    "Clients check in and wait; the server selects N x --over-selection of them, hands each a train task from the current version, and closes the round when N reports arrived, or at --round-deadline with at least --min-reports (else the round is abandoned and selected again). A closed round applies the sample-weighted mean of its reports (FedAvg) in one checkpoint write. With an asynchronous --strategy (fedbuff, fedasync), tasks are handed out continuously instead: at most N at once, each report one update for the strategy, --round-deadline each task's (a later report counts as stale). Pushes of versions 1-3 and HTTP clients are served beside rounds, by --strategy.",
                 valueName: "N")) var rounds: Int?
         @Option(help: "Clients selected per round, as a multiple of --rounds, to absorb drop-outs.")
         var overSelection = 1.3
@@ -225,7 +225,9 @@ extension Fed {
                 selectionWindow: .milliseconds(Int64(selectionWindow * 1000)),
                 maxWait: .milliseconds(Int64(checkInWait * 1000)), totalRounds: totalRounds,
                 parameters: try pairs(roundParam, "--round-param"),
-                selector: UniformSelector(required: try pairs(requireProperty, "--require-property")))
+                selector: UniformSelector(required: try pairs(requireProperty, "--require-property")),
+                admission: ["fedbuff", "fedasync"].contains(strategy.split(separator: "/").first.map(String.init) ?? "")
+                    ? .continuous : .rounds)
             if let problem = configuration.problem() { throw ValidationError("--rounds: \(problem)") }
             return configuration
         }
@@ -386,12 +388,15 @@ extension Fed {
             } catch {
                 throw ValidationError("cannot start: \(error)")
             }
-            // The server is a swift-service-lifecycle Service that binds when the group runs it.
-            // SIGINT and SIGTERM, blocked in every thread since `Fed.main` (`blockStopSignals`),
-            // reach the group through a signalfd (which also takes one sent before it was made)
-            // and start its graceful shutdown: the server drains and writes the checkpoint.
+            // The committer, an edge's uplink and the server are swift-service-lifecycle
+            // Services; the server binds when the group runs it. SIGINT and SIGTERM, blocked in
+            // every thread since `Fed.main` (`blockStopSignals`), reach the group through a
+            // signalfd (which also takes one sent before it was made) and start its graceful
+            // shutdown, in reverse order: the server drains, lets the uplink push what it
+            // gathered and writes the checkpoint; then the uplink and the committer end.
+            let services: [any Service] = [server.committer] + (server.uplink.map { [$0] } ?? []) + [server]
             let group = ServiceGroup(
-                services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: server.logger)
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: server.logger)
             let listening = Mutex(false)
             let (host, tls, rounds) = (self.host, tlsDescription(), config.rounds)
             let announce = Task {
@@ -401,7 +406,11 @@ extension Fed {
                     server.logger.info("TLS on port \(port)\(tls.port)")
                     server.logger.info("\(tls.handshakes)")
                 }
-                if let r = rounds {
+                if let r = rounds, r.admission == .continuous {
+                    server.logger.info(
+                        "tasks handed out continuously (asynchronous strategy): at most \(r.cohortSize) at once, each due within \(r.deadline)"
+                    )
+                } else if let r = rounds {
                     server.logger.info(
                         "rounds: \(r.cohortSize) reports close a round, \(r.selectionSize) clients selected, at least \(r.requiredReports) by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
                     )

@@ -1,6 +1,8 @@
 import Dispatch
 import FedCodec
+import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// How an edge server reaches its upstream server (`fed server --upstream`
@@ -45,11 +47,19 @@ public struct EdgeConfiguration: Sendable {
     public var interval: Duration
     /// Longest wait between attempts while the upstream fails. Default 30 s.
     public var maxBackoff: Duration
+    /// How long the uplink's stop may take, its last sync included, when it
+    /// runs as a `Service` of its own (a `FederatedServer`'s shutdown uses
+    /// its `shutdownGrace` instead). Default 5 s.
+    public var shutdownGrace: Duration
 
-    public init(link: any UpstreamLink, interval: Duration = .seconds(2), maxBackoff: Duration = .seconds(30)) {
+    public init(
+        link: any UpstreamLink, interval: Duration = .seconds(2), maxBackoff: Duration = .seconds(30),
+        shutdownGrace: Duration = .seconds(5)
+    ) {
         self.link = link
         self.interval = interval
         self.maxBackoff = maxBackoff
+        self.shutdownGrace = shutdownGrace
     }
 }
 
@@ -74,6 +84,9 @@ public final class EdgeUplink: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
+    /// Set by the first `stop`; later calls wait for it instead of syncing again.
+    private let stopClaimed = Atomic<Bool>(false)
+    private let stopDone = DispatchSemaphore(value: 0)
 
     public init(
         configuration: EdgeConfiguration, committer: GroupCommitter, logger: Logger, metrics: ServerMetrics? = nil
@@ -215,7 +228,15 @@ public final class EdgeUplink: Sendable {
     /// gathered since. A round cut off leaves every update it did not get
     /// acknowledged in the checkpoint (gathering, or in the outbox with its
     /// push id), pushed at the next start.
+    /// A later call returns once the first has (by the same bound), without
+    /// a sync of its own.
     public func stop(finalSync: Bool, by deadline: DispatchTime = .distantFuture) {
+        guard !stopClaimed.exchange(true, ordering: .acquiringAndReleasing) else {
+            _ = stopDone.wait(timeout: deadline + Self.cutoffMargin)
+            stopDone.signal()  // for any other caller
+            return
+        }
+        defer { stopDone.signal() }
         stopRounds(by: deadline)
         if started.load(ordering: .acquiring) {
             guard done.wait(timeout: deadline + Self.cutoffMargin) == .success else {
@@ -235,6 +256,28 @@ public final class EdgeUplink: Sendable {
             try sync()
         } catch {
             logger.warning("last upstream sync failed; the gathered updates are pushed at the next start: \(error)")
+        }
+    }
+}
+
+extension EdgeUplink: Service {
+    /// Runs the upstream rounds (`start`) until the graceful shutdown of the
+    /// `ServiceGroup` it is in (or the cancellation of the calling task),
+    /// then stops them with a last sync (`stop(finalSync: true)`), all within
+    /// `configuration.shutdownGrace`. In a group with the `FederatedServer`
+    /// it belongs to, list it before the server: the server's shutdown stops
+    /// the uplink itself, after its pushes in flight are committed, and this
+    /// then returns at once.
+    public func run() async throws {
+        start()
+        try? await gracefulShutdown()
+        let deadline = DispatchTime.now() + configuration.shutdownGrace.dispatch
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            // Off the caller's executor: the last sync waits for the upstream.
+            Thread {
+                self.stop(finalSync: true, by: deadline)
+                c.resume()
+            }.start()
         }
     }
 }

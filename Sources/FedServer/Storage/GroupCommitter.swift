@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import FedCodec
 import FedStorage
+import ServiceLifecycle
 import Synchronization
 
 /// Applies updates so that each one is durable before its caller hears of it.
@@ -25,10 +26,12 @@ public final class GroupCommitter: Sendable {
     private struct State {
         var pending: [(ModelStore.Update, Completion)] = []
         var running = false
-        /// Callers of `waitUntilIdle`, signalled when the committer runs out of work.
-        var idleWaiters: [DispatchSemaphore] = []
+        /// Callers of `waitUntilIdle`, called when the committer runs out of work.
+        var idleWaiters: [@Sendable () -> Void] = []
         var writes = 0
         var lastSavedVersion: UInt64 = 0
+        /// Whether a batch was applied and not saved since the last write (`saveEvery > 1`).
+        var unsaved = false
     }
     private let state = Mutex(State())
     private let queue = DispatchQueue(label: "fed.group-commit")
@@ -74,12 +77,23 @@ public final class GroupCommitter: Sendable {
     /// completion has been called), or until `deadline`; true when idle.
     public func waitUntilIdle(until deadline: DispatchTime) -> Bool {
         let signal = DispatchSemaphore(value: 0)
-        let idle = state.withLock { s -> Bool in
+        return whenIdle { signal.signal() } || signal.wait(timeout: deadline) == .success
+    }
+
+    /// Returns once no update is waiting or being committed.
+    public func waitUntilIdle() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            if whenIdle({ c.resume() }) { c.resume() }
+        }
+    }
+
+    /// True when idle now; else `then` runs (on the committer's queue) once it is.
+    private func whenIdle(_ then: @escaping @Sendable () -> Void) -> Bool {
+        state.withLock { s -> Bool in
             if s.pending.isEmpty && !s.running { return true }
-            s.idleWaiters.append(signal)
+            s.idleWaiters.append(then)
             return false
         }
-        return idle || signal.wait(timeout: deadline) == .success
     }
 
     /// The same, calling `completion` (on the committer's queue) when done.
@@ -95,13 +109,27 @@ public final class GroupCommitter: Sendable {
 
     /// Writes the current model now (at shutdown), whatever `saveEvery` says.
     public func flush() throws {
+        try flush(onlyIfUnsaved: false)
+    }
+
+    /// Writes the current model unless every applied batch is already saved;
+    /// true when it wrote.
+    @discardableResult
+    func flush(onlyIfUnsaved: Bool) throws -> Bool {
         try queue.sync {
+            if onlyIfUnsaved && !state.withLock({ $0.unsaved }) { return false }
             let s = store.snapshot()
             try checkpoints.save(s, durable: store.durable())
-            state.withLock {
-                $0.writes += 1
-                $0.lastSavedVersion = s.version
-            }
+            saved(s.version)
+            return true
+        }
+    }
+
+    private func saved(_ version: UInt64) {
+        state.withLock {
+            $0.writes += 1
+            $0.lastSavedVersion = version
+            $0.unsaved = false
         }
     }
 
@@ -112,10 +140,7 @@ public final class GroupCommitter: Sendable {
         try queue.sync {
             try store.transact(body) { staged, durable in
                 try checkpoints.save(staged, durable: durable)
-                state.withLock {
-                    $0.writes += 1
-                    $0.lastSavedVersion = staged.version
-                }
+                saved(staged.version)
             }
         }
     }
@@ -133,7 +158,7 @@ public final class GroupCommitter: Sendable {
     /// between batches) until nothing is pending.
     private func drain() {
         do {
-            let (batch, waiters) = state.withLock { s -> ([(ModelStore.Update, Completion)], [DispatchSemaphore]) in
+            let (batch, waiters) = state.withLock { s -> ([(ModelStore.Update, Completion)], [@Sendable () -> Void]) in
                 let b = s.pending
                 s.pending = []
                 guard b.isEmpty else { return (b, []) }
@@ -142,12 +167,15 @@ public final class GroupCommitter: Sendable {
                 return (b, s.idleWaiters)
             }
             if batch.isEmpty {
-                for w in waiters { w.signal() }
+                for w in waiters { w() }
                 return
             }
             let results = store.applyBatch(batch.map(\.0)) { staged, durable in
                 let due = state.withLock { staged.version >= $0.lastSavedVersion + UInt64(saveEvery) }
-                guard saveEvery == 1 || due else { return }
+                guard saveEvery == 1 || due else {
+                    state.withLock { $0.unsaved = true }
+                    return
+                }
                 do {
                     let clock = ContinuousClock()
                     let start = clock.now
@@ -159,10 +187,7 @@ public final class GroupCommitter: Sendable {
                     failureHook.withLock { $0 }?(error)
                     throw error
                 }
-                state.withLock {
-                    $0.writes += 1
-                    $0.lastSavedVersion = staged.version
-                }
+                saved(staged.version)
             }
             for ((_, completion), result) in zip(batch, results) {
                 switch result {
@@ -173,6 +198,26 @@ public final class GroupCommitter: Sendable {
                 completion(result)
             }
             queue.async { self.drain() }
+        }
+    }
+}
+
+extension GroupCommitter: Service {
+    /// Runs until the graceful shutdown of the `ServiceGroup` it is in (or
+    /// the cancellation of the calling task), then waits until every update
+    /// submitted is committed and writes what is not saved yet (with
+    /// `saveEvery > 1`), so a shutdown loses no applied update.
+    ///
+    /// A group shuts its services down in reverse order: list the committer
+    /// before the services that submit to it (a `FederatedServer` after it),
+    /// so they stop submitting first. When the server's own `shutdown` has
+    /// written the checkpoint already, this writes nothing.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await waitUntilIdle()
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            // Off the caller's executor: a write may wait for the disk.
+            Thread { c.resume(with: Result { _ = try self.flush(onlyIfUnsaved: true) }) }.start()
         }
     }
 }
