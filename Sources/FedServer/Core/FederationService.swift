@@ -26,14 +26,14 @@ final class FederationService: Sendable {
     let metrics: ServerMetrics
     let logger: Logger
     /// The rounds of version 4, when the server runs them.
-    let rounds: RoundCoordinator?
+    let rounds: (any TaskCoordinator)?
     /// The configured tokens as bytes, compared in constant time.
     private let tokens: [[UInt8]]
 
     init(
         configuration: ServerConfiguration, limits: ResolvedLimits, modelShapes: [[Int]], store: ModelStore,
         committer: GroupCommitter, budget: MemoryBudget, lifecycle: ServerLifecycle, metrics: ServerMetrics,
-        logger: Logger, rounds: RoundCoordinator? = nil
+        logger: Logger, rounds: (any TaskCoordinator)? = nil
     ) {
         self.rounds = rounds
         self.configuration = configuration

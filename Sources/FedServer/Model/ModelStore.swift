@@ -180,12 +180,16 @@ public final class ModelStore: Sendable {
         /// store adds them to that version's weights, or refuses the update
         /// with `unknown_base` when it does not hold that version.
         public var isDelta: Bool
+        /// `datasets` is the samples this update was trained on (a version-4
+        /// `REPORT`), never the original's running total (a `PUSH`).
+        public var countsSamples: Bool
 
         public init(
             tensors: [Tensor], datasets: UInt64, key: PushKey? = nil, clientID: String = "?", baseVersion: UInt64 = 0,
-            strictBase: Bool = false, isDelta: Bool = false
+            strictBase: Bool = false, isDelta: Bool = false, countsSamples: Bool = false
         ) {
             self.isDelta = isDelta
+            self.countsSamples = countsSamples
             self.tensors = tensors
             self.datasets = datasets
             self.key = key
@@ -468,7 +472,7 @@ public final class ModelStore: Sendable {
         // their own): a claim above the count at the base is such a total.
         // A REPORT of a round (version 4) states a count; a PUSH never does.
         let atBase = snapshot?.datasets ?? 0
-        let trained = u.datasets > atBase && atBase > 0 ? u.datasets - atBase : u.datasets
+        let trained = !u.countsSamples && u.datasets > atBase && atBase > 0 ? u.datasets - atBase : u.datasets
         return ClientUpdate(
             clientID: u.clientID, weights: u.tensors, claimedSamples: u.datasets,
             samples: min(trained, configuration.maxUpdateSamples), baseVersion: base, staleness: version - base,

@@ -35,13 +35,33 @@ public struct RoundConfiguration: Sendable {
     public var selector: any ClientSelector
     /// The features this server speaks (none are defined yet).
     public var features: Features
+    /// How tasks are handed out. Default ``Admission-swift.enum/rounds``.
+    public var admission: Admission
+
+    /// How tasks are handed out.
+    public enum Admission: Sendable, Equatable {
+        /// Synchronous rounds: a cohort selected, the sample-weighted mean of
+        /// its reports (FedAvg) applied when the round closes, whatever the
+        /// server's strategy.
+        case rounds
+        /// For asynchronous strategies (FedBuff, FedAsync): a train task to
+        /// each checking-in client while fewer than `cohortSize` are
+        /// outstanding (the others wait their turn); each report is one update
+        /// for the server's strategy, from its task's version. `deadline` is
+        /// each task's: it frees the task's place, and a later report still
+        /// counts as a stale update. Over-selection, the minimum, the
+        /// selection window and total rounds do not apply; the selector is
+        /// asked about each client alone (admitted if it selects it).
+        case continuous
+    }
 
     public init(
         cohortSize: Int = 10, overSelection: Double = 1.3, minimumReports: Int? = nil,
         deadline: Duration = .seconds(60), selectionWindow: Duration = .seconds(5), maxWait: Duration = .seconds(30),
         totalRounds: UInt64 = 0, parameters: [String: String] = [:], selector: any ClientSelector = UniformSelector(),
-        features: Features = []
+        features: Features = [], admission: Admission = .rounds
     ) {
+        self.admission = admission
         self.cohortSize = cohortSize
         self.overSelection = overSelection
         self.minimumReports = minimumReports
@@ -77,6 +97,10 @@ public struct RoundConfiguration: Sendable {
             return "the longest check-in wait must be between 0 and 1 h (got \(maxWait))"
         }
         if let bad = KeyValues.check(parameters) { return "round parameters: \(bad)" }
+        if admission == .continuous && totalRounds != 0 {
+            return
+                "total rounds apply to synchronous rounds; continuous admission (an asynchronous strategy) runs until the server stops"
+        }
         return nil
     }
 }

@@ -16,7 +16,7 @@ import Synchronization
 /// all; a task id is never reused (64 random bits, and task ids are held in
 /// memory only, so after a restart every earlier task is `unknown_task`); an
 /// update counts once however often its task is reported.
-final class RoundCoordinator: @unchecked Sendable {
+final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     /// The scalar of the checkpointed state that holds the rounds closed.
     static let roundsClosedKey = "rounds.closed"
 

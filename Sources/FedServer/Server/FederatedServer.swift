@@ -34,7 +34,7 @@ public final class FederatedServer: Sendable {
     public let store: ModelStore
     public let committer: GroupCommitter
     /// The rounds run for version-4 clients (nil without `configuration.rounds`).
-    let rounds: RoundCoordinator?
+    let rounds: (any TaskCoordinator)?
     public let logger: Logger
     /// Bytes held for clients now, against `configuration.limits.memoryBudget`.
     public let budget: MemoryBudget
@@ -181,9 +181,14 @@ public final class FederatedServer: Sendable {
         self.store = store
         self.committer = committer
         self.logger = logger
-        let rounds = configuration.rounds.map {
-            RoundCoordinator(
-                configuration: $0, store: store, committer: committer, logger: logger, metrics: metrics)
+        let rounds = configuration.rounds.map { r -> any TaskCoordinator in
+            switch r.admission {
+            case .rounds:
+                RoundCoordinator(configuration: r, store: store, committer: committer, logger: logger, metrics: metrics)
+            case .continuous:
+                ContinuousAdmission(
+                    configuration: r, store: store, committer: committer, logger: logger, metrics: metrics)
+            }
         }
         self.rounds = rounds
         let shapes = store.snapshot().tensors.map(\.shape)
