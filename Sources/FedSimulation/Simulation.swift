@@ -121,7 +121,10 @@ public struct Simulation: Sendable {
             for spec in c.checkIn ? Array(c.strategies.prefix(1)) : c.strategies {
                 for encoding in c.encodings {
                     if isCancelled() { throw CancellationError() }
-                    progress(.runStarted(seed: seed, strategy: spec.text, encoding: encoding))
+                    progress(
+                        .runStarted(
+                            seed: seed, strategy: c.checkIn ? FederationRun.roundsStrategy : spec.text,
+                            encoding: encoding))
                     let run = FederationRun(
                         configuration: c, seed: seed, encoding: encoding, train: train, test: test,
                         progress: progress, isCancelled: isCancelled)

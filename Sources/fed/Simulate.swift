@@ -26,7 +26,15 @@ struct SimulateCommand: ParsableCommand {
             centrally with the same budget is the reference. Data: --data, else Debian's Fashion-MNIST, else \
             the built-in MNIST digits (5,000 to train, 5,000 to test).
 
-            Rounds through check-in: --check-in (implied by --over-selection, --dropouts, --round-deadline or             --min-reports) runs the --sync F rounds through the server's own rounds (version 4) on a virtual             clock instead of pushes: every idle client checks in, the server selects round(F x clients) x             --over-selection of them, each selected client fetches, trains and reports at its virtual finish             time unless it drops out (--dropouts: it never reports), and a round closes with its cohort, or at             --round-deadline with --min-reports, or is abandoned and selected again; reports after it are late.             The budget counts the samples of applied reports; --strategy does not apply (rounds are FedAvg).             A table gives rounds completed and abandoned, virtual seconds per round, reports applied, late and             dropped. Example: fed simulate --sync 0.1 --budget 300000 --dropouts 0.2 --over-selection 1.3.
+            Rounds through check-in: --check-in (implied by --over-selection, --dropouts, --round-deadline or \
+            --min-reports) runs the --sync F rounds through the server's own rounds (version 4) on a virtual \
+            clock instead of pushes: every idle client checks in, the server selects round(F x clients) x \
+            --over-selection of them, each selected client fetches, trains and reports at its virtual finish \
+            time unless it drops out (--dropouts: it never reports), and a round closes with its cohort, or at \
+            --round-deadline with --min-reports, or is abandoned and selected again; reports after it are late. \
+            The budget counts the samples of applied reports; --strategy does not apply (rounds are FedAvg). A \
+            table gives rounds completed and abandoned, virtual seconds per round, reports applied, late and \
+            dropped. Example: fed simulate --sync 0.1 --budget 300000 --dropouts 0.2 --over-selection 1.3.
 
             Examples: the peer's setting (Flower, 100 clients, 10 a round, 1 epoch, 300,000 samples): \
             fed simulate --sync 0.1 --budget 300000 --optimizer-state fresh --strategy fedavg/k=10 \
