@@ -12,6 +12,10 @@ import Synchronization
 /// checkpoint on that queue (through `GroupCommitter.transact`), never on an
 /// event loop.
 ///
+/// Time is `configuration.clock`: real time by default; a
+/// `VirtualRoundClock` runs the same events (a check-in's wait, the
+/// selection window, a deadline) when a simulation advances it.
+///
 /// Invariants: a round is applied whole in one checkpoint write or not at
 /// all; a task id is never reused (64 random bits, and task ids are held in
 /// memory only, so after a restart every earlier task is `unknown_task`); an
