@@ -39,8 +39,8 @@ final class FederationRun {
         var transport: BinaryTransport
     }
 
-    /// A push waiting for its virtual time.
-    private struct Pending {
+    /// A push (or a report) waiting for its virtual time.
+    struct Pending {
         var time: Double
         var client: Int
         var weights: [Tensor]
@@ -72,21 +72,39 @@ final class FederationRun {
             memoryBudget: serverConfiguration.limits.memoryBudget)
         serverConfiguration.aggregation.maxStaleness =
             s.maxStaleness ?? min(max(16, 2 * s.clients), retention.maxStaleness)
-        let server = try FederatedServer.start(
-            configuration: serverConfiguration, initial: initial, logger: quiet, threads: 1)
-        defer { try? server.shutdown(grace: .milliseconds(100)) }
 
         var order = Array(0..<s.clients)
         rng.shuffle(&order)
         let stragglers = Set(order.prefix(Int((s.stragglers * Double(s.clients)).rounded())))
         rng.shuffle(&order)
         let attackers = Set(order.prefix(Int((s.attackers * Double(s.clients)).rounded())))
+        let speeds = (0..<s.clients).map { c in
+            exp(s.speedSigma * Partition.normal(&rng)) / (stragglers.contains(c) ? 10 : 1)
+        }
+
+        // Check-in: the server runs rounds on a virtual clock.
+        let clock = VirtualRoundClock()
+        var deadline = 0.0
+        if s.checkIn {
+            deadline =
+                s.roundDeadline
+                ?? CheckInRounds.defaultDeadline(
+                    taskSeconds: (0..<s.clients).map { c in
+                        s.messageSeconds * 2 + Double(parts[c].count * s.localEpochs) * s.secondsPerSample / speeds[c]
+                    })
+            serverConfiguration.rounds = CheckInRounds.rounds(s, deadline: deadline, clock: clock, seed: seed)
+            // A held check-in or report is virtual: the real idle timeout only has to exceed the virtual waits.
+            serverConfiguration.network.idleTimeout = max(.seconds(300), .seconds(deadline) + .seconds(60))
+        }
+        let server = try FederatedServer.start(
+            configuration: serverConfiguration, initial: initial, logger: quiet, threads: 1)
+        defer { try? server.shutdown(grace: .milliseconds(100)) }
+
         var clients: [Client] = []
         for c in 0..<s.clients {
-            let speed = exp(s.speedSigma * Partition.normal(&rng)) / (stragglers.contains(c) ? 10 : 1)
             clients.append(
                 Client(
-                    data: train.subset(parts[c]), speed: speed, attacker: attackers.contains(c),
+                    data: train.subset(parts[c]), speed: speeds[c], attacker: attackers.contains(c),
                     transport: BinaryTransport(
                         host: "127.0.0.1", port: server.localPort, clientID: "sim-\(c)", compression: s.compression,
                         encoding: encoding.push, acceptDeltas: encoding.fetch != nil)))
@@ -104,8 +122,13 @@ final class FederationRun {
         var nextEval = s.budget / max(1, s.evalPoints)
         var rounds: [Int: Int] = [:]
         var optimizerStates = [Adam?](repeating: nil, count: s.clients)
+        // Check-ins and reports made in process (CheckInRounds), counted as their frames.
+        var inProcessSent = 0
+        var inProcessReceived = 0
 
-        func bytes() -> Int { clients.reduce(0) { $0 + $1.transport.bytesSent + $1.transport.bytesReceived } }
+        func bytesSent() -> Int { clients.reduce(inProcessSent) { $0 + $1.transport.bytesSent } }
+        func bytesReceived() -> Int { clients.reduce(inProcessReceived) { $0 + $1.transport.bytesReceived } }
+        func bytes() -> Int { bytesSent() + bytesReceived() }
         func evaluate(at time: Double) throws {
             let model = server.store.snapshot()
             try evaluator.adopt(model.tensors)
@@ -167,6 +190,16 @@ final class FederationRun {
                 samples: samples)
         }
 
+        /// Samples that reached the model at `time`: the curve is measured as they cross its points.
+        func counted(_ samples: Int, at time: Double) throws {
+            pushedSamples += samples
+            now = max(now, time)
+            while pushedSamples >= nextEval && curve.count < s.evalPoints - 1 {
+                try evaluate(at: now)
+                nextEval += s.budget / max(1, s.evalPoints)
+            }
+        }
+
         func send(_ p: Pending) throws {
             if isCancelled() { throw CancellationError() }
             do {
@@ -177,15 +210,25 @@ final class FederationRun {
                 rejected += 1
             }
             pushed += 1
-            pushedSamples += p.samples
-            now = max(now, p.time)
-            while pushedSamples >= nextEval && curve.count < s.evalPoints - 1 {
-                try evaluate(at: now)
-                nextEval += s.budget / max(1, s.evalPoints)
-            }
+            try counted(p.samples, at: p.time)
         }
 
-        if let fraction = s.syncFraction {
+        var roundFigures: RoundFigures?
+        if s.checkIn {
+            let rounds = CheckInRounds(
+                server: server, clock: clock, configuration: s, seed: seed, deadlineSeconds: deadline,
+                isCancelled: isCancelled)
+            let outcome = try rounds.run(
+                train: { c, time in try fetchAndTrain(c, at: time) },
+                applied: { samples, time in try counted(samples, at: time) },
+                bytes: { sent, received in
+                    inProcessSent += sent
+                    inProcessReceived += received
+                }, refused: { c, reason in progress(.pushRefused(client: c, reason: reason)) })
+            roundFigures = outcome.figures
+            pushed = outcome.reports
+            rejected = outcome.refused
+        } else if let fraction = s.syncFraction {
             let perRound = max(1, Int((fraction * Double(s.clients)).rounded()))
             var round = 0
             while trained < s.budget {
@@ -209,16 +252,20 @@ final class FederationRun {
         }
         try evaluate(at: now)
         let versions = server.store.snapshot().version
+        let name = s.checkIn ? Self.roundsStrategy : spec.text
         return SimulationResult(
-            strategy: encoding == EncodingSetting() ? spec.text : "\(spec.text) [\(encoding)]",
+            strategy: encoding == EncodingSetting() ? name : "\(name) [\(encoding)]",
             encoding: encoding.description, scenario: s.scenario, seed: seed, finalAccuracy: curve.last!.accuracy,
-            virtualSeconds: now, bytes: bytes(), bytesSent: clients.reduce(0) { $0 + $1.transport.bytesSent },
-            bytesReceived: clients.reduce(0) { $0 + $1.transport.bytesReceived },
+            virtualSeconds: now, bytes: bytes(), bytesSent: bytesSent(), bytesReceived: bytesReceived(),
             deltaFetches: clients.reduce(0) { $0 + $1.transport.deltaFetches },
             fullFetches: clients.reduce(0) { $0 + $1.transport.fullFetches }, pushes: pushed, rejected: rejected,
             versions: versions,
-            wallSeconds: Date().timeIntervalSince(wall), curve: curve)
+            wallSeconds: Date().timeIntervalSince(wall), curve: curve, rounds: roundFigures)
     }
+
+    /// The strategy's name in the results of a run through check-in: the
+    /// server's rounds average their reports by samples.
+    static let roundsStrategy = "fedavg-rounds"
 
     /// One model trained on all of `train` with the same sample budget: the reference.
     static func centralized(train: Dataset, test: Dataset, configuration s: SimulationConfiguration, seed: UInt64)

@@ -20,6 +20,16 @@ import Synchronization
 /// fraction of the clients instead. Each run stops once the clients have
 /// trained ``SimulationConfiguration/budget`` samples.
 ///
+/// With ``SimulationConfiguration/checkIn`` those rounds run through the
+/// server's check-in instead (its rounds of protocol version 4 on a virtual
+/// clock): clients check in, the server selects a cohort (with
+/// ``SimulationConfiguration/overSelection``), selected clients train and
+/// report by their speed unless they drop out
+/// (``SimulationConfiguration/dropouts``), and a round closes with its
+/// cohort, or at its deadline with the minimum, or is abandoned and selected
+/// again. The budget then counts the samples of applied reports, and each
+/// result carries the rounds' figures (``SimulationResult/rounds``).
+///
 /// ```swift
 /// var configuration = SimulationConfiguration()
 /// configuration.clients = 20
@@ -107,10 +117,14 @@ public struct Simulation: Sendable {
                 centralized.append(accuracy)
                 progress(.centralized(seed: seed, accuracy: accuracy))
             }
-            for spec in c.strategies {
+            // Through check-in the server's rounds average the reports: the strategies are not used.
+            for spec in c.checkIn ? Array(c.strategies.prefix(1)) : c.strategies {
                 for encoding in c.encodings {
                     if isCancelled() { throw CancellationError() }
-                    progress(.runStarted(seed: seed, strategy: spec.text, encoding: encoding))
+                    progress(
+                        .runStarted(
+                            seed: seed, strategy: c.checkIn ? FederationRun.roundsStrategy : spec.text,
+                            encoding: encoding))
                     let run = FederationRun(
                         configuration: c, seed: seed, encoding: encoding, train: train, test: test,
                         progress: progress, isCancelled: isCancelled)

@@ -55,6 +55,30 @@ public struct SimulationConfiguration: Sendable {
     /// Synchronous rounds with this fraction of the clients each (more than 0,
     /// at most 1); nil (the default): asynchronous.
     public var syncFraction: Double?
+    /// Runs the synchronous rounds of ``syncFraction`` through the server's
+    /// check-in (its rounds of protocol version 4: check-in, selection,
+    /// deadlines, FedAvg of the reports) instead of pushes, in virtual time;
+    /// default false. Needs ``syncFraction`` (the cohort is that fraction of
+    /// the clients, rounded); ``strategies`` are then not used (a round is
+    /// the sample-weighted mean of its reports) and only the first runs.
+    /// ``overSelection``, ``dropouts``, ``roundDeadline`` and
+    /// ``minimumReports`` shape the rounds.
+    public var checkIn = false
+    /// Check-in: clients selected per round, as a multiple of the cohort
+    /// (1 to 10); default 1.0 (no over-selection).
+    public var overSelection = 1.0
+    /// Check-in: the chance that a selected client never reports its task
+    /// (at least 0, less than 1), drawn per task from the seed, so runs of
+    /// one seed drop the same tasks; default 0.
+    public var dropouts = 0.0
+    /// Check-in: virtual seconds from a round's selection to its deadline
+    /// (more than 0, at most 86,400); nil (the default): twice the time the
+    /// 90th-percentile client takes for its task (two messages and its
+    /// local epochs), rounded up to a whole second.
+    public var roundDeadline: Double?
+    /// Check-in: reports a round needs at its deadline (1 to the cohort);
+    /// nil (the default): the server's default, 80% of the cohort rounded up.
+    public var minimumReports: Int?
     /// Points of the learning curve (at least 1); default 10.
     public var evalPoints = 10
     /// Blob compression of the clients; default none.
@@ -79,6 +103,13 @@ public struct SimulationConfiguration: Sendable {
     public var scenario: String {
         var s = partition.description
         if let f = syncFraction { s += ", sync \(f)" }
+        if checkIn {
+            s += ", check-in"
+            if overSelection != 1 { s += ", over-selection \(overSelection)" }
+            if dropouts > 0 { s += ", \(Self.percent(dropouts)) dropouts" }
+            if let d = roundDeadline { s += ", deadline \(d) s" }
+            if let m = minimumReports { s += ", min \(m) reports" }
+        }
         if !keepOptimizerState { s += ", fresh Adam" }
         if stragglers > 0 { s += ", \(Int(stragglers * 100))% stragglers" }
         if attackers > 0 { s += ", \(Int(attackers * 100))% \(attack)" }
@@ -103,5 +134,28 @@ public struct SimulationConfiguration: Sendable {
         try require((0...1).contains(stragglers), "stragglers \(stragglers) (0 to 1)")
         try require((0...1).contains(attackers), "attackers \(attackers) (0 to 1)")
         if let f = syncFraction { try require(f > 0 && f <= 1, "syncFraction \(f) (more than 0, at most 1)") }
+        if checkIn {
+            try require(syncFraction != nil, "checkIn without syncFraction (check-in runs synchronous rounds)")
+            try require(
+                encodings == [EncodingSetting()], "encodings with checkIn (reports travel as lossless full weights)")
+            try require((1...10).contains(overSelection), "overSelection \(overSelection) (1 to 10)")
+            try require(dropouts >= 0 && dropouts < 1, "dropouts \(dropouts) (at least 0, less than 1)")
+            if let d = roundDeadline {
+                try require(d > 0 && d <= 86_400, "roundDeadline \(d) (more than 0, at most 86,400)")
+            }
+            if let m = minimumReports {
+                try require((1...cohortSize).contains(m), "minimumReports \(m) (1 to the cohort, \(cohortSize))")
+            }
+        }
+    }
+
+    /// Clients per synchronous round: ``syncFraction`` of ``clients``,
+    /// rounded, at least 1 (1 without ``syncFraction``).
+    public var cohortSize: Int { max(1, Int(((syncFraction ?? 0) * Double(clients)).rounded())) }
+
+    /// `20%`, `2.5%`.
+    static func percent(_ fraction: Double) -> String {
+        let p = (fraction * 1000).rounded() / 10
+        return p == p.rounded() ? "\(Int(p))%" : "\(p)%"
     }
 }

@@ -15,10 +15,13 @@ public struct SimulationReport: Sendable {
     }
 
     /// Everything `fed simulate` prints after the runs: ``table``, then
+    /// ``roundsTable`` for runs through check-in, then
     /// ``pairedDifferences`` when the runs compare encodings, then
     /// ``timeToReach`` when the runs compare strategies; blank lines between.
     public var summary: String {
         var text = table
+        let rounds = roundsTable
+        if !rounds.isEmpty { text += "\n\n" + rounds }
         if Set(results.map(\.encoding)).count > 1 { text += "\n\n" + pairedDifferences }
         let reach = timeToReach
         if !reach.isEmpty { text += "\n\n" + reach }
@@ -72,6 +75,33 @@ public struct SimulationReport: Sendable {
                 reference, centralized.min()!, centralized.max()!, centralized.count)
         }
         return text
+    }
+
+    /// For runs through check-in (``SimulationResult/rounds``), one row per
+    /// (strategy, scenario) and seed: rounds completed and abandoned, virtual
+    /// seconds per closed round (mean and 90th percentile), the deadline,
+    /// tasks trained, reports applied, late and dropped, and samples trained
+    /// in all (the budget counts applied samples only). Empty without such runs.
+    public var roundsTable: String {
+        var rows: [[String]] = []
+        for r in results {
+            guard let f = r.rounds else { continue }
+            rows.append([
+                r.strategy, r.scenario, "\(r.seed)", String(format: "%.4f", r.finalAccuracy), "\(f.completed)",
+                "\(f.abandoned)", String(format: "%.1f", f.meanSeconds), String(format: "%.1f", f.p90Seconds),
+                String(format: "%.0f", f.deadlineSeconds), "\(f.tasks)", "\(f.applied)", "\(f.late)", "\(f.dropped)",
+                "\(f.samplesTrained)",
+            ])
+        }
+        guard !rows.isEmpty else { return "" }
+        return
+            "rounds through check-in, run by run (virtual seconds from selection to closing):\n"
+            + TextTable.render(
+                header: [
+                    "strategy", "scenario", "seed", "accuracy", "rounds", "abandoned", "s/round", "p90 s", "deadline s",
+                    "tasks", "applied", "late", "dropped", "samples trained",
+                ],
+                rows: rows)
     }
 
     /// For each strategy, each encoding against the first one run with it,
@@ -171,7 +201,8 @@ public struct SimulationReport: Sendable {
     }
 
     /// Writes `summary.json` (``summaryJSON()``), `curve.csv` (``curveCSV``)
-    /// and `curves.svg` (``svg``) into `folder`, creating it if needed.
+    /// and `curves.svg` (``svg``) into `folder`, creating it if needed; and
+    /// `rounds.csv` (``roundsCSV``) when runs went through check-in.
     ///
     /// - Throws: the file system's error when the folder or a file cannot be written.
     public func write(to folder: String) throws {
@@ -179,12 +210,18 @@ public struct SimulationReport: Sendable {
         try summaryJSON().write(to: URL(fileURLWithPath: folder + "/summary.json"))
         try curveCSV.write(toFile: folder + "/curve.csv", atomically: true, encoding: .utf8)
         try svg.write(toFile: folder + "/curves.svg", atomically: true, encoding: .utf8)
+        if results.contains(where: { $0.rounds != nil }) {
+            try roundsCSV.write(toFile: folder + "/rounds.csv", atomically: true, encoding: .utf8)
+        }
     }
 
     /// The runs' figures as pretty JSON with sorted keys: `centralized_accuracy`
     /// (the mean, or null), `centralized_accuracies`, and `runs`, one object
     /// per run with `strategy`, `scenario`, `seed`, `final_accuracy`,
-    /// `virtual_seconds`, `bytes`, `pushes`, `rejected`, `versions` and `wall_seconds`.
+    /// `virtual_seconds`, `bytes`, `pushes`, `rejected`, `versions` and
+    /// `wall_seconds`, and for a run through check-in `rounds`: an object of
+    /// `completed`, `abandoned`, `mean_seconds`, `p90_seconds`,
+    /// `deadline_seconds`, `tasks`, `applied`, `late`, `dropped` and `samples_trained`.
     ///
     /// - Throws: `JSONSerialization`'s error for a figure JSON cannot hold (NaN).
     public func summaryJSON() throws -> Data {
@@ -192,13 +229,23 @@ public struct SimulationReport: Sendable {
             "centralized_accuracy": centralized.isEmpty
                 ? NSNull() : centralized.reduce(0, +) / Double(centralized.count),
             "centralized_accuracies": centralized,
-            "runs": results.map {
-                [
-                    "strategy": $0.strategy, "scenario": $0.scenario, "seed": $0.seed,
-                    "final_accuracy": $0.finalAccuracy, "virtual_seconds": $0.virtualSeconds, "bytes": $0.bytes,
-                    "pushes": $0.pushes, "rejected": $0.rejected, "versions": $0.versions,
-                    "wall_seconds": $0.wallSeconds,
-                ] as [String: Any]
+            "runs": results.map { r -> [String: Any] in
+                var run: [String: Any] = [
+                    "strategy": r.strategy, "scenario": r.scenario, "seed": r.seed,
+                    "final_accuracy": r.finalAccuracy, "virtual_seconds": r.virtualSeconds, "bytes": r.bytes,
+                    "pushes": r.pushes, "rejected": r.rejected, "versions": r.versions,
+                    "wall_seconds": r.wallSeconds,
+                ]
+                if let f = r.rounds {
+                    run["rounds"] =
+                        [
+                            "completed": f.completed, "abandoned": f.abandoned, "mean_seconds": f.meanSeconds,
+                            "p90_seconds": f.p90Seconds, "deadline_seconds": f.deadlineSeconds, "tasks": f.tasks,
+                            "applied": f.applied, "late": f.late, "dropped": f.dropped,
+                            "samples_trained": f.samplesTrained,
+                        ] as [String: Any]
+                }
+                return run
             },
         ]
         return try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
@@ -213,6 +260,28 @@ public struct SimulationReport: Sendable {
                 r.curve.map { p -> [Any] in
                     [r.strategy, r.scenario, r.seed, p.virtualSeconds, p.bytes, p.samples, p.accuracy]
                 }
+            })
+    }
+
+    /// One row per run through check-in as RFC 4180 CSV: `strategy`,
+    /// `scenario`, `seed`, `final_accuracy`, `rounds_completed`,
+    /// `rounds_abandoned`, `mean_round_seconds`, `p90_round_seconds`,
+    /// `deadline_seconds`, `tasks`, `reports_applied`, `reports_late`,
+    /// `tasks_dropped`, `samples_trained`, `virtual_seconds`.
+    public var roundsCSV: String {
+        CSV.document(
+            header: [
+                "strategy", "scenario", "seed", "final_accuracy", "rounds_completed", "rounds_abandoned",
+                "mean_round_seconds", "p90_round_seconds", "deadline_seconds", "tasks", "reports_applied",
+                "reports_late", "tasks_dropped", "samples_trained", "virtual_seconds",
+            ],
+            rows: results.compactMap { r -> [Any]? in
+                guard let f = r.rounds else { return nil }
+                return [
+                    r.strategy, r.scenario, r.seed, r.finalAccuracy, f.completed, f.abandoned, f.meanSeconds,
+                    f.p90Seconds, f.deadlineSeconds, f.tasks, f.applied, f.late, f.dropped, f.samplesTrained,
+                    r.virtualSeconds,
+                ]
             })
     }
 

@@ -54,12 +54,16 @@ public struct SimulationResult: Codable, Sendable, Equatable {
     public var wallSeconds: Double
     /// The learning curve, in the order measured; its last point is the final model's.
     public var curve: [CurvePoint]
+    /// What the rounds did, for a run through check-in
+    /// (``SimulationConfiguration/checkIn``); nil for a run of pushes.
+    public var rounds: RoundFigures?
 
     /// A result with these figures.
     public init(
         strategy: String, encoding: String, scenario: String, seed: UInt64, finalAccuracy: Double,
         virtualSeconds: Double, bytes: Int, bytesSent: Int, bytesReceived: Int, deltaFetches: Int, fullFetches: Int,
-        pushes: Int, rejected: Int, versions: UInt64, wallSeconds: Double, curve: [CurvePoint]
+        pushes: Int, rejected: Int, versions: UInt64, wallSeconds: Double, curve: [CurvePoint],
+        rounds: RoundFigures? = nil
     ) {
         self.strategy = strategy
         self.encoding = encoding
@@ -77,5 +81,53 @@ public struct SimulationResult: Codable, Sendable, Equatable {
         self.versions = versions
         self.wallSeconds = wallSeconds
         self.curve = curve
+        self.rounds = rounds
+    }
+}
+
+/// What the server's rounds did in a run through check-in, in virtual time.
+///
+/// Every selected client is given a task; it trains it (real work), then
+/// reports it at its virtual finish time, unless it drops out (it never
+/// reports: ``dropped``). A report after its round closed or was abandoned
+/// is refused (``late``).
+public struct RoundFigures: Codable, Sendable, Equatable {
+    /// Rounds closed: their reports' mean applied.
+    public var completed: Int
+    /// Rounds abandoned at their deadline with fewer reports than the minimum (then selected again).
+    public var abandoned: Int
+    /// Train tasks the clients trained (dropped ones included).
+    public var tasks: Int
+    /// Reports applied in closed rounds.
+    public var applied: Int
+    /// Reports refused because their round had closed or been abandoned.
+    public var late: Int
+    /// Tasks whose client never reported (``SimulationConfiguration/dropouts``).
+    public var dropped: Int
+    /// Samples the clients trained in all, the work of dropped and late tasks included
+    /// (the budget counts applied samples only).
+    public var samplesTrained: Int
+    /// Mean virtual seconds from a closed round's selection to its closing.
+    public var meanSeconds: Double
+    /// The 90th percentile of those seconds.
+    public var p90Seconds: Double
+    /// The round deadline in force, virtual seconds.
+    public var deadlineSeconds: Double
+
+    /// Figures of these values.
+    public init(
+        completed: Int, abandoned: Int, tasks: Int, applied: Int, late: Int, dropped: Int, samplesTrained: Int,
+        meanSeconds: Double, p90Seconds: Double, deadlineSeconds: Double
+    ) {
+        self.completed = completed
+        self.abandoned = abandoned
+        self.tasks = tasks
+        self.applied = applied
+        self.late = late
+        self.dropped = dropped
+        self.samplesTrained = samplesTrained
+        self.meanSeconds = meanSeconds
+        self.p90Seconds = p90Seconds
+        self.deadlineSeconds = deadlineSeconds
     }
 }

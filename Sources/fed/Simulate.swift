@@ -26,6 +26,16 @@ struct SimulateCommand: ParsableCommand {
             centrally with the same budget is the reference. Data: --data, else Debian's Fashion-MNIST, else \
             the built-in MNIST digits (5,000 to train, 5,000 to test).
 
+            Rounds through check-in: --check-in (implied by --over-selection, --dropouts, --round-deadline or \
+            --min-reports) runs the --sync F rounds through the server's own rounds (version 4) on a virtual \
+            clock instead of pushes: every idle client checks in, the server selects round(F x clients) x \
+            --over-selection of them, each selected client fetches, trains and reports at its virtual finish \
+            time unless it drops out (--dropouts: it never reports), and a round closes with its cohort, or at \
+            --round-deadline with --min-reports, or is abandoned and selected again; reports after it are late. \
+            The budget counts the samples of applied reports; --strategy does not apply (rounds are FedAvg). A \
+            table gives rounds completed and abandoned, virtual seconds per round, reports applied, late and \
+            dropped. Example: fed simulate --sync 0.1 --budget 300000 --dropouts 0.2 --over-selection 1.3.
+
             Examples: the peer's setting (Flower, 100 clients, 10 a round, 1 epoch, 300,000 samples): \
             fed simulate --sync 0.1 --budget 300000 --optimizer-state fresh --strategy fedavg/k=10 \
             --partition dirichlet:0.3. IID with the default budget, within a point of the centralized model: \
@@ -67,6 +77,26 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "signflip, noise, scale or claim.") var attack = "signflip"
     @Option(help: "Synchronous rounds with this fraction of the clients (default: asynchronous).")
     var sync: Double?
+    @Flag(
+        help:
+            "Run the --sync rounds through the server's check-in (version-4 rounds, virtual clock) instead of pushes."
+    )
+    var checkIn = false
+    @Option(
+        help: "Check-in: clients selected per round as a multiple of the cohort, 1 to 10 (default: 1.0).")
+    var overSelection: Double?
+    @Option(
+        help:
+            "Check-in: chance that a selected client never reports its task, drawn per task from the seed (default: 0)."
+    )
+    var dropouts: Double?
+    @Option(
+        help:
+            "Check-in: virtual seconds from selection to a round's deadline (default: twice the task time of the 90th-percentile client, rounded up)."
+    )
+    var roundDeadline: Double?
+    @Option(help: "Check-in: reports a round needs at its deadline (default: 80% of the cohort, rounded up).")
+    var minReports: Int?
     @Option(help: "Points of the learning curve.") var evalPoints = 10
     @Option(help: "Blob compression of the clients: none, zlib or shuffle-zlib.") var compression =
         "none"
@@ -91,7 +121,31 @@ struct SimulateCommand: ParsableCommand {
     @Flag(help: "Skip the centralized reference.") var noCentralized = false
     @Option(help: "Folder for summary.json, curve.csv and curves.svg.") var out: String?
 
+    /// Whether the rounds run through check-in (asked, or implied by a check-in option).
+    var throughCheckIn: Bool {
+        checkIn || overSelection != nil || dropouts != nil || roundDeadline != nil || minReports != nil
+    }
+
     func validate() throws {
+        if throughCheckIn {
+            guard sync != nil else {
+                throw ValidationError(
+                    "--check-in, --over-selection, --dropouts, --round-deadline and --min-reports need --sync F")
+            }
+            guard strategy.isEmpty else {
+                throw ValidationError("--strategy does not apply through check-in: the server's rounds are FedAvg")
+            }
+            guard encoding.isEmpty || encoding == ["fp32"] else {
+                throw ValidationError("--encoding does not apply through check-in: reports are lossless")
+            }
+            guard (1...10).contains(overSelection ?? 1), (0..<1).contains(dropouts ?? 0),
+                (roundDeadline ?? 1) > 0 && (roundDeadline ?? 1) <= 86_400, (minReports ?? 1) >= 1
+            else {
+                throw ValidationError(
+                    "--over-selection is 1 to 10, --dropouts at least 0 and less than 1, --round-deadline more than 0 and at most 86400, --min-reports at least 1"
+                )
+            }
+        }
         for s in strategy {
             do throws(StrategySpecError) { _ = try StrategySpec(s) } catch {
                 throw ValidationError("--strategy \(s): \(error)")
@@ -148,6 +202,11 @@ struct SimulateCommand: ParsableCommand {
         c.attackers = attackers
         c.attack = Attack(rawValue: attack)!
         c.syncFraction = sync
+        c.checkIn = throughCheckIn
+        c.overSelection = overSelection ?? 1
+        c.dropouts = dropouts ?? 0
+        c.roundDeadline = roundDeadline
+        c.minimumReports = minReports
         c.evalPoints = quick ? min(evalPoints, 5) : evalPoints
         c.compression = Compression(name: compression)!
         c.maxStaleness = maxStaleness
@@ -167,7 +226,8 @@ struct SimulateCommand: ParsableCommand {
         print(report.summary)
         if let out {
             try report.write(to: out)
-            print("wrote \(out)/summary.json, curve.csv and curves.svg")
+            print(
+                "wrote \(out)/summary.json, curve.csv\(c.checkIn ? ", rounds.csv" : "") and curves.svg")
         }
     }
 }

@@ -187,6 +187,38 @@ struct SimulateTests {
         #expect(!kept.scenario.contains("Adam") && kept.accuracy != fresh.accuracy)
     }
 
+    @Test("Rounds through check-in: drop-outs and over-selection, the rounds table and rounds.csv")
+    func checkIn() async throws {
+        let dir = try temporaryDirectory("sim")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try await FedProcess.run([
+            "simulate", "--quick", "--data", FedProcess.mnist, "--clients", "8", "--budget", "4000", "--sync", "0.5",
+            "--dropouts", "0.25", "--over-selection", "1.5", "--no-centralized", "--out", dir.path,
+        ])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("seed 1: fedavg-rounds"), "\(r.output)")
+        #expect(r.output.contains("rounds through check-in"), "\(r.output)")
+        #expect(r.output.contains("iid, sync 0.5, check-in, over-selection 1.5, 25% dropouts"), "\(r.output)")
+        let csv = try String(contentsOf: dir.appendingPathComponent("rounds.csv"), encoding: .utf8)
+        let rows = csv.split(separator: "\n")
+        #expect(rows.count == 2 && rows[0].hasPrefix("strategy,scenario,seed,final_accuracy,rounds_completed"))
+        // Four of eight clients a round, each of 625 images: 4,000 samples take at least two rounds.
+        // The scenario holds commas, so it is quoted: the figures follow it.
+        let fields =
+            rows.count == 2
+            ? (rows[1].components(separatedBy: "\",").last ?? "").split(separator: ",").map(String.init) : []
+        #expect(fields.count == 13 && (Int(fields[2]) ?? 0) >= 2, "\(csv)")
+
+        let help = try await FedProcess.run(["simulate", "--help"])
+        for flag in ["--check-in", "--over-selection", "--dropouts", "--round-deadline", "--min-reports"] {
+            #expect(help.output.contains(flag), "\(flag) is not in the help")
+        }
+        let refused = try await FedProcess.run(["simulate", "--dropouts", "0.2"])
+        #expect(refused.status != 0 && refused.output.contains("need --sync"), "\(refused.output)")
+        let strategy = try await FedProcess.run(["simulate", "--sync", "0.1", "--check-in", "--strategy", "fedbuff"])
+        #expect(strategy.status != 0 && strategy.output.contains("FedAvg"), "\(strategy.output)")
+    }
+
     @Test("A bad strategy or partition is refused with the reason")
     func badOptions() async throws {
         let r = try await FedProcess.run(["simulate", "--strategy", "fedbuff/k=0"])

@@ -73,13 +73,13 @@ final class ContinuousAdmission: TaskCoordinator, @unchecked Sendable {
 
     init(
         configuration: RoundConfiguration, store: ModelStore, committer: GroupCommitter, logger: Logger,
-        metrics: ServerMetrics? = nil, random: any RandomNumberGenerator = SystemRandomNumberGenerator()
+        metrics: ServerMetrics? = nil
     ) {
         self.configuration = configuration
         self.store = store
         self.committer = committer
         self.logger = logger
-        self.random = random
+        self.random = configuration.seed.map { SeededRounds(seed: $0) } ?? SystemRandomNumberGenerator()
         self.metrics = metrics.map(RoundMetrics.init)
     }
 
@@ -117,6 +117,8 @@ final class ContinuousAdmission: TaskCoordinator, @unchecked Sendable {
 
     var statistics: Statistics { queue.sync { stats } }
 
+    func settle() { queue.sync {} }
+
     /// How many expired tasks, and how many applied ones, are remembered.
     private var rememberedTasks: Int { max(1_024, configuration.cohortSize * 16) }
 
@@ -147,7 +149,7 @@ final class ContinuousAdmission: TaskCoordinator, @unchecked Sendable {
         metrics?.waiting.record(waiting.count)
         let wait = min(Duration.milliseconds(Int64(w.checkIn.waitMilliseconds)), configuration.maxWait)
         let ticket = w.ticket
-        queue.asyncAfter(deadline: .now() + wait.dispatch) { self.waitEnded(ticket) }
+        configuration.clock.run(at: configuration.clock.now() + wait.dispatch, on: queue) { self.waitEnded(ticket) }
     }
 
     private func waitEnded(_ ticket: UInt64) {
@@ -180,7 +182,9 @@ final class ContinuousAdmission: TaskCoordinator, @unchecked Sendable {
                 deadlineMilliseconds: UInt32(clamping: configuration.deadline.wholeMilliseconds),
                 parameters: configuration.parameters))
         let task = id
-        queue.asyncAfter(deadline: .now() + configuration.deadline.dispatch) { self.expire(task) }
+        configuration.clock.run(at: configuration.clock.now() + configuration.deadline.dispatch, on: queue) {
+            self.expire(task)
+        }
     }
 
     /// The task's deadline: its place goes to the next client waiting.

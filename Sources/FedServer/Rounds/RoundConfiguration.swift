@@ -54,12 +54,20 @@ public struct RoundConfiguration: Sendable {
         /// asked about each client alone (admitted if it selects it).
         case continuous
     }
+    /// The time rounds run on. Default: real time (``SystemRoundClock``); a
+    /// simulation passes a ``VirtualRoundClock`` and advances it.
+    public var clock: any RoundClock
+    /// Seeds the selections and task ids, to make a run reproducible (a
+    /// simulation, a test); nil (default): the system's random numbers. A
+    /// seeded server's task ids can be predicted: never seed a deployment.
+    public var seed: UInt64?
 
     public init(
         cohortSize: Int = 10, overSelection: Double = 1.3, minimumReports: Int? = nil,
         deadline: Duration = .seconds(60), selectionWindow: Duration = .seconds(5), maxWait: Duration = .seconds(30),
         totalRounds: UInt64 = 0, parameters: [String: String] = [:], selector: any ClientSelector = UniformSelector(),
-        features: Features = [], admission: Admission = .rounds
+        features: Features = [], admission: Admission = .rounds, clock: any RoundClock = SystemRoundClock(),
+        seed: UInt64? = nil
     ) {
         self.admission = admission
         self.cohortSize = cohortSize
@@ -72,6 +80,8 @@ public struct RoundConfiguration: Sendable {
         self.parameters = parameters
         self.selector = selector
         self.features = features
+        self.clock = clock
+        self.seed = seed
     }
 
     /// The reports a round needs at its deadline.

@@ -12,6 +12,10 @@ import Synchronization
 /// checkpoint on that queue (through `GroupCommitter.transact`), never on an
 /// event loop.
 ///
+/// Time is `configuration.clock`: real time by default; a
+/// `VirtualRoundClock` runs the same events (a check-in's wait, the
+/// selection window, a deadline) when a simulation advances it.
+///
 /// Invariants: a round is applied whole in one checkpoint write or not at
 /// all; a task id is never reused (64 random bits, and task ids are held in
 /// memory only, so after a restart every earlier task is `unknown_task`); an
@@ -25,7 +29,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     private let committer: GroupCommitter
     private let logger: Logger
     private let queue = DispatchQueue(label: "fed.rounds")
-    private let now: @Sendable () -> DispatchTime
+    private let clock: any RoundClock
     private let metrics: RoundMetrics?
 
     // State: touched on `queue` only.
@@ -46,13 +50,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     private var stopping = false
     private var stats = Statistics()
 
-    /// What happened so far (for logs, metrics and tests).
-    struct Statistics: Sendable, Equatable {
-        var closed = 0
-        var abandoned = 0
-        var reportsApplied = 0
-        var tasksGiven = 0
-    }
+    typealias Statistics = RoundStatistics
 
     struct Waiter {
         var ticket: UInt64
@@ -82,15 +80,15 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
 
     init(
         configuration: RoundConfiguration, store: ModelStore, committer: GroupCommitter, logger: Logger,
-        metrics: ServerMetrics? = nil, random: any RandomNumberGenerator = SystemRandomNumberGenerator(),
-        now: @escaping @Sendable () -> DispatchTime = { DispatchTime.now() }
+        metrics: ServerMetrics? = nil, random: (any RandomNumberGenerator)? = nil
     ) {
         self.configuration = configuration
         self.store = store
         self.committer = committer
         self.logger = logger
-        self.random = random
-        self.now = now
+        self.random =
+            random ?? configuration.seed.map { SeededRounds(seed: $0) } ?? SystemRandomNumberGenerator()
+        self.clock = configuration.clock
         self.metrics = metrics.map(RoundMetrics.init)
         self.roundsClosed = UInt64(store.durable().scalars[Self.roundsClosedKey] ?? 0)
     }
@@ -143,7 +141,13 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
 
     var statistics: Statistics { queue.sync { stats } }
 
+    /// Returns once every event handed to the coordinator before this call
+    /// (a check-in, a report, a timer that fell due) has run.
+    func settle() { queue.sync {} }
+
     // MARK: On the queue
+
+    private func now() -> DispatchTime { clock.now() }
 
     private var selectionSize: Int { configuration.selectionSize }
 
@@ -168,7 +172,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         let wait = min(
             Duration.milliseconds(Int64(w.checkIn.waitMilliseconds)), configuration.maxWait)
         let ticket = w.ticket
-        queue.asyncAfter(deadline: now() + wait.dispatch) { self.waitEnded(ticket) }
+        clock.run(at: now() + wait.dispatch, on: queue) { self.waitEnded(ticket) }
         if windowOpened == nil && round == nil { windowOpened = now() }
         considerOpening()
     }
@@ -205,7 +209,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         // Until the window passes, a timer looks again then; after it, every arrival does.
         if !windowTimerArmed, !windowPassed, let opened = windowOpened {
             windowTimerArmed = true
-            queue.asyncAfter(deadline: opened + configuration.selectionWindow.dispatch) {
+            clock.run(at: opened + configuration.selectionWindow.dispatch, on: queue) {
                 self.windowTimerArmed = false
                 self.considerOpening()
             }
@@ -251,7 +255,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             "round \(number) opened: \(selected.count) clients selected of \(selected.count + waiting.count) checked in, from version \(model.version), deadline \(configuration.deadline)"
         )
         let attemptNow = attempt
-        queue.asyncAfter(deadline: deadline) { self.deadlinePassed(attempt: attemptNow) }
+        clock.run(at: deadline, on: queue) { self.deadlinePassed(attempt: attemptNow) }
     }
 
     private func receive(
@@ -421,6 +425,33 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         }
         if !waiting.isEmpty { windowOpened = now() }
         considerOpening()
+    }
+}
+
+/// What a server's rounds did so far (for logs, metrics, simulations and tests).
+public struct RoundStatistics: Sendable, Equatable {
+    /// Rounds closed: their mean applied.
+    public var closed = 0
+    /// Rounds abandoned at their deadline with too few reports (or at shutdown).
+    public var abandoned = 0
+    /// Reports applied in closed rounds.
+    public var reportsApplied = 0
+    /// Train tasks handed out (every selected client of every round, abandoned ones included).
+    public var tasksGiven = 0
+
+    public init() {}
+}
+
+/// SplitMix64, for a seeded coordinator (``RoundConfiguration/seed``).
+struct SeededRounds: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
 

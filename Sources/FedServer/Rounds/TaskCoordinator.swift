@@ -15,4 +15,7 @@ protocol TaskCoordinator: AnyObject, Sendable {
         _ report: Report, clientID: String, answer: @escaping @Sendable (Result<Acknowledgement, ErrorMessage>) -> Void)
     /// Stops handing out tasks; returns once the waiting check-ins are answered.
     func shutdown()
+    /// Returns once every event handed over before this call was handled.
+    /// Never call it from an answer's closure (it runs on the coordinator's queue).
+    func settle()
 }

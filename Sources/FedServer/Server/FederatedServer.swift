@@ -35,6 +35,8 @@ public final class FederatedServer: Sendable {
     public let committer: GroupCommitter
     /// The rounds run for version-4 clients (nil without `configuration.rounds`).
     let rounds: (any TaskCoordinator)?
+    /// The federation's rules, which every connection handler calls.
+    let service: FederationService
     public let logger: Logger
     /// Bytes held for clients now, against `configuration.limits.memoryBudget`.
     public let budget: MemoryBudget
@@ -210,13 +212,15 @@ public final class FederatedServer: Sendable {
         let registry = ConnectionRegistry(
             limit: configuration.limits.maxConnections, perAddressLimit: configuration.limits.maxConnectionsPerAddress)
         self.registry = registry
+        let service = FederationService(
+            configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
+            budget: budget, lifecycle: lifecycle, metrics: metrics, logger: logger, rounds: rounds)
+        self.service = service
         let context = ServerContext(
             configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
             budget: budget, lifecycle: lifecycle, metrics: metrics, registry: registry, logger: logger, tls: tls,
             handshakes: HandshakeLimiter(limits: configuration.security.tls?.handshakeLimits ?? TLSHandshakeLimits()),
-            service: FederationService(
-                configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
-                budget: budget, lifecycle: lifecycle, metrics: metrics, logger: logger, rounds: rounds))
+            service: service)
         let (host, port) = (configuration.network.host, configuration.network.port)
         self.listener = Listener()
         self.bind = { FederatedServer.bootstrap(group: group, context: context).bind(host: host, port: port) }
