@@ -35,7 +35,7 @@ public struct RoundConfiguration: Sendable {
     public var selector: any ClientSelector
     /// The features this server speaks (none are defined yet).
     public var features: Features
-    /// How tasks are handed out. Default ``Admission-swift.enum/rounds``.
+    /// How tasks are handed out. Default `.rounds`.
     public var admission: Admission
 
     /// How tasks are handed out.
