@@ -60,6 +60,7 @@ let package = Package(
         .library(name: "FedServer", targets: ["FedServer"]),
         .library(name: "FedClient", targets: ["FedClient"]),
         .library(name: "FedSimulation", targets: ["FedSimulation"]),
+        .library(name: "FedPrivacy", targets: ["FedPrivacy"]),
         .executable(name: "fed", targets: ["fed"]),
     ],
     dependencies: [
@@ -113,6 +114,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Differential privacy accounting (RDP of the sampled Gaussian mechanism); pure Swift, no I/O.
+        .target(name: "FedPrivacy"),
         .target(
             name: "FedBench",
             dependencies: [
@@ -128,6 +131,7 @@ let package = Package(
             dependencies: [
                 "FedBench",
                 "FedSimulation",
+                "FedPrivacy",
                 "FedCodec",
                 "FedModel",
                 "FedStorage",
@@ -142,6 +146,7 @@ let package = Package(
         .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
         .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
+        .testTarget(name: "FedPrivacyTests", dependencies: ["FedPrivacy"]),
         .testTarget(name: "FedSimulationTests", dependencies: ["FedSimulation", "FedServer"]),
         .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedTestSupport"]),
         .testTarget(
