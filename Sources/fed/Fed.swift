@@ -10,6 +10,7 @@ struct Fed: ParsableCommand {
         discussion: "Start with `fed demo`. Each subcommand has its own --help.",
         subcommands: [
             Demo.self, Server.self, Client.self, Evaluate.self, DataCommand.self, SimulateCommand.self,
+            PrivacyCommand.self,
             BenchCommand.self,
         ]
     )
