@@ -21,22 +21,24 @@ extension Fed.PrivacyCommand {
                 number can be checked against another accountant (Google's dp-accounting gives the \
                 same with its RdpAccountant and default orders).
 
-                Sampling (--sampling):
-                  poisson  each record joins a round independently with probability --sampling-rate \
-                (add-or-remove-one neighbours; Mironov, Talwar, Zhang 2019). The default.
-                  fixed    exactly --sampling-rate x --population records, drawn without replacement \
-                (replace-one neighbours; Wang, Balle, Kasiviswanathan 2019). Needs --population.
-                  none     every record in every round: no amplification (--sampling-rate, if given, \
-                must be 1).
+                --sampling poisson (the default): each record joins a round independently with \
+                probability --sampling-rate (add-or-remove-one neighbours; Mironov, Talwar, Zhang 2019).
 
-                Accountant (--accountant): rdp, Renyi differential privacy over dp-accounting's \
+                --sampling fixed: exactly --sampling-rate x --population records (rounded), drawn \
+                without replacement (replace-one neighbours; Wang, Balle, Kasiviswanathan 2019).
+
+                --sampling none: every record in every round, no amplification (--sampling-rate, \
+                if given, must be 1).
+
+                --accountant rdp (the default): Renyi differential privacy over dp-accounting's \
                 orders (1.1 to 10.9 by 0.1, 11 to 63, 128, 256, 512, 1024), converted to epsilon \
-                with the bound of Canonne, Kamath, Steinke 2020. pld (privacy loss distributions, \
-                tighter) is not built yet.
+                with the bound of Canonne, Kamath, Steinke 2020. --accountant pld (privacy loss \
+                distributions, tighter) is not built yet.
 
-                Example: 1,000 rounds, each client taking part with probability 1%, noise 1.1:
-                  fed privacy epsilon --sampling-rate 0.01 --noise 1.1 --steps 1000 --delta 1e-5
-                  (epsilon: 1.7117702, order: 9.6)
+                Example, 1,000 rounds, each client taking part with probability 1%, noise 1.1, \
+                delta 1e-5 (the default): epsilon 1.7117702 at order 9.6.
+
+                  fed privacy epsilon --sampling-rate 0.01 --noise 1.1 --steps 1000
                 """
         )
 
