@@ -46,7 +46,7 @@ struct RDPAccountantTests {
         let grid = DPAccountingReference.grid
         #expect(grid.filter { $0.sampling == "poisson" }.count >= 20)
         #expect(grid.map(\.q).min() == 0.001 && grid.map(\.q).max() == 1)
-        var lines = ["sampling     q  noise   steps     epsilon (Swift)  epsilon (dp-accounting)  order   rel. diff"]
+        var lines = ["sampling     q  noise   steps    epsilon (Swift)  epsilon (dp-accounting)  order   rel. diff"]
         var worst = 0.0
         for reference in grid {
             var accountant = RDPAccountant()
@@ -56,7 +56,8 @@ struct RDPAccountantTests {
             worst = max(worst, difference)
             lines.append(
                 String(
-                    format: "%-8@ %5.3f %6.2f %7d %18.12f %24.12f %6.1f %11.2e", reference.sampling as NSString,
+                    format: "%@ %5.3f %6.2f %7d %18.12f %24.12f %6.1f %11.2e",
+                    reference.sampling.padding(toLength: 8, withPad: " ", startingAt: 0),
                     reference.q, reference.noise, reference.steps, epsilon, reference.epsilon, order, difference))
         }
         lines.append(String(format: "largest relative difference: %.2e over %d points", worst, grid.count))
