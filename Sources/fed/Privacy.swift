@@ -122,7 +122,7 @@ extension Fed.PrivacyCommand {
             let (epsilon, order) = accountant.epsilon(delta: delta)
             print("epsilon: \(String(format: "%.8g", epsilon))")
             print("delta: \(delta)")
-            print("order: \(order)")
+            print(epsilon.isFinite ? "order: \(order)" : "order: none (no order gives a finite bound; is --noise 0?)")
             print("sampling: \(described)")
             print("noise multiplier: \(noise)")
             print("steps: \(steps)")
