@@ -79,7 +79,7 @@ final class ContinuousAdmission: TaskCoordinator, @unchecked Sendable {
         self.store = store
         self.committer = committer
         self.logger = logger
-        self.random = configuration.seed.map { SeededRounds(seed: $0) } ?? SystemRandomNumberGenerator()
+        self.random = configuration.seed.map { SplitMix(seed: $0) } ?? SystemRandomNumberGenerator()
         self.metrics = metrics.map(RoundMetrics.init)
     }
 

@@ -87,7 +87,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         self.committer = committer
         self.logger = logger
         self.random =
-            random ?? configuration.seed.map { SeededRounds(seed: $0) } ?? SystemRandomNumberGenerator()
+            random ?? configuration.seed.map { SplitMix(seed: $0) } ?? SystemRandomNumberGenerator()
         self.clock = configuration.clock
         self.metrics = metrics.map(RoundMetrics.init)
         self.roundsClosed = UInt64(store.durable().scalars[Self.roundsClosedKey] ?? 0)
@@ -440,19 +440,6 @@ public struct RoundStatistics: Sendable, Equatable {
     public var tasksGiven = 0
 
     public init() {}
-}
-
-/// SplitMix64, for a seeded coordinator (``RoundConfiguration/seed``).
-struct SeededRounds: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 extension Duration {

@@ -297,12 +297,25 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
         let request = FederationService.PushRequest(
             tensors: push.tensors, datasets: push.datasets, pushID: push.pushID, compression: push.compression,
             baseVersion: push.baseVersion, isDelta: push.isDelta)
+        state.pushSubmitted()
+        let refusal = service.push(request, session: session, completion: acknowledgeLater(ctx, requestID: id))
+        if let refusal {
+            state.pushAnswered()
+            sendError(ctx, refusal, requestID: id)
+        }
+    }
+
+    /// The completion of a held request (a PUSH, a REPORT): on this
+    /// connection's loop, answers ACK or ERROR and takes the frames behind it.
+    private func acknowledgeLater(
+        _ ctx: ChannelHandlerContext, requestID id: UInt32
+    ) -> @Sendable (Result<Acknowledgement, ErrorMessage>) -> Void {
         let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
         let eventLoop = ctx.eventLoop
-        state.pushSubmitted()
-        let refusal = service.push(request, session: session) { result in
+        return { result in
             eventLoop.execute {
                 let (handler, ctx) = loopBound.value
+                guard !handler.isClosed else { return }
                 handler.state.pushAnswered()
                 switch result {
                 case .success(let ack):
@@ -313,10 +326,6 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
                 ctx.flush()
                 handler.process(ctx)
             }
-        }
-        if let refusal {
-            state.pushAnswered()
-            sendError(ctx, refusal, requestID: id)
         }
     }
 
@@ -354,24 +363,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     private func handleReport(
         _ ctx: ChannelHandlerContext, _ report: Report, session: FederationService.Session, id: UInt32
     ) {
-        let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
-        let eventLoop = ctx.eventLoop
         state.pushSubmitted()
-        let refusal = service.report(report, session: session) { result in
-            eventLoop.execute {
-                let (handler, ctx) = loopBound.value
-                guard !handler.isClosed else { return }
-                handler.state.pushAnswered()
-                switch result {
-                case .success(let ack):
-                    handler.send(ctx, .ack(version: ack.version, datasets: ack.datasets), requestID: id)
-                case .failure(let error):
-                    handler.sendError(ctx, error, requestID: id)
-                }
-                ctx.flush()
-                handler.process(ctx)
-            }
-        }
+        let refusal = service.report(report, session: session, completion: acknowledgeLater(ctx, requestID: id))
         if let refusal {
             state.pushAnswered()
             sendError(ctx, refusal, requestID: id)

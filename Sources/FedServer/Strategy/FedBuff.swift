@@ -247,8 +247,9 @@ public struct FedBuff: FederationStrategy {
     }
 }
 
-/// A small seeded generator for the DP noise (SplitMix64, Box-Muller).
-struct SplitMix {
+/// A small seeded generator (SplitMix64): FedBuff's DP noise (Box-Muller)
+/// and a seeded round coordinator's selections and task ids.
+struct SplitMix: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
