@@ -260,7 +260,8 @@ final class FederationRun {
             deltaFetches: clients.reduce(0) { $0 + $1.transport.deltaFetches },
             fullFetches: clients.reduce(0) { $0 + $1.transport.fullFetches }, pushes: pushed, rejected: rejected,
             versions: versions,
-            wallSeconds: Date().timeIntervalSince(wall), curve: curve, rounds: roundFigures)
+            wallSeconds: Date().timeIntervalSince(wall), curve: curve, rounds: roundFigures,
+            privacy: server.privacySpent)
     }
 
     /// The strategy's name in the results of a run through check-in: the

@@ -10,6 +10,14 @@ public struct Features: OptionSet, Hashable, Sendable {
     public let rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// Bit 0: the server trains with client-level differential privacy
+    /// (section 12.9): it clips each report and adds noise to their mean, and
+    /// a train task's parameters state the clipping norm (`dp.clip`), the
+    /// noise multiplier (`dp.noise`) and the epsilon spent so far (`dp.epsilon`).
+    /// A client that does not agree on it is still selected: the clipping is
+    /// the server's.
+    public static let differentialPrivacy = Features(rawValue: 1 << 0)
 }
 
 /// A list of short `key = value` strings carried by `CHECK_IN` (a client's
