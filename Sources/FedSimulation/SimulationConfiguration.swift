@@ -90,7 +90,8 @@ public struct SimulationConfiguration: Sendable {
     public var compression = Compression.none
     /// Versions the server keeps as bases of stale updates; nil (the
     /// default): 2 x clients, at least 16, at most what the server's memory
-    /// budget holds.
+    /// budget holds; 16 through check-in (reports are never stale; the
+    /// budget holds the cohort's reports instead).
     public var maxStaleness: Int?
     /// Most samples one update counts for; default 10,000.
     public var maxUpdateSamples: UInt64 = 10_000
