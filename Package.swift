@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "FedClient",
             dependencies: [
-                "FedCodec",
+                "FedCodec", "FedPrivacy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -148,7 +148,7 @@ let package = Package(
         .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
         .testTarget(name: "FedPrivacyTests", dependencies: ["FedPrivacy"]),
         .testTarget(name: "FedSimulationTests", dependencies: ["FedSimulation", "FedServer"]),
-        .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedTestSupport"]),
+        .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedPrivacy", "FedTestSupport"]),
         .testTarget(
             name: "FedServerTests",
             dependencies: [

@@ -2,6 +2,7 @@ import ArgumentParser
 import FedClient
 import FedCodec
 import FedModel
+import FedPrivacy
 import Foundation
 
 extension Fed {
@@ -80,6 +81,32 @@ extension Fed {
                 "With --rounds: keep each report as a checkpoint file DIR/round-R-ID.fedk (version R, the samples as datasets), for audit.",
                 valueName: "DIR"))
         var keepReports: String?
+        @Option(
+            help: ArgumentHelp(
+                "With --rounds: local differential privacy, each report's update clipped to C and noised on this client.",
+                discussion:
+                    "epsilon=E,delta=D,clip=C (delta default 1e-5, clip default 1): each report is (E, D)-differentially private on its own, trusting no server (the analytic Gaussian mechanism, sensitivity 2C). The guarantee is per report; k reports compose (fed privacy epsilon --sampling none). The noise is large: only many clients' averaging absorbs it.",
+                valueName: "epsilon=E,..."))
+        var localDp: String?
+
+        /// The local privacy of --local-dp, when given.
+        func localPrivacy() throws -> LocalPrivacy? {
+            guard let localDp else { return nil }
+            var values: [String: Double] = [:]
+            for item in localDp.split(separator: ",") {
+                let parts = item.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, ["epsilon", "delta", "clip"].contains(String(parts[0])),
+                    let v = Double(parts[1])
+                else { throw ValidationError("--local-dp \(item): give epsilon=E, delta=D or clip=C") }
+                values[String(parts[0])] = v
+            }
+            guard let epsilon = values["epsilon"] else { throw ValidationError("--local-dp needs epsilon=E") }
+            do throws(PrivacyError) {
+                return try LocalPrivacy(epsilon: epsilon, delta: values["delta"] ?? 1e-5, clip: values["clip"] ?? 1)
+            } catch {
+                throw ValidationError("--local-dp \(localDp): \(error)")
+            }
+        }
 
         /// TLS settings when any TLS option is given.
         var tlsSettings: FederationClient.TLS? {
@@ -90,6 +117,10 @@ extension Fed {
         }
 
         func validate() throws {
+            if localDp != nil {
+                guard rounds else { throw ValidationError("--local-dp needs --rounds") }
+                _ = try localPrivacy()
+            }
             guard (tlsCert == nil) == (tlsKey == nil) else {
                 throw ValidationError("--tls-cert and --tls-key go together")
             }

@@ -83,7 +83,13 @@ extension Fed.Client {
                     format: "[%@] round %llu epoch %d  loss %.4f  accuracy %.4f", name, task.round, epoch, loss,
                     accuracy))
         }
-        let options = FederationClient.RunOptions(properties: properties, maxTasks: maxTasks)
+        let privacy = try localPrivacy()
+        if let privacy {
+            print(
+                "[\(clientID)] local differential privacy: each report's update clipped to \(privacy.clip), noise \(privacy.noise) per weight: (\(privacy.epsilon), \(privacy.delta)) per report"
+            )
+        }
+        let options = FederationClient.RunOptions(properties: properties, maxTasks: maxTasks, localPrivacy: privacy)
         let started = Date()
         let outcome = Mutex<Result<FederationClient.RunSummary, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)

@@ -29,21 +29,21 @@ extension SimulateCommand {
                 // The privacy budget ends the run (after the calibrated rounds), not the sample budget.
                 c.budget = base.budget * 2
             }
-            c.centralized = base.centralized && centralized.isEmpty
+            // The centralized reference needs the sample budget itself: it is trained with the runs without privacy.
+            c.centralized = false
             print(
                 "differential privacy: \(privacy.summary); \(rounds) rounds of an expected \(base.cohortSize) clients (--budget / (cohort x \(Int(perClient.rounded())) samples x \(base.localEpochs) epochs))"
             )
             try c.validate()
             let report = try Simulation(c, data: data).runBlocking { print($0) }
             results += report.results
-            centralized += report.centralized
         }
         if sweep != nil {
-            var c = base
-            c.centralized = false
+            let c = base
             print("the same runs without differential privacy:")
             let report = try Simulation(c, data: data).runBlocking { print($0) }
             results += report.results
+            centralized = report.centralized
         }
         return SimulationReport(results: results, centralized: centralized)
     }

@@ -193,6 +193,22 @@ struct PrivateRoundsTests {
         #expect(accountant.epsilon(delta: 1e-5).epsilon > 2)
     }
 
+    @Test("With differential privacy a push (binary or HTTP) is refused: it would publish an update without noise")
+    func pushesAreRefused() throws {
+        let f = try ServiceFixture { c in
+            c.rounds = Self.configuration(cohort: 2, population: 10, noise: 1)
+        }
+        let request = FederationService.PushRequest(tensors: ServiceFixture.tensors(1), datasets: 5, pushID: 7)
+        for session in [ServiceFixture.session(), FederationService.Session.http(clientID: "h")] {
+            guard case .failure(let refusal) = f.push(request, as: session) else {
+                Issue.record("a push was accepted")
+                continue
+            }
+            #expect(refusal.code == .unexpectedMessage && refusal.message.contains("differential privacy"))
+        }
+        #expect(f.store.snapshot().version == 0)
+    }
+
     @Test("The ledger's scalars name their events and read back exactly")
     func ledgerRoundTrip() throws {
         for event: DPEvent in [

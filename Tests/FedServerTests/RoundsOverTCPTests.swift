@@ -13,6 +13,7 @@ private struct StepTrainer: LocalTrainer {
     let samples: UInt64
     private(set) var rounds: [UInt64] = []
     private(set) var parameters: [String: String] = [:]
+    private(set) var features: Features = []
 
     init(step: Float, samples: UInt64) {
         self.step = step
@@ -22,6 +23,7 @@ private struct StepTrainer: LocalTrainer {
     mutating func train(_ task: TrainingTask) async throws -> TrainingOutcome {
         rounds.append(task.round)
         parameters = task.parameters
+        features = task.features
         let weights = task.weights.map { t in
             var t = t
             for i in t.values.indices { t.values[i] += step }
@@ -76,6 +78,56 @@ struct RoundsOverTCPTests {
         ] {
             #expect(MetricsTests().value(metrics, series) == value, "\(series)")
         }
+    }
+
+    @Test(
+        "Differential privacy over TCP: the server's noise and the clients' local noise reach the model with the stated spread; tasks carry the dp parameters and feature bit 0"
+    )
+    func privateRounds() async throws {
+        let shapes = [[100, 100]]
+        let s = try RunningServer(tensors: constantTensors(0, shapes: shapes)) { c in
+            c.rounds = RoundConfiguration(
+                cohortSize: 3, deadline: .seconds(20), selectionWindow: .seconds(20), totalRounds: 1,
+                privacy: DifferentialPrivacy(
+                    noiseMultiplier: 0.01, clipping: .fixed(norm: 10_000), population: 3, targetEpsilon: nil))
+        }
+        let port = s.port
+        // Each client's step (norm 100) clipped to 10 and noised: norm about 100 x its noise, under the server's clip.
+        let local = try LocalPrivacy(epsilon: 2, delta: 1e-5, clip: 10)
+        let tasks = try await withThrowingTaskGroup(of: ([String: String], Features).self) { group in
+            for i in 0..<3 {
+                group.addTask {
+                    let client = FederationClient(
+                        host: "127.0.0.1", port: port, configuration: .init(clientID: "device-\(i)"))
+                    var trainer = StepTrainer(step: 1, samples: 10)
+                    let summary = try await client.run(
+                        trainer: &trainer,
+                        options: .init(maxTasks: 1, features: .differentialPrivacy, localPrivacy: local))
+                    #expect(summary.reportsApplied == 1)
+                    await client.close()
+                    return (trainer.parameters, trainer.features)
+                }
+            }
+            var out: [([String: String], Features)] = []
+            for try await p in group { out.append(p) }
+            return out
+        }
+        for (p, features) in tasks {
+            #expect(p["dp.clip"] == "10000.0" && p["dp.noise"] == "0.01" && p["dp.epsilon"] == "0.0", "\(p)")
+            #expect(features == .differentialPrivacy)
+        }
+        // Each client's step 0.1 (its step of norm 100 clipped to 10) plus its local noise; the server
+        // adds N(0, (0.01 x 10000)^2) to the sum and divides by 3.
+        let values = s.server.store.snapshot().tensors.flatMap(\.values).map(Double.init)
+        let n = Double(values.count)
+        let mean = values.reduce(0, +) / n
+        let sd = (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot()
+        #expect(local.noise > 20 && local.noise < 200, "local noise \(local.noise)")
+        let expected = ((3 * local.noise * local.noise + 100 * 100) / 9).squareRoot()
+        #expect(abs(sd - expected) < 0.03 * expected, "spread \(sd), expected \(expected)")
+        #expect(abs(mean - 0.1) < 5 * expected / n.squareRoot(), "mean \(mean)")
+        let spent = try #require(s.server.privacySpent)
+        #expect(spent.rounds == 1 && spent.epsilon > 0)
     }
 
     @Test("A server without rounds answers a check-in unexpected_message; a version-3 server is named as such")

@@ -13,11 +13,15 @@ extension FederationClient {
         public var maxTasks: Int?
         /// The features the client speaks.
         public var features: Features
+        /// Local differential privacy: each report's update clipped and
+        /// noised on the client before it is sent; nil (default): none.
+        public var localPrivacy: LocalPrivacy?
 
         public init(
             properties: [String: String] = [:], wait: Duration = .seconds(30), maxTasks: Int? = nil,
-            features: Features = []
+            features: Features = [], localPrivacy: LocalPrivacy? = nil
         ) {
+            self.localPrivacy = localPrivacy
             self.properties = properties
             self.wait = wait
             self.maxTasks = maxTasks
@@ -119,11 +123,21 @@ extension FederationClient {
                     round: assignment.round, taskID: assignment.taskID, modelVersion: model.version,
                     weights: model.weights, parameters: assignment.parameters, deadline: deadline,
                     features: assignment.features))
+            var weights = outcome.weights
+            if let privacy = options.localPrivacy {
+                guard weights.map(\.shape) == model.weights.map(\.shape) else {
+                    throw ClientError(
+                        code: .invalidArgument, message: "the trainer returned weights of other shapes than the model's"
+                    )
+                }
+                var random = SystemRandomNumberGenerator()
+                weights = privacy.privatize(weights, base: model.weights, using: &random)
+            }
             let answer: Result<Acknowledgement, ClientError>
             do throws(ClientError) {
                 answer = .success(
                     try await report(
-                        outcome.weights, samples: outcome.samples, taskID: assignment.taskID,
+                        weights, samples: outcome.samples, taskID: assignment.taskID,
                         deadline: max(.zero, deadline - ContinuousClock.now)))
             } catch {
                 answer = .failure(error)

@@ -1,5 +1,5 @@
 import FedCodec
-import Foundation
+import FedPrivacy
 
 /// One round of DP-FedAvg's aggregation (``DifferentialPrivacy``), pure:
 /// clip each update `W_i - W_v` to L2 norm `clip`, sum, add Gaussian noise
@@ -48,7 +48,7 @@ struct PrivateMean {
             }
         }
         var out = base
-        var gaussian = Gaussian()
+        var gaussian = GaussianSampler()
         for t in out.indices {
             for i in sum[t].indices {
                 let noised = sum[t][i] + valueNoise * gaussian.next(using: &random)
@@ -59,27 +59,5 @@ struct PrivateMean {
         let centred = Double(reports.count - clipped) - 0.5 * Double(reports.count)
         let noisedCount = centred + countNoise * gaussian.next(using: &random)
         return Result(weights: out, unclippedFraction: noisedCount / expectedCohort + 0.5, clipped: clipped)
-    }
-}
-
-/// Standard normal draws by the Box-Muller transform, two per pair of
-/// uniforms, in binary64. (Floating-point Gaussian noise is not exactly the
-/// distribution the accountant assumes at the level of single bits; Mironov
-/// 2012 shows such gaps matter for Laplace noise at extreme tails. Stated, not
-/// mitigated: secure aggregation's discrete noise is the remedy.)
-struct Gaussian {
-    private var spare: Double?
-
-    mutating func next(using random: inout any RandomNumberGenerator) -> Double {
-        if let s = spare {
-            spare = nil
-            return s
-        }
-        // u1 in (0, 1]: log never sees 0.
-        let u1 = 1 - Double.random(in: 0..<1, using: &random)
-        let u2 = Double.random(in: 0..<1, using: &random)
-        let r = (-2 * log(u1)).squareRoot()
-        spare = r * sin(2 * .pi * u2)
-        return r * cos(2 * .pi * u2)
     }
 }
