@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import re
 import socket
 import struct
 import sys
@@ -32,8 +33,10 @@ from urllib.parse import quote as urllib_quote
 
 MAGIC = b"FEDW"
 T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10,
-         model_delta=11, check_in=12, assignment=13, report=14)
-SINCE = {T["model_delta"]: 3, T["check_in"]: 4, T["assignment"]: 4, T["report"]: 4}  # types of later versions
+         model_delta=11, check_in=12, assignment=13, report=14,
+         evaluation_report=15)
+SINCE = {T["model_delta"]: 3, T["check_in"]: 4, T["assignment"]: 4, T["report"]: 4,
+         T["evaluation_report"]: 4}  # types of later versions
 VERSIONS = (1, 2, 3, 4)
 TYPE_NAMES = {v: k for k, v in T.items()}
 E = dict(bad_magic=1, unsupported_version=2, unknown_message_type=3, unsupported_flags=4, frame_too_large=5,
@@ -367,8 +370,8 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
         m = dict(kind=r.u8("kind"), features=r.u64("features"), task_id=r.u64("task id"), round=r.u64("round"),
                  model_version=r.u64("model version"), deadline_ms=r.u32("deadline"),
                  retry_after_ms=r.u32("retry after"), reason=r.u8("reason"))
-        if m["kind"] == 1 and m["task_id"] == 0:
-            raise ProtocolError(E["malformed_payload"], "message", "a train task with task id 0")
+        if m["kind"] in (1, 2) and m["task_id"] == 0:
+            raise ProtocolError(E["malformed_payload"], "message", "a task with task id 0")
         m["parameters"] = key_values(r, "parameters")
     elif type_ == T["report"]:
         m = dict(task_id=r.u64("task id"), samples=r.u64("samples"))
@@ -382,6 +385,26 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
         m["compression"], m["tensors"], encoding = decode_blob(r, limits, version)
         if encoding != "fp32":
             m["encoding"] = encoding
+    elif type_ == T["evaluation_report"]:
+        m = dict(task_id=r.u64("task id"))
+        if m["task_id"] == 0:
+            raise ProtocolError(E["malformed_payload"], "message", "task id 0")
+        m["model_version"], m["examples"] = r.u64("model version"), r.u64("examples")
+        m["loss"] = struct.unpack(">d", r.take(8, "loss"))[0]
+        count = r.u16("metric count")
+        if count > 64:
+            raise ProtocolError(E["malformed_payload"], "message", "%d metrics, more than 64" % count)
+        m["metrics"] = {}
+        for _ in range(count):
+            name = r.string("metric name", 64, True)
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ProtocolError(E["invalid_string"], "message", "metric name %r" % name)
+            if name == "loss":
+                raise ProtocolError(E["malformed_payload"], "message", "a metric named loss")
+            value = struct.unpack(">d", r.take(8, "metric value"))[0]
+            if name in m["metrics"]:
+                raise ProtocolError(E["malformed_payload"], "message", "metric %r given twice" % name)
+            m["metrics"][name] = value
     else:
         m = dict(nonce=r.u64("nonce"))
     r.end()
@@ -1053,6 +1076,16 @@ def run_server(host, port, report, rounds=False):
         ans = c.receive()
         report.check("version 4: a REPORT of task id 0 gets malformed_payload (8)",
                      ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["malformed_payload"], str(ans))
+        c.request(T["evaluation_report"], u64(0xE7A1) + u64(0) + u64(10) + struct.pack(">d", 0.5) + u16(0), version=4)
+        ans = c.receive()
+        report.check("version 4: an EVALUATION_REPORT of a task the server never gave gets unknown_task (44) "
+                     "(section 12.9)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unknown_task"], str(ans))
+        c.request(T["evaluation_report"], u64(7) + u64(0) + u64(10) + struct.pack(">d", 0.5) + u16(1)
+                  + sstr("loss") + struct.pack(">d", 0.5), version=4)
+        ans = c.receive()
+        report.check("version 4: an EVALUATION_REPORT with a metric named loss gets malformed_payload (8), not fatal",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["malformed_payload"], str(ans))
         c.close()
         c = Conn(host, port)
         c.send(frame(T["check_in"], 51, check_in_payload(0), version=4))
@@ -1062,7 +1095,9 @@ def run_server(host, port, report, rounds=False):
                      and c.last_version == 1 and ans[1] == 51, str((ans, c.last_version)))
         c.close()
         for name, type_, payload in (("CHECK_IN", T["check_in"], check_in_payload(0)),
-                                     ("REPORT", T["report"], report_payload(7, 10, [([1], [0.0])]))):
+                                     ("REPORT", T["report"], report_payload(7, 10, [([1], [0.0])])),
+                                     ("EVALUATION_REPORT", T["evaluation_report"],
+                                      u64(7) + u64(0) + u64(10) + struct.pack(">d", 0.5) + u16(0))):
             c = Conn(host, port)
             handshake(c, 1, 3)
             c.send(frame(type_, 52, payload, version=3))

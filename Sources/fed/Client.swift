@@ -80,6 +80,11 @@ extension Fed {
                 "With --rounds: keep each report as a checkpoint file DIR/round-R-ID.fedk (version R, the samples as datasets), for audit.",
                 valueName: "DIR"))
         var keepReports: String?
+        @Option(
+            help: ArgumentHelp(
+                "With --rounds: hold out this share (0 to 1) of the client's samples, never trained on, and evaluate served models on it when the server asks (fed server --evaluate-fraction).",
+                valueName: "F"))
+        var heldOut = 0.0
 
         /// TLS settings when any TLS option is given.
         var tlsSettings: FederationClient.TLS? {
@@ -109,6 +114,10 @@ extension Fed {
             else { throw ValidationError("epochs, batch size, attempts, threads and times must be positive") }
             guard HostPort(server) != nil else { throw ValidationError("\(server) is not HOST:PORT") }
             guard !rounds || transport == "binary" else { throw ValidationError("--rounds needs the binary transport") }
+            guard heldOut >= 0 && heldOut < 1 else {
+                throw ValidationError("--held-out must be at least 0 and below 1")
+            }
+            guard heldOut == 0 || rounds else { throw ValidationError("--held-out is for --rounds") }
             guard (maxTasks ?? 1) >= 1, (maxSamples ?? 1) >= 1 else {
                 throw ValidationError("--max-tasks and --max-samples must be positive")
             }

@@ -198,6 +198,13 @@ extension Fed {
         @Option(
             help: ArgumentHelp("Select only clients whose check-in states this (repeatable).", valueName: "KEY=VALUE"))
         var requireProperty: [String] = []
+        @Option(
+            help: ArgumentHelp(
+                "With --rounds: the share of check-ins (0 to 1) given an evaluate task instead of waiting for a train task.",
+                discussion:
+                    "Federated evaluation: a client that can evaluate (fed client --rounds --held-out F) gets, with this probability, a task to evaluate the current model version on its held-out data, at most once per version, and reports its example count, loss and accuracy. The server keeps, per version, the mean weighted by examples, the 10th and 90th percentiles, min and max of each metric: GET /v1/evaluation (JSON) and the fed_evaluation_* series of /metrics.",
+                valueName: "F"))
+        var evaluateFraction = 0.0
 
         /// The rounds' configuration, when --rounds is given.
         func roundConfiguration() throws -> RoundConfiguration? {
@@ -366,6 +373,11 @@ extension Fed {
                 enabled: !noHttp, maxBodyBytes: maxBody, allowedOrigins: Set(allowOrigin), publicModel: publicModel)
             config.edge = try edge()
             config.rounds = try roundConfiguration()
+            config.evaluation = EvaluationConfiguration(fraction: evaluateFraction)
+            if let problem = config.evaluation.problem() { throw ValidationError("--evaluate-fraction: \(problem)") }
+            if evaluateFraction > 0 && config.rounds == nil {
+                throw ValidationError("--evaluate-fraction hands out tasks at check-in: it needs --rounds")
+            }
             let server: FederatedServer
             do {
                 let weights: [Tensor]
@@ -413,6 +425,11 @@ extension Fed {
                 } else if let r = rounds {
                     server.logger.info(
                         "rounds: \(r.cohortSize) reports close a round, \(r.selectionSize) clients selected, at least \(r.requiredReports) by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
+                    )
+                }
+                if evaluateFraction > 0 {
+                    server.logger.info(
+                        "federated evaluation: \(evaluateFraction) of check-ins get an evaluate task; history at GET /v1/evaluation"
                     )
                 }
                 print("listening on \(host):\(port)")

@@ -33,7 +33,7 @@ public struct RoundConfiguration: Sendable {
     public var parameters: [String: String]
     /// Who is selected among the clients checked in. Default uniform.
     public var selector: any ClientSelector
-    /// The features this server speaks (none are defined yet).
+    /// The features this server speaks (`evaluation` is added when the server hands out evaluate tasks).
     public var features: Features
     /// How tasks are handed out. Default `.rounds`.
     public var admission: Admission

@@ -67,6 +67,13 @@ public final class ServerMetrics: Sendable {
         "fed_round_reports_applied_total": "Reports applied in closed rounds.",
         "fed_checkins_waiting": "Check-ins waiting for a task (long polls held).",
         "fed_round_seconds": "Time from a round's selection to its closing.",
+        "fed_evaluation_tasks_total": "Evaluate tasks handed to checking-in clients.",
+        "fed_evaluation_reports_total": "Evaluation reports taken (binary and HTTP).",
+        "fed_evaluation_model_version": "The highest model version clients reported an evaluation of.",
+        "fed_evaluation_clients": "Clients that reported on that version.",
+        "fed_evaluation_examples": "Held-out examples those clients evaluated, in all.",
+        "fed_evaluation_metric":
+            "A metric of that version across its clients: the mean weighted by examples, nearest-rank p10 and p90, min and max.",
     ]
 
     /// The registry `render` serves.

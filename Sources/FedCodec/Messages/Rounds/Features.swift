@@ -10,6 +10,10 @@ public struct Features: OptionSet, Hashable, Sendable {
     public let rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// Bit 0: federated evaluation: evaluate tasks (`Assignment.Kind.evaluate`)
+    /// and their `EVALUATION_REPORT`.
+    public static let evaluation = Features(rawValue: 1 << 0)
 }
 
 /// A list of short `key = value` strings carried by `CHECK_IN` (a client's
