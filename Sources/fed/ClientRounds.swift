@@ -62,8 +62,16 @@ struct MLPTrainer: LocalTrainer {
         guard let heldOut else { return nil }
         try evaluator.adopt(task.weights)
         let result = evaluator.evaluate(heldOut)
+        // The loss is taken a batch at a time: the mean of the batches' means, weighted by their sizes.
+        var loss = 0.0
+        var start = 0
+        while start < heldOut.count {
+            let end = min(start + evaluator.maxBatch, heldOut.count)
+            loss += evaluator.loss(heldOut.slice(start..<end)) * Double(end - start)
+            start = end
+        }
         return EvaluationOutcome(
-            examples: UInt64(result.total), loss: evaluator.loss(heldOut), metrics: ["accuracy": result.accuracy])
+            examples: UInt64(result.total), loss: loss / Double(heldOut.count), metrics: ["accuracy": result.accuracy])
     }
 }
 

@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 /// `fed server` as a child process whose output is collected as it arrives.
-private final class ServerProcess: @unchecked Sendable {
+private final class EvaluatingServer: @unchecked Sendable {
     let process = Process()
     private let lock = NSLock()
     private var text = ""
@@ -70,7 +70,7 @@ struct EvaluationProcessTests {
     func consistentWithCentralEvaluation() async throws {
         let dir = try temporaryDirectory("evaluation")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let server = try ServerProcess([
+        let server = try EvaluatingServer([
             "server", "--port", "0", "--checkpoint", dir.appendingPathComponent("m.fedk").path, "--rounds", "3",
             "--over-selection", "1", "--round-deadline", "60", "--selection-window", "60", "--total-rounds", "1",
             "--evaluate-fraction", "1", "--log-level", "info",
@@ -130,7 +130,7 @@ struct EvaluationProcessTests {
             labels += share.labels
         }
         let union = Dataset(images: images, labels: labels, features: slices[0].features)
-        let trainer = Trainer(model: MLP(seed: 1), maxBatch: 256, threads: 1)
+        let trainer = Trainer(model: MLP(seed: 1), maxBatch: 1024, threads: 1)
         try trainer.adopt(weights)
         let central = trainer.evaluate(union)
         let centralLoss = trainer.loss(union)

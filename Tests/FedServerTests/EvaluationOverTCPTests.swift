@@ -131,6 +131,9 @@ struct EvaluationOverTCPTests {
         ] {
             #expect(MetricsTests().value(metrics, series) == value, "\(series)")
         }
+        for family in ["fed_evaluation_tasks_total", "fed_evaluation_metric", "fed_evaluation_examples"] {
+            #expect(metrics.contains("# HELP \(family) "), "\(family) has its help")
+        }
         // GET /v1/evaluation: the same history as JSON.
         let history = try httpBody(port, "GET /v1/evaluation HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         let document = try JSONDecoder().decode(EvaluationHistoryDocument.self, from: Data(history.utf8))

@@ -7,7 +7,7 @@ extension FederationClient {
         public var properties: [String: String]
         /// The longest one check-in waits for a task. Default 30 s.
         public var wait: Duration
-        /// Stop after this many reported tasks; nil (default): until the
+        /// Stop after this many reported train tasks; nil (default): until the
         /// server says the federation has finished, or the task is cancelled.
         public var maxTasks: Int?
         /// The features the client speaks.

@@ -24,7 +24,9 @@ final class EvaluationDesk: Sendable {
     private let store: ModelStore
     private let maxExamples: UInt64
     private let logger: Logger
-    private let metrics: EvaluationMetrics?
+    private let serverMetrics: ServerMetrics?
+    /// Made at the first task or report: a server nobody evaluates with shows no evaluation series.
+    private let madeMetrics = Mutex<EvaluationMetrics?>(nil)
     private let state: Mutex<State>
 
     /// Evaluate tasks remembered for their reports.
@@ -55,7 +57,7 @@ final class EvaluationDesk: Sendable {
         self.store = store
         self.maxExamples = maxExamples
         self.logger = logger
-        self.metrics = metrics.map(EvaluationMetrics.init)
+        self.serverMetrics = metrics
         let random: any RandomNumberGenerator =
             seed.map { SplitMix(seed: $0 ^ 0x6576_616C_7561_7465) } ?? SystemRandomNumberGenerator()
         state = Mutex(
@@ -64,6 +66,17 @@ final class EvaluationDesk: Sendable {
                 ledger: EvaluationLedger(
                     keptVersions: configuration.keptVersions,
                     maxReportsPerVersion: configuration.maxReportsPerVersion)))
+    }
+
+    /// The evaluation's series, made on first use; nil without server metrics.
+    private var metrics: EvaluationMetrics? {
+        guard let serverMetrics else { return nil }
+        return madeMetrics.withLock { made in
+            if let made { return made }
+            let new = EvaluationMetrics(serverMetrics)
+            made = new
+            return new
+        }
     }
 
     // MARK: Tasks
