@@ -14,7 +14,8 @@ purpose, pipelining, a frame written one byte at a time, the points the spec
 decides about frame versions, request ids, dtypes, limits and fetch deltas,
 version 4's messages (a server without rounds refuses CHECK_IN and REPORT;
 with --rounds, against a server started with rounds: check-in, selection,
-reports, deadlines, abandoned rounds), and, when the server serves HTTP,
+reports, deadlines, abandoned rounds; and, when the server hands out evaluate
+tasks, section 12.9's evaluation reports), and, when the server serves HTTP,
 section 10's. It prints one line
 per check and ends with `N passed, N failed`; the exit status is 1 if any
 check failed.
@@ -1119,6 +1120,55 @@ def run_server(host, port, report, rounds=False):
                      str((TYPE_NAMES.get(t), a)))
         c.close()
 
+    def evaluation_payload(task, version, examples, loss, metrics=()):
+        return (u64(task) + u64(version) + u64(examples) + struct.pack(">d", loss) + u16(len(metrics))
+                + b"".join(sstr(n) + struct.pack(">d", v) for n, v in sorted(metrics)))
+
+    def s_evaluation():
+        """Section 12.9 against a server with rounds that hands out evaluate tasks (fed server
+        --evaluate-fraction F): a client that can only evaluate gets one at once, and its report is checked."""
+        c, w = v4_session("conformance-eval")
+        c.request(T["check_in"], check_in_payload(0, features=1, abilities=2), version=4)
+        ans = c.receive()
+        if ans is None or ans[0] != T["assignment"] or ans[2]["kind"] != 2:
+            print("note  no evaluate task for an evaluate-only client (%s): section 12.9 checks skipped (start the "
+                  "server with --evaluate-fraction)" % (ans,))
+            c.close()
+            return
+        task = ans[2]
+        report.check("evaluation: an evaluate-only client speaking feature 0 gets an evaluate ASSIGNMENT (kind 2) at "
+                     "once, the feature agreed, a task id and a deadline",
+                     task["features"] & 1 and task["task_id"] != 0 and task["deadline_ms"] > 0, str(task))
+        version = task["model_version"]
+        other, _ = v4_session("conformance-eval-other")
+        other.request(T["evaluation_report"], evaluation_payload(task["task_id"], version, 10, 0.5), version=4)
+        ans = other.receive()
+        report.check("evaluation: another client's EVALUATION_REPORT of the task gets unknown_task (44)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unknown_task"], str(ans))
+        other.close()
+        for name, payload, code in (
+                ("0 examples", evaluation_payload(task["task_id"], version, 0, 0.5), "invalid_datasets"),
+                ("a NaN loss", evaluation_payload(task["task_id"], version, 10, float("nan")), "non_finite_value"),
+                ("an infinite metric", evaluation_payload(task["task_id"], version, 10, 0.5, [("accuracy", float("inf"))]),
+                 "non_finite_value"),
+                ("a version not yet published", evaluation_payload(task["task_id"], version + 1, 10, 0.5),
+                 "malformed_payload")):
+            c.request(T["evaluation_report"], payload, version=4)
+            ans = c.receive()
+            report.check("evaluation: an EVALUATION_REPORT with %s gets %s (%d)" % (name, code, E[code]),
+                         ans is not None and ans[0] == T["error"] and ans[2]["code"] == E[code], str(ans))
+        for attempt in ("", " again (it replaces the first)"):
+            c.request(T["evaluation_report"], evaluation_payload(task["task_id"], version, 40, 0.25,
+                                                                 [("accuracy", 0.75)]), version=4)
+            ans = c.receive()
+            report.check("evaluation: the EVALUATION_REPORT is acknowledged at once with the current version%s"
+                         % attempt, ans is not None and ans[0] == T["ack"] and ans[2]["version"] >= version, str(ans))
+        c.request(T["check_in"], check_in_payload(0, features=1, abilities=2), version=4)
+        ans = c.receive()
+        report.check("evaluation: no second evaluate task of the same version for the same client",
+                     ans is not None and ans[0] == T["assignment"] and ans[2]["kind"] != 2, str(ans))
+        c.close()
+
     def s_no_rounds():
         """A server started without rounds answers the rounds' requests with unexpected_message (33)."""
         c, w = v4_session("conformance-norounds")
@@ -1266,6 +1316,7 @@ def run_server(host, port, report, rounds=False):
     scenario("version 4", s_version4)
     if rounds:
         scenario("rounds", s_rounds)
+        scenario("evaluation", s_evaluation)
     else:
         scenario("no rounds", s_no_rounds)
 
