@@ -86,7 +86,7 @@ let package = Package(
         .target(
             name: "FedServer",
             dependencies: [
-                "FedCodec", "FedStorage",
+                "FedCodec", "FedStorage", "FedPrivacy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -161,7 +161,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .testTarget(
-            name: "CLITests", dependencies: ["fed", "FedBench", "FedClient", "FedCodec", "FedModel", "FedTestSupport"],
+            name: "CLITests",
+            dependencies: ["fed", "FedBench", "FedClient", "FedCodec", "FedModel", "FedPrivacy", "FedTestSupport"],
             exclude: ["original_http_client.py", "broken_server.py"]),
     ],
     swiftLanguageModes: [.v6]

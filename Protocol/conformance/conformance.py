@@ -15,7 +15,7 @@ decides about frame versions, request ids, dtypes, limits and fetch deltas,
 version 4's messages (a server without rounds refuses CHECK_IN and REPORT;
 with --rounds, against a server started with rounds: check-in, selection,
 reports, deadlines, abandoned rounds; and, when the server hands out evaluate
-tasks, section 12.9's evaluation reports), and, when the server serves HTTP,
+tasks, section 12.10's evaluation reports), and, when the server serves HTTP,
 section 10's. It prints one line
 per check and ends with `N passed, N failed`; the exit status is 1 if any
 check failed.
@@ -1080,7 +1080,7 @@ def run_server(host, port, report, rounds=False):
         c.request(T["evaluation_report"], u64(0xE7A1) + u64(0) + u64(10) + struct.pack(">d", 0.5) + u16(0), version=4)
         ans = c.receive()
         report.check("version 4: an EVALUATION_REPORT of a task the server never gave gets unknown_task (44) "
-                     "(section 12.9)",
+                     "(section 12.10)",
                      ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unknown_task"], str(ans))
         c.request(T["evaluation_report"], u64(7) + u64(0) + u64(10) + struct.pack(">d", 0.5) + u16(1)
                   + sstr("loss") + struct.pack(">d", 0.5), version=4)
@@ -1125,20 +1125,20 @@ def run_server(host, port, report, rounds=False):
                 + b"".join(sstr(n) + struct.pack(">d", v) for n, v in sorted(metrics)))
 
     def s_evaluation():
-        """Section 12.9 against a server with rounds that hands out evaluate tasks (fed server
+        """Section 12.10 against a server with rounds that hands out evaluate tasks (fed server
         --evaluate-fraction F): a client that can only evaluate gets one at once, and its report is checked."""
         c, w = v4_session("conformance-eval")
-        c.request(T["check_in"], check_in_payload(0, features=1, abilities=2), version=4)
+        c.request(T["check_in"], check_in_payload(0, features=2, abilities=2), version=4)
         ans = c.receive()
         if ans is None or ans[0] != T["assignment"] or ans[2]["kind"] != 2:
-            print("note  no evaluate task for an evaluate-only client (%s): section 12.9 checks skipped (start the "
+            print("note  no evaluate task for an evaluate-only client (%s): section 12.10 checks skipped (start the "
                   "server with --evaluate-fraction)" % (ans,))
             c.close()
             return
         task = ans[2]
-        report.check("evaluation: an evaluate-only client speaking feature 0 gets an evaluate ASSIGNMENT (kind 2) at "
+        report.check("evaluation: an evaluate-only client speaking feature 1 gets an evaluate ASSIGNMENT (kind 2) at "
                      "once, the feature agreed, a task id and a deadline",
-                     task["features"] & 1 and task["task_id"] != 0 and task["deadline_ms"] > 0, str(task))
+                     task["features"] & 2 and task["task_id"] != 0 and task["deadline_ms"] > 0, str(task))
         version = task["model_version"]
         other, _ = v4_session("conformance-eval-other")
         other.request(T["evaluation_report"], evaluation_payload(task["task_id"], version, 10, 0.5), version=4)
@@ -1163,7 +1163,7 @@ def run_server(host, port, report, rounds=False):
             ans = c.receive()
             report.check("evaluation: the EVALUATION_REPORT is acknowledged at once with the current version%s"
                          % attempt, ans is not None and ans[0] == T["ack"] and ans[2]["version"] >= version, str(ans))
-        c.request(T["check_in"], check_in_payload(0, features=1, abilities=2), version=4)
+        c.request(T["check_in"], check_in_payload(0, features=2, abilities=2), version=4)
         ans = c.receive()
         report.check("evaluation: no second evaluate task of the same version for the same client",
                      ans is not None and ans[0] == T["assignment"] and ans[2]["kind"] != 2, str(ans))

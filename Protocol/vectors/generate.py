@@ -580,7 +580,7 @@ add("push_v4", frame(6, 72, string("eve") + u64(600) + u64(41) + u64(78) + u8(0)
          tensors=tensors_json(SMALL))], canonical=True)
 
 
-# ---- version 4, feature evaluation (bit 0): federated evaluation (SPEC.md section 12.9) ----
+# ---- version 4, feature evaluation (bit 1): federated evaluation (SPEC.md section 12.10) ----
 def evaluation_report(task, model_version, examples, loss, metrics):
     """metrics: (name, value) pairs as written (no sorting here)."""
     return (u64(task) + u64(model_version) + u64(examples) + f64(loss) + u16(len(metrics))
@@ -588,10 +588,10 @@ def evaluation_report(task, model_version, examples, loss, metrics):
 
 
 METRICS = [("accuracy", 0.875), ("f1_macro", 0.5)]
-add("assignment_evaluate", frame(13, 80, assignment(2, 1, 99, 0, 42, 60000, 0, 0, []), version=4),
-    "ASSIGNMENT of kind 2 (evaluate, feature bit 0 agreed): evaluate model version 42 on held-out data, task 99, "
+add("assignment_evaluate", frame(13, 80, assignment(2, 2, 99, 0, 42, 60000, 0, 0, []), version=4),
+    "ASSIGNMENT of kind 2 (evaluate, feature bit 1 agreed): evaluate model version 42 on held-out data, task 99, "
     "60 s to report",
-    [msg("assignment", 80, kind=2, features=1, task_id=99, round=0, model_version=42, deadline_ms=60000,
+    [msg("assignment", 80, kind=2, features=2, task_id=99, round=0, model_version=42, deadline_ms=60000,
          retry_after_ms=0, reason=0, parameters={})], canonical=True)
 add("evaluation_report_basic", frame(15, 81, evaluation_report(0xFEDCBA9876543210, 42, 1200, 0.3125, METRICS),
                                      version=4),
@@ -624,7 +624,7 @@ add("evaluation_report_too_many_metrics",
     "EVALUATION_REPORT with 65 metrics (at most 64)", error=("message", "malformed_payload"))
 add("evaluation_report_trailing_bytes", frame(15, 90, evaluation_report(9, 7, 10, 0.5, []) + b"\x00", version=4),
     "EVALUATION_REPORT with a byte after its last metric", error=("message", "trailing_bytes"))
-add("assignment_evaluate_task_zero", frame(13, 91, assignment(2, 1, 0, 0, 42, 60000, 0, 0, []), version=4),
+add("assignment_evaluate_task_zero", frame(13, 91, assignment(2, 2, 0, 0, 42, 60000, 0, 0, []), version=4),
     "ASSIGNMENT of an evaluate task with task id 0", error=("message", "malformed_payload"))
 
 manifest = {

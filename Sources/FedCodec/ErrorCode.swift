@@ -43,6 +43,7 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
         case unknownBase = 43
         case unknownTask = 44
         case roundClosed = 45
+        case privacyBudgetSpent = 46
     }
 
     public static let badMagic = ErrorCode(.badMagic)
@@ -79,6 +80,9 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let unknownTask = ErrorCode(.unknownTask)
     /// Version 4: a `REPORT` arrived after its round closed or was abandoned.
     public static let roundClosed = ErrorCode(.roundClosed)
+    /// Version 4, differential privacy: the round's version would bring the
+    /// server's epsilon above its target, so it is not published.
+    public static let privacyBudgetSpent = ErrorCode(.privacyBudgetSpent)
 
     /// Every code the spec defines.
     public static let allKnown: [ErrorCode] = Known.allCases.map { ErrorCode($0) }

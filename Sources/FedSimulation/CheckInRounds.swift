@@ -74,7 +74,8 @@ struct CheckInRounds {
         RoundConfiguration(
             cohortSize: s.cohortSize, overSelection: s.overSelection, minimumReports: s.minimumReports,
             deadline: .seconds(deadline), selectionWindow: .seconds(5),
-            maxWait: .milliseconds(Int64(waitMilliseconds)), clock: clock, seed: seed &* 0x2545_F491_4F6C_DD1D &+ 5)
+            maxWait: .milliseconds(Int64(waitMilliseconds)), clock: clock, seed: seed &* 0x2545_F491_4F6C_DD1D &+ 5,
+            privacy: s.privacy)
     }
 
     /// The default deadline: twice the task time of the 90th-percentile client, rounded up.
@@ -123,6 +124,7 @@ struct CheckInRounds {
         var openedAt: Double?
         var lastEnd = 0.0
         var abandonedInARow = 0
+        var finished = false
         var durations: [Double] = []
         let stallLimit = 20 * (deadlineSeconds + Double(Self.waitMilliseconds) / 1000 + 5)
         let checkInBytes = Self.frameSize(CheckIn(waitMilliseconds: Self.waitMilliseconds))
@@ -154,6 +156,11 @@ struct CheckInRounds {
                 case .assignment(let c, let a):
                     bytes(0, Self.frameSize(a))
                     guard a.kind == .train else {
+                        // No more rounds will run (the privacy budget is spent): the run ends.
+                        if a.reason == .budgetSpent || a.reason == .finished {
+                            finished = true
+                            continue
+                        }
                         schedule(now + Double(a.retryAfterMilliseconds) / 1000, c, .checkIn)
                         continue
                     }
@@ -197,7 +204,7 @@ struct CheckInRounds {
             }
         }
 
-        while appliedSamples < s.budget {
+        while appliedSamples < s.budget && !finished {
             if isCancelled() { throw CancellationError() }
             let next = events.indices.min {
                 (events[$0].time, events[$0].client, events[$0].order)

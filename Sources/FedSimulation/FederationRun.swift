@@ -66,12 +66,13 @@ final class FederationRun {
             aggregation: .init(
                 strategy: spec.strategy, maxUpdateSamples: s.maxUpdateSamples, deltaEncoding: encoding.fetch),
             storage: .init(checkpointPath: dir.appendingPathComponent("sim.fedk").path, saveEvery: 64))
-        // Default: 2 x clients, at least 16, at most what the server's memory budget holds.
+        // Default: 2 x clients, at least 16, at most what the server's memory budget holds; 16 through
+        // check-in, whose reports are never stale and whose cohort's reports need the budget.
         let retention = RetainedVersions(
             shapes: initial.map(\.shape), deltaEncoding: encoding.fetch,
             memoryBudget: serverConfiguration.limits.memoryBudget)
         serverConfiguration.aggregation.maxStaleness =
-            s.maxStaleness ?? min(max(16, 2 * s.clients), retention.maxStaleness)
+            s.maxStaleness ?? (s.checkIn ? 16 : min(max(16, 2 * s.clients), retention.maxStaleness))
 
         var order = Array(0..<s.clients)
         rng.shuffle(&order)
@@ -260,7 +261,8 @@ final class FederationRun {
             deltaFetches: clients.reduce(0) { $0 + $1.transport.deltaFetches },
             fullFetches: clients.reduce(0) { $0 + $1.transport.fullFetches }, pushes: pushed, rejected: rejected,
             versions: versions,
-            wallSeconds: Date().timeIntervalSince(wall), curve: curve, rounds: roundFigures)
+            wallSeconds: Date().timeIntervalSince(wall), curve: curve, rounds: roundFigures,
+            privacy: server.privacySpent)
     }
 
     /// The strategy's name in the results of a run through check-in: the

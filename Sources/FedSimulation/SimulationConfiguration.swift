@@ -79,13 +79,19 @@ public struct SimulationConfiguration: Sendable {
     /// Check-in: reports a round needs at its deadline (1 to the cohort);
     /// nil (the default): the server's default, 80% of the cohort rounded up.
     public var minimumReports: Int?
+    /// Check-in: client-level differential privacy in the server's rounds
+    /// (DP-FedAvg: sampling, clipping, noise, the accountant, the target
+    /// epsilon ending the run); nil (default): none. Its population must be
+    /// ``clients``; the cohort is ``cohortSize``.
+    public var privacy: DifferentialPrivacy?
     /// Points of the learning curve (at least 1); default 10.
     public var evalPoints = 10
     /// Blob compression of the clients; default none.
     public var compression = Compression.none
     /// Versions the server keeps as bases of stale updates; nil (the
     /// default): 2 x clients, at least 16, at most what the server's memory
-    /// budget holds.
+    /// budget holds; 16 through check-in (reports are never stale; the
+    /// budget holds the cohort's reports instead).
     public var maxStaleness: Int?
     /// Most samples one update counts for; default 10,000.
     public var maxUpdateSamples: UInt64 = 10_000
@@ -109,6 +115,7 @@ public struct SimulationConfiguration: Sendable {
             if dropouts > 0 { s += ", \(Self.percent(dropouts)) dropouts" }
             if let d = roundDeadline { s += ", deadline \(d) s" }
             if let m = minimumReports { s += ", min \(m) reports" }
+            if let p = privacy { s += ", DP z \(Self.short(p.noiseMultiplier))" }
         }
         if !keepOptimizerState { s += ", fresh Adam" }
         if stragglers > 0 { s += ", \(Int(stragglers * 100))% stragglers" }
@@ -147,11 +154,19 @@ public struct SimulationConfiguration: Sendable {
                 try require((1...cohortSize).contains(m), "minimumReports \(m) (1 to the cohort, \(cohortSize))")
             }
         }
+        if let p = privacy {
+            try require(checkIn, "privacy without checkIn (differential privacy runs in the server's rounds)")
+            try require(p.population == clients, "privacy's population \(p.population) (the clients, \(clients))")
+            if let problem = p.problem(cohort: cohortSize) { throw SimulationError("privacy: \(problem)") }
+        }
     }
 
     /// Clients per synchronous round: ``syncFraction`` of ``clients``,
     /// rounded, at least 1 (1 without ``syncFraction``).
     public var cohortSize: Int { max(1, Int(((syncFraction ?? 0) * Double(clients)).rounded())) }
+
+    /// A number with at most 3 decimals (`1.134`).
+    static func short(_ x: Double) -> String { String((x * 1000).rounded() / 1000) }
 
     /// `20%`, `2.5%`.
     static func percent(_ fraction: Double) -> String {

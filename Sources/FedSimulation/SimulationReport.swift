@@ -15,13 +15,16 @@ public struct SimulationReport: Sendable {
     }
 
     /// Everything `fed simulate` prints after the runs: ``table``, then
-    /// ``roundsTable`` for runs through check-in, then
+    /// ``roundsTable`` for runs through check-in, ``privacyTable`` for runs
+    /// with differential privacy, then
     /// ``pairedDifferences`` when the runs compare encodings, then
     /// ``timeToReach`` when the runs compare strategies; blank lines between.
     public var summary: String {
         var text = table
         let rounds = roundsTable
         if !rounds.isEmpty { text += "\n\n" + rounds }
+        let privacy = privacyTable
+        if !privacy.isEmpty { text += "\n\n" + privacy }
         if Set(results.map(\.encoding)).count > 1 { text += "\n\n" + pairedDifferences }
         let reach = timeToReach
         if !reach.isEmpty { text += "\n\n" + reach }
@@ -102,6 +105,46 @@ public struct SimulationReport: Sendable {
                     "tasks", "applied", "late", "dropped", "samples trained",
                 ],
                 rows: rows)
+    }
+
+    /// For runs with differential privacy (``SimulationResult/privacy``), one
+    /// row per scenario and seed: the final accuracy beside the epsilon the
+    /// run's published versions spent (at its delta), the rounds accounted for
+    /// and the last clipping norm; then, when several noise levels ran, the
+    /// mean accuracy and epsilon of each (accuracy against epsilon). Empty
+    /// without such runs.
+    public var privacyTable: String {
+        let runs = results.filter { $0.privacy != nil }
+        guard !runs.isEmpty else { return "" }
+        var text =
+            "differential privacy, run by run (epsilon of the versions published):\n"
+            + TextTable.render(
+                header: ["strategy", "scenario", "seed", "accuracy", "epsilon", "delta", "rounds", "clip"],
+                rows: runs.map { r in
+                    let p = r.privacy!
+                    return [
+                        r.strategy, r.scenario, "\(r.seed)", String(format: "%.4f", r.finalAccuracy),
+                        String(format: "%.3f", p.epsilon), "\(p.delta)", "\(p.rounds)", String(format: "%.4g", p.clip),
+                    ]
+                })
+        let scenarios = Self.distinct(runs) { $0.scenario }
+        if scenarios.count > 1 {
+            let rows = scenarios.map { scenario -> [String] in
+                let these = runs.filter { $0.scenario == scenario }
+                let accuracies = these.map(\.finalAccuracy)
+                let mean = accuracies.reduce(0, +) / Double(accuracies.count)
+                let epsilon = these.map { $0.privacy!.epsilon }.reduce(0, +) / Double(these.count)
+                return [
+                    scenario, "\(these.count)", String(format: "%.3f", epsilon), String(format: "%.4f", mean),
+                    String(format: "%.4f", accuracies.min()!), String(format: "%.4f", accuracies.max()!),
+                ]
+            }
+            text +=
+                "\n\naccuracy against epsilon (means over seeds):\n"
+                + TextTable.render(
+                    header: ["scenario", "seeds", "epsilon", "accuracy", "min", "max"], rows: rows)
+        }
+        return text
     }
 
     /// For each strategy, each encoding against the first one run with it,
@@ -221,7 +264,8 @@ public struct SimulationReport: Sendable {
     /// `virtual_seconds`, `bytes`, `pushes`, `rejected`, `versions` and
     /// `wall_seconds`, and for a run through check-in `rounds`: an object of
     /// `completed`, `abandoned`, `mean_seconds`, `p90_seconds`,
-    /// `deadline_seconds`, `tasks`, `applied`, `late`, `dropped` and `samples_trained`.
+    /// `deadline_seconds`, `tasks`, `applied`, `late`, `dropped` and `samples_trained`;
+    /// with differential privacy `privacy`: `epsilon`, `delta`, `rounds`, `clip`.
     ///
     /// - Throws: `JSONSerialization`'s error for a figure JSON cannot hold (NaN).
     public func summaryJSON() throws -> Data {
@@ -244,6 +288,10 @@ public struct SimulationReport: Sendable {
                             "applied": f.applied, "late": f.late, "dropped": f.dropped,
                             "samples_trained": f.samplesTrained,
                         ] as [String: Any]
+                }
+                if let p = r.privacy {
+                    run["privacy"] =
+                        ["epsilon": p.epsilon, "delta": p.delta, "rounds": p.rounds, "clip": p.clip] as [String: Any]
                 }
                 return run
             },

@@ -1,3 +1,5 @@
+import FedServer
+
 /// One point of a run's learning curve: the server's model evaluated on the
 /// test set after `samples` client samples were pushed.
 public struct CurvePoint: Codable, Sendable, Equatable {
@@ -57,14 +59,18 @@ public struct SimulationResult: Codable, Sendable, Equatable {
     /// What the rounds did, for a run through check-in
     /// (``SimulationConfiguration/checkIn``); nil for a run of pushes.
     public var rounds: RoundFigures?
+    /// The privacy the run's published versions spent, with differential
+    /// privacy (``SimulationConfiguration/privacy``); nil without.
+    public var privacy: PrivacySpent?
 
     /// A result with these figures.
     public init(
         strategy: String, encoding: String, scenario: String, seed: UInt64, finalAccuracy: Double,
         virtualSeconds: Double, bytes: Int, bytesSent: Int, bytesReceived: Int, deltaFetches: Int, fullFetches: Int,
         pushes: Int, rejected: Int, versions: UInt64, wallSeconds: Double, curve: [CurvePoint],
-        rounds: RoundFigures? = nil
+        rounds: RoundFigures? = nil, privacy: PrivacySpent? = nil
     ) {
+        self.privacy = privacy
         self.strategy = strategy
         self.encoding = encoding
         self.scenario = scenario

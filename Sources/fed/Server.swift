@@ -3,6 +3,7 @@ import Dispatch
 import FedClient
 import FedCodec
 import FedModel
+import FedPrivacy
 import FedServer
 import FedStorage
 import Foundation
@@ -200,6 +201,13 @@ extension Fed {
         var requireProperty: [String] = []
         @Option(
             help: ArgumentHelp(
+                "Train with client-level differential privacy (DP-FedAvg) in the rounds of --rounds.",
+                discussion: DifferentialPrivacy.specHelp
+                    + " The server samples each round's cohort (--rounds is the expected cohort; --over-selection does not apply), clips each report's update, adds Gaussian noise to their sum, and accounts for every published version (RDP accountant, as `fed privacy epsilon`): epsilon is logged after each round, served in /metrics (fed_privacy_epsilon) and kept in the checkpoint, so a restart continues the budget. Once the next version would exceed target-epsilon, no round runs again: check-ins are told the budget is spent. Pushes (versions 1-3, HTTP) are refused: they would publish updates without noise. Needs synchronous rounds: not with --strategy fedbuff or fedasync. Example: --rounds 100 --total-rounds 100 --dp population=1000,target-epsilon=2 calibrates the noise so that 100 rounds reach epsilon 2 at delta 1e-5.",
+                valueName: "KEY=VALUE,..."))
+        var dp: String?
+        @Option(
+            help: ArgumentHelp(
                 "With --rounds: the share of check-ins (0 to 1) given an evaluate task instead of waiting for a train task.",
                 discussion:
                     "Federated evaluation: a client that can evaluate (fed client --rounds --held-out F) gets, with this probability, a task to evaluate the current model version on its held-out data, at most once per version, and reports its example count, loss and accuracy. The server keeps, per version, the mean weighted by examples, the 10th and 90th percentiles, min and max of each metric: GET /v1/evaluation (JSON) and the fed_evaluation_* series of /metrics.",
@@ -208,7 +216,10 @@ extension Fed {
 
         /// The rounds' configuration, when --rounds is given.
         func roundConfiguration() throws -> RoundConfiguration? {
-            guard let rounds else { return nil }
+            guard let rounds else {
+                if dp != nil { throw ValidationError("--dp needs --rounds: differential privacy runs in rounds") }
+                return nil
+            }
             guard (1...1_000_000).contains(rounds) else { throw ValidationError("--rounds must be in 1...1000000") }
             for (flag, value) in [
                 ("--round-deadline", roundDeadline), ("--selection-window", selectionWindow),
@@ -226,6 +237,14 @@ extension Fed {
                 }
                 return out
             }
+            var privacy: DifferentialPrivacy?
+            if let dp {
+                do throws(PrivacyError) {
+                    privacy = try DifferentialPrivacy(spec: dp, cohort: rounds, rounds: totalRounds)
+                } catch {
+                    throw ValidationError("--dp \(dp): \(error)")
+                }
+            }
             let configuration = RoundConfiguration(
                 cohortSize: rounds, overSelection: overSelection, minimumReports: minReports,
                 deadline: .milliseconds(Int64(roundDeadline * 1000)),
@@ -234,7 +253,7 @@ extension Fed {
                 parameters: try pairs(roundParam, "--round-param"),
                 selector: UniformSelector(required: try pairs(requireProperty, "--require-property")),
                 admission: ["fedbuff", "fedasync"].contains(strategy.split(separator: "/").first.map(String.init) ?? "")
-                    ? .continuous : .rounds)
+                    ? .continuous : .rounds, privacy: privacy)
             if let problem = configuration.problem() { throw ValidationError("--rounds: \(problem)") }
             return configuration
         }
@@ -421,6 +440,10 @@ extension Fed {
                 if let r = rounds, r.admission == .continuous {
                     server.logger.info(
                         "tasks handed out continuously (asynchronous strategy): at most \(r.cohortSize) at once, each due within \(r.deadline)"
+                    )
+                } else if let r = rounds, let p = r.privacy {
+                    server.logger.info(
+                        "rounds with differential privacy: \(p.summary); an expected \(r.cohortSize) clients a round, at least \(r.requiredReports) by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
                     )
                 } else if let r = rounds {
                     server.logger.info(

@@ -97,6 +97,16 @@ struct SimulateCommand: ParsableCommand {
     var roundDeadline: Double?
     @Option(help: "Check-in: reports a round needs at its deadline (default: 80% of the cohort, rounded up).")
     var minReports: Int?
+    @Option(
+        help: ArgumentHelp(
+            "Check-in with client-level differential privacy in the server's rounds, as fed server --dp takes it.",
+            discussion:
+                "population defaults to --clients. Without noise=Z, the noise is calibrated so that the rounds the --budget makes (budget / (cohort x samples per client x epochs)) reach target-epsilon; the run then ends when the server's privacy budget is spent, so its epsilon is the target's. A table gives each run's epsilon beside its accuracy. Example (issue 26's setting): fed simulate --clients 1000 --sync 0.1 --budget 600000 --dp target-epsilon=2 --seeds 3.",
+            valueName: "KEY=VALUE,...")) var dp: String?
+    @Option(
+        help: ArgumentHelp(
+            "With --dp: run once per target epsilon (its noise calibrated) and once without privacy, on the same seeds, and print accuracy against epsilon.",
+            valueName: "E1,E2,...")) var dpSweep: String?
     @Option(help: "Points of the learning curve.") var evalPoints = 10
     @Option(help: "Blob compression of the clients: none, zlib or shuffle-zlib.") var compression =
         "none"
@@ -123,14 +133,19 @@ struct SimulateCommand: ParsableCommand {
 
     /// Whether the rounds run through check-in (asked, or implied by a check-in option).
     var throughCheckIn: Bool {
-        checkIn || overSelection != nil || dropouts != nil || roundDeadline != nil || minReports != nil
+        checkIn || overSelection != nil || dropouts != nil || roundDeadline != nil || minReports != nil || dp != nil
+    }
+
+    /// The target epsilons of --dp-sweep.
+    var sweep: [Double]? {
+        dpSweep.map { $0.split(separator: ",").compactMap { Double($0) } }
     }
 
     func validate() throws {
         if throughCheckIn {
             guard sync != nil else {
                 throw ValidationError(
-                    "--check-in, --over-selection, --dropouts, --round-deadline and --min-reports need --sync F")
+                    "--check-in, --over-selection, --dropouts, --round-deadline, --min-reports and --dp need --sync F")
             }
             guard strategy.isEmpty else {
                 throw ValidationError("--strategy does not apply through check-in: the server's rounds are FedAvg")
@@ -145,6 +160,12 @@ struct SimulateCommand: ParsableCommand {
                     "--over-selection is 1 to 10, --dropouts at least 0 and less than 1, --round-deadline more than 0 and at most 86400, --min-reports at least 1"
                 )
             }
+        }
+        if let dpSweep {
+            guard dp != nil else { throw ValidationError("--dp-sweep needs --dp (the other keys of the runs)") }
+            guard let targets = sweep, targets.count == dpSweep.split(separator: ",").count, !targets.isEmpty,
+                targets.allSatisfy({ $0 > 0 && $0.isFinite })
+            else { throw ValidationError("--dp-sweep \(dpSweep): give positive epsilons, such as 1,2,4,8") }
         }
         for s in strategy {
             do throws(StrategySpecError) { _ = try StrategySpec(s) } catch {
@@ -221,7 +242,12 @@ struct SimulateCommand: ParsableCommand {
         print(
             "\(c.clients) clients, \(c.scenario), \(c.localEpochs) local epoch(s), budget \(c.budget) samples, \(seeds) seed(s)"
         )
-        let report = try Simulation(c, data: data).runBlocking { print($0) }
+        var report: SimulationReport
+        if let dp {
+            report = try runPrivate(c, data: data, spec: dp)
+        } else {
+            report = try Simulation(c, data: data).runBlocking { print($0) }
+        }
         print("")
         print(report.summary)
         if let out {

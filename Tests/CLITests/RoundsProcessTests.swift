@@ -1,4 +1,5 @@
 import FedCodec
+import FedPrivacy
 import FedStorage
 import FedTestSupport
 import Foundation
@@ -300,5 +301,107 @@ struct RoundsCrashTests {
         #expect(model.version == 3)
         let samples = (1...3).map { _ in UInt64(300) }.reduce(0, +)
         #expect(model.datasets == 3 * samples, "datasets \(model.datasets)")
+    }
+
+    @Test(
+        "Differential privacy: a server with a target epsilon publishes exactly the rounds that fit, across a kill -9 and a restart; then check-ins are told the budget is spent"
+    )
+    func privacyBudgetAcrossACrash() async throws {
+        let dir = try temporaryDirectory("dp-crash")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let checkpoint = dir.appendingPathComponent("m.fedk").path
+        // Every waiting client takes part (cohort = population: q = 1), noise 2: room for exactly 4 rounds.
+        var accountant = RDPAccountant()
+        var epsilons: [Double] = []
+        for _ in 0..<5 {
+            try accountant.compose(.poissonSampledGaussian(samplingRate: 1, noise: 2))
+            epsilons.append(accountant.epsilon(delta: 1e-5).epsilon)
+        }
+        let target = (epsilons[3] + epsilons[4]) / 2
+        let port = reserveStablePort()
+        let serverArguments = [
+            "server", "--port", String(port), "--checkpoint", checkpoint, "--rounds", "3", "--round-deadline", "20",
+            "--selection-window", "20", "--dp", "population=3,noise=2,clip=1,target-epsilon=\(target)",
+            "--log-level", "info",
+        ]
+        let lines = Locked<[String]>([])
+        // The first server is killed the moment it logs that round 2 closed (written).
+        let armed = Locked(true)
+        @Sendable func startServer() throws -> Child {
+            let child = try Child(name: "server", serverArguments) { child, line in
+                lines.withLock { $0.append(line) }
+                if line.contains("round 2 closed")
+                    && armed.withLock({
+                        let a = $0; $0 = false; return a
+                    })
+                {
+                    child.kill9()
+                }
+            }
+            let start = Date()
+            while !lines.withLock({ $0.contains { $0.hasPrefix("listening on ") } })
+                && Date().timeIntervalSince(start) < 20
+            {
+                usleep(20_000)
+            }
+            return child
+        }
+        @Sendable func startClients() throws -> [Child] {
+            try (1...3).map { k in
+                try Child(
+                    name: "c\(k)",
+                    [
+                        "client", "--server", "127.0.0.1:\(port)", "--id", "c\(k)", "--range", String(k), String(k),
+                        "--rounds", "--max-samples", "200", "--threads", "1", "--attempts", "1000", "--backoff", "0.1",
+                        "--max-backoff", "0.25", "--deadline", "120",
+                    ]
+                ) { _, _ in }
+            }
+        }
+        var server = try await offPool { try startServer() }
+        let first = try startClients()
+        defer { for c in first where c.process.isRunning { c.kill9() } }
+        let killed = server
+        try await offPool {
+            let start = Date()
+            while killed.process.isRunning && Date().timeIntervalSince(start) < 60 { usleep(10_000) }
+        }
+        #expect(lines.withLock { $0.contains { $0.contains("round 2 closed") } }, "killed after round 2 was written")
+        for c in first { c.kill9() }
+        lines.withLock { $0.removeAll() }
+        server = try await offPool { try startServer() }
+        let clients = try startClients()
+        defer { for c in clients where c.process.isRunning { c.kill9() } }
+        let statuses = try await offPool { clients.map { $0.wait(seconds: 90) } }
+        #expect(
+            statuses == [0, 0, 0],
+            "the clients' exit statuses; their last lines: \(clients.map { $0.output.suffix(4).map(\.1) })")
+        let after = lines.withLock { $0 }
+        #expect(after.contains { $0.contains("resumed version 2") }, "\(after.prefix(8))")
+        #expect(after.contains { $0.contains("round 4 closed") && $0.contains("after 4 private rounds") })
+        #expect(!after.contains { $0.contains("round 5 opened") }, "a fifth round would exceed the target")
+        #expect(after.contains { $0.contains("privacy budget spent") }, "\(after.suffix(6))")
+        #expect(clients.allSatisfy { $0.output.contains { $0.1.contains("the federation finished") } })
+        // /metrics states the epsilon of the 4 rounds published.
+        let metrics = try await offPool {
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            curl.arguments = ["curl", "-sf", "http://127.0.0.1:\(port)/metrics"]
+            let pipe = Pipe()
+            curl.standardOutput = pipe
+            try curl.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            curl.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        let epsilonLine = try #require(metrics.split(separator: "\n").first { $0.hasPrefix("fed_privacy_epsilon ") })
+        let served = try #require(Double(epsilonLine.split(separator: " ").last ?? ""))
+        #expect(abs(served - epsilons[3]) < 1e-9 * epsilons[3] && served <= target, "\(epsilonLine)")
+        #expect(metrics.contains("fed_privacy_rounds 4"), "\(metrics)")
+        kill(server.process.processIdentifier, SIGTERM)
+        let restarted = server
+        #expect(try await offPool { restarted.wait(seconds: 20) } == 0)
+        let model = try #require(try CheckpointFile.read(from: checkpoint))
+        #expect(model.version == 4, "exactly the 4 rounds within the budget were published")
     }
 }

@@ -11,7 +11,7 @@ import Testing
 /// A `RoundCoordinator` over a small model with an in-memory checkpoint
 /// store: check-ins and reports as a connection would make them, answers
 /// collected as they come.
-private final class RoundsFixture: Sendable {
+final class RoundsFixture: Sendable {
     static let shapes = [[2, 3], [3]]
     let store: ModelStore
     let committer: GroupCommitter
@@ -27,7 +27,8 @@ private final class RoundsFixture: Sendable {
         committer = GroupCommitter(store: store, checkpoints: checkpoints)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        rounds = RoundCoordinator(configuration: configuration, store: store, committer: committer, logger: logger)
+        rounds = try RoundCoordinator(
+            configuration: configuration, store: store, committer: committer, logger: logger)
     }
 
     /// Checks in as `id`; the answer arrives in the returned box.

@@ -8,7 +8,8 @@ extension FederationClient {
         /// The longest one check-in waits for a task. Default 30 s.
         public var wait: Duration
         /// Stop after this many reported train tasks; nil (default): until the
-        /// server says the federation has finished, or the task is cancelled.
+        /// server says the federation has finished (its rounds have run, or its
+        /// privacy budget is spent), or the task is cancelled.
         public var maxTasks: Int?
         /// The features the client speaks.
         public var features: Features
@@ -53,7 +54,7 @@ extension FederationClient {
         public var evaluations = 0
         /// The last model version the client held.
         public var modelVersion: UInt64 = 0
-        /// The server said every round has run.
+        /// The server said every round has run, or its privacy budget is spent.
         public var finished = false
     }
 
@@ -102,7 +103,7 @@ extension FederationClient {
             }
             guard assignment.kind == .train else {
                 onEvent(.comeBack(assignment))
-                if assignment.reason == .finished {
+                if assignment.reason == .finished || assignment.reason == .budgetSpent {
                     summary.finished = true
                     return summary
                 }

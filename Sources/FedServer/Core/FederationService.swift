@@ -287,6 +287,13 @@ final class FederationService: Sendable {
         if lifecycle.isDraining {
             return ErrorMessage(code: .shuttingDown, message: "the server is shutting down; push again later")
         }
+        if configuration.rounds?.privacy != nil {
+            return ErrorMessage(
+                code: .unexpectedMessage,
+                message:
+                    "this server trains with differential privacy: updates arrive only as reports of its sampled rounds (protocol version 4, fed client --rounds); a push would publish an update without noise"
+            )
+        }
         let key = request.pushID == 0 ? nil : PushKey(clientID: session.clientID, pushID: request.pushID)
         let update = ModelStore.Update(
             tensors: request.tensors, datasets: request.datasets, key: key, clientID: session.clientID,
@@ -348,7 +355,7 @@ final class FederationService: Sendable {
         }
         if !lifecycle.isDraining,
             let task = evaluation.assignment(
-                for: checkIn, clientID: session.clientID, serverFeatures: configuration.rounds?.features ?? [])
+                for: checkIn, clientID: session.clientID, serverFeatures: configuration.rounds?.speaks ?? [])
         {
             // An evaluate task is answered at once, beside the rounds: no ticket to cancel.
             answer(task)

@@ -40,6 +40,13 @@ extension FederatedServer {
     /// nil too with continuous admission (an asynchronous strategy), which runs no rounds.
     public var roundStatistics: RoundStatistics? { (rounds as? RoundCoordinator)?.statistics }
 
+    /// The privacy spent by the versions published so far; nil without differential privacy.
+    public var privacySpent: PrivacySpent? {
+        (rounds as? RoundCoordinator)?.privacy.map {
+            PrivacySpent(epsilon: $0.epsilon, delta: $0.configuration.delta, rounds: $0.rounds, clip: $0.clip)
+        }
+    }
+
     private static func inProcess(_ clientID: String) -> FederationService.Session {
         FederationService.Session(clientID: clientID, version: 4, compressions: .uncompressed, transport: .binary)
     }

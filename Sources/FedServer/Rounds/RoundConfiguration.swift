@@ -33,7 +33,7 @@ public struct RoundConfiguration: Sendable {
     public var parameters: [String: String]
     /// Who is selected among the clients checked in. Default uniform.
     public var selector: any ClientSelector
-    /// The features this server speaks (`evaluation` is added when the server hands out evaluate tasks).
+    /// Features this server speaks beyond those its configuration implies (see ``speaks``).
     public var features: Features
     /// How tasks are handed out. Default `.rounds`.
     public var admission: Admission
@@ -57,6 +57,14 @@ public struct RoundConfiguration: Sendable {
     /// The time rounds run on. Default: real time (``SystemRoundClock``); a
     /// simulation passes a ``VirtualRoundClock`` and advances it.
     public var clock: any RoundClock
+    /// Client-level differential privacy (DP-FedAvg): the server samples
+    /// each cohort (the selector is not asked), clips and noises the reports'
+    /// mean, and stops publishing at the target epsilon. nil (default): none.
+    /// Needs `.rounds` admission. With it a round closes when every selected
+    /// client reported, or at its deadline with at least `minimumReports`
+    /// (default 1); `cohortSize` is the expected cohort, and over-selection
+    /// does not apply.
+    public var privacy: DifferentialPrivacy?
     /// Seeds the selections and task ids, to make a run reproducible (a
     /// simulation, a test); nil (default): the system's random numbers. A
     /// seeded server's task ids can be predicted: never seed a deployment.
@@ -67,8 +75,9 @@ public struct RoundConfiguration: Sendable {
         deadline: Duration = .seconds(60), selectionWindow: Duration = .seconds(5), maxWait: Duration = .seconds(30),
         totalRounds: UInt64 = 0, parameters: [String: String] = [:], selector: any ClientSelector = UniformSelector(),
         features: Features = [], admission: Admission = .rounds, clock: any RoundClock = SystemRoundClock(),
-        seed: UInt64? = nil
+        seed: UInt64? = nil, privacy: DifferentialPrivacy? = nil
     ) {
+        self.privacy = privacy
         self.admission = admission
         self.cohortSize = cohortSize
         self.overSelection = overSelection
@@ -84,8 +93,14 @@ public struct RoundConfiguration: Sendable {
         self.seed = seed
     }
 
+    /// The features the rounds speak: ``features``, with differential
+    /// privacy's bit when ``privacy`` is set.
+    public var speaks: Features { privacy != nil ? features.union(.differentialPrivacy) : features }
+
     /// The reports a round needs at its deadline.
-    public var requiredReports: Int { minimumReports ?? Int((Double(cohortSize) * 0.8).rounded(.up)) }
+    public var requiredReports: Int {
+        minimumReports ?? (privacy != nil ? 1 : Int((Double(cohortSize) * 0.8).rounded(.up)))
+    }
 
     /// Clients selected per round: `cohortSize x overSelection`, rounded up.
     public var selectionSize: Int { Int((Double(cohortSize) * overSelection).rounded(.up)) }
@@ -110,6 +125,13 @@ public struct RoundConfiguration: Sendable {
         if admission == .continuous && totalRounds != 0 {
             return
                 "total rounds apply to synchronous rounds; continuous admission (an asynchronous strategy) runs until the server stops"
+        }
+        if let privacy {
+            if admission == .continuous {
+                return
+                    "differential privacy needs synchronous rounds: an asynchronous strategy (fedbuff, fedasync) has no sampled cohort to account for, so no epsilon could be stated"
+            }
+            if let bad = privacy.problem(cohort: cohortSize) { return "differential privacy: \(bad)" }
         }
         return nil
     }

@@ -1,5 +1,6 @@
 import Dispatch
 import FedCodec
+import FedPrivacy
 import Logging
 import Synchronization
 
@@ -49,6 +50,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     private var closedTaskOrder: [UInt64] = []
     private var stopping = false
     private var stats = Statistics()
+    /// The privacy spent, with differential privacy.
+    private var ledger: PrivacyLedger?
+    private var budgetLogged = false
 
     typealias Statistics = RoundStatistics
 
@@ -76,12 +80,16 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         var tasks: [UInt64: String]
         var reports: [UInt64: Received] = [:]
         var deadline: DispatchTime
+        /// With differential privacy: what publishing this round composes.
+        var privacyEvent: DPEvent?
     }
 
+    /// Throws if the checkpoint's privacy ledger cannot be read or does not
+    /// compose with `configuration.privacy`.
     init(
         configuration: RoundConfiguration, store: ModelStore, committer: GroupCommitter, logger: Logger,
         metrics: ServerMetrics? = nil, random: (any RandomNumberGenerator)? = nil
-    ) {
+    ) throws {
         self.configuration = configuration
         self.store = store
         self.committer = committer
@@ -91,7 +99,15 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         self.clock = configuration.clock
         self.metrics = metrics.map(RoundMetrics.init)
         self.roundsClosed = UInt64(store.durable().scalars[Self.roundsClosedKey] ?? 0)
+        if let privacy = configuration.privacy {
+            let ledger = try PrivacyLedger(privacy, scalars: store.durable().scalars)
+            self.ledger = ledger
+            self.metrics?.privacy(ledger)
+        }
     }
+
+    /// The privacy spent so far, with differential privacy.
+    var privacy: PrivacyLedger? { queue.sync { ledger } }
 
     // MARK: Events
 
@@ -154,7 +170,8 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     private func arrive(_ w: Waiter) {
         if stopping { return w.answer(.comeBack(after: 1_000, .shuttingDown)) }
         if isFinished { return w.answer(.comeBack(after: 60_000, .finished)) }
-        let features = w.checkIn.features.intersection(configuration.features)
+        if budgetSpent { return w.answer(.comeBack(after: 60_000, .budgetSpent)) }
+        let features = w.checkIn.features.intersection(configuration.speaks)
         guard w.checkIn.abilities.contains(.train) else {
             // No other task kind is defined yet: nothing to hand this client.
             return w.answer(.comeBack(after: 60_000, .noTask, features: features))
@@ -165,7 +182,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             previous.answer(
                 .comeBack(
                     after: UInt32.random(in: 1_000...2_000, using: &random), .noTask,
-                    features: previous.checkIn.features.intersection(configuration.features)))
+                    features: previous.checkIn.features.intersection(configuration.speaks)))
         }
         waiting.append(w)
         metrics?.waiting.record(waiting.count)
@@ -182,7 +199,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         let w = waiting.remove(at: i)
         metrics?.waiting.record(waiting.count)
         if waiting.isEmpty && round == nil { windowOpened = nil }
-        let features = w.checkIn.features.intersection(configuration.features)
+        let features = w.checkIn.features.intersection(configuration.speaks)
         if let round {
             // Come back when the round in progress is due, spread over a second.
             let left = max(0, Int64(round.deadline.uptimeNanoseconds) - Int64(now().uptimeNanoseconds)) / 1_000_000
@@ -197,13 +214,37 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
 
     private var isFinished: Bool { configuration.totalRounds != 0 && roundsClosed >= configuration.totalRounds }
 
+    /// With a target epsilon: whether a round drawn from the whole population
+    /// would exceed it (then no round opens again; the budget only grows).
+    private var budgetSpent: Bool {
+        guard let ledger, let privacy = configuration.privacy else { return false }
+        return !ledger.allows(privacy.event(cohort: configuration.cohortSize, waiting: privacy.population))
+    }
+
+    /// Clients that open a round at once: the selection size, or with
+    /// differential privacy the population (a sample is drawn from them).
+    private var openingCount: Int { configuration.privacy?.population ?? selectionSize }
+
+    /// Tells every waiting client that no more rounds will run, once.
+    private func spendBudget(_ epsilonAfter: Double) {
+        if !budgetLogged, let ledger, let target = configuration.privacy?.targetEpsilon {
+            budgetLogged = true
+            logger.warning(
+                "privacy budget spent: epsilon \(ledger.epsilon) after \(ledger.rounds) private rounds; the next would reach \(epsilonAfter) > target \(target); no more rounds will run"
+            )
+        }
+        for w in waiting { w.answer(.comeBack(after: 60_000, .budgetSpent)) }
+        waiting = []
+        metrics?.waiting.record(0)
+    }
+
     /// Opens a round when enough clients wait: the selection size at once,
     /// or the minimum once the selection window has passed.
     private func considerOpening() {
         guard round == nil, !stopping, !isFinished, !waiting.isEmpty else { return }
         let distinct = waiting.count
         let windowPassed = windowOpened.map { now() >= $0 + configuration.selectionWindow.dispatch } ?? false
-        if distinct >= selectionSize || (windowPassed && distinct >= configuration.requiredReports) {
+        if distinct >= openingCount || (windowPassed && distinct >= configuration.requiredReports) {
             return open()
         }
         // Until the window passes, a timer looks again then; after it, every arrival does.
@@ -221,19 +262,39 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         let candidates = waiting.map {
             Candidate(clientID: $0.clientID, properties: $0.checkIn.properties, abilities: $0.checkIn.abilities)
         }
-        var chosen = configuration.selector.select(
-            from: candidates, count: min(selectionSize, waiting.count), using: &random)
-        chosen = Array(Set(chosen.filter { waiting.indices.contains($0) })).sorted()
-        // A round of fewer than the minimum could never close: wait for more (the
-        // selector may leave clients out, by their properties).
-        guard chosen.count >= configuration.requiredReports else { return }
+        var chosen: [Int]
+        var privacyEvent: DPEvent?
+        if let privacy = configuration.privacy, let ledger {
+            let event = privacy.event(cohort: configuration.cohortSize, waiting: waiting.count)
+            guard ledger.allows(event) else { return spendBudget(ledger.epsilon(adding: event)) }
+            // A fixed-size sample from fewer clients than the cohort would be all of them (rate 1).
+            if privacy.sampling == .fixed && waiting.count < configuration.cohortSize { return }
+            privacyEvent = event
+            chosen = privacySample(privacy, count: waiting.count)
+            // An empty Poisson draw (chance (1-q)^M) is drawn again at the next arrival
+            // or window: it depends on no one's data.
+            guard !chosen.isEmpty else { return }
+        } else {
+            chosen = configuration.selector.select(
+                from: candidates, count: min(selectionSize, waiting.count), using: &random)
+            chosen = Array(Set(chosen.filter { waiting.indices.contains($0) })).sorted()
+            // A round of fewer than the minimum could never close: wait for more (the
+            // selector may leave clients out, by their properties).
+            guard chosen.count >= configuration.requiredReports else { return }
+        }
         attempt += 1
         let number = roundsClosed + 1
         let deadline = now() + configuration.deadline.dispatch
         var r = OpenRound(
             number: number, attempt: attempt, baseVersion: model.version, baseWeights: model.tensors,
-            features: configuration.features, tasks: [:], deadline: deadline)
+            features: configuration.speaks, tasks: [:], deadline: deadline, privacyEvent: privacyEvent)
         let deadlineMilliseconds = UInt32(clamping: configuration.deadline.wholeMilliseconds)
+        var taskParameters = configuration.parameters
+        if let privacy = configuration.privacy, let ledger {
+            taskParameters["dp.clip"] = String(ledger.clip)
+            taskParameters["dp.noise"] = String(privacy.noiseMultiplier)
+            taskParameters["dp.epsilon"] = String(ledger.epsilon)
+        }
         var selected: [Waiter] = []
         for i in chosen.reversed() { selected.append(waiting.remove(at: i)) }
         for w in selected.reversed() {
@@ -242,9 +303,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             r.tasks[id] = w.clientID
             w.answer(
                 Assignment(
-                    kind: .train, features: w.checkIn.features.intersection(configuration.features), taskID: id,
+                    kind: .train, features: w.checkIn.features.intersection(configuration.speaks), taskID: id,
                     round: number, modelVersion: model.version, deadlineMilliseconds: deadlineMilliseconds,
-                    parameters: configuration.parameters))
+                    parameters: taskParameters))
         }
         stats.tasksGiven += selected.count
         metrics?.tasks.increment(by: selected.count)
@@ -305,7 +366,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         r.reports[report.taskID] = Received(
             clientID: clientID, weights: weights, samples: report.samples, answers: [answer])
         round = r
-        if r.reports.count >= configuration.cohortSize
+        if (r.reports.count >= configuration.cohortSize && configuration.privacy == nil)
             || (r.reports.count == r.tasks.count && r.reports.count >= configuration.requiredReports)
         {
             close()
@@ -335,16 +396,41 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         let counts = reports.map { min($0.samples, cap) }
         let total = counts.reduce(UInt64(0)) { $0.addingReportingOverflow($1).overflow ? .max : $0 + $1 }
         var mean = r.baseWeights
-        for t in mean.indices {
-            var sum = [Double](repeating: 0, count: mean[t].values.count)
-            for k in reports.indices {
-                let n = Double(counts[k])
-                let w = reports[k].weights[t].values
-                for i in sum.indices { sum[i] += n * Double(w[i]) }
+        var nextClip = 0.0
+        var clippedCount = 0
+        if let privacy = configuration.privacy, let ledger {
+            let cohort = configuration.cohortSize
+            let result = PrivateMean(
+                clip: ledger.clip, valueNoise: privacy.valueNoiseMultiplier(cohort: cohort) * ledger.clip,
+                countNoise: privacy.countStandardDeviation(cohort: cohort), expectedCohort: Double(cohort)
+            ).aggregate(base: r.baseWeights, reports: reports.map(\.weights), using: &random)
+            mean = result.weights
+            clippedCount = result.clipped
+            nextClip = privacy.clip(after: ledger.clip, unclippedFraction: result.unclippedFraction)
+        } else {
+            for t in mean.indices {
+                var sum = [Double](repeating: 0, count: mean[t].values.count)
+                for k in reports.indices {
+                    let n = Double(counts[k])
+                    let w = reports[k].weights[t].values
+                    for i in sum.indices { sum[i] += n * Double(w[i]) }
+                }
+                let scale = 1 / Double(total)
+                for i in sum.indices { mean[t].values[i] = Float(sum[i] * scale) }
             }
-            let scale = 1 / Double(total)
-            for i in sum.indices { mean[t].values[i] = Float(sum[i] * scale) }
         }
+        if let event = r.privacyEvent, let ledger, !ledger.allows(event) {
+            // Unreachable unless the configuration changed under a round: refuse rather than overspend.
+            return abandon(
+                ErrorMessage(
+                    code: .privacyBudgetSpent,
+                    message:
+                        "round \(r.number) would bring epsilon to \(ledger.epsilon(adding: event)), above the target; it is not published"
+                ))
+        }
+        let ledger = self.ledger
+        let privacyEvent = r.privacyEvent
+        let clipForNext = nextClip
         let number = r.number
         let base = r.baseWeights
         let store = self.store
@@ -361,8 +447,13 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                         }
                     }
                 }
-                let (sum, overflow) = state.samples.addingReportingOverflow(total)
-                state.samples = overflow ? .max : sum
+                if let ledger, let privacyEvent {
+                    // The exact count of the cohort's samples would be published: it is not added.
+                    ledger.scalars(publishing: privacyEvent, nextClip: clipForNext, into: &state.scalars)
+                } else {
+                    let (sum, overflow) = state.samples.addingReportingOverflow(total)
+                    state.samples = overflow ? .max : sum
+                }
                 state.scalars[Self.roundsClosedKey] = Double(number)
                 // The writer's lock is held: the version published is the current one plus one.
                 return (true, Acknowledgement(version: store.snapshot().version + 1, datasets: state.samples))
@@ -378,6 +469,14 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                         : "the round's mean was refused: \(error)"))
         }
         roundsClosed = number
+        var privacyNote = ""
+        if let event = privacyEvent, var ledger = self.ledger {
+            ledger.published(event, nextClip: clipForNext)
+            self.ledger = ledger
+            metrics?.privacy(ledger)
+            privacyNote =
+                "; epsilon \(ledger.epsilon) at delta \(ledger.configuration.delta) after \(ledger.rounds) private rounds, \(clippedCount) of \(reports.count) updates clipped, next clip \(ledger.clip)"
+        }
         stats.closed += 1
         stats.reportsApplied += reports.count
         metrics?.closed.increment()
@@ -387,7 +486,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                 + Int64(configuration.deadline.wholeMilliseconds) * 1_000_000)
         let ids = reports.map { LogSafe.text($0.clientID) }.sorted()
         logger.info(
-            "round \(number) closed: \(reports.count) reports of \(r.tasks.count) tasks, \(total) samples, version \(applied.version); reported by \(ids.prefix(32).joined(separator: ", "))\(ids.count > 32 ? ", ..." : "")"
+            "round \(number) closed: \(reports.count) reports of \(r.tasks.count) tasks, \(total) samples, version \(applied.version)\(privacyNote); reported by \(ids.prefix(32).joined(separator: ", "))\(ids.count > 32 ? ", ..." : "")"
         )
         let ack = Acknowledgement(version: applied.version, datasets: applied.datasets)
         for rep in reports { for a in rep.answers { a(.success(ack)) } }
@@ -423,8 +522,25 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             logger.info("all \(configuration.totalRounds) rounds have run")
             return
         }
+        if budgetSpent, let privacy = configuration.privacy, let ledger {
+            return spendBudget(
+                ledger.epsilon(adding: privacy.event(cohort: configuration.cohortSize, waiting: privacy.population)))
+        }
         if !waiting.isEmpty { windowOpened = now() }
         considerOpening()
+    }
+
+    /// The indices of a differentially private round's cohort among `count` waiting clients.
+    private func privacySample(_ privacy: DifferentialPrivacy, count: Int) -> [Int] {
+        switch privacy.sampling {
+        case .poisson:
+            let q = min(1, Double(configuration.cohortSize) / Double(privacy.population))
+            return (0..<count).filter { _ in Double.random(in: 0..<1, using: &random) < q }
+        case .fixed:
+            var all = Array(0..<count)
+            all.shuffle(using: &random)
+            return all.prefix(configuration.cohortSize).sorted()
+        }
     }
 }
 

@@ -9,6 +9,9 @@ struct RoundMetrics: Sendable {
     let reportsApplied: CoreMetrics.Counter
     let waiting: CoreMetrics.Gauge
     let duration: CoreMetrics.Timer
+    let epsilon: CoreMetrics.Gauge
+    let privateRounds: CoreMetrics.Gauge
+    let clip: CoreMetrics.Gauge
 
     init(_ metrics: ServerMetrics) {
         let f = metrics.factory
@@ -18,5 +21,15 @@ struct RoundMetrics: Sendable {
         reportsApplied = CoreMetrics.Counter(label: "fed_round_reports_applied_total", factory: f)
         waiting = CoreMetrics.Gauge(label: "fed_checkins_waiting", factory: f)
         duration = CoreMetrics.Timer(label: "fed_round_seconds", factory: f)
+        epsilon = CoreMetrics.Gauge(label: "fed_privacy_epsilon", factory: f)
+        privateRounds = CoreMetrics.Gauge(label: "fed_privacy_rounds", factory: f)
+        clip = CoreMetrics.Gauge(label: "fed_privacy_clip_norm", factory: f)
+    }
+
+    /// Records the privacy spent (differential privacy only).
+    func privacy(_ ledger: PrivacyLedger) {
+        epsilon.record(ledger.epsilon)
+        privateRounds.record(Double(ledger.rounds))
+        clip.record(ledger.clip)
     }
 }

@@ -189,12 +189,17 @@ public final class FederatedServer: Sendable {
         self.store = store
         self.committer = committer
         self.logger = logger
-        let rounds = configuration.rounds.map { r -> any TaskCoordinator in
+        let rounds = try configuration.rounds.map { r -> any TaskCoordinator in
             switch r.admission {
             case .rounds:
-                RoundCoordinator(configuration: r, store: store, committer: committer, logger: logger, metrics: metrics)
+                do {
+                    return try RoundCoordinator(
+                        configuration: r, store: store, committer: committer, logger: logger, metrics: metrics)
+                } catch {
+                    throw FileError("differential privacy: \(error)")
+                }
             case .continuous:
-                ContinuousAdmission(
+                return ContinuousAdmission(
                     configuration: r, store: store, committer: committer, logger: logger, metrics: metrics)
             }
         }

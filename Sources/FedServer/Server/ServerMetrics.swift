@@ -67,6 +67,10 @@ public final class ServerMetrics: Sendable {
         "fed_round_reports_applied_total": "Reports applied in closed rounds.",
         "fed_checkins_waiting": "Check-ins waiting for a task (long polls held).",
         "fed_round_seconds": "Time from a round's selection to its closing.",
+        "fed_privacy_epsilon":
+            "Differential privacy: epsilon spent by the versions published so far, at the configured delta.",
+        "fed_privacy_rounds": "Differential privacy: rounds published and accounted for.",
+        "fed_privacy_clip_norm": "Differential privacy: the clipping norm of the next round.",
         "fed_evaluation_tasks_total": "Evaluate tasks handed to checking-in clients.",
         "fed_evaluation_reports_total": "Evaluation reports taken (binary and HTTP).",
         "fed_evaluation_model_version": "The highest model version clients reported an evaluation of.",

@@ -31,6 +31,9 @@ public struct Assignment: ProtocolMessage {
         public static let shuttingDown = Reason(rawValue: 3)
         /// The federation has run all its rounds: nothing more will come.
         public static let finished = Reason(rawValue: 4)
+        /// The server's privacy budget is spent: one more version would exceed
+        /// its target epsilon, so no more rounds will run.
+        public static let budgetSpent = Reason(rawValue: 5)
 
         public var description: String {
             switch self {
@@ -39,6 +42,7 @@ public struct Assignment: ProtocolMessage {
             case .roundFull: "round full"
             case .shuttingDown: "shutting down"
             case .finished: "finished"
+            case .budgetSpent: "privacy budget spent"
             default: "reason \(rawValue)"
             }
         }

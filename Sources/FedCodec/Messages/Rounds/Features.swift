@@ -11,9 +11,17 @@ public struct Features: OptionSet, Hashable, Sendable {
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
 
-    /// Bit 0: federated evaluation: evaluate tasks (`Assignment.Kind.evaluate`)
+    /// Bit 0: the server trains with client-level differential privacy
+    /// (section 12.9): it clips each report and adds noise to their mean, and
+    /// a train task's parameters state the clipping norm (`dp.clip`), the
+    /// noise multiplier (`dp.noise`) and the epsilon spent so far (`dp.epsilon`).
+    /// A client that does not agree on it is still selected: the clipping is
+    /// the server's.
+    public static let differentialPrivacy = Features(rawValue: 1 << 0)
+
+    /// Bit 1: federated evaluation (section 12.10): evaluate tasks (`Assignment.Kind.evaluate`)
     /// and their `EVALUATION_REPORT`.
-    public static let evaluation = Features(rawValue: 1 << 0)
+    public static let evaluation = Features(rawValue: 1 << 1)
 }
 
 /// A list of short `key = value` strings carried by `CHECK_IN` (a client's
