@@ -14,7 +14,8 @@ purpose, pipelining, a frame written one byte at a time, the points the spec
 decides about frame versions, request ids, dtypes, limits and fetch deltas,
 version 4's messages (a server without rounds refuses CHECK_IN and REPORT;
 with --rounds, against a server started with rounds: check-in, selection,
-reports, deadlines, abandoned rounds), and, when the server serves HTTP,
+reports, deadlines, abandoned rounds; and, when the server hands out evaluate
+tasks, section 12.10's evaluation reports), and, when the server serves HTTP,
 section 10's. It prints one line
 per check and ends with `N passed, N failed`; the exit status is 1 if any
 check failed.
@@ -23,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import re
 import socket
 import struct
 import sys
@@ -32,8 +34,10 @@ from urllib.parse import quote as urllib_quote
 
 MAGIC = b"FEDW"
 T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10,
-         model_delta=11, check_in=12, assignment=13, report=14)
-SINCE = {T["model_delta"]: 3, T["check_in"]: 4, T["assignment"]: 4, T["report"]: 4}  # types of later versions
+         model_delta=11, check_in=12, assignment=13, report=14,
+         evaluation_report=15)
+SINCE = {T["model_delta"]: 3, T["check_in"]: 4, T["assignment"]: 4, T["report"]: 4,
+         T["evaluation_report"]: 4}  # types of later versions
 VERSIONS = (1, 2, 3, 4)
 TYPE_NAMES = {v: k for k, v in T.items()}
 E = dict(bad_magic=1, unsupported_version=2, unknown_message_type=3, unsupported_flags=4, frame_too_large=5,
@@ -367,8 +371,8 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
         m = dict(kind=r.u8("kind"), features=r.u64("features"), task_id=r.u64("task id"), round=r.u64("round"),
                  model_version=r.u64("model version"), deadline_ms=r.u32("deadline"),
                  retry_after_ms=r.u32("retry after"), reason=r.u8("reason"))
-        if m["kind"] == 1 and m["task_id"] == 0:
-            raise ProtocolError(E["malformed_payload"], "message", "a train task with task id 0")
+        if m["kind"] in (1, 2) and m["task_id"] == 0:
+            raise ProtocolError(E["malformed_payload"], "message", "a task with task id 0")
         m["parameters"] = key_values(r, "parameters")
     elif type_ == T["report"]:
         m = dict(task_id=r.u64("task id"), samples=r.u64("samples"))
@@ -382,6 +386,26 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
         m["compression"], m["tensors"], encoding = decode_blob(r, limits, version)
         if encoding != "fp32":
             m["encoding"] = encoding
+    elif type_ == T["evaluation_report"]:
+        m = dict(task_id=r.u64("task id"))
+        if m["task_id"] == 0:
+            raise ProtocolError(E["malformed_payload"], "message", "task id 0")
+        m["model_version"], m["examples"] = r.u64("model version"), r.u64("examples")
+        m["loss"] = struct.unpack(">d", r.take(8, "loss"))[0]
+        count = r.u16("metric count")
+        if count > 64:
+            raise ProtocolError(E["malformed_payload"], "message", "%d metrics, more than 64" % count)
+        m["metrics"] = {}
+        for _ in range(count):
+            name = r.string("metric name", 64, True)
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ProtocolError(E["invalid_string"], "message", "metric name %r" % name)
+            if name == "loss":
+                raise ProtocolError(E["malformed_payload"], "message", "a metric named loss")
+            value = struct.unpack(">d", r.take(8, "metric value"))[0]
+            if name in m["metrics"]:
+                raise ProtocolError(E["malformed_payload"], "message", "metric %r given twice" % name)
+            m["metrics"][name] = value
     else:
         m = dict(nonce=r.u64("nonce"))
     r.end()
@@ -1053,6 +1077,16 @@ def run_server(host, port, report, rounds=False):
         ans = c.receive()
         report.check("version 4: a REPORT of task id 0 gets malformed_payload (8)",
                      ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["malformed_payload"], str(ans))
+        c.request(T["evaluation_report"], u64(0xE7A1) + u64(0) + u64(10) + struct.pack(">d", 0.5) + u16(0), version=4)
+        ans = c.receive()
+        report.check("version 4: an EVALUATION_REPORT of a task the server never gave gets unknown_task (44) "
+                     "(section 12.10)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unknown_task"], str(ans))
+        c.request(T["evaluation_report"], u64(7) + u64(0) + u64(10) + struct.pack(">d", 0.5) + u16(1)
+                  + sstr("loss") + struct.pack(">d", 0.5), version=4)
+        ans = c.receive()
+        report.check("version 4: an EVALUATION_REPORT with a metric named loss gets malformed_payload (8), not fatal",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["malformed_payload"], str(ans))
         c.close()
         c = Conn(host, port)
         c.send(frame(T["check_in"], 51, check_in_payload(0), version=4))
@@ -1062,7 +1096,9 @@ def run_server(host, port, report, rounds=False):
                      and c.last_version == 1 and ans[1] == 51, str((ans, c.last_version)))
         c.close()
         for name, type_, payload in (("CHECK_IN", T["check_in"], check_in_payload(0)),
-                                     ("REPORT", T["report"], report_payload(7, 10, [([1], [0.0])]))):
+                                     ("REPORT", T["report"], report_payload(7, 10, [([1], [0.0])])),
+                                     ("EVALUATION_REPORT", T["evaluation_report"],
+                                      u64(7) + u64(0) + u64(10) + struct.pack(">d", 0.5) + u16(0))):
             c = Conn(host, port)
             handshake(c, 1, 3)
             c.send(frame(type_, 52, payload, version=3))
@@ -1082,6 +1118,55 @@ def run_server(host, port, report, rounds=False):
         report.check("version 4: a PUSH (version 3's layout) is acknowledged with datasets + 100",
                      t == T["ack"] and a["version"] == m["version"] + 1 and a["datasets"] == m["datasets"] + 100,
                      str((TYPE_NAMES.get(t), a)))
+        c.close()
+
+    def evaluation_payload(task, version, examples, loss, metrics=()):
+        return (u64(task) + u64(version) + u64(examples) + struct.pack(">d", loss) + u16(len(metrics))
+                + b"".join(sstr(n) + struct.pack(">d", v) for n, v in sorted(metrics)))
+
+    def s_evaluation():
+        """Section 12.10 against a server with rounds that hands out evaluate tasks (fed server
+        --evaluate-fraction F): a client that can only evaluate gets one at once, and its report is checked."""
+        c, w = v4_session("conformance-eval")
+        c.request(T["check_in"], check_in_payload(0, features=2, abilities=2), version=4)
+        ans = c.receive()
+        if ans is None or ans[0] != T["assignment"] or ans[2]["kind"] != 2:
+            print("note  no evaluate task for an evaluate-only client (%s): section 12.10 checks skipped (start the "
+                  "server with --evaluate-fraction)" % (ans,))
+            c.close()
+            return
+        task = ans[2]
+        report.check("evaluation: an evaluate-only client speaking feature 1 gets an evaluate ASSIGNMENT (kind 2) at "
+                     "once, the feature agreed, a task id and a deadline",
+                     task["features"] & 2 and task["task_id"] != 0 and task["deadline_ms"] > 0, str(task))
+        version = task["model_version"]
+        other, _ = v4_session("conformance-eval-other")
+        other.request(T["evaluation_report"], evaluation_payload(task["task_id"], version, 10, 0.5), version=4)
+        ans = other.receive()
+        report.check("evaluation: another client's EVALUATION_REPORT of the task gets unknown_task (44)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unknown_task"], str(ans))
+        other.close()
+        for name, payload, code in (
+                ("0 examples", evaluation_payload(task["task_id"], version, 0, 0.5), "invalid_datasets"),
+                ("a NaN loss", evaluation_payload(task["task_id"], version, 10, float("nan")), "non_finite_value"),
+                ("an infinite metric", evaluation_payload(task["task_id"], version, 10, 0.5, [("accuracy", float("inf"))]),
+                 "non_finite_value"),
+                ("a version not yet published", evaluation_payload(task["task_id"], version + 1, 10, 0.5),
+                 "malformed_payload")):
+            c.request(T["evaluation_report"], payload, version=4)
+            ans = c.receive()
+            report.check("evaluation: an EVALUATION_REPORT with %s gets %s (%d)" % (name, code, E[code]),
+                         ans is not None and ans[0] == T["error"] and ans[2]["code"] == E[code], str(ans))
+        for attempt in ("", " again (it replaces the first)"):
+            c.request(T["evaluation_report"], evaluation_payload(task["task_id"], version, 40, 0.25,
+                                                                 [("accuracy", 0.75)]), version=4)
+            ans = c.receive()
+            report.check("evaluation: the EVALUATION_REPORT is acknowledged at once with the current version%s"
+                         % attempt, ans is not None and ans[0] == T["ack"] and ans[2]["version"] >= version, str(ans))
+        c.request(T["check_in"], check_in_payload(0, features=2, abilities=2), version=4)
+        ans = c.receive()
+        report.check("evaluation: no second evaluate task of the same version for the same client",
+                     ans is not None and ans[0] == T["assignment"] and ans[2]["kind"] != 2, str(ans))
         c.close()
 
     def s_no_rounds():
@@ -1231,6 +1316,7 @@ def run_server(host, port, report, rounds=False):
     scenario("version 4", s_version4)
     if rounds:
         scenario("rounds", s_rounds)
+        scenario("evaluation", s_evaluation)
     else:
         scenario("no rounds", s_no_rounds)
 

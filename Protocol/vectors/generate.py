@@ -17,7 +17,7 @@ MAGIC = b"FEDW"
 TYPES = {
     "hello": 1, "welcome": 2, "fetch": 3, "model": 4, "model_unchanged": 5,
     "push": 6, "ack": 7, "error": 8, "ping": 9, "pong": 10, "model_delta": 11,
-    "check_in": 12, "assignment": 13, "report": 14,
+    "check_in": 12, "assignment": 13, "report": 14, "evaluation_report": 15,
 }
 CODES = {
     "bad_magic": 1, "unsupported_version": 2, "unknown_message_type": 3,
@@ -579,6 +579,54 @@ add("push_v4", frame(6, 72, string("eve") + u64(600) + u64(41) + u64(78) + u8(0)
     [msg("push", 72, client_id="eve", datasets=600, base_version=41, push_id=78, compression="none",
          tensors=tensors_json(SMALL))], canonical=True)
 
+
+# ---- version 4, feature evaluation (bit 1): federated evaluation (SPEC.md section 12.10) ----
+def evaluation_report(task, model_version, examples, loss, metrics):
+    """metrics: (name, value) pairs as written (no sorting here)."""
+    return (u64(task) + u64(model_version) + u64(examples) + f64(loss) + u16(len(metrics))
+            + b"".join(string(n) + f64(v) for n, v in metrics))
+
+
+METRICS = [("accuracy", 0.875), ("f1_macro", 0.5)]
+add("assignment_evaluate", frame(13, 80, assignment(2, 2, 99, 0, 42, 60000, 0, 0, []), version=4),
+    "ASSIGNMENT of kind 2 (evaluate, feature bit 1 agreed): evaluate model version 42 on held-out data, task 99, "
+    "60 s to report",
+    [msg("assignment", 80, kind=2, features=2, task_id=99, round=0, model_version=42, deadline_ms=60000,
+         retry_after_ms=0, reason=0, parameters={})], canonical=True)
+add("evaluation_report_basic", frame(15, 81, evaluation_report(0xFEDCBA9876543210, 42, 1200, 0.3125, METRICS),
+                                     version=4),
+    "EVALUATION_REPORT (version 4, feature evaluation) of task 0xfedcba9876543210: model version 42 on 1,200 "
+    "held-out examples, mean loss 0.3125, two metrics sorted by name",
+    [msg("evaluation_report", 81, task_id=0xFEDCBA9876543210, model_version=42, examples=1200, loss=0.3125,
+         metrics=dict(METRICS))], canonical=True)
+add("evaluation_report_no_metrics", frame(15, 82, evaluation_report(9, 7, 1, 2.0, []), version=4),
+    "EVALUATION_REPORT with the loss alone (no named metric)",
+    [msg("evaluation_report", 82, task_id=9, model_version=7, examples=1, loss=2.0, metrics={})], canonical=True)
+add("evaluation_report_unsorted", frame(15, 83, evaluation_report(9, 7, 10, 0.5, METRICS[::-1]), version=4),
+    "EVALUATION_REPORT whose metrics are not sorted by name: accepted (a writer sorts them)",
+    [msg("evaluation_report", 83, task_id=9, model_version=7, examples=10, loss=0.5, metrics=dict(METRICS))])
+add("evaluation_report_in_v3", frame(15, 84, evaluation_report(9, 7, 10, 0.5, []), version=3),
+    "EVALUATION_REPORT in a version-3 frame: type 0x0f is not defined before version 4",
+    error=("frame", "unknown_message_type"))
+add("evaluation_report_task_zero", frame(15, 85, evaluation_report(0, 7, 10, 0.5, []), version=4),
+    "EVALUATION_REPORT of task id 0", error=("message", "malformed_payload"))
+add("evaluation_report_duplicate_metric",
+    frame(15, 86, evaluation_report(9, 7, 10, 0.5, [("accuracy", 0.5), ("accuracy", 0.25)]), version=4),
+    "EVALUATION_REPORT naming the metric 'accuracy' twice", error=("message", "malformed_payload"))
+add("evaluation_report_metric_named_loss", frame(15, 87, evaluation_report(9, 7, 10, 0.5, [("loss", 0.5)]), version=4),
+    "EVALUATION_REPORT with a metric named 'loss' (the loss has its own field)", error=("message", "malformed_payload"))
+add("evaluation_report_bad_metric_name", frame(15, 88, evaluation_report(9, 7, 10, 0.5, [("Accuracy", 0.5)]),
+                                               version=4),
+    "EVALUATION_REPORT with a metric name outside a-z, 0-9 and _ (an upper-case letter)",
+    error=("message", "invalid_string"))
+add("evaluation_report_too_many_metrics",
+    frame(15, 89, evaluation_report(9, 7, 10, 0.5, [("m%02d" % i, 0.0) for i in range(65)]), version=4),
+    "EVALUATION_REPORT with 65 metrics (at most 64)", error=("message", "malformed_payload"))
+add("evaluation_report_trailing_bytes", frame(15, 90, evaluation_report(9, 7, 10, 0.5, []) + b"\x00", version=4),
+    "EVALUATION_REPORT with a byte after its last metric", error=("message", "trailing_bytes"))
+add("assignment_evaluate_task_zero", frame(13, 91, assignment(2, 2, 0, 0, 42, 60000, 0, 0, []), version=4),
+    "ASSIGNMENT of an evaluate task with task id 0", error=("message", "malformed_payload"))
+
 manifest = {
     "protocol_versions": [1, 2, 3, 4],
     "generator": "Protocol/vectors/generate.py",
@@ -595,6 +643,8 @@ manifest = {
         "version 4: CHECK_IN 'properties' and ASSIGNMENT 'parameters' are JSON objects (key order is not "
         "significant; a writer sorts the pairs by key); 'kind' and 'reason' are the numbers of SPEC.md section 12; "
         "REPORT lists 'delta' and 'encoding' as PUSH does.",
+        "version 4, feature evaluation: EVALUATION_REPORT 'loss' is a number and 'metrics' a JSON object of numbers "
+        "(binary64 values as written; name order is not significant, a writer sorts them).",
     ],
     "vectors": vectors,
 }

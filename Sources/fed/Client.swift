@@ -83,6 +83,11 @@ extension Fed {
         var keepReports: String?
         @Option(
             help: ArgumentHelp(
+                "With --rounds: hold out this share (0 to 1) of the client's samples, never trained on, and evaluate served models on it when the server asks (fed server --evaluate-fraction).",
+                valueName: "F"))
+        var heldOut = 0.0
+        @Option(
+            help: ArgumentHelp(
                 "With --rounds: local differential privacy, each report's update clipped to C and noised on this client.",
                 discussion:
                     "epsilon=E,delta=D,clip=C (delta default 1e-5, clip default 1): each report is (E, D)-differentially private on its own, trusting no server (the analytic Gaussian mechanism, sensitivity 2C). The guarantee is per report; k reports compose (fed privacy epsilon --sampling none). The noise is large: only many clients' averaging absorbs it.",
@@ -140,6 +145,10 @@ extension Fed {
             else { throw ValidationError("epochs, batch size, attempts, threads and times must be positive") }
             guard HostPort(server) != nil else { throw ValidationError("\(server) is not HOST:PORT") }
             guard !rounds || transport == "binary" else { throw ValidationError("--rounds needs the binary transport") }
+            guard heldOut >= 0 && heldOut < 1 else {
+                throw ValidationError("--held-out must be at least 0 and below 1")
+            }
+            guard heldOut == 0 || rounds else { throw ValidationError("--held-out is for --rounds") }
             guard (maxTasks ?? 1) >= 1, (maxSamples ?? 1) >= 1 else {
                 throw ValidationError("--max-tasks and --max-samples must be positive")
             }

@@ -206,6 +206,13 @@ extension Fed {
                     + " The server samples each round's cohort (--rounds is the expected cohort; --over-selection does not apply), clips each report's update, adds Gaussian noise to their sum, and accounts for every published version (RDP accountant, as `fed privacy epsilon`): epsilon is logged after each round, served in /metrics (fed_privacy_epsilon) and kept in the checkpoint, so a restart continues the budget. Once the next version would exceed target-epsilon, no round runs again: check-ins are told the budget is spent. Pushes (versions 1-3, HTTP) are refused: they would publish updates without noise. Needs synchronous rounds: not with --strategy fedbuff or fedasync. Example: --rounds 100 --total-rounds 100 --dp population=1000,target-epsilon=2 calibrates the noise so that 100 rounds reach epsilon 2 at delta 1e-5.",
                 valueName: "KEY=VALUE,..."))
         var dp: String?
+        @Option(
+            help: ArgumentHelp(
+                "With --rounds: the share of check-ins (0 to 1) given an evaluate task instead of waiting for a train task.",
+                discussion:
+                    "Federated evaluation: a client that can evaluate (fed client --rounds --held-out F) gets, with this probability, a task to evaluate the current model version on its held-out data, at most once per version, and reports its example count, loss and accuracy. The server keeps, per version, the mean weighted by examples, the 10th and 90th percentiles, min and max of each metric: GET /v1/evaluation (JSON) and the fed_evaluation_* series of /metrics.",
+                valueName: "F"))
+        var evaluateFraction = 0.0
 
         /// The rounds' configuration, when --rounds is given.
         func roundConfiguration() throws -> RoundConfiguration? {
@@ -385,6 +392,11 @@ extension Fed {
                 enabled: !noHttp, maxBodyBytes: maxBody, allowedOrigins: Set(allowOrigin), publicModel: publicModel)
             config.edge = try edge()
             config.rounds = try roundConfiguration()
+            config.evaluation = EvaluationConfiguration(fraction: evaluateFraction)
+            if let problem = config.evaluation.problem() { throw ValidationError("--evaluate-fraction: \(problem)") }
+            if evaluateFraction > 0 && config.rounds == nil {
+                throw ValidationError("--evaluate-fraction hands out tasks at check-in: it needs --rounds")
+            }
             let server: FederatedServer
             do {
                 let weights: [Tensor]
@@ -436,6 +448,11 @@ extension Fed {
                 } else if let r = rounds {
                     server.logger.info(
                         "rounds: \(r.cohortSize) reports close a round, \(r.selectionSize) clients selected, at least \(r.requiredReports) by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
+                    )
+                }
+                if evaluateFraction > 0 {
+                    server.logger.info(
+                        "federated evaluation: \(evaluateFraction) of check-ins get an evaluate task; history at GET /v1/evaluation"
                     )
                 }
                 print("listening on \(host):\(port)")

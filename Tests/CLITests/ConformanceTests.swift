@@ -69,7 +69,10 @@ struct ConformanceTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let server = try ServerProcess(
             checkpoint: dir.appendingPathComponent("m.fedk").path,
-            extra: ["--rounds", "2", "--min-reports", "1", "--round-deadline", "2", "--selection-window", "0.2"])
+            extra: [
+                "--rounds", "2", "--min-reports", "1", "--round-deadline", "2", "--selection-window", "0.2",
+                "--evaluate-fraction", "0.000001",
+            ])
         let (status, text) = try await Conformance.python([
             Conformance.script, "--vectors", "", "--server", "127.0.0.1:\(server.port)", "--rounds",
         ])
@@ -82,6 +85,8 @@ struct ConformanceTests {
             "reported twice counts once", "closed without it gets round_closed (45)",
             "sample-weighted mean of its reports", "nothing of the abandoned round was applied",
             "reason no task (1)", "CHECK_IN in a version-3 session gets unknown_message_type (3)",
+            "gets an evaluate ASSIGNMENT (kind 2)", "a NaN loss gets non_finite_value (35)",
+            "acknowledged at once with the current version again", "no second evaluate task of the same version",
         ] {
             let passedLine = text.split(separator: "\n").contains { $0.hasPrefix("PASS  ") && $0.contains(check) }
             #expect(passedLine, "\(check) was not checked: \(text)")

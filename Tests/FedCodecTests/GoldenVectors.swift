@@ -151,6 +151,11 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
             ]
             if r.encoding != .float32 { fields["encoding"] = r.encoding.description }
             if r.isDelta { fields["delta"] = true }
+        } else if let e = message.as(EvaluationReport.self) {
+            fields = [
+                "task_id": NSNumber(value: e.taskID), "model_version": NSNumber(value: e.modelVersion),
+                "examples": NSNumber(value: e.examples), "loss": e.loss, "metrics": e.metrics,
+            ]
         } else {
             // A message this test does not know: its name only, so the comparison fails.
             fields = [:]

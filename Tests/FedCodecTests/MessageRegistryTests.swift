@@ -26,23 +26,25 @@ struct MessageRegistryTests {
     @Test("Every message of versions 1-4 is in the table once, named as the spec and the code name it")
     func builtInTable() {
         let all = MessageRegistry.all
-        #expect(MessageRegistry.builtIn.count == 11 && all.count == 14)
+        #expect(MessageRegistry.builtIn.count == 11 && all.count == 15)
         #expect(Set(all.map(\.type.rawValue)).count == all.count)
         #expect(all.map(\.type) == MessageType.allCases)
         for d in all {
             #expect("\(d.type)" == d.label)
             #expect(MessageType(rawValue: d.type.rawValue) == d.type)
         }
-        #expect(MessageType(rawValue: 0x0F) == nil && MessageType(rawValue: 0) == nil)
+        #expect(MessageType(rawValue: 0x10) == nil && MessageType(rawValue: 0) == nil)
         // Version 4 (SPEC.md section 4): the rounds' messages, their numbers and directions.
         let rounds: [(MessageType, String, MessageDescriptor.Direction)] = [
             (.checkIn, "CHECK_IN", .toServer), (.assignment, "ASSIGNMENT", .toClient), (.report, "REPORT", .toServer),
+            (.evaluationReport, "EVALUATION_REPORT", .toServer),
         ]
         for (type, name, direction) in rounds {
             #expect(type.descriptor?.name == name && type.descriptor?.sinceVersion == 4)
             #expect(type.descriptor?.direction == direction)
         }
-        #expect([MessageType.checkIn, .assignment, .report].map(\.rawValue) == [0x0C, 0x0D, 0x0E])
+        #expect(
+            [MessageType.checkIn, .assignment, .report, .evaluationReport].map(\.rawValue) == [0x0C, 0x0D, 0x0E, 0x0F])
         #expect(MessageType.modelDelta.descriptor?.name == "MODEL_DELTA")
         #expect(MessageType.modelDelta.descriptor?.sinceVersion == 3)
         #expect(MessageType.push.descriptor?.direction == .toServer)

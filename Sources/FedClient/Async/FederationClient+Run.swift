@@ -7,7 +7,7 @@ extension FederationClient {
         public var properties: [String: String]
         /// The longest one check-in waits for a task. Default 30 s.
         public var wait: Duration
-        /// Stop after this many reported tasks; nil (default): until the
+        /// Stop after this many reported train tasks; nil (default): until the
         /// server says the federation has finished (its rounds have run, or its
         /// privacy budget is spent), or the task is cancelled.
         public var maxTasks: Int?
@@ -16,12 +16,16 @@ extension FederationClient {
         /// Local differential privacy: each report's update clipped and
         /// noised on the client before it is sent; nil (default): none.
         public var localPrivacy: LocalPrivacy?
+        /// Offer to evaluate (feature `evaluation`): the trainer's `evaluate`
+        /// answers the evaluate tasks the server hands out. Default false.
+        public var evaluate: Bool
 
         public init(
             properties: [String: String] = [:], wait: Duration = .seconds(30), maxTasks: Int? = nil,
-            features: Features = [], localPrivacy: LocalPrivacy? = nil
+            features: Features = [], evaluate: Bool = false, localPrivacy: LocalPrivacy? = nil
         ) {
             self.localPrivacy = localPrivacy
+            self.evaluate = evaluate
             self.properties = properties
             self.wait = wait
             self.maxTasks = maxTasks
@@ -31,8 +35,10 @@ extension FederationClient {
 
     /// What `run` did, as it happens (for logs and progress).
     public enum RunEvent: Sendable {
-        /// A train task arrived.
+        /// A train or evaluate task arrived.
         case assigned(Assignment)
+        /// An evaluation was reported: the version evaluated, what the trainer found.
+        case evaluated(modelVersion: UInt64, EvaluationOutcome, Acknowledgement)
         /// No task: checking in again after the delay the server asked for.
         case comeBack(Assignment)
         /// A task was skipped: the server's model had moved past its version.
@@ -48,6 +54,8 @@ extension FederationClient {
         public var tasks = 0
         public var reportsApplied = 0
         public var reportsRefused = 0
+        /// Evaluate tasks reported (not counted in `tasks`).
+        public var evaluations = 0
         /// The last model version the client held.
         public var modelVersion: UInt64 = 0
         /// The server said every round has run, or its privacy budget is spent.
@@ -58,6 +66,9 @@ extension FederationClient {
     /// waiting request, never a polling loop), trains each task it is given
     /// with `trainer` from the task's model version, reports, and checks in
     /// again; when told to come back, waits the delay the server asked for.
+    /// With `options.evaluate`, an evaluate task is answered by
+    /// `trainer.evaluate` on the task's model version (or the later one the
+    /// server serves) and an `EVALUATION_REPORT`.
     ///
     /// Returns when the server says every round has run, after
     /// `options.maxTasks` reported tasks, or throws `ClientError`
@@ -66,7 +77,8 @@ extension FederationClient {
     /// refused (`round_closed`, `unknown_task`, or after retries
     /// `shutting_down`, `overloaded`) is not an error: the client checks in
     /// again. Errors thrown by `trainer` end the run; so does
-    /// `invalidArgument` for properties beyond `KeyValues`' limits.
+    /// `invalidArgument` for properties beyond `KeyValues`' limits, and for
+    /// an evaluate task when `trainer.evaluate` returns nil.
     public nonisolated func run<Trainer: LocalTrainer>(
         trainer: inout Trainer, options: RunOptions = RunOptions(),
         onEvent: @Sendable (RunEvent) -> Void = { _ in }
@@ -84,8 +96,15 @@ extension FederationClient {
             if Task.isCancelled { throw ClientError(code: .cancelled, message: "the run was cancelled") }
             let assignment = try await checkIn(
                 CheckIn(
-                    features: options.features, abilities: .train, waitMilliseconds: waitMilliseconds,
+                    features: options.evaluate ? options.features.union(.evaluation) : options.features,
+                    abilities: options.evaluate ? [.train, .evaluate] : .train, waitMilliseconds: waitMilliseconds,
                     properties: options.properties))
+            if assignment.kind == .evaluate && options.evaluate {
+                onEvent(.assigned(assignment))
+                held = try await evaluate(
+                    assignment, held: held, trainer: &trainer, summary: &summary, onEvent: onEvent)
+                continue
+            }
             guard assignment.kind == .train else {
                 onEvent(.comeBack(assignment))
                 if assignment.reason == .finished || assignment.reason == .budgetSpent {
@@ -163,5 +182,51 @@ extension FederationClient {
             }
             if let most = options.maxTasks, summary.tasks >= most { return summary }
         }
+    }
+}
+
+extension FederationClient {
+    /// One evaluate task: the model of the task's version (or the later one
+    /// the server serves), `trainer.evaluate`, then `EVALUATION_REPORT`.
+    /// Returns the model now held. A refused report is an event, not an error.
+    nonisolated func evaluate<Trainer: LocalTrainer>(
+        _ assignment: Assignment, held: (version: UInt64, weights: [Tensor])?, trainer: inout Trainer,
+        summary: inout RunSummary, onEvent: @Sendable (RunEvent) -> Void
+    ) async throws -> (version: UInt64, weights: [Tensor])? {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(assignment.deadlineMilliseconds))
+        var held = held
+        if held?.version != assignment.modelVersion {
+            switch try await fetch(held: held?.version ?? 0) {
+            case .model(let version, _, let tensors): held = (version, tensors)
+            case .unchanged: break
+            }
+        }
+        guard let model = held, model.version >= assignment.modelVersion else {
+            onEvent(
+                .skipped(
+                    round: assignment.round,
+                    reason: "the server serves version \(held?.version ?? 0), the task is of \(assignment.modelVersion)"
+                ))
+            return held
+        }
+        guard
+            let outcome = try await trainer.evaluate(
+                EvaluationTask(
+                    taskID: assignment.taskID, modelVersion: model.version, weights: model.weights, deadline: deadline))
+        else {
+            throw ClientError(
+                code: .invalidArgument, message: "an evaluate task came, and the trainer does not evaluate")
+        }
+        do throws(ClientError) {
+            let ack = try await evaluationReport(outcome, modelVersion: model.version, taskID: assignment.taskID)
+            summary.evaluations += 1
+            onEvent(.evaluated(modelVersion: model.version, outcome, ack))
+        } catch {
+            let refusals: [ErrorCode] = [.unknownTask, .shuttingDown, .overloaded, .malformedPayload]
+            guard let code = error.code.serverCode, refusals.contains(code) else { throw error }
+            summary.reportsRefused += 1
+            onEvent(.refused(round: assignment.round, error))
+        }
+        return held
     }
 }

@@ -24,7 +24,9 @@ public enum MessageRegistry {
     ]
 
     /// The messages defined as `ProtocolMessage` types, in landing order.
-    public static let extensions: [any ProtocolMessage.Type] = [CheckIn.self, Assignment.self, Report.self]
+    public static let extensions: [any ProtocolMessage.Type] = [
+        CheckIn.self, Assignment.self, Report.self, EvaluationReport.self,
+    ]
 
     /// Every message defined, in the order of their type bytes.
     public static let all: [MessageDescriptor] = (builtIn + extensions.map { $0.descriptor }).sorted {

@@ -35,6 +35,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let assignment = MessageType(defining: 0x0D)
     /// Version 4: a train task's result (`Report`).
     public static let report = MessageType(defining: 0x0E)
+    /// Version 4, feature `evaluation`: an evaluate task's result (`EvaluationReport`).
+    public static let evaluationReport = MessageType(defining: 0x0F)
 
     /// Every type defined, in the order of their bytes.
     public static var allCases: [MessageType] { MessageRegistry.all.map(\.type) }

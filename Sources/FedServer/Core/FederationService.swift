@@ -27,15 +27,22 @@ final class FederationService: Sendable {
     let logger: Logger
     /// The rounds of version 4, when the server runs them.
     let rounds: (any TaskCoordinator)?
+    /// Federated evaluation: evaluate tasks at check-in, the reports' history.
+    let evaluation: EvaluationDesk
     /// The configured tokens as bytes, compared in constant time.
     private let tokens: [[UInt8]]
 
     init(
         configuration: ServerConfiguration, limits: ResolvedLimits, modelShapes: [[Int]], store: ModelStore,
         committer: GroupCommitter, budget: MemoryBudget, lifecycle: ServerLifecycle, metrics: ServerMetrics,
-        logger: Logger, rounds: (any TaskCoordinator)? = nil
+        logger: Logger, rounds: (any TaskCoordinator)? = nil, evaluation: EvaluationDesk? = nil
     ) {
         self.rounds = rounds
+        self.evaluation =
+            evaluation
+            ?? EvaluationDesk(
+                configuration: configuration.evaluation, store: store, maxExamples: configuration.limits.maxDatasets,
+                logger: logger, metrics: metrics)
         self.configuration = configuration
         self.limits = limits
         self.modelShapes = modelShapes
@@ -335,14 +342,24 @@ final class FederationService: Sendable {
     }
 
     /// A client checks in; `answer` runs once (on the rounds' queue) with its
-    /// task or when to come back. Returns the ticket to cancel the wait with
-    /// (the connection closed), or the ERROR to answer at once.
+    /// task or when to come back, or at once (on the caller's thread) with an
+    /// evaluate task (`EvaluationDesk`). Returns the ticket to cancel the wait
+    /// with (the connection closed; 0 for an evaluate task), or the ERROR to
+    /// answer at once.
     func checkIn(
         _ checkIn: CheckIn, session: Session, answer: @escaping @Sendable (Assignment) -> Void
     ) -> Result<UInt64, ErrorMessage> {
         if let refusal = roundsRefusal() { return .failure(refusal) }
         if let bad = KeyValues.check(checkIn.properties) {
             return .failure(ErrorMessage(code: .malformedPayload, message: "properties: \(bad)"))
+        }
+        if !lifecycle.isDraining,
+            let task = evaluation.assignment(
+                for: checkIn, clientID: session.clientID, serverFeatures: configuration.rounds?.speaks ?? [])
+        {
+            // An evaluate task is answered at once, beside the rounds: no ticket to cancel.
+            answer(task)
+            return .success(0)
         }
         return .success(rounds!.checkIn(checkIn, clientID: session.clientID, answer: answer))
     }

@@ -240,6 +240,11 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
                 handleCheckIn(ctx, checkIn, session: session, id: id)
             } else if let report = other.as(Report.self) {
                 handleReport(ctx, report, session: session, id: id)
+            } else if let evaluation = other.as(EvaluationReport.self) {
+                switch service.evaluationReport(evaluation, session: session) {
+                case .success(let ack): send(ctx, .ack(version: ack.version, datasets: ack.datasets), requestID: id)
+                case .failure(let error): sendError(ctx, error, requestID: id)
+                }
             } else {
                 sendError(ctx, .unexpectedMessage, "this server does not serve \(message.type)", requestID: id)
             }

@@ -143,6 +143,10 @@ public final class FederatedServer: Sendable {
                 )
             }
         }
+        if let problem = configuration.evaluation.problem() { throw FileError("evaluation: \(problem)") }
+        if configuration.evaluation.fraction > 0 && configuration.rounds == nil {
+            throw FileError("evaluate tasks are handed out at check-in: an evaluate fraction needs rounds")
+        }
         let retention = RetainedVersions(
             shapes: snapshot.tensors.map(\.shape), deltaEncoding: aggregation.deltaEncoding,
             memoryBudget: configuration.limits.memoryBudget)
@@ -175,6 +179,8 @@ public final class FederatedServer: Sendable {
         configuration: ServerConfiguration, store: ModelStore, committer: GroupCommitter, metrics: ServerMetrics,
         logger: Logger, threads: Int, eventLoopGroup: (any EventLoopGroup)?
     ) throws {
+        var configuration = configuration
+        if configuration.evaluation.fraction > 0 { configuration.rounds?.features.insert(.evaluation) }
         self.metrics = metrics
         self.configuration = configuration
         self.uplink = configuration.edge.map {
@@ -219,7 +225,10 @@ public final class FederatedServer: Sendable {
         self.registry = registry
         let service = FederationService(
             configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,
-            budget: budget, lifecycle: lifecycle, metrics: metrics, logger: logger, rounds: rounds)
+            budget: budget, lifecycle: lifecycle, metrics: metrics, logger: logger, rounds: rounds,
+            evaluation: EvaluationDesk(
+                configuration: configuration.evaluation, store: store, maxExamples: configuration.limits.maxDatasets,
+                logger: logger, metrics: metrics, seed: configuration.rounds?.seed))
         self.service = service
         let context = ServerContext(
             configuration: configuration, limits: limits, modelShapes: shapes, store: store, committer: committer,

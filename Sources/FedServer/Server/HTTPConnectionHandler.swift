@@ -167,8 +167,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         {
             return serveModel(ctx, head, String(target))
         }
+        if path.first == "/v1/evaluation" { return serveEvaluation(ctx, head, body: body) }
         guard path.first == "/" || path.first == "" else {
-            return respondError(ctx, head, .notFound, .unexpectedMessage, "only /, /v1/model and /metrics are served")
+            return respondError(
+                ctx, head, .notFound, .unexpectedMessage, "only /, /v1/model, /v1/evaluation and /metrics are served")
         }
         guard head.method == .GET || head.method == .POST else {
             return respondError(ctx, head, .methodNotAllowed, .unexpectedMessage, "use GET or POST")
@@ -283,6 +285,31 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 body: head.method == .HEAD ? ctx.channel.allocator.buffer(capacity: 0) : payload.buffer,
                 type: "application/vnd.fed.model", extraHeaders: extra, contentLength: size
             ) { hold.written() }
+        }
+    }
+
+    /// `POST /v1/evaluation` (a JSON evaluation report, answered `200` with
+    /// `{"model_version": N, "datasets": N}`, the current model's) and `GET
+    /// /v1/evaluation` (the history as JSON, Protocol/SPEC.md section 12.9).
+    private func serveEvaluation(_ ctx: ChannelHandlerContext, _ head: HTTPRequestHead, body: ByteBuffer?) {
+        lease.close()
+        switch head.method {
+        case .GET:
+            service.record(.request(.http, "evaluationHistory"))
+            respond(ctx, head, status: .ok, body: ctx.channel.allocator.buffer(bytes: service.evaluationHistoryJSON()))
+        case .POST:
+            service.record(.request(.http, "evaluationReport"))
+            switch service.httpEvaluationReport(body.map { Array($0.readableBytesView) } ?? []) {
+            case .success(let ack):
+                respond(
+                    ctx, head, status: .ok,
+                    body: ctx.channel.allocator.buffer(
+                        string: "{\"datasets\": \(ack.datasets), \"model_version\": \(ack.version)}"))
+            case .failure(let error):
+                reject(ctx, head, error)
+            }
+        default:
+            respondError(ctx, head, .methodNotAllowed, .unexpectedMessage, "use GET or POST on /v1/evaluation")
         }
     }
 

@@ -48,14 +48,20 @@ public struct ServerConfiguration: Sendable {
     /// deadlines); nil (default): none, and `CHECK_IN` is answered
     /// `unexpected_message`. Pushes of every version are served either way.
     public var rounds: RoundConfiguration?
+    /// Federated evaluation: the share of check-ins given an evaluate task
+    /// (needs `rounds`), and the evaluation history kept. Evaluation reports
+    /// are taken whatever the share (HTTP `POST /v1/evaluation` needs no task).
+    public var evaluation: EvaluationConfiguration
 
     public init(
         network: NetworkConfiguration = .init(), limits: LimitsConfiguration = .init(),
         aggregation: AggregationConfiguration = .init(), storage: StorageConfiguration = .init(),
         security: SecurityConfiguration = .init(), http: HTTPConfiguration = .init(), edge: EdgeConfiguration? = nil,
-        metricsFactory: (any MetricsFactory)? = nil, rounds: RoundConfiguration? = nil
+        metricsFactory: (any MetricsFactory)? = nil, rounds: RoundConfiguration? = nil,
+        evaluation: EvaluationConfiguration = .init()
     ) {
         self.rounds = rounds
+        self.evaluation = evaluation
         self.network = network
         self.limits = limits
         self.aggregation = aggregation

@@ -71,6 +71,13 @@ public final class ServerMetrics: Sendable {
             "Differential privacy: epsilon spent by the versions published so far, at the configured delta.",
         "fed_privacy_rounds": "Differential privacy: rounds published and accounted for.",
         "fed_privacy_clip_norm": "Differential privacy: the clipping norm of the next round.",
+        "fed_evaluation_tasks_total": "Evaluate tasks handed to checking-in clients.",
+        "fed_evaluation_reports_total": "Evaluation reports taken (binary and HTTP).",
+        "fed_evaluation_model_version": "The highest model version clients reported an evaluation of.",
+        "fed_evaluation_clients": "Clients that reported on that version.",
+        "fed_evaluation_examples": "Held-out examples those clients evaluated, in all.",
+        "fed_evaluation_metric":
+            "A metric of that version across its clients: the mean weighted by examples, nearest-rank p10 and p90, min and max.",
     ]
 
     /// The registry `render` serves.

@@ -13,6 +13,9 @@ public struct Assignment: ProtocolMessage {
         public static let comeBack = Kind(rawValue: 0)
         /// Train from `modelVersion` with `parameters`, then `REPORT` before the deadline.
         public static let train = Kind(rawValue: 1)
+        /// Feature `evaluation`: evaluate `modelVersion` (or a later version)
+        /// on the client's held-out data, then `EVALUATION_REPORT` before the deadline.
+        public static let evaluate = Kind(rawValue: 2)
     }
 
     /// Why a client is told to come back.
@@ -108,7 +111,9 @@ public struct Assignment: ProtocolMessage {
         let deadline = try r.u32("deadline")
         let retryAfter = try r.u32("retry after")
         let reason = Reason(rawValue: try r.u8("reason"))
-        if kind == .train && taskID == 0 { throw CodecError(.malformedPayload, "a train task with task id 0") }
+        if (kind == .train || kind == .evaluate) && taskID == 0 {
+            throw CodecError(.malformedPayload, "a task with task id 0")
+        }
         return Assignment(
             kind: kind, features: features, taskID: taskID, round: round, modelVersion: modelVersion,
             deadlineMilliseconds: deadline, retryAfterMilliseconds: retryAfter, reason: reason,

@@ -13,7 +13,7 @@ public struct CheckIn: ProtocolMessage {
         public init(rawValue: UInt8) { self.rawValue = rawValue }
         /// Train from a model version and report the result.
         public static let train = Abilities(rawValue: 1 << 0)
-        /// Evaluate a model version on local data (tasks defined by a later feature).
+        /// Evaluate a model version on local data (evaluate tasks, feature `evaluation`).
         public static let evaluate = Abilities(rawValue: 1 << 1)
     }
 

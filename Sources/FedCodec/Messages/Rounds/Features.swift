@@ -18,6 +18,10 @@ public struct Features: OptionSet, Hashable, Sendable {
     /// A client that does not agree on it is still selected: the clipping is
     /// the server's.
     public static let differentialPrivacy = Features(rawValue: 1 << 0)
+
+    /// Bit 1: federated evaluation (section 12.10): evaluate tasks (`Assignment.Kind.evaluate`)
+    /// and their `EVALUATION_REPORT`.
+    public static let evaluation = Features(rawValue: 1 << 1)
 }
 
 /// A list of short `key = value` strings carried by `CHECK_IN` (a client's
