@@ -15,7 +15,8 @@ extension BenchCommand {
                 --dropout. Prints:
                 - correctness: the probability that one client has fewer than t answering neighbours \
                 (an exact binomial tail, P(Bin(k, 1 - dropout) < t)), and the union bound over n clients \
-                on the probability that the round cannot be unmasked;
+                on the probability that the round cannot be unmasked (for k = n - 1 also the exact \
+                figure, P(Bin(n, 1 - dropout) <= t));
                 - privacy: 0 for an honest-but-curious server with no colluding clients (a client never \
                 reveals both shares of one neighbour); with --colluding G, the union bound on some \
                 client having t colluding neighbours; for an active server without the consistency \
@@ -62,9 +63,12 @@ extension BenchCommand {
                 "correctness: P(a client has < t answering neighbours) = P(Bin(\(k), \(1 - dropout)) < \(t)) = "
                     + sci(a.shortfallProbability))
             print("  P(the round cannot be unmasked) <= \(sci(a.failureUpperBound)) (union bound over \(n) clients)")
+            if let exact = a.completeGraphFailure {
+                print("  complete graph, exactly: P(at most t of the n clients answer) = \(sci(exact))")
+            }
             print("privacy, honest-but-curious server, no colluding clients: 0 (no client reveals both shares of one)")
             print(
-                "privacy, \(colluding) of clients colluding: P(some client has >= t colluding neighbours) <= "
+                "privacy, a fraction \(colluding) of clients colluding: P(some client has >= t colluding neighbours) <= "
                     + sci(a.collusionUpperBound))
             let active = 2 * t - k
             print(
@@ -88,7 +92,7 @@ extension BenchCommand {
             )
             print(
                 "  answering clients disconnected: \(simulation.disconnected) trials (95% upper bound \(sci(split))); "
-                    + "smallest component \(simulation.smallestComponent) clients")
+                    + "fewest answering clients in one component: \(simulation.smallestComponent)")
         }
 
         private func sci(_ value: Double) -> String {

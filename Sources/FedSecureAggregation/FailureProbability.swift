@@ -71,6 +71,16 @@ public struct FailureProbability: Hashable, Sendable {
     /// min(1, n · ``shortfallProbability``): the probability that the sum cannot be unmasked.
     public var failureUpperBound: Double { min(1, Double(participants) * shortfallProbability) }
 
+    /// For the complete graph (k = n − 1, the original SecAgg) the exact
+    /// probability that the sum cannot be unmasked: with A of the n clients
+    /// answering, an answering client has A − 1 answering neighbours and a
+    /// silent one A, so the round fails exactly when A <= t: P(Bin(n, 1 − δ) <= t).
+    /// `nil` for other graphs, whose neighbourhoods overlap in ways the union bound covers.
+    public var completeGraphFailure: Double? {
+        guard neighbours == participants - 1 else { return nil }
+        return Self.binomialCDF(threshold, trials: participants, probability: 1 - dropoutRate)
+    }
+
     /// min(1, n · P(Bin(k, γ) >= t)): colluders hold t shares of some honest participant's secrets.
     public var collusionUpperBound: Double {
         min(

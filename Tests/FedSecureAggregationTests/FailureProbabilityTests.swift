@@ -91,8 +91,8 @@ struct FailureProbabilityTests {
     }
 
     @Test(
-        "Monte Carlo on real graphs: short clients per trial average n · P(Bin(k, 1 - δ) < t) within 4 standard errors",
-        arguments: [(20, 10, 5, 0.15), (30, 6, 4, 0.3), (50, 49, 30, 0.35)])
+        "Monte Carlo on Harary graphs: short clients per trial average n · P(Bin(k, 1 - δ) < t); at k = n - 1 rounds fail at P(Bin(n, 1 - δ) <= t)",
+        arguments: [(20, 10, 5, 0.15), (30, 6, 4, 0.3), (50, 49, 30, 0.35), (20, 19, 12, 0.35)])
     func monteCarloAgrees(n: Int, k: Int, t: Int, dropout: Double) throws {
         let analysis = try FailureProbability(participants: n, neighbours: k, threshold: t, dropoutRate: dropout)
         var generator = SeededGenerator(seed: 3)
@@ -108,5 +108,11 @@ struct FailureProbabilityTests {
         let rate = Double(simulation.shortfalls) / Double(trials)
         #expect(rate <= analysis.failureUpperBound + 4 * (rate * (1 - rate) / Double(trials)).squareRoot())
         #expect(rate >= p - 4 * (p * (1 - p) / Double(trials)).squareRoot())
+        if let exact = analysis.completeGraphFailure {
+            #expect(
+                abs(rate - exact) < 4 * (exact * (1 - exact) / Double(trials)).squareRoot(), "\(rate) against \(exact)")
+        } else {
+            #expect(k < n - 1)
+        }
     }
 }
