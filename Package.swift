@@ -178,7 +178,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .testTarget(
-            name: "CLITests", dependencies: ["fed", "FedBench", "FedClient", "FedCodec", "FedModel", "FedTestSupport"],
+            name: "CLITests",
+            dependencies: [
+                "fed", "FedBench", "FedClient", "FedCodec", "FedModel", "FedSecureAggregation", "FedTestSupport",
+            ],
             exclude: ["original_http_client.py", "broken_server.py"]),
     ],
     swiftLanguageModes: [.v6]
