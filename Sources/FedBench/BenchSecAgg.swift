@@ -23,7 +23,11 @@ extension BenchCommand {
                 round, the bound for 2t - k colluding neighbours (1 when 2t <= k);
                 - a Monte Carlo check on real graphs (--trials, --seed): rounds with a client short of \
                 t, rounds whose answering clients are disconnected (the server then learns each \
-                component's sum), with 95% upper bounds.
+                component's sum), with 95% upper bounds;
+                - the CPU time of one client's cryptography for an update of --dimension weights \
+                (encode, mask seeds, shares and their encryption, masks), its bytes against a raw \
+                Float32 push, and the server's unmasking time estimated from one mask and one key \
+                agreement measured. Build with -c release for meaningful times.
 
                 Example: fed bench secagg --n 100 --k 20 --t 10 --dropout 0.1
                 """)
@@ -36,9 +40,12 @@ extension BenchCommand {
         @Option(help: "Fraction of clients colluding with the server, in [0, 1].") var colluding = 0.0
         @Option(help: "Monte Carlo trials (0 for none).") var trials = 10_000
         @Option(help: "Seed of the Monte Carlo graphs and drop-outs.") var seed: UInt64 = 1
+        @Option(help: "Weights of the update whose cryptography is timed (the MLP's 199,210; 0: no timing).")
+        var dimension = 199_210
 
         func validate() throws {
             guard trials >= 0 else { throw ValidationError("--trials must be at least 0") }
+            guard dimension >= 0 else { throw ValidationError("--dimension must be at least 0") }
             do {
                 _ = try analysis()
             } catch let error as FailureProbabilityError {
@@ -77,7 +84,15 @@ extension BenchCommand {
                         ? "1 (2t <= k: it can obtain both shares of a client; t must exceed k/2)"
                         : "P(some client has >= 2t - k = \(active) colluding neighbours) <= \(sci(a.activeServerUpperBound))")
             )
-            guard trials > 0 else { return }
+            if trials > 0 { monteCarlo(a) }
+            if dimension > 0 {
+                try SecAggCost(
+                    dimension: dimension, participants: n, neighbours: k, threshold: t, dropout: dropout
+                ).run()
+            }
+        }
+
+        private func monteCarlo(_ a: FailureProbability) {
             let clock = ContinuousClock()
             let start = clock.now
             var generator = SeededGenerator(seed: seed)

@@ -175,9 +175,9 @@ public struct FixedPointEncoding: Hashable, Sendable {
         return Encoded(values: values, clipped: clipped)
     }
 
-    /// `update` encoded with the system's CSPRNG for the rounding.
+    /// `update` encoded with a ``KeystreamGenerator`` keyed from the system's CSPRNG for the rounding.
     public func encode(_ update: [Float], weight: Int) throws -> Encoded {
-        var generator = SystemRandomNumberGenerator()
+        var generator = KeystreamGenerator()
         return try encode(update, weight: weight, using: &generator)
     }
 

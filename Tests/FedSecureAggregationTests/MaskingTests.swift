@@ -203,3 +203,33 @@ struct MaskingTests {
             round: cohort.round, between: i, and: j)
     }
 }
+
+@Suite("Keystream generator")
+struct KeystreamGeneratorTests {
+    @Test("Its first refill is the mask expansion of its seed; later refills differ; the same seed repeats")
+    func keystream() throws {
+        var source = SeededGenerator(seed: 5)
+        let seed = MaskSeed.random(using: &source)
+        var generator = KeystreamGenerator(seed: seed)
+        let draws = (0..<5000).map { _ in generator.next() }
+        let mask = MaskExpansion.expand(seed, count: 16, ring: try MaskRing(bits: 32))
+        let expected = (0..<8).map { UInt64(mask[2 * $0]) | UInt64(mask[2 * $0 + 1]) << 32 }
+        #expect(Array(draws.prefix(8)) == expected)
+        // 2,048 draws to a refill: the next refill's stream is under another nonce.
+        #expect(Array(draws[2048..<2056]) != expected)
+        #expect(Set(draws).count == draws.count)
+        var again = KeystreamGenerator(seed: seed)
+        #expect((0..<5000).map { _ in again.next() } == draws)
+        var fresh = KeystreamGenerator()
+        #expect((0..<8).map { _ in fresh.next() } != expected)
+    }
+
+    @Test("Uniform doubles from it: the mean of 100,000 within 5 standard errors of 1/2")
+    func uniform() {
+        var generator = KeystreamGenerator()
+        let count = 100_000
+        let mean =
+            (0..<count).reduce(0.0) { total, _ in total + Double.random(in: 0..<1, using: &generator) } / Double(count)
+        #expect(abs(mean - 0.5) < 5 * (1.0 / 12 / Double(count)).squareRoot())
+    }
+}
