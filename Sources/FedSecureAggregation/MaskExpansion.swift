@@ -19,17 +19,31 @@ public enum MaskExpansion {
     /// `count` elements of Z_(2^b) expanded from `seed`.
     /// Precondition: 0 <= count <= ``maximumCount``.
     public static func expand(_ seed: MaskSeed, count: Int, ring: MaskRing) -> [UInt32] {
-        precondition(count >= 0 && count <= maximumCount, "cannot expand \(count) elements")
-        guard count > 0 else { return [] }
+        var mask = [UInt32](repeating: 0, count: count)
+        apply(seed, to: &mask, ring: ring, adding: true)
+        return mask
+    }
+
+    /// Adds (or, with `adding` false, subtracts) the mask of `seed` to
+    /// `vector` in place, modulo 2^b: the same as combining with
+    /// ``expand(_:count:ring:)`` of `vector.count` elements, without the
+    /// intermediate vector. Precondition: `vector.count` <= ``maximumCount``.
+    public static func apply(_ seed: MaskSeed, to vector: inout [UInt32], ring: MaskRing, adding: Bool) {
+        let count = vector.count
+        precondition(count <= maximumCount, "cannot expand \(count) elements")
+        guard count > 0 else { return }
         // Encrypting zeros gives the keystream itself. The key is 32 bytes and the nonce 12,
         // so neither call can fail.
         let keystream = try! Insecure.ChaCha20CTR.encrypt(
             Data(count: 4 * count), using: SymmetricKey(data: seed.bytes),
             nonce: Insecure.ChaCha20CTR.Nonce(data: [UInt8](repeating: 0, count: 12)))
         let mask = ring.mask
-        return keystream.withUnsafeBytes { raw in
-            (0..<count).map { index in
-                UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * index, as: UInt32.self)) & mask
+        keystream.withUnsafeBytes { raw in
+            vector.withUnsafeMutableBufferPointer { elements in
+                for index in 0..<count {
+                    let word = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * index, as: UInt32.self))
+                    elements[index] = (adding ? elements[index] &+ word : elements[index] &- word) & mask
+                }
             }
         }
     }

@@ -23,15 +23,10 @@ public enum Masking {
         pairwiseSeeds: [UInt32: MaskSeed]
     ) throws -> [UInt32] {
         var masked = input.map(ring.reduce)
-        try ring.add(MaskExpansion.expand(selfMaskSeed, count: input.count, ring: ring), to: &masked)
+        MaskExpansion.apply(selfMaskSeed, to: &masked, ring: ring, adding: true)
         for (j, seed) in pairwiseSeeds {
             guard j != i, j != 0 else { throw SecureAggregationError.invalidParticipant(j) }
-            let mask = MaskExpansion.expand(seed, count: input.count, ring: ring)
-            if pairwiseSign(of: i, toward: j) > 0 {
-                try ring.add(mask, to: &masked)
-            } else {
-                try ring.subtract(mask, from: &masked)
-            }
+            MaskExpansion.apply(seed, to: &masked, ring: ring, adding: pairwiseSign(of: i, toward: j) > 0)
         }
         return masked
     }
@@ -89,7 +84,7 @@ public struct MaskedSum: Sendable {
             throw SecureAggregationError.invalidParticipant(participant)
         }
         unmaskingStarted = true
-        try ring.subtract(MaskExpansion.expand(seed, count: count, ring: ring), from: &total)
+        MaskExpansion.apply(seed, to: &total, ring: ring, adding: false)
     }
 
     /// Removes the pairwise mask that contributor `survivor` applied for its
@@ -105,12 +100,9 @@ public struct MaskedSum: Sendable {
             throw SecureAggregationError.invalidParticipant(dropped)
         }
         unmaskingStarted = true
-        let mask = MaskExpansion.expand(seed, count: count, ring: ring)
-        if Masking.pairwiseSign(of: survivor, toward: dropped) > 0 {
-            try ring.subtract(mask, from: &total)
-        } else {
-            try ring.add(mask, to: &total)
-        }
+        // The survivor added the mask if dropped > survivor: take it away.
+        MaskExpansion.apply(
+            seed, to: &total, ring: ring, adding: Masking.pairwiseSign(of: survivor, toward: dropped) < 0)
     }
 
     /// Removes every pairwise mask of `dropped` from the contributors among its
