@@ -61,6 +61,7 @@ let package = Package(
         .library(name: "FedClient", targets: ["FedClient"]),
         .library(name: "FedSimulation", targets: ["FedSimulation"]),
         .library(name: "FedPrivacy", targets: ["FedPrivacy"]),
+        .library(name: "FedSecureAggregation", targets: ["FedSecureAggregation"]),
         .executable(name: "fed", targets: ["fed"]),
     ],
     dependencies: [
@@ -73,6 +74,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // `swift package generate-documentation` (DocC); a plugin, built only when used.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
+        // Secure aggregation's cryptography (X25519, HKDF, ChaChaPoly, ChaCha20); it builds its
+        // own BoringSSL, so only FedSecureAggregation (and FedBench, fed) depend on it.
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -116,10 +120,19 @@ let package = Package(
         ),
         // Differential privacy accounting (RDP of the sampled Gaussian mechanism); pure Swift, no I/O.
         .target(name: "FedPrivacy"),
+        // Secure aggregation's building blocks (Shamir sharing, key agreement, masks, fixed point);
+        // no I/O. FedServer and FedClient do not depend on it yet.
+        .target(
+            name: "FedSecureAggregation",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
         .target(
             name: "FedBench",
             dependencies: [
-                "FedCodec", "FedModel", "FedStorage", "FedClient", "FedServer",
+                "FedCodec", "FedModel", "FedStorage", "FedClient", "FedServer", "FedSecureAggregation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -147,6 +160,10 @@ let package = Package(
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
         .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
         .testTarget(name: "FedPrivacyTests", dependencies: ["FedPrivacy"]),
+        .testTarget(
+            name: "FedSecureAggregationTests",
+            dependencies: ["FedSecureAggregation", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .testTarget(name: "FedSimulationTests", dependencies: ["FedSimulation", "FedServer"]),
         .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedPrivacy", "FedTestSupport"]),
         .testTarget(
@@ -162,7 +179,10 @@ let package = Package(
             ]),
         .testTarget(
             name: "CLITests",
-            dependencies: ["fed", "FedBench", "FedClient", "FedCodec", "FedModel", "FedPrivacy", "FedTestSupport"],
+            dependencies: [
+                "fed", "FedBench", "FedClient", "FedCodec", "FedModel", "FedPrivacy", "FedSecureAggregation",
+                "FedTestSupport",
+            ],
             exclude: ["original_http_client.py", "broken_server.py"]),
     ],
     swiftLanguageModes: [.v6]

@@ -7,7 +7,9 @@ public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print figures against a baseline measured in the same run.",
-        subcommands: [Codec.self, Train.self, Server.self, Wire.self, Fleet.self, Tiers.self, CheckIns.self]
+        subcommands: [
+            Codec.self, Train.self, Server.self, Wire.self, Fleet.self, Tiers.self, CheckIns.self, SecAgg.self,
+        ]
     )
 
     public init() {}
