@@ -14,7 +14,9 @@ import FedPrivacy
 /// composition of k such releases (`fed privacy epsilon --sampling none
 /// --noise noise/(2 clip) --steps k` bounds it). The noise is large: a
 /// model of d weights gets noise of norm about `noise √d` per report, which
-/// only many clients' averaging can absorb.
+/// only many clients' averaging can absorb. A report under local privacy
+/// states 1 sample (its true count would be published unnoised), so the
+/// server weighs such clients equally.
 public struct LocalPrivacy: Sendable, Equatable {
     public let epsilon: Double
     public let delta: Double
@@ -32,7 +34,8 @@ public struct LocalPrivacy: Sendable, Equatable {
     }
 
     /// `base + clip(weights - base) + N(0, noise²)`, coordinate by coordinate
-    /// (binary64, rounded to binary32). `weights` has `base`'s shapes.
+    /// (binary64, rounded to binary32); an update with a non-finite value
+    /// counts as zero (noise alone is sent). `weights` has `base`'s shapes.
     public func privatize<G: RandomNumberGenerator>(_ weights: [Tensor], base: [Tensor], using random: inout G)
         -> [Tensor]
     {
@@ -45,7 +48,8 @@ public struct LocalPrivacy: Sendable, Equatable {
             }
         }
         let norm = squared.squareRoot()
-        let scale = norm > clip ? clip / norm : 1
+        // A non-finite update (a diverged trainer) sends noise alone: never the update unclipped.
+        let scale = !norm.isFinite ? 0 : norm > clip ? clip / norm : 1
         var out = base
         var gaussian = GaussianSampler()
         for t in out.indices {

@@ -171,6 +171,13 @@ struct DamagedPayloadTests {
             (
                 .other(
                     AnyProtocolMessage(
+                        EvaluationReport(
+                            taskID: 78, modelVersion: 3, examples: 120, loss: 0.42,
+                            metrics: ["accuracy": 0.875, "f1": 0.8]))), 4
+            ),
+            (
+                .other(
+                    AnyProtocolMessage(
                         Report(
                             taskID: 78, samples: 600, tensors: tensors, isDelta: true, compression: .none,
                             encoding: .int4))), 4

@@ -134,6 +134,52 @@ struct PrivateRoundsTests {
         #expect(try #require(f.rounds.privacy).rounds == 12)
     }
 
+    @Test(
+        "Fixed-size sampling is accounted as replace-one with noise z/2 (a replaced client moves the sum by 2C); fewer waiting than the cohort wait, without spending the budget"
+    )
+    func fixedSampling() throws {
+        let z = 1.0
+        var one = RDPAccountant()
+        try one.compose(.fixedSizeSampledGaussian(sampleSize: 4, populationSize: 8, noise: z / 2))
+        let target = one.epsilon(delta: 1e-5).epsilon * 1.01
+        let f = try RoundsFixture(
+            RoundConfiguration(
+                cohortSize: 4, deadline: .seconds(5), selectionWindow: .milliseconds(100), seed: 5,
+                privacy: DifferentialPrivacy(
+                    noiseMultiplier: z, clipping: .fixed(norm: 1), sampling: .fixed, population: 8,
+                    targetEpsilon: target)))
+        // Three wait past the window: a sample of 3 of 3 (rate 1) would exceed the target; they wait.
+        let early = (0..<3).map { f.checkIn("e\($0)", wait: 400) }
+        for box in early {
+            let a = try #require(box.get())
+            #expect(a.kind == .comeBack && a.reason == .noTask, "\(a)")
+        }
+        #expect(try #require(f.rounds.privacy).rounds == 0)
+        // Eight waiting: exactly 4 selected, accounted as 4 of 8 at z/2.
+        let tasks = try Self.round(f, (0..<8).map { "c\($0)" })
+        #expect(tasks.count == 4)
+        let ledger = try #require(f.rounds.privacy)
+        #expect(ledger.counts == [.fixedSizeSampledGaussian(sampleSize: 4, populationSize: 8, noise: 0.5): 1])
+        #expect(abs(ledger.epsilon - one.epsilon(delta: 1e-5).epsilon) < 1e-12)
+    }
+
+    @Test("An empty Poisson draw is a round of noise alone, published and accounted, never drawn again")
+    func emptyDrawIsARound() throws {
+        let f = try RoundsFixture(
+            RoundConfiguration(
+                cohortSize: 1, deadline: .seconds(5), selectionWindow: .milliseconds(50), seed: 3,
+                privacy: DifferentialPrivacy(noiseMultiplier: 1, clipping: .fixed(norm: 1), population: 100_000)))
+        // Two clients wait; each round selects each with probability 1/100000.
+        let boxes = ["a", "b"].map { f.checkIn($0, wait: 600) }
+        for box in boxes { _ = box.get(within: 3) }
+        f.rounds.settle()
+        let version = f.store.snapshot().version
+        #expect(version >= 2, "rounds of noise were published while the clients waited: \(version)")
+        #expect(try #require(f.rounds.privacy).rounds == version, "every published version is accounted for")
+        #expect(f.rounds.statistics.tasksGiven == 0)
+        #expect(f.model.contains { $0 != 0 }, "noise was added")
+    }
+
     @Test("Adaptive clipping moves the norm towards the target quantile of the updates' norms")
     func adaptiveClippingFollowsTheQuantile() throws {
         let f = try RoundsFixture(

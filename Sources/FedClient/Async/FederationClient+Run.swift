@@ -152,11 +152,13 @@ extension FederationClient {
                 var random = SystemRandomNumberGenerator()
                 weights = privacy.privatize(weights, base: model.weights, using: &random)
             }
+            // Under local privacy the true sample count is not sent (it would be published unnoised).
+            let samples = options.localPrivacy == nil ? outcome.samples : 1
             let answer: Result<Acknowledgement, ClientError>
             do throws(ClientError) {
                 answer = .success(
                     try await report(
-                        weights, samples: outcome.samples, taskID: assignment.taskID,
+                        weights, samples: samples, taskID: assignment.taskID,
                         deadline: max(.zero, deadline - ContinuousClock.now)))
             } catch {
                 answer = .failure(error)

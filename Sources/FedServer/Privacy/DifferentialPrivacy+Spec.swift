@@ -70,7 +70,8 @@ extension DifferentialPrivacy {
                 throw PrivacyError(
                     "give noise=Z, or target-epsilon=E with a number of rounds to calibrate the noise to")
             }
-            noise = try RDPAccountant.noiseMultiplier(epsilon: target, delta: delta, steps: Int(rounds)) { z in
+            noise = try RDPAccountant.noiseMultiplier(epsilon: target, delta: delta, steps: Int(clamping: rounds)) {
+                z in
                 var d = draft
                 d.noiseMultiplier = z
                 return d.event(cohort: cohort, waiting: population)

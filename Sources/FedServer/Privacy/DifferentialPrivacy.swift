@@ -31,8 +31,9 @@ public struct DifferentialPrivacy: Sendable, Equatable {
         case poisson
         /// Exactly `K` of the `M` waiting clients, uniformly without
         /// replacement; accounted with the `M` of that round (replace-one
-        /// neighbours), so fewer clients waiting than the population cost
-        /// more epsilon, as they should.
+        /// neighbours: one client's data replaced by another's, so the
+        /// sensitivity is twice the clip and the accountant sees z/2), so fewer
+        /// clients waiting than the population cost more epsilon, as they should.
         case fixed
     }
 
@@ -42,7 +43,7 @@ public struct DifferentialPrivacy: Sendable, Equatable {
         case fixed(norm: Double)
         /// Starts at `initialNorm`; after each round `C ← C exp(-rate (b - quantile))`,
         /// `b` the noised fraction of updates not clipped (Andrew et al. 2021;
-        /// defaults as theirs: quantile 0.5, rate 0.2).
+        /// defaults as theirs: quantile 0.5, rate 0.2), kept within 1e-6...1e6.
         case adaptive(initialNorm: Double, quantile: Double, rate: Double)
     }
 
@@ -88,7 +89,7 @@ public struct DifferentialPrivacy: Sendable, Equatable {
     /// `unclippedFraction` of the updates was not clipped: the same for a fixed norm.
     func clip(after clip: Double, unclippedFraction: Double) -> Double {
         guard case .adaptive(_, let quantile, let rate) = clipping else { return clip }
-        return clip * exp(-rate * (unclippedFraction - quantile))
+        return min(1e6, max(1e-6, clip * exp(-rate * (unclippedFraction - quantile))))
     }
 
     /// The event one round composes: `cohort` the cohort size, `waiting` the clients it was drawn from.
@@ -98,8 +99,10 @@ public struct DifferentialPrivacy: Sendable, Equatable {
             .poissonSampledGaussian(
                 samplingRate: min(1, Double(cohort) / Double(population)), noise: noiseMultiplier)
         case .fixed:
+            // Replace-one neighbours: replacing a client moves the clipped sum by up to 2C
+            // (and the centred count by 1, not 1/2), so the noise is z/2 of that sensitivity.
             .fixedSizeSampledGaussian(
-                sampleSize: min(cohort, waiting), populationSize: max(waiting, 1), noise: noiseMultiplier)
+                sampleSize: min(cohort, waiting), populationSize: max(waiting, 1), noise: noiseMultiplier / 2)
         }
     }
 

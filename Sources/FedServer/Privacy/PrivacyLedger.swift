@@ -28,12 +28,16 @@ struct PrivacyLedger: Sendable {
         case .fixed(let c): clip = c
         case .adaptive(let c, _, _): clip = scalars[Self.clipKey] ?? c
         }
-        rounds = UInt64(scalars[Self.roundsKey] ?? 0)
+        guard let stored = UInt64(exactly: scalars[Self.roundsKey] ?? 0) else {
+            throw PrivacyError("the checkpoint's count of private rounds is not a count: \(scalars[Self.roundsKey]!)")
+        }
+        rounds = stored
         for (key, value) in scalars where key.hasPrefix(Self.eventPrefix) {
-            guard let event = Self.event(named: String(key.dropFirst(Self.eventPrefix.count))) else {
-                throw PrivacyError("the checkpoint holds a privacy event this build cannot read: \(key)")
+            guard let event = Self.event(named: String(key.dropFirst(Self.eventPrefix.count))),
+                let count = Int(exactly: value), count >= 0
+            else {
+                throw PrivacyError("the checkpoint holds a privacy event this build cannot read: \(key) = \(value)")
             }
-            let count = Int(value)
             try accountant.compose(event, count: count)
             counts[event] = count
         }

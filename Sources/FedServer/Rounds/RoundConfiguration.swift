@@ -61,13 +61,16 @@ public struct RoundConfiguration: Sendable {
     /// each cohort (the selector is not asked), clips and noises the reports'
     /// mean, and stops publishing at the target epsilon. nil (default): none.
     /// Needs `.rounds` admission. With it a round closes when every selected
-    /// client reported, or at its deadline with at least `minimumReports`
-    /// (default 1); `cohortSize` is the expected cohort, and over-selection
-    /// does not apply.
+    /// client reported, or at its deadline with whatever arrived, even
+    /// nothing (a round is never abandoned for want of reports, and an empty
+    /// draw is a round of noise alone: either would make publishing depend
+    /// on who took part); `cohortSize` is the expected cohort;
+    /// over-selection does not apply and `minimumReports` is refused.
     public var privacy: DifferentialPrivacy?
     /// Seeds the selections and task ids, to make a run reproducible (a
     /// simulation, a test); nil (default): the system's random numbers. A
-    /// seeded server's task ids can be predicted: never seed a deployment.
+    /// seeded server's task ids can be predicted, and with ``privacy`` its
+    /// noise too: never seed a deployment.
     public var seed: UInt64?
 
     public init(
@@ -132,6 +135,10 @@ public struct RoundConfiguration: Sendable {
                     "differential privacy needs synchronous rounds: an asynchronous strategy (fedbuff, fedasync) has no sampled cohort to account for, so no epsilon could be stated"
             }
             if let bad = privacy.problem(cohort: cohortSize) { return "differential privacy: \(bad)" }
+            if minimumReports != nil {
+                return
+                    "differential privacy: a minimum of reports does not apply (a private round is published at its deadline with whatever arrived)"
+            }
         }
         return nil
     }

@@ -53,6 +53,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     /// The privacy spent, with differential privacy.
     private var ledger: PrivacyLedger?
     private var budgetLogged = false
+    /// `budgetSpent`'s answer for the ledger's count of rounds (it only changes when a round is published).
+    private var spentAfter: UInt64?
+    private var notSpentAfter: UInt64?
 
     typealias Statistics = RoundStatistics
 
@@ -218,7 +221,11 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     /// would exceed it (then no round opens again; the budget only grows).
     private var budgetSpent: Bool {
         guard let ledger, let privacy = configuration.privacy else { return false }
-        return !ledger.allows(privacy.event(cohort: configuration.cohortSize, waiting: privacy.population))
+        if let known = spentAfter, known == ledger.rounds { return true }
+        if notSpentAfter == ledger.rounds { return false }
+        let spent = !ledger.allows(privacy.event(cohort: configuration.cohortSize, waiting: privacy.population))
+        if spent { spentAfter = ledger.rounds } else { notSpentAfter = ledger.rounds }
+        return spent
     }
 
     /// Clients that open a round at once: the selection size, or with
@@ -265,15 +272,18 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         var chosen: [Int]
         var privacyEvent: DPEvent?
         if let privacy = configuration.privacy, let ledger {
-            let event = privacy.event(cohort: configuration.cohortSize, waiting: waiting.count)
-            guard ledger.allows(event) else { return spendBudget(ledger.epsilon(adding: event)) }
-            // A fixed-size sample from fewer clients than the cohort would be all of them (rate 1).
+            // A fixed-size sample from fewer clients than the cohort would be all of them (rate 1): wait.
             if privacy.sampling == .fixed && waiting.count < configuration.cohortSize { return }
+            let event = privacy.event(cohort: configuration.cohortSize, waiting: waiting.count)
+            guard ledger.allows(event) else {
+                // Fixed sampling from fewer than the population may cost more than is left
+                // while a draw from all of it would not: wait for more clients.
+                if !budgetSpent { return }
+                return spendBudget(ledger.epsilon(adding: event))
+            }
             privacyEvent = event
+            // Whatever the draw gives, even no one, is a round: redrawing would bias the sample.
             chosen = privacySample(privacy, count: waiting.count)
-            // An empty Poisson draw (chance (1-q)^M) is drawn again at the next arrival
-            // or window: it depends on no one's data.
-            guard !chosen.isEmpty else { return }
         } else {
             chosen = configuration.selector.select(
                 from: candidates, count: min(selectionSize, waiting.count), using: &random)
@@ -317,6 +327,8 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         )
         let attemptNow = attempt
         clock.run(at: deadline, on: queue) { self.deadlinePassed(attempt: attemptNow) }
+        // An empty private round publishes its noise at once.
+        if privacyEvent != nil && selected.isEmpty { close() }
     }
 
     private func receive(
@@ -375,7 +387,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
 
     private func deadlinePassed(attempt: Int) {
         guard let r = round, r.attempt == attempt else { return }
-        if r.reports.count >= configuration.requiredReports {
+        // A private round is never abandoned for want of reports: which clients reported must
+        // not decide whether it is published (its noise covers any number).
+        if r.reports.count >= configuration.requiredReports || r.privacyEvent != nil {
             close()
         } else {
             abandon(
@@ -466,7 +480,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                     code: code,
                     message: code == .internalError
                         ? "the server could not store the round; check in again"
-                        : "the round's mean was refused: \(error)"))
+                        : privacyEvent != nil
+                            ? "the round's noised mean was refused (beyond the values a server publishes)"
+                            : "the round's mean was refused: \(error)"))
         }
         roundsClosed = number
         var privacyNote = ""

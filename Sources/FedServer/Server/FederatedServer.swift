@@ -116,6 +116,11 @@ public final class FederatedServer: Sendable {
                     "checkpoint \(checkpoints) holds \(bad.value) at tensor \(bad.tensor) index \(bad.index), beyond the weights a server publishes (finite, within ±\(Limits.maxMagnitude)); restore an earlier checkpoint or give another --checkpoint path"
                 )
             }
+            if let rounds = state.scalars[PrivacyLedger.roundsKey], configuration.rounds?.privacy == nil {
+                throw FileError(
+                    "checkpoint \(checkpoints) was trained with differential privacy (\(Int(rounds)) private rounds accounted for); start with --rounds and --dp to continue its budget, or give another --checkpoint path: without them updates would be published without noise"
+                )
+            }
             snapshot = resumed
             durable = state
             logger.info(
