@@ -68,7 +68,8 @@ extension DifferentialPrivacy {
         if noise == nil {
             guard let target, rounds > 0 else {
                 throw PrivacyError(
-                    "give noise=Z, or target-epsilon=E with a number of rounds to calibrate the noise to")
+                    "give noise=Z, or target-epsilon=E with a number of rounds to calibrate the noise to (fed server: --total-rounds)"
+                )
             }
             noise = try RDPAccountant.noiseMultiplier(epsilon: target, delta: delta, steps: Int(clamping: rounds)) {
                 z in
