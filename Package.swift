@@ -156,13 +156,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "FedCodecTests", dependencies: ["FedCodec"]),
+        .testTarget(name: "FedCodecTests", dependencies: ["FedCodec", "FedTestSupport"]),
         .testTarget(name: "FedModelTests", dependencies: ["FedModel", "FedCodec"]),
         .target(name: "FedTestSupport", dependencies: ["FedCodec"], path: "Tests/FedTestSupport"),
         .testTarget(name: "FedPrivacyTests", dependencies: ["FedPrivacy"]),
         .testTarget(
             name: "FedSecureAggregationTests",
-            dependencies: ["FedSecureAggregation", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "FedSecureAggregation", "FedTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .testTarget(name: "FedSimulationTests", dependencies: ["FedSimulation", "FedServer"]),
         .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedPrivacy", "FedTestSupport"]),

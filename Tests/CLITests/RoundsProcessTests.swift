@@ -218,6 +218,31 @@ struct RoundsProcessTests {
 
 @Suite("Rounds across a server crash")
 struct RoundsCrashTests {
+    /// Starts `fed server` with `arguments`, its lines collected in `lines`;
+    /// its reader kills it (SIGKILL) the first time, over all servers sharing
+    /// `killOnce`, that a line contains `trigger`. Returns once it listens (at most 20 s).
+    private static func startServer(
+        _ arguments: [String], lines: Locked<[String]>, killOnce armed: Locked<Bool>, at trigger: String
+    ) throws -> Child {
+        let child = try Child(name: "server", arguments) { child, line in
+            lines.withLock { $0.append(line) }
+            if line.contains(trigger)
+                && armed.withLock({
+                    let a = $0; $0 = false; return a
+                })
+            {
+                child.kill9()
+            }
+        }
+        let start = Date()
+        while !lines.withLock({ $0.contains { $0.hasPrefix("listening on ") } })
+            && Date().timeIntervalSince(start) < 20
+        {
+            usleep(20_000)
+        }
+        return child
+    }
+
     @Test(
         "kill -9 of the server during a round: after the restart the rounds go on, the lost round is selected anew, and no report is counted twice"
     )
@@ -235,23 +260,7 @@ struct RoundsCrashTests {
         // The first server is killed by its reader the moment it logs that round 2 opened.
         let armed = Locked(true)
         @Sendable func startServer() throws -> Child {
-            let child = try Child(name: "server", serverArguments) { child, line in
-                lines.withLock { $0.append(line) }
-                if line.contains("round 2 opened")
-                    && armed.withLock({
-                        let a = $0; $0 = false; return a
-                    })
-                {
-                    child.kill9()
-                }
-            }
-            let start = Date()
-            while !lines.withLock({ $0.contains { $0.hasPrefix("listening on ") } })
-                && Date().timeIntervalSince(start) < 20
-            {
-                usleep(20_000)
-            }
-            return child
+            try Self.startServer(serverArguments, lines: lines, killOnce: armed, at: "round 2 opened")
         }
         // Waits run on threads of their own (offPool), not on the test pool's few threads.
         var server = try await offPool { try startServer() }
@@ -328,23 +337,7 @@ struct RoundsCrashTests {
         // The first server is killed the moment it logs that round 2 closed (written).
         let armed = Locked(true)
         @Sendable func startServer() throws -> Child {
-            let child = try Child(name: "server", serverArguments) { child, line in
-                lines.withLock { $0.append(line) }
-                if line.contains("round 2 closed")
-                    && armed.withLock({
-                        let a = $0; $0 = false; return a
-                    })
-                {
-                    child.kill9()
-                }
-            }
-            let start = Date()
-            while !lines.withLock({ $0.contains { $0.hasPrefix("listening on ") } })
-                && Date().timeIntervalSince(start) < 20
-            {
-                usleep(20_000)
-            }
-            return child
+            try Self.startServer(serverArguments, lines: lines, killOnce: armed, at: "round 2 closed")
         }
         @Sendable func startClients() throws -> [Child] {
             try (1...3).map { k in

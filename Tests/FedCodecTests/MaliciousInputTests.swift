@@ -1,3 +1,4 @@
+import FedTestSupport
 import Testing
 
 @testable import FedCodec

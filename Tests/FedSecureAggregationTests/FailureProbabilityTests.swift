@@ -1,5 +1,6 @@
 import FedSecureAggregation
 import Foundation
+import FedTestSupport
 import Testing
 
 /// P(X <= x), X ~ Bin(n, p), by the direct sum with binomial coefficients built by multiplication.
@@ -72,7 +73,7 @@ struct FailureProbabilityTests {
         "Harary graphs: symmetric, no self-loops, degree k (k + 1 for odd k and odd n), complete at k = n - 1",
         arguments: [(2, 1), (10, 4), (10, 9), (11, 10), (11, 3), (12, 5), (100, 20), (7, 6)])
     func hararyGraph(n: Int, k: Int) {
-        var generator = SeededGenerator(seed: UInt64(n * 100 + k))
+        var generator = SplitMix64(seed: UInt64(n * 100 + k))
         let graph = NeighbourGraph.harary(participants: n, degree: k, using: &generator)
         #expect(graph.count == n)
         for (node, list) in graph.neighbours.enumerated() {
@@ -95,7 +96,7 @@ struct FailureProbabilityTests {
         arguments: [(20, 10, 5, 0.15), (30, 6, 4, 0.3), (50, 49, 30, 0.35), (20, 19, 12, 0.35)])
     func monteCarloAgrees(n: Int, k: Int, t: Int, dropout: Double) throws {
         let analysis = try FailureProbability(participants: n, neighbours: k, threshold: t, dropoutRate: dropout)
-        var generator = SeededGenerator(seed: 3)
+        var generator = SplitMix64(seed: 3)
         let trials = 20_000
         let simulation = FailureSimulation.run(analysis, trials: trials, using: &generator)
         let expected = Double(n) * analysis.shortfallProbability

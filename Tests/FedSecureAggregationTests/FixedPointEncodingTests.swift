@@ -1,4 +1,5 @@
 import FedSecureAggregation
+import FedTestSupport
 import Testing
 
 /// An encoding's ring width, clipping and cohort, and what the clients send.
@@ -46,7 +47,7 @@ struct FixedPointEncodingTests {
     func weightedMeanWithinBound(_ c: EncodingCase) throws {
         let encoding = try FixedPointEncoding(
             bits: c.bits, clipping: c.clipping, maximumSummands: c.maximumSummands, maximumWeight: c.maximumWeight)
-        var generator = SeededGenerator(seed: c.seed)
+        var generator = SplitMix64(seed: c.seed)
         let dimension = 4000
         let spread = Float(c.clipping.bound) * 1.5  // some updates need clipping
         var sum = [UInt32](repeating: 0, count: encoding.encodedCount(dimension: dimension))
@@ -87,7 +88,7 @@ struct FixedPointEncodingTests {
         arguments: [0.3, -0.55, 0.999, 0.0001])
     func roundingUnbiased(fraction: Double) throws {
         let encoding = try FixedPointEncoding(bits: 32, clipping: .perCoordinate(1), maximumSummands: 1)
-        var generator = SeededGenerator(seed: 11)
+        var generator = SplitMix64(seed: 11)
         let value = Float((12.0 + fraction) / encoding.scale)  // 12 units plus a fraction
         let units = Double(value) * encoding.scale
         let draws = 40_000

@@ -1,5 +1,6 @@
 import Crypto
 import FedSecureAggregation
+import FedTestSupport
 import Testing
 
 /// A cohort's size, its ring's width and a seed for the inputs.
@@ -59,7 +60,7 @@ struct MaskingTests {
 
     @Test("Flipping any one of the seed's 256 bits changes the mask", arguments: 0..<256)
     func everySeedBitMatters(bit: Int) throws {
-        var generator = SeededGenerator(seed: 77)
+        var generator = SplitMix64(seed: 77)
         let seed = MaskSeed.random(using: &generator)
         var flipped = seed.bytes
         flipped[bit / 8] ^= 1 << (bit % 8)
@@ -98,7 +99,7 @@ struct MaskingTests {
     )
     func cohortSumUnmasks(_ cohortCase: CohortCase) throws {
         let ring = try MaskRing(bits: cohortCase.bits)
-        var generator = SeededGenerator(seed: cohortCase.seed)
+        var generator = SplitMix64(seed: cohortCase.seed)
         let dimension = 1000
         let cohort = Cohort(participants: cohortCase.participants)
         var expected = [UInt32](repeating: 0, count: dimension)
@@ -120,7 +121,7 @@ struct MaskingTests {
         arguments: [(6, 3, [UInt32(4)]), (8, 4, [1, 8]), (5, 2, [2, 5])])
     func droppedParticipantsMasksRemoved(participants: Int, threshold: Int, dropped: [UInt32]) throws {
         let ring = try MaskRing(bits: 32)
-        var generator = SeededGenerator(seed: UInt64(participants))
+        var generator = SplitMix64(seed: UInt64(participants))
         let dimension = 500
         let cohort = Cohort(participants: participants)
         // Share keys: each participant shares s_i and b_i among all the others (k = n - 1).
@@ -208,7 +209,7 @@ struct MaskingTests {
 struct KeystreamGeneratorTests {
     @Test("Its first refill is the mask expansion of its seed; later refills differ; the same seed repeats")
     func keystream() throws {
-        var source = SeededGenerator(seed: 5)
+        var source = SplitMix64(seed: 5)
         let seed = MaskSeed.random(using: &source)
         var generator = KeystreamGenerator(seed: seed)
         let draws = (0..<5000).map { _ in generator.next() }

@@ -1,4 +1,5 @@
 import FedSecureAggregation
+import FedTestSupport
 import Testing
 
 @Suite("Prime field GF(2^127 - 1)")
@@ -16,7 +17,7 @@ struct PrimeFieldTests {
 
     @Test("Field laws on random elements: inverse, distributivity, subtraction", arguments: 1...20)
     func fieldLaws(seed: UInt64) {
-        var generator = SeededGenerator(seed: seed)
+        var generator = SplitMix64(seed: seed)
         let a = Mersenne127.random(using: &generator)
         let b = Mersenne127.random(using: &generator)
         let c = Mersenne127.random(using: &generator)
@@ -49,7 +50,7 @@ struct ShamirTests {
 
     @Test("Any t shares (random subsets, random order) recover a 32-byte secret", arguments: cases)
     func anyThresholdSubsetRecovers(_ sharing: SharingCase) throws {
-        var generator = SeededGenerator(seed: sharing.seed)
+        var generator = SplitMix64(seed: sharing.seed)
         let secret = randomBytes(32, using: &generator)
         let xs = (1...UInt32(sharing.holders)).map { $0 * 7 }  // any distinct non-zero coordinates
         let shares = try SecretShare.split(secret, threshold: sharing.threshold, at: xs)
@@ -64,7 +65,7 @@ struct ShamirTests {
 
     @Test("Secrets of every length from 1 to 47 bytes round-trip", arguments: 1...47)
     func everyLength(length: Int) throws {
-        var generator = SeededGenerator(seed: UInt64(length))
+        var generator = SplitMix64(seed: UInt64(length))
         let secret = randomBytes(length, using: &generator)
         let shares = try SecretShare.split(secret, threshold: 3, at: [1, 2, 3, 4], using: &generator)
         #expect(try SecretShare.recover([shares[3], shares[1], shares[0]], threshold: 3) == secret)
