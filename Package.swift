@@ -62,6 +62,7 @@ let package = Package(
         .library(name: "FedSimulation", targets: ["FedSimulation"]),
         .library(name: "FedPrivacy", targets: ["FedPrivacy"]),
         .library(name: "FedSecureAggregation", targets: ["FedSecureAggregation"]),
+        .library(name: "FedSecureClient", targets: ["FedSecureClient"]),
         .executable(name: "fed", targets: ["fed"]),
     ],
     dependencies: [
@@ -90,7 +91,7 @@ let package = Package(
         .target(
             name: "FedServer",
             dependencies: [
-                "FedCodec", "FedStorage", "FedPrivacy",
+                "FedCodec", "FedStorage", "FedPrivacy", "FedSecureAggregation",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -120,8 +121,9 @@ let package = Package(
         ),
         // Differential privacy accounting (RDP of the sampled Gaussian mechanism); pure Swift, no I/O.
         .target(name: "FedPrivacy"),
-        // Secure aggregation's building blocks (Shamir sharing, key agreement, masks, fixed point);
-        // no I/O. FedServer and FedClient do not depend on it yet.
+        // Secure aggregation (Shamir sharing, key agreement, masks, fixed point, a participant's steps,
+        // the server's unmasking); no I/O. FedServer depends on it; FedClient does not, so that a
+        // client without secure aggregation does not build swift-crypto's BoringSSL.
         .target(
             name: "FedSecureAggregation",
             dependencies: [
@@ -129,6 +131,9 @@ let package = Package(
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ]
         ),
+        // A FederationClient's secure-train tasks: FedClient's protocol for a participant, carried
+        // out with FedSecureAggregation.
+        .target(name: "FedSecureClient", dependencies: ["FedClient", "FedCodec", "FedSecureAggregation"]),
         .target(
             name: "FedBench",
             dependencies: [
@@ -150,6 +155,7 @@ let package = Package(
                 "FedStorage",
                 "FedServer",
                 "FedClient",
+                "FedSecureClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -171,7 +177,8 @@ let package = Package(
         .testTarget(
             name: "FedServerTests",
             dependencies: [
-                "FedServer", "FedStorage", "FedCodec", "FedClient", "FedTestSupport",
+                "FedServer", "FedStorage", "FedCodec", "FedClient", "FedTestSupport", "FedSecureClient",
+                "FedSecureAggregation",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -19,6 +19,10 @@ public enum SecureAggregationError: Error, Sendable, Hashable, CustomStringConve
     case ringWidthOutOfRange(Int)
     /// Vectors of different lengths combined.
     case lengthMismatch(expected: Int, got: Int)
+    /// A step of the protocol out of order, or an input that breaks its
+    /// rules (a roster shorter than the threshold, a survivor that never
+    /// shared, a second request to reveal): the reason in words.
+    case protocolViolation(String)
 
     public var description: String {
         switch self {
@@ -29,6 +33,7 @@ public enum SecureAggregationError: Error, Sendable, Hashable, CustomStringConve
         case .malformedBundle(let reason): "malformed share bundle: \(reason)"
         case .ringWidthOutOfRange(let bits): "a ring of \(bits) bits (1 to 32 are supported)"
         case .lengthMismatch(let expected, let got): "a vector of \(got) elements where \(expected) are expected"
+        case .protocolViolation(let reason): "secure aggregation protocol violation: \(reason)"
         }
     }
 }

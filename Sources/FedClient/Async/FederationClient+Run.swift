@@ -19,11 +19,18 @@ extension FederationClient {
         /// Offer to evaluate (feature `evaluation`): the trainer's `evaluate`
         /// answers the evaluate tasks the server hands out. Default false.
         public var evaluate: Bool
+        /// Take part in secure aggregation (feature `secure aggregation`): the
+        /// participant of each secure-train task (`FedSecureClient`'s
+        /// `SecAggParticipant.factory`); nil (default): the client does not
+        /// offer it and is never selected for a secure round.
+        public var secureAggregation: SecureParticipantFactory?
 
         public init(
             properties: [String: String] = [:], wait: Duration = .seconds(30), maxTasks: Int? = nil,
-            features: Features = [], evaluate: Bool = false, localPrivacy: LocalPrivacy? = nil
+            features: Features = [], evaluate: Bool = false, localPrivacy: LocalPrivacy? = nil,
+            secureAggregation: SecureParticipantFactory? = nil
         ) {
+            self.secureAggregation = secureAggregation
             self.localPrivacy = localPrivacy
             self.evaluate = evaluate
             self.properties = properties
@@ -94,15 +101,25 @@ extension FederationClient {
                 ? Int64.max : max(0, seconds) * 1_000 + attoseconds / 1_000_000_000_000_000)
         while true {
             if Task.isCancelled { throw ClientError(code: .cancelled, message: "the run was cancelled") }
+            var features = options.features
+            if options.evaluate { features.insert(.evaluation) }
+            if options.secureAggregation != nil { features.insert(.secureAggregation) }
             let assignment = try await checkIn(
                 CheckIn(
-                    features: options.evaluate ? options.features.union(.evaluation) : options.features,
+                    features: features,
                     abilities: options.evaluate ? [.train, .evaluate] : .train, waitMilliseconds: waitMilliseconds,
                     properties: options.properties))
             if assignment.kind == .evaluate && options.evaluate {
                 onEvent(.assigned(assignment))
                 held = try await evaluate(
                     assignment, held: held, trainer: &trainer, summary: &summary, onEvent: onEvent)
+                continue
+            }
+            if assignment.kind == .secureTrain, let factory = options.secureAggregation {
+                onEvent(.assigned(assignment))
+                held = try await secureTask(
+                    assignment, factory: factory, held: held, trainer: &trainer, summary: &summary, onEvent: onEvent)
+                if let most = options.maxTasks, summary.tasks >= most { return summary }
                 continue
             }
             guard assignment.kind == .train else {
@@ -188,6 +205,59 @@ extension FederationClient {
 }
 
 extension FederationClient {
+    /// One secure-train task: `secureTrain` with the model of the task's
+    /// version and `trainer`. A refusal (the round abandoned, the client left
+    /// out of a stage, a relayed message the participant refuses) is an event,
+    /// not an error. Returns the model now held.
+    nonisolated func secureTask<Trainer: LocalTrainer>(
+        _ assignment: Assignment, factory: SecureParticipantFactory, held: (version: UInt64, weights: [Tensor])?,
+        trainer: inout Trainer, summary: inout RunSummary, onEvent: @Sendable (RunEvent) -> Void
+    ) async throws -> (version: UInt64, weights: [Tensor])? {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(assignment.deadlineMilliseconds))
+        var held = held
+        summary.tasks += 1
+        let participant: any SecureAggregationParticipant
+        do {
+            participant = try factory(assignment)
+        } catch {
+            throw ClientError(code: .invalidArgument, message: "secure aggregation: \(error)")
+        }
+        var trainedSamples: UInt64 = 0
+        do {
+            let ack = try await secureTrain(assignment, participant: participant) {
+                if held?.version != assignment.modelVersion {
+                    switch try await fetch(held: held?.version ?? 0) {
+                    case .model(let version, _, let tensors): held = (version, tensors)
+                    case .unchanged: break
+                    }
+                }
+                guard let model = held, model.version == assignment.modelVersion else {
+                    throw ClientError(
+                        code: .server(.roundClosed),
+                        message: "the server serves version \(held?.version ?? 0), the task is of \(assignment.modelVersion)")
+                }
+                let outcome = try await trainer.train(
+                    TrainingTask(
+                        round: assignment.round, taskID: assignment.taskID, modelVersion: model.version,
+                        weights: model.weights, parameters: assignment.parameters, deadline: deadline,
+                        features: assignment.features))
+                trainedSamples = outcome.samples
+                return (outcome.weights, model.weights, outcome.samples)
+            }
+            summary.reportsApplied += 1
+            summary.modelVersion = ack.version
+            onEvent(.reported(round: assignment.round, samples: trainedSamples, ack))
+        } catch let error as ClientError {
+            let refusals: [ErrorCode] = [.roundClosed, .unknownTask, .shuttingDown, .overloaded, .unexpectedMessage]
+            guard error.code == .protocolViolation || error.code.serverCode.map(refusals.contains) == true else {
+                throw error
+            }
+            summary.reportsRefused += 1
+            onEvent(.refused(round: assignment.round, error))
+        }
+        return held
+    }
+
     /// One evaluate task: the model of the task's version (or the later one
     /// the server serves), `trainer.evaluate`, then `EVALUATION_REPORT`.
     /// Returns the model now held. A refused report is an event, not an error.

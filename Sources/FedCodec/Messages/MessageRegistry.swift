@@ -25,7 +25,8 @@ public enum MessageRegistry {
 
     /// The messages defined as `ProtocolMessage` types, in landing order.
     public static let extensions: [any ProtocolMessage.Type] = [
-        CheckIn.self, Assignment.self, Report.self, EvaluationReport.self,
+        CheckIn.self, Assignment.self, Report.self, EvaluationReport.self, SecAggKeys.self, SecAggRoster.self,
+        SecAggShares.self, SecAggInbox.self, SecAggInput.self, SecAggSurvivors.self, SecAggUnmask.self,
     ]
 
     /// Every message defined, in the order of their type bytes.

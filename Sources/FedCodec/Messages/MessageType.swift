@@ -37,6 +37,20 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let report = MessageType(defining: 0x0E)
     /// Version 4, feature `evaluation`: an evaluate task's result (`EvaluationReport`).
     public static let evaluationReport = MessageType(defining: 0x0F)
+    /// Version 4, feature `secure aggregation`: a participant's public keys (`SecAggKeys`).
+    public static let secAggKeys = MessageType(defining: 0x10)
+    /// Version 4, feature `secure aggregation`: a participant's neighbours and their keys (`SecAggRoster`).
+    public static let secAggRoster = MessageType(defining: 0x11)
+    /// Version 4, feature `secure aggregation`: sealed shares for the neighbours (`SecAggShares`).
+    public static let secAggShares = MessageType(defining: 0x12)
+    /// Version 4, feature `secure aggregation`: the shares sealed to a participant (`SecAggInbox`).
+    public static let secAggInbox = MessageType(defining: 0x13)
+    /// Version 4, feature `secure aggregation`: a masked input (`SecAggInput`).
+    public static let secAggInput = MessageType(defining: 0x14)
+    /// Version 4, feature `secure aggregation`: whose inputs arrived (`SecAggSurvivors`).
+    public static let secAggSurvivors = MessageType(defining: 0x15)
+    /// Version 4, feature `secure aggregation`: revealed shares (`SecAggUnmask`).
+    public static let secAggUnmask = MessageType(defining: 0x16)
 
     /// Every type defined, in the order of their bytes.
     public static var allCases: [MessageType] { MessageRegistry.all.map(\.type) }

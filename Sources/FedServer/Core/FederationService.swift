@@ -401,6 +401,25 @@ final class FederationService: Sendable {
         return nil
     }
 
+    /// A request of secure aggregation (`SECAGG_KEYS`, `_SHARES`, `_INPUT`,
+    /// `_UNMASK`): `completion` runs once, when the request's stage closes
+    /// (on the rounds' queue). Returns the ERROR when it is refused at once;
+    /// `completion` is then never called.
+    func secure(
+        _ message: AnyProtocolMessage, taskID: UInt64, session: Session,
+        completion: @escaping @Sendable (Result<Message, ErrorMessage>) -> Void
+    ) -> ErrorMessage? {
+        if let refusal = roundsRefusal() { return refusal }
+        guard let coordinator = rounds as? RoundCoordinator, configuration.rounds?.secureAggregation != nil else {
+            return ErrorMessage(code: .unexpectedMessage, message: "this server does not run secure aggregation")
+        }
+        if lifecycle.isDraining {
+            return ErrorMessage(code: .shuttingDown, message: "the server is shutting down; check in again later")
+        }
+        coordinator.secure(message, taskID: taskID, clientID: session.clientID, answer: completion)
+        return nil
+    }
+
     // MARK: Model resources
 
     /// The snapshot of `version` if it is current or retained.

@@ -72,15 +72,23 @@ public struct RoundConfiguration: Sendable {
     /// seeded server's task ids can be predicted, and with ``privacy`` its
     /// noise too: never seed a deployment.
     public var seed: UInt64?
+    /// Secure aggregation (SecAgg+): the selected clients must speak it; the
+    /// server learns only the sum of their clipped, quantized updates. nil
+    /// (default): none. Needs `.rounds` admission; not combined with
+    /// ``privacy`` (distributed noise is not built).
+    public var secureAggregation: SecureAggregation?
+    /// Called with the number of inputs in each secure sum the server decodes (tests).
+    var secureSumDecoded: (@Sendable (Int) -> Void)?
 
     public init(
         cohortSize: Int = 10, overSelection: Double = 1.3, minimumReports: Int? = nil,
         deadline: Duration = .seconds(60), selectionWindow: Duration = .seconds(5), maxWait: Duration = .seconds(30),
         totalRounds: UInt64 = 0, parameters: [String: String] = [:], selector: any ClientSelector = UniformSelector(),
         features: Features = [], admission: Admission = .rounds, clock: any RoundClock = SystemRoundClock(),
-        seed: UInt64? = nil, privacy: DifferentialPrivacy? = nil
+        seed: UInt64? = nil, privacy: DifferentialPrivacy? = nil, secureAggregation: SecureAggregation? = nil
     ) {
         self.privacy = privacy
+        self.secureAggregation = secureAggregation
         self.admission = admission
         self.cohortSize = cohortSize
         self.overSelection = overSelection
@@ -98,7 +106,12 @@ public struct RoundConfiguration: Sendable {
 
     /// The features the rounds speak: ``features``, with differential
     /// privacy's bit when ``privacy`` is set.
-    public var speaks: Features { privacy != nil ? features.union(.differentialPrivacy) : features }
+    public var speaks: Features {
+        var all = features
+        if privacy != nil { all.insert(.differentialPrivacy) }
+        if secureAggregation != nil { all.insert(.secureAggregation) }
+        return all
+    }
 
     /// The reports a round needs at its deadline.
     public var requiredReports: Int {
@@ -128,6 +141,21 @@ public struct RoundConfiguration: Sendable {
         if admission == .continuous && totalRounds != 0 {
             return
                 "total rounds apply to synchronous rounds; continuous admission (an asynchronous strategy) runs until the server stops"
+        }
+        if let secure = secureAggregation {
+            if admission == .continuous {
+                return
+                    "secure aggregation runs in synchronous rounds: an asynchronous strategy (fedbuff, fedasync) weighs each update on its own, which secure aggregation hides"
+            }
+            if privacy != nil {
+                return
+                    "secure aggregation with differential privacy needs noise added by the clients (distributed noise), which is not built: the server cannot clip or noise updates it never sees"
+            }
+            if let bad = secure.problem(cohort: selectionSize) { return "secure aggregation: \(bad)" }
+            let k = secure.neighbours(cohort: selectionSize)
+            if secure.threshold(cohort: selectionSize) > k {
+                return "secure aggregation: t must be at most k = \(k)"
+            }
         }
         if let privacy {
             if admission == .continuous {

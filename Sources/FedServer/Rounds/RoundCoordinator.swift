@@ -1,6 +1,7 @@
 import Dispatch
 import FedCodec
 import FedPrivacy
+import FedSecureAggregation
 import Logging
 import Synchronization
 
@@ -26,18 +27,18 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     static let roundsClosedKey = "rounds.closed"
 
     let configuration: RoundConfiguration
-    private let store: ModelStore
+    let store: ModelStore
     private let committer: GroupCommitter
-    private let logger: Logger
-    private let queue = DispatchQueue(label: "fed.rounds")
-    private let clock: any RoundClock
+    let logger: Logger
+    let queue = DispatchQueue(label: "fed.rounds")
+    let clock: any RoundClock
     private let metrics: RoundMetrics?
 
     // State: touched on `queue` only.
-    private var random: any RandomNumberGenerator
+    var random: any RandomNumberGenerator
     private var waiting: [Waiter] = []
     private let nextTicket = Atomic<UInt64>(1)
-    private var round: OpenRound?
+    var round: OpenRound?
     private var roundsClosed: UInt64
     private var attempt = 0
     /// When the first client of the next selection checked in.
@@ -46,7 +47,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     /// Tasks of recently closed rounds: the round, and the ACK when the task's
     /// report was applied (a repeated report gets it again), else nil
     /// (`round_closed`); anything else is `unknown_task`.
-    private var closedTasks: [UInt64: (round: UInt64, ack: Acknowledgement?)] = [:]
+    var closedTasks: [UInt64: (round: UInt64, ack: Acknowledgement?)] = [:]
     private var closedTaskOrder: [UInt64] = []
     private var stopping = false
     private var stats = Statistics()
@@ -85,6 +86,8 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         var deadline: DispatchTime
         /// With differential privacy: what publishing this round composes.
         var privacyEvent: DPEvent?
+        /// With secure aggregation: the round's stages.
+        var secure: SecureRound?
     }
 
     /// Throws if the checkpoint's privacy ledger cannot be read or does not
@@ -139,6 +142,16 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         queue.async { self.receive(report, clientID: clientID, answer: answer) }
     }
 
+    /// A request of secure aggregation (`SECAGG_*`) of task `taskID`;
+    /// `answer` runs once, when the request's stage closes or at once when it
+    /// is refused.
+    func secure(
+        _ message: AnyProtocolMessage, taskID: UInt64, clientID: String,
+        answer: @escaping @Sendable (Result<Message, ErrorMessage>) -> Void
+    ) {
+        queue.async { self.receiveSecure(message, taskID: taskID, clientID: clientID, answer: answer) }
+    }
+
     /// Stops handing out tasks: waiting check-ins are told to come back, the
     /// round in progress is abandoned (its reports answered `shutting_down`).
     /// Returns when that is done.
@@ -148,7 +161,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             for w in waiting { w.answer(.comeBack(after: 1_000, .shuttingDown)) }
             waiting = []
             metrics?.waiting.record(0)
-            if let r = round, r.reports.count >= configuration.requiredReports {
+            if let r = round, r.secure == nil, r.reports.count >= configuration.requiredReports {
                 close()
             } else if round != nil {
                 abandon(
@@ -166,7 +179,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
 
     // MARK: On the queue
 
-    private func now() -> DispatchTime { clock.now() }
+    func now() -> DispatchTime { clock.now() }
 
     private var selectionSize: Int { configuration.selectionSize }
 
@@ -284,6 +297,15 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             privacyEvent = event
             // Whatever the draw gives, even no one, is a round: redrawing would bias the sample.
             chosen = privacySample(privacy, count: waiting.count)
+        } else if let secure = configuration.secureAggregation {
+            // Only clients that speak secure aggregation can be in a secure round.
+            let able = waiting.indices.filter { waiting[$0].checkIn.features.contains(.secureAggregation) }
+            chosen = configuration.selector.select(
+                from: able.map { candidates[$0] }, count: min(selectionSize, able.count), using: &random
+            ).filter { able.indices.contains($0) }.map { able[$0] }
+            chosen = Array(Set(chosen)).sorted()
+            guard chosen.count >= max(configuration.requiredReports, secure.threshold(cohort: chosen.count) + 1, 3)
+            else { return }
         } else {
             chosen = configuration.selector.select(
                 from: candidates, count: min(selectionSize, waiting.count), using: &random)
@@ -307,13 +329,38 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         }
         var selected: [Waiter] = []
         for i in chosen.reversed() { selected.append(waiting.remove(at: i)) }
-        for w in selected.reversed() {
+        selected.reverse()
+        var taskIDs: [UInt64] = []
+        for w in selected {
             var id: UInt64
             repeat { id = UInt64.random(in: 1...UInt64.max, using: &random) } while r.tasks[id] != nil
             r.tasks[id] = w.clientID
+            taskIDs.append(id)
+        }
+        var kind = Assignment.Kind.train
+        if let secure = configuration.secureAggregation {
+            let cohort = selected.count
+            do {
+                r.secure = try makeSecureRound(secure, number: number, taskIDs: taskIDs, dimension: model.tensors)
+            } catch {
+                // Unreachable once the configuration was checked: put the clients back.
+                logger.error("secure round \(number) could not be set up: \(error)")
+                waiting.append(contentsOf: selected)
+                return
+            }
+            kind = .secureTrain
+            taskParameters["secagg.n"] = String(cohort)
+            taskParameters["secagg.k"] = String(secure.neighbours(cohort: cohort))
+            taskParameters["secagg.t"] = String(secure.threshold(cohort: cohort))
+            taskParameters["secagg.bits"] = String(secure.bits)
+            taskParameters["secagg.clip"] = String(secure.clip)
+            taskParameters["secagg.w"] = String(store.configuration.maxUpdateSamples)
+            taskParameters["secagg.stage-ms"] = String(secure.stageTimeout.wholeMilliseconds)
+        }
+        for (w, id) in zip(selected, taskIDs) {
             w.answer(
                 Assignment(
-                    kind: .train, features: w.checkIn.features.intersection(configuration.speaks), taskID: id,
+                    kind: kind, features: w.checkIn.features.intersection(configuration.speaks), taskID: id,
                     round: number, modelVersion: model.version, deadlineMilliseconds: deadlineMilliseconds,
                     parameters: taskParameters))
         }
@@ -327,6 +374,11 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         )
         let attemptNow = attempt
         clock.run(at: deadline, on: queue) { self.deadlinePassed(attempt: attemptNow) }
+        if let secure = configuration.secureAggregation {
+            clock.run(at: now() + secure.stageTimeout.dispatch, on: queue) {
+                self.secureStageTimedOut(.keys, attempt: attemptNow)
+            }
+        }
         // An empty private round publishes its noise at once.
         if privacyEvent != nil && selected.isEmpty { close() }
     }
@@ -353,6 +405,13 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             return answer(
                 .failure(ErrorMessage(code: .unknownTask, message: "task \(report.taskID) was given to another client"))
             )
+        }
+        guard r.secure == nil else {
+            return answer(
+                .failure(
+                    ErrorMessage(
+                        code: .unexpectedMessage,
+                        message: "task \(report.taskID) is a secure-train task: its update travels masked, in SECAGG_INPUT")))
         }
         if r.reports[report.taskID] != nil {
             // A retry: the update counts once; this answer comes with the first.
@@ -387,6 +446,22 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
 
     private func deadlinePassed(attempt: Int) {
         guard let r = round, r.attempt == attempt else { return }
+        if var secure = r.secure {
+            if secure.stage < .input {
+                return abandon(
+                    ErrorMessage(
+                        code: .roundClosed,
+                        message: "round \(r.number) was abandoned: its deadline passed before the keys were shared"))
+            }
+            let outcome = secure.closeInputs()
+            round?.secure = secure
+            if case .wait = outcome, secure.stage == .unmask {
+                clock.run(at: now() + configuration.secureAggregation!.stageTimeout.dispatch, on: queue) {
+                    self.secureStageTimedOut(.unmask, attempt: attempt)
+                }
+            }
+            return handle(outcome)
+        }
         // A private round is never abandoned for want of reports: which clients reported must
         // not decide whether it is published (its noise covers any number).
         if r.reports.count >= configuration.requiredReports || r.privacyEvent != nil {
@@ -403,7 +478,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
 
     /// Applies the sample-weighted mean of the reports, in one checkpoint write.
     private func close() {
-        guard let r = round else { return }
+        guard let r = round, r.secure == nil else { return }
         let reports = Array(r.reports.values)
         // Weighted as pushes are: each report counts for at most maxUpdateSamples.
         let cap = store.configuration.maxUpdateSamples
@@ -442,6 +517,23 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                         "round \(r.number) would bring epsilon to \(ledger.epsilon(adding: event)), above the target; it is not published"
                 ))
         }
+        let privacyNote = publish(
+            r, mean: mean, total: total, clippedCount: clippedCount, nextClip: nextClip, reportCount: reports.count)
+        guard let (ack, note) = privacyNote else { return }
+        let ids = reports.map { LogSafe.text($0.clientID) }.sorted()
+        logger.info(
+            "round \(r.number) closed: \(reports.count) reports of \(r.tasks.count) tasks, \(total) samples, version \(ack.version)\(note); reported by \(ids.prefix(32).joined(separator: ", "))\(ids.count > 32 ? ", ..." : "")"
+        )
+        for rep in reports { for a in rep.answers { a(.success(ack)) } }
+        finish(r, applied: ack)
+    }
+
+    /// Writes `mean` as the round's result (with `total` samples) in one
+    /// checkpoint write and counts the round closed. Returns the ACK and the
+    /// log's privacy note, or nil when the round was abandoned instead.
+    func publish(
+        _ r: OpenRound, mean: [Tensor], total: UInt64, clippedCount: Int, nextClip: Double, reportCount: Int
+    ) -> (Acknowledgement, String)? {
         let ledger = self.ledger
         let privacyEvent = r.privacyEvent
         let clipForNext = nextClip
@@ -475,7 +567,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         } catch {
             logger.error("round \(number) could not be applied: \(error)")
             let code: ErrorCode = (error as? RejectedUpdate)?.code ?? .internalError
-            return abandon(
+            abandon(
                 ErrorMessage(
                     code: code,
                     message: code == .internalError
@@ -483,6 +575,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                         : privacyEvent != nil
                             ? "the round's noised mean was refused (beyond the values a server publishes)"
                             : "the round's mean was refused: \(error)"))
+            return nil
         }
         roundsClosed = number
         var privacyNote = ""
@@ -491,38 +584,36 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             self.ledger = ledger
             metrics?.privacy(ledger)
             privacyNote =
-                "; epsilon \(ledger.epsilon) at delta \(ledger.configuration.delta) after \(ledger.rounds) private rounds, \(clippedCount) of \(reports.count) updates clipped, next clip \(ledger.clip)"
+                "; epsilon \(ledger.epsilon) at delta \(ledger.configuration.delta) after \(ledger.rounds) private rounds, \(clippedCount) of \(reportCount) updates clipped, next clip \(ledger.clip)"
         }
         stats.closed += 1
-        stats.reportsApplied += reports.count
+        stats.reportsApplied += reportCount
         metrics?.closed.increment()
-        metrics?.reportsApplied.increment(by: reports.count)
+        metrics?.reportsApplied.increment(by: reportCount)
         metrics?.duration.recordNanoseconds(
             Int64(now().uptimeNanoseconds) - Int64(r.deadline.uptimeNanoseconds)
                 + Int64(configuration.deadline.wholeMilliseconds) * 1_000_000)
-        let ids = reports.map { LogSafe.text($0.clientID) }.sorted()
-        logger.info(
-            "round \(number) closed: \(reports.count) reports of \(r.tasks.count) tasks, \(total) samples, version \(applied.version)\(privacyNote); reported by \(ids.prefix(32).joined(separator: ", "))\(ids.count > 32 ? ", ..." : "")"
-        )
-        let ack = Acknowledgement(version: applied.version, datasets: applied.datasets)
-        for rep in reports { for a in rep.answers { a(.success(ack)) } }
-        finish(r, applied: ack)
+        return (Acknowledgement(version: applied.version, datasets: applied.datasets), privacyNote)
     }
 
     /// Ends the round without applying anything; every report gets `error`.
-    private func abandon(_ error: ErrorMessage) {
+    func abandon(_ error: ErrorMessage) {
         guard let r = round else { return }
         stats.abandoned += 1
         metrics?.abandoned.increment()
         logger.warning("round \(r.number) abandoned: \(error.message)")
         for rep in r.reports.values { for a in rep.answers { a(.failure(error)) } }
+        if var secure = r.secure {
+            for a in secure.takeWaiting() { a(.failure(error)) }
+        }
         finish(r, applied: nil)
     }
 
-    private func finish(_ r: OpenRound, applied ack: Acknowledgement?) {
+    func finish(_ r: OpenRound, applied ack: Acknowledgement?) {
         round = nil
+        let included = r.secure?.contributingTasks ?? Set(r.reports.keys)
         for id in r.tasks.keys {
-            closedTasks[id] = (r.number, r.reports[id] != nil ? ack : nil)
+            closedTasks[id] = (r.number, included.contains(id) ? ack : nil)
             closedTaskOrder.append(id)
         }
         // Remember the tasks of about the last 16 rounds.

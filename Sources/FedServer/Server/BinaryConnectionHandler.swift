@@ -240,6 +240,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
                 handleCheckIn(ctx, checkIn, session: session, id: id)
             } else if let report = other.as(Report.self) {
                 handleReport(ctx, report, session: session, id: id)
+            } else if let taskID = SecureRequest.taskID(of: other) {
+                handleSecure(ctx, other, taskID: taskID, session: session, id: id)
             } else if let evaluation = other.as(EvaluationReport.self) {
                 switch service.evaluationReport(evaluation, session: session) {
                 case .success(let ack): send(ctx, .ack(version: ack.version, datasets: ack.datasets), requestID: id)
@@ -359,6 +361,33 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
             // The answer may already be queued on this loop: it clears the ticket after this.
             checkInTicket = ticket
         case .failure(let refusal):
+            state.pushAnswered()
+            sendError(ctx, refusal, requestID: id)
+        }
+    }
+
+    /// A request of secure aggregation: answered when its stage closes.
+    private func handleSecure(
+        _ ctx: ChannelHandlerContext, _ message: AnyProtocolMessage, taskID: UInt64,
+        session: FederationService.Session, id: UInt32
+    ) {
+        let loopBound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
+        let eventLoop = ctx.eventLoop
+        state.pushSubmitted()
+        let refusal = service.secure(message, taskID: taskID, session: session) { result in
+            eventLoop.execute {
+                let (handler, ctx) = loopBound.value
+                guard !handler.isClosed else { return }
+                handler.state.pushAnswered()
+                switch result {
+                case .success(let answer): handler.send(ctx, answer, requestID: id)
+                case .failure(let error): handler.sendError(ctx, error, requestID: id)
+                }
+                ctx.flush()
+                handler.process(ctx)
+            }
+        }
+        if let refusal {
             state.pushAnswered()
             sendError(ctx, refusal, requestID: id)
         }

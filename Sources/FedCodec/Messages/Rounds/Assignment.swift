@@ -16,6 +16,10 @@ public struct Assignment: ProtocolMessage {
         /// Feature `evaluation`: evaluate `modelVersion` (or a later version)
         /// on the client's held-out data, then `EVALUATION_REPORT` before the deadline.
         public static let evaluate = Kind(rawValue: 2)
+        /// Feature `secure aggregation`: train from `modelVersion`, then take part
+        /// in the round's secure aggregation (`SECAGG_KEYS` first) with the
+        /// parameters `secagg.*` (section 12.11).
+        public static let secureTrain = Kind(rawValue: 3)
     }
 
     /// Why a client is told to come back.
@@ -111,7 +115,7 @@ public struct Assignment: ProtocolMessage {
         let deadline = try r.u32("deadline")
         let retryAfter = try r.u32("retry after")
         let reason = Reason(rawValue: try r.u8("reason"))
-        if (kind == .train || kind == .evaluate) && taskID == 0 {
+        if (kind == .train || kind == .evaluate || kind == .secureTrain) && taskID == 0 {
             throw CodecError(.malformedPayload, "a task with task id 0")
         }
         return Assignment(

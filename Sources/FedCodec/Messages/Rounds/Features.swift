@@ -22,6 +22,11 @@ public struct Features: OptionSet, Hashable, Sendable {
     /// Bit 1: federated evaluation (section 12.10): evaluate tasks (`Assignment.Kind.evaluate`)
     /// and their `EVALUATION_REPORT`.
     public static let evaluation = Features(rawValue: 1 << 1)
+
+    /// Bit 2: secure aggregation (section 12.11): secure-train tasks
+    /// (`Assignment.Kind.secureTrain`) and the `SECAGG_*` messages. The server
+    /// learns only the sum of a cohort's clipped, quantized updates.
+    public static let secureAggregation = Features(rawValue: 1 << 2)
 }
 
 /// A list of short `key = value` strings carried by `CHECK_IN` (a client's

@@ -1,0 +1,119 @@
+import Dispatch
+import FedCodec
+import FedSecureAggregation
+
+/// Secure rounds (`Protocol/SPEC.md` section 12.11): the coordinator's side
+/// of ``SecureRound``. Everything here runs on the coordinator's queue.
+extension RoundCoordinator {
+    /// The state of a secure round for the tasks `taskIDs` (in selection
+    /// order): ids 1...n on a random Harary graph of degree k.
+    func makeSecureRound(_ secure: SecureAggregation, number: UInt64, taskIDs: [UInt64], dimension: [Tensor])
+        throws -> SecureRound
+    {
+        let n = taskIDs.count
+        let k = secure.neighbours(cohort: n)
+        let t = secure.threshold(cohort: n)
+        let graph = NeighbourGraph.harary(participants: n, degree: k, using: &random)
+        var neighbours: [UInt32: [UInt32]] = [:]
+        for (index, adjacent) in graph.neighbours.enumerated() {
+            neighbours[UInt32(index + 1)] = adjacent.map { UInt32($0 + 1) }
+        }
+        let encoding = try FixedPointEncoding(
+            bits: secure.bits, clipping: .l2Norm(secure.clip), maximumSummands: n,
+            maximumWeight: Int(clamping: store.configuration.maxUpdateSamples))
+        var ids: [UInt64: UInt32] = [:]
+        for (index, task) in taskIDs.enumerated() { ids[task] = UInt32(index + 1) }
+        return SecureRound(
+            round: number, threshold: t, minimumInputs: max(t, configuration.requiredReports), encoding: encoding,
+            elementBytes: secure.elementBytes, dimension: dimension.reduce(0) { $0 + $1.values.count }, ids: ids,
+            graph: neighbours, decoded: configuration.secureSumDecoded)
+    }
+
+    func receiveSecure(
+        _ message: AnyProtocolMessage, taskID: UInt64, clientID: String,
+        answer: @escaping @Sendable (Result<Message, ErrorMessage>) -> Void
+    ) {
+        guard let r = round, var secure = r.secure, let owner = r.tasks[taskID] else {
+            if let closed = closedTasks[taskID] {
+                // An unmask retried after its round closed gets the round's answer.
+                if let ack = closed.ack, message.type == .secAggUnmask {
+                    return answer(.success(.ack(version: ack.version, datasets: ack.datasets)))
+                }
+                return answer(
+                    .failure(
+                        ErrorMessage(
+                            code: .roundClosed,
+                            message: "round \(closed.round) has closed; check in for a new task")))
+            }
+            return answer(
+                .failure(
+                    ErrorMessage(
+                        code: .unknownTask,
+                        message: "task \(taskID) is not a secure-train task of this server's open round")))
+        }
+        guard owner == clientID else {
+            return answer(
+                .failure(ErrorMessage(code: .unknownTask, message: "task \(taskID) was given to another client")))
+        }
+        let before = secure.stage
+        let outcome = secure.receive(message, taskID: taskID, answer: answer)
+        round?.secure = secure
+        armStageTimer(from: before, to: secure.stage, attempt: r.attempt)
+        handle(outcome)
+    }
+
+    /// A stage's timeout: `stage` closes if it is still open in round `attempt`.
+    func secureStageTimedOut(_ stage: SecureRound.Stage, attempt: Int) {
+        guard let r = round, r.attempt == attempt, var secure = r.secure, secure.stage == stage else { return }
+        let outcome: SecureRound.Outcome
+        switch stage {
+        case .keys: outcome = secure.closeKeys()
+        case .shares: outcome = secure.closeShares()
+        case .input: outcome = .wait  // the round's deadline closes it
+        case .unmask: outcome = secure.unmaskTimedOut()
+        }
+        round?.secure = secure
+        armStageTimer(from: stage, to: secure.stage, attempt: attempt)
+        handle(outcome)
+    }
+
+    /// Starts the timeout of the stage just opened (keys -> shares, input -> unmask).
+    private func armStageTimer(from: SecureRound.Stage, to: SecureRound.Stage, attempt: Int) {
+        guard from != to, to == .shares || to == .unmask, let secure = configuration.secureAggregation else { return }
+        clock.run(at: now() + secure.stageTimeout.dispatch, on: queue) {
+            self.secureStageTimedOut(to, attempt: attempt)
+        }
+    }
+
+    func handle(_ outcome: SecureRound.Outcome) {
+        switch outcome {
+        case .wait:
+            return
+        case .abandon(let reason):
+            guard let r = round else { return }
+            abandon(ErrorMessage(code: .roundClosed, message: "round \(r.number) was abandoned: \(reason)"))
+        case .unmasked(let mean, let weight, let contributors):
+            closeSecure(mean: mean, weight: weight, contributors: contributors)
+        }
+    }
+
+    /// Applies the unmasked mean step to the round's base, in one checkpoint write.
+    private func closeSecure(mean step: [Double], weight: Int, contributors: Int) {
+        guard let r = round, var secure = r.secure else { return }
+        var mean = r.baseWeights
+        var offset = 0
+        for t in mean.indices {
+            for i in mean[t].values.indices { mean[t].values[i] += Float(step[offset + i]) }
+            offset += mean[t].values.count
+        }
+        let total = UInt64(weight)
+        guard let (ack, _) = publish(r, mean: mean, total: total, clippedCount: 0, nextClip: 0, reportCount: contributors)
+        else { return }
+        logger.info(
+            "round \(r.number) closed by secure aggregation: the sum of \(contributors) masked inputs of \(r.tasks.count) tasks, \(total) samples, version \(ack.version)"
+        )
+        for a in secure.takeWaiting() { a(.success(.ack(version: ack.version, datasets: ack.datasets))) }
+        round?.secure = secure
+        finish(r, applied: ack)
+    }
+}

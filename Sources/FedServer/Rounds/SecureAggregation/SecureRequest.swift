@@ -1,0 +1,14 @@
+import FedCodec
+
+/// The requests of secure aggregation a client sends (`SECAGG_KEYS`,
+/// `SECAGG_SHARES`, `SECAGG_INPUT`, `SECAGG_UNMASK`).
+enum SecureRequest {
+    /// The task a secure-aggregation request names; nil for any other message.
+    static func taskID(of message: AnyProtocolMessage) -> UInt64? {
+        if let m = message.as(SecAggKeys.self) { return m.taskID }
+        if let m = message.as(SecAggShares.self) { return m.taskID }
+        if let m = message.as(SecAggInput.self) { return m.taskID }
+        if let m = message.as(SecAggUnmask.self) { return m.taskID }
+        return nil
+    }
+}
