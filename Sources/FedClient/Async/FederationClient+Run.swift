@@ -234,7 +234,9 @@ extension FederationClient {
                 guard let model = held, model.version == assignment.modelVersion else {
                     throw ClientError(
                         code: .server(.roundClosed),
-                        message: "the server serves version \(held?.version ?? 0), the task is of \(assignment.modelVersion)")
+                        message:
+                            "the server serves version \(held?.version ?? 0), the task is of \(assignment.modelVersion)"
+                    )
                 }
                 let outcome = try await trainer.train(
                     TrainingTask(

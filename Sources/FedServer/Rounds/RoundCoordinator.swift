@@ -411,7 +411,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                 .failure(
                     ErrorMessage(
                         code: .unexpectedMessage,
-                        message: "task \(report.taskID) is a secure-train task: its update travels masked, in SECAGG_INPUT")))
+                        message:
+                            "task \(report.taskID) is a secure-train task: its update travels masked, in SECAGG_INPUT"))
+            )
         }
         if r.reports[report.taskID] != nil {
             // A retry: the update counts once; this answer comes with the first.

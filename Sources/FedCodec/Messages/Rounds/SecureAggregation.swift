@@ -389,7 +389,8 @@ enum SecureAggregationCoding {
     static func count(_ r: inout ByteReader, _ what: String) throws(CodecError) -> Int {
         let count = Int(try r.u16("\(what) count"))
         if count > SecureAggregationLimits.maxParticipants {
-            throw CodecError(.malformedPayload, "\(count) \(what), more than \(SecureAggregationLimits.maxParticipants)")
+            throw CodecError(
+                .malformedPayload, "\(count) \(what), more than \(SecureAggregationLimits.maxParticipants)")
         }
         return count
     }

@@ -107,7 +107,8 @@ extension RoundCoordinator {
             offset += mean[t].values.count
         }
         let total = UInt64(weight)
-        guard let (ack, _) = publish(r, mean: mean, total: total, clippedCount: 0, nextClip: 0, reportCount: contributors)
+        guard
+            let (ack, _) = publish(r, mean: mean, total: total, clippedCount: 0, nextClip: 0, reportCount: contributors)
         else { return }
         logger.info(
             "round \(r.number) closed by secure aggregation: the sum of \(contributors) masked inputs of \(r.tasks.count) tasks, \(total) samples, version \(ack.version)"

@@ -133,7 +133,8 @@ struct SecureRound {
     private mutating func share(_ m: SecAggShares, _ id: UInt32, _ answer: @escaping Answer) -> Outcome {
         guard stage == .shares, let roster = rosters[id] else { return outOfStage("SECAGG_SHARES", answer) }
         guard m.bundles.map(\.participant) == roster.neighbours.map(\.id) else {
-            answer(Self.refusal(.malformedPayload, "one bundle is needed for each neighbour of the roster, and no other"))
+            answer(
+                Self.refusal(.malformedPayload, "one bundle is needed for each neighbour of the roster, and no other"))
             return .wait
         }
         let bundles = Dictionary(uniqueKeysWithValues: m.bundles.map { ($0.participant, $0.sealed) })
@@ -208,8 +209,11 @@ struct SecureRound {
             parsed.append((s.owner, wantSeed, share))
         }
         for (owner, isSeed, share) in parsed {
-            if isSeed { selfMaskSeedShares[owner, default: []].append(share) }
-            else { maskingKeyShares[owner, default: []].append(share) }
+            if isSeed {
+                selfMaskSeedShares[owner, default: []].append(share)
+            } else {
+                maskingKeyShares[owner, default: []].append(share)
+            }
         }
         revealedBy[id] = m
         hold(id, answer)
@@ -226,7 +230,8 @@ struct SecureRound {
         waiting = [:]
         if keys.count < max(minimumInputs, threshold + 1) {
             refuseAll(answers, "\(keys.count) clients advertised keys, too few for the round")
-            return .abandon("\(keys.count) clients advertised keys; the round needs \(max(minimumInputs, threshold + 1))")
+            return .abandon(
+                "\(keys.count) clients advertised keys; the round needs \(max(minimumInputs, threshold + 1))")
         }
         for (id, pending) in answers {
             let neighbours = (graph[id] ?? []).filter { keys[$0] != nil }
