@@ -93,6 +93,13 @@ extension Fed {
                     "epsilon=E,delta=D,clip=C (delta default 1e-5, clip default 1): each report is (E, D)-differentially private on its own, trusting no server (the analytic Gaussian mechanism, sensitivity 2C). The guarantee is per report; k reports compose (fed privacy epsilon --sampling none). The noise is large: only many clients' averaging absorbs it.",
                 valueName: "epsilon=E,..."))
         var localDp: String?
+        @Flag(
+            help: ArgumentHelp(
+                "With --rounds: offer secure aggregation (fed server --secagg): this client's updates reach the server only masked, in a sum.",
+                discussion:
+                    "The client advertises fresh X25519 keys for each secure-train task, shares its secrets with its neighbours in the cohort, clips and encodes its update in fixed point as the task states (secagg.clip, secagg.bits), masks it, and reveals only the shares the server may use. Without it the client is never selected for a secure round."
+            ))
+        var secagg = false
 
         /// The local privacy of --local-dp, when given.
         func localPrivacy() throws -> LocalPrivacy? {
@@ -122,6 +129,14 @@ extension Fed {
         }
 
         func validate() throws {
+            if secagg {
+                guard rounds else { throw ValidationError("--secagg needs --rounds") }
+                guard localDp == nil else {
+                    throw ValidationError(
+                        "--secagg with --local-dp: not combined (a secure round clips on the client; its noise would need distributed calibration)"
+                    )
+                }
+            }
             if localDp != nil {
                 guard rounds else { throw ValidationError("--local-dp needs --rounds") }
                 _ = try localPrivacy()

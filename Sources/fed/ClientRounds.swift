@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import FedClient
+import FedSecureClient
 import FedCodec
 import FedModel
 import FedStorage
@@ -118,7 +119,8 @@ extension Fed.Client {
             )
         }
         let options = FederationClient.RunOptions(
-            properties: properties, maxTasks: maxTasks, evaluate: heldOutData != nil, localPrivacy: privacy)
+            properties: properties, maxTasks: maxTasks, evaluate: heldOutData != nil, localPrivacy: privacy,
+            secureAggregation: secagg ? SecAggParticipant.factory : nil)
         let started = Date()
         let outcome = Mutex<Result<FederationClient.RunSummary, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)

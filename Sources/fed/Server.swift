@@ -208,6 +208,13 @@ extension Fed {
         var dp: String?
         @Option(
             help: ArgumentHelp(
+                "Secure aggregation (SecAgg+) in the rounds of --rounds: the server learns only the sum of each cohort's updates.",
+                discussion: SecureAggregation.specHelp
+                    + " Only clients that speak it (fed client --rounds --secagg) are selected. Each client clips its update, encodes it with its sample count in fixed point, and masks it; the server unmasks only the sum of the inputs that arrived, from shares the surviving clients reveal, and applies its mean (FedAvg) in one checkpoint write, or nothing. The threat model (an honest-but-curious server; no consistency round yet) is in Documentation/SecureAggregation.md. Needs synchronous rounds; not with --dp. Example: --rounds 10 --over-selection 1.3 --secagg t=7,k=12.",
+                valueName: "KEY=VALUE,...|on"))
+        var secagg: String?
+        @Option(
+            help: ArgumentHelp(
                 "With --rounds: the share of check-ins (0 to 1) given an evaluate task instead of waiting for a train task.",
                 discussion:
                     "Federated evaluation: a client that can evaluate (fed client --rounds --held-out F) gets, with this probability, a task to evaluate the current model version on its held-out data, at most once per version, and reports its example count, loss and accuracy. The server keeps, per version, the mean weighted by examples, the 10th and 90th percentiles, min and max of each metric: GET /v1/evaluation (JSON) and the fed_evaluation_* series of /metrics.",
@@ -218,6 +225,7 @@ extension Fed {
         func roundConfiguration() throws -> RoundConfiguration? {
             guard let rounds else {
                 if dp != nil { throw ValidationError("--dp needs --rounds: differential privacy runs in rounds") }
+                if secagg != nil { throw ValidationError("--secagg needs --rounds: secure aggregation runs in rounds") }
                 return nil
             }
             guard (1...1_000_000).contains(rounds) else { throw ValidationError("--rounds must be in 1...1000000") }
@@ -245,6 +253,14 @@ extension Fed {
                     throw ValidationError("--dp \(dp): \(error)")
                 }
             }
+            var secure: SecureAggregation?
+            if let secagg {
+                do throws(SecureAggregationSpecError) {
+                    secure = try SecureAggregation(spec: secagg)
+                } catch {
+                    throw ValidationError("--secagg \(secagg): \(error)")
+                }
+            }
             let configuration = RoundConfiguration(
                 cohortSize: rounds, overSelection: overSelection, minimumReports: minReports,
                 deadline: .milliseconds(Int64(roundDeadline * 1000)),
@@ -253,7 +269,7 @@ extension Fed {
                 parameters: try pairs(roundParam, "--round-param"),
                 selector: UniformSelector(required: try pairs(requireProperty, "--require-property")),
                 admission: ["fedbuff", "fedasync"].contains(strategy.split(separator: "/").first.map(String.init) ?? "")
-                    ? .continuous : .rounds, privacy: privacy)
+                    ? .continuous : .rounds, privacy: privacy, secureAggregation: secure)
             if let problem = configuration.problem() { throw ValidationError("--rounds: \(problem)") }
             return configuration
         }
@@ -444,6 +460,11 @@ extension Fed {
                 } else if let r = rounds, let p = r.privacy {
                     server.logger.info(
                         "rounds with differential privacy: \(p.summary); an expected \(r.cohortSize) clients a round, at least \(r.requiredReports) by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
+                    )
+                } else if let r = rounds, let secure = r.secureAggregation {
+                    let n = r.selectionSize
+                    server.logger.info(
+                        "rounds with secure aggregation: \(n) clients selected, k \(secure.neighbours(cohort: n)), t \(secure.threshold(cohort: n)), a \(secure.bits)-bit ring, updates clipped to L2 norm \(secure.clip), stages of \(secure.stageTimeout); at least \(r.requiredReports) inputs by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
                     )
                 } else if let r = rounds {
                     server.logger.info(
