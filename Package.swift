@@ -115,7 +115,7 @@ let package = Package(
         .target(
             name: "FedSimulation",
             dependencies: [
-                "FedCodec", "FedModel", "FedServer", "FedClient",
+                "FedCodec", "FedModel", "FedServer", "FedClient", "FedSecureClient",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,5 +1,6 @@
 import FedCodec
 import FedModel
+import FedSecureClient
 import FedServer
 import Foundation
 import Synchronization
@@ -47,11 +48,13 @@ struct CheckInRounds {
     private enum Answer {
         case assignment(client: Int, Assignment)
         case reported(client: Int, samples: Int, Result<Acknowledgement, ErrorMessage>)
+        case secure(client: Int, Result<Message, ErrorMessage>)
     }
 
     private enum Kind {
         case checkIn
         case report(FederationRun.Pending, taskID: UInt64)
+        case secure(any ProtocolMessage, taskID: UInt64)
     }
 
     private struct Event {
@@ -75,7 +78,7 @@ struct CheckInRounds {
             cohortSize: s.cohortSize, overSelection: s.overSelection, minimumReports: s.minimumReports,
             deadline: .seconds(deadline), selectionWindow: .seconds(5),
             maxWait: .milliseconds(Int64(waitMilliseconds)), clock: clock, seed: seed &* 0x2545_F491_4F6C_DD1D &+ 5,
-            privacy: s.privacy)
+            privacy: s.privacy, secureAggregation: s.secureAggregation)
     }
 
     /// The default deadline: twice the task time of the 90th-percentile client, rounded up.
@@ -128,6 +131,18 @@ struct CheckInRounds {
         var durations: [Double] = []
         let stallLimit = 20 * (deadlineSeconds + Double(Self.waitMilliseconds) / 1000 + 5)
         let checkInBytes = Self.frameSize(CheckIn(waitMilliseconds: Self.waitMilliseconds))
+        // Secure rounds: each client's participant, the stage it is gone after (if drawn), and
+        // the model version and count the server acknowledged last (the samples a round applied).
+        var participants: [Int: SecAggParticipant] = [:]
+        var goneAfter: [Int: SimulationConfiguration.SecureStage] = [:]
+        var acknowledged = (version: UInt64(0), datasets: UInt64(0))
+        /// A client of a secure round gone after a stage: back when the round is surely over.
+        func vanish(_ c: Int) {
+            participants[c] = nil
+            goneAfter[c] = nil
+            outcome.figures.dropped += 1
+            schedule(now + deadlineSeconds, c, .checkIn)
+        }
 
         func nanoseconds(_ t: Double) -> Int64 { Int64((t * 1e9).rounded()) }
 
@@ -153,6 +168,74 @@ struct CheckInRounds {
             }
             for answer in answers {
                 switch answer {
+                case .assignment(let c, let a) where a.kind == .secureTrain:
+                    bytes(0, Self.frameSize(a))
+                    if appliedSamples >= s.budget { continue }
+                    var participant = try SecAggParticipant(a)
+                    let keys = try participant.keys()
+                    participants[c] = participant
+                    outcome.figures.tasks += 1
+                    var draw = SeededGenerator(
+                        seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(c) &* 1_000_003 &+ UInt64(tasksOf[c]) &* 7919
+                            &+ 0x5EC)
+                    tasksOf[c] += 1
+                    var u = Partition.uniform(&draw)
+                    for stage in SimulationConfiguration.SecureStage.allCases {
+                        let f = s.secureDropouts[stage] ?? 0
+                        if u < f {
+                            goneAfter[c] = stage
+                            break
+                        }
+                        u -= f
+                    }
+                    schedule(now, c, .secure(keys, taskID: a.taskID))
+                case .secure(let c, let result):
+                    switch result {
+                    case .failure(let e):
+                        bytes(0, FrameHeader.size + 4 + e.message.utf8.count)
+                        participants[c] = nil
+                        goneAfter[c] = nil
+                        if e.code == .roundClosed {
+                            outcome.figures.late += 1
+                        } else {
+                            if outcome.refused < 3 { refused(c, "\(e.code): \(e.message)") }
+                            outcome.refused += 1
+                        }
+                        schedule(now, c, .checkIn)
+                    case .success(.ack(let version, let datasets)):
+                        bytes(0, FrameHeader.size + 16)
+                        outcome.figures.applied += 1
+                        participants[c] = nil
+                        // The round's samples count once, at its first ACK (inputs of clients gone after
+                        // sending them are in the sum too).
+                        if version > acknowledged.version {
+                            let added = Int(datasets >= acknowledged.datasets ? datasets - acknowledged.datasets : 0)
+                            acknowledged = (version, datasets)
+                            appliedSamples += added
+                            try applied(added, now)
+                        }
+                        schedule(now, c, .checkIn)
+                    case .success(let message):
+                        guard case .other(let relayed) = message, participants[c] != nil else { continue }
+                        bytes(0, FrameHeader.size + Self.payloadSize(relayed.base))
+                        if let roster = relayed.as(SecAggRoster.self) {
+                            if goneAfter[c] == .keys { vanish(c); continue }
+                            let shares = try participants[c]!.shares(for: roster)
+                            schedule(now, c, .secure(shares, taskID: roster.taskID))
+                        } else if let inbox = relayed.as(SecAggInbox.self) {
+                            try participants[c]!.open(inbox)
+                            if goneAfter[c] == .shares { vanish(c); continue }
+                            let p = try train(c, now)
+                            outcome.figures.samplesTrained += p.samples
+                            let input = try participants[c]!.input(
+                                trained: p.weights, base: p.fetched, samples: UInt64(p.samples))
+                            schedule(p.time, c, .secure(input, taskID: inbox.taskID))
+                        } else if let survivors = relayed.as(SecAggSurvivors.self) {
+                            if goneAfter[c] == .input { vanish(c); continue }
+                            let unmask = try participants[c]!.unmask(survivors)
+                            schedule(now, c, .secure(unmask, taskID: survivors.taskID))
+                        }
+                    }
                 case .assignment(let c, let a):
                     bytes(0, Self.frameSize(a))
                     guard a.kind == .train else {
@@ -224,7 +307,9 @@ struct CheckInRounds {
                 switch e.kind {
                 case .checkIn:
                     bytes(checkInBytes, 0)
-                    let checkIn = CheckIn(abilities: .train, waitMilliseconds: Self.waitMilliseconds)
+                    let checkIn = CheckIn(
+                        features: s.secureAggregation != nil ? .secureAggregation : [], abilities: .train,
+                        waitMilliseconds: Self.waitMilliseconds)
                     if case .failure(let error) = server.checkIn(
                         checkIn, clientID: "sim-\(c)",
                         answer: { a in inbox.withLock { $0.append(.assignment(client: c, a)) } })
@@ -244,6 +329,15 @@ struct CheckInRounds {
                         completion: { r in inbox.withLock { $0.append(.reported(client: c, samples: samples, r)) } })
                     {
                         inbox.withLock { $0.append(.reported(client: c, samples: samples, .failure(error))) }
+                    }
+                case .secure(let message, let taskID):
+                    bytes(Self.frameSize(message), 0)
+                    if message is SecAggInput { outcome.reports += 1 }
+                    if let error = server.secure(
+                        message, taskID: taskID, clientID: "sim-\(c)",
+                        completion: { r in inbox.withLock { $0.append(.secure(client: c, r)) } })
+                    {
+                        inbox.withLock { $0.append(.secure(client: c, .failure(error))) }
                     }
                 }
             } else {
@@ -272,9 +366,12 @@ struct CheckInRounds {
     }
 
     /// Bytes of `message`'s frame: the header and the payload of version 4.
-    static func frameSize(_ message: some ProtocolMessage) -> Int {
+    static func frameSize(_ message: any ProtocolMessage) -> Int { FrameHeader.size + payloadSize(message) }
+
+    /// Bytes of `message`'s payload in version 4.
+    static func payloadSize(_ message: any ProtocolMessage) -> Int {
         var w = ByteWriter()
         message.write(into: &w, version: 4)
-        return FrameHeader.size + w.bytes.count
+        return w.bytes.count
     }
 }

@@ -47,6 +47,8 @@ final class FederationRun {
         var claim: UInt64
         var base: UInt64
         var samples: Int
+        /// The weights fetched, trained from (secure aggregation sends the difference).
+        var fetched: [Tensor] = []
     }
 
     func run(strategy spec: StrategySpec) throws -> SimulationResult {
@@ -188,7 +190,7 @@ final class FederationRun {
             trained += samples
             return Pending(
                 time: time + duration, client: c, weights: pushedWeights, claim: claim, base: version,
-                samples: samples)
+                samples: samples, fetched: s.secureAggregation != nil ? weights : [])
         }
 
         /// Samples that reached the model at `time`: the curve is measured as they cross its points.

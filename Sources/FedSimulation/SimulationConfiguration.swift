@@ -84,6 +84,16 @@ public struct SimulationConfiguration: Sendable {
     /// epsilon ending the run); nil (default): none. Its population must be
     /// ``clients``; the cohort is ``cohortSize``.
     public var privacy: DifferentialPrivacy?
+    /// Check-in: secure aggregation (SecAgg+) in the server's rounds, with
+    /// the real cryptography and messages (`SecAggParticipant` on each
+    /// client); nil (default): none. Not with ``privacy``.
+    public var secureAggregation: SecureAggregation?
+    /// With ``secureAggregation``: the chance that a client of a secure
+    /// round is gone after a stage (it sends that stage's message and
+    /// nothing more), per stage; drawn from the seed, the client and its count
+    /// of tasks. At most one stage is drawn per task: the fractions add up
+    /// to at most 1.
+    public var secureDropouts: [SecureStage: Double] = [:]
     /// Points of the learning curve (at least 1); default 10.
     public var evalPoints = 10
     /// Blob compression of the clients; default none.
@@ -116,6 +126,12 @@ public struct SimulationConfiguration: Sendable {
             if let d = roundDeadline { s += ", deadline \(d) s" }
             if let m = minimumReports { s += ", min \(m) reports" }
             if let p = privacy { s += ", DP z \(Self.short(p.noiseMultiplier))" }
+            if let a = secureAggregation {
+                s += ", secagg \(a.bits)-bit"
+                for stage in SecureStage.allCases {
+                    if let f = secureDropouts[stage], f > 0 { s += ", \(Self.percent(f)) gone after \(stage)" }
+                }
+            }
         }
         if !keepOptimizerState { s += ", fresh Adam" }
         if stragglers > 0 { s += ", \(Int(stragglers * 100))% stragglers" }
@@ -154,11 +170,33 @@ public struct SimulationConfiguration: Sendable {
                 try require((1...cohortSize).contains(m), "minimumReports \(m) (1 to the cohort, \(cohortSize))")
             }
         }
+        if let a = secureAggregation {
+            try require(checkIn, "secureAggregation without checkIn (secure aggregation runs in the server's rounds)")
+            try require(privacy == nil, "secureAggregation with privacy (distributed noise is not built)")
+            let n = Int((Double(cohortSize) * overSelection).rounded(.up))
+            if let problem = a.problem(cohort: n) { throw SimulationError("secure aggregation: \(problem)") }
+            let total = secureDropouts.values.reduce(0, +)
+            try require(
+                secureDropouts.values.allSatisfy { $0 >= 0 } && total <= 1, "secureDropouts \(total) (0 to 1 in all)")
+        } else {
+            try require(secureDropouts.isEmpty, "secureDropouts without secureAggregation")
+        }
         if let p = privacy {
             try require(checkIn, "privacy without checkIn (differential privacy runs in the server's rounds)")
             try require(p.population == clients, "privacy's population \(p.population) (the clients, \(clients))")
             if let problem = p.problem(cohort: cohortSize) { throw SimulationError("privacy: \(problem)") }
         }
+    }
+
+    /// The stage of a secure round after which a client can be gone.
+    public enum SecureStage: String, CaseIterable, Sendable, Hashable, CustomStringConvertible {
+        /// It advertised its keys and shares nothing.
+        case keys
+        /// It shared its keys and sends no masked input.
+        case shares
+        /// It sent its masked input and reveals no share.
+        case input
+        public var description: String { rawValue }
     }
 
     /// Clients per synchronous round: ``syncFraction`` of ``clients``,

@@ -235,7 +235,7 @@ public struct SimulationReport: Sendable {
     }
 
     /// Student's t quantile 0.975 for `df` degrees of freedom.
-    static func tCritical95(_ df: Int) -> Double {
+    public static func tCritical95(_ df: Int) -> Double {
         let table: [Double] = [
             12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
             2.120, 2.110, 2.101, 2.093, 2.086,

@@ -107,6 +107,16 @@ struct SimulateCommand: ParsableCommand {
         help: ArgumentHelp(
             "With --dp: run once per target epsilon (its noise calibrated) and once without privacy, on the same seeds, and print accuracy against epsilon.",
             valueName: "E1,E2,...")) var dpSweep: String?
+    @Option(
+        help: ArgumentHelp(
+            "Check-in with secure aggregation (SecAgg+) in the server's rounds, as fed server --secagg takes it.",
+            discussion:
+                "Every selected client runs the real protocol (X25519 keys, Shamir shares sealed with ChaCha20-Poly1305, ChaCha20 masks, fixed-point encoding) against the server's rounds, in virtual time. The same runs are then made without secure aggregation on the same seeds, and the paired difference of final accuracy is printed with its 95% interval. Example: fed simulate --sync 0.1 --budget 300000 --secagg on --seeds 10.",
+            valueName: "KEY=VALUE,...|on")) var secagg: String?
+    @Option(
+        help: ArgumentHelp(
+            "With --secagg: the share of a secure round's clients gone after a stage: keys (advertised keys, shared nothing), shares (shared keys, sent no input), input (sent its input, revealed nothing).",
+            valueName: "STAGE:F,...")) var dropoutAfter: String?
     @Option(help: "Points of the learning curve.") var evalPoints = 10
     @Option(help: "Blob compression of the clients: none, zlib or shuffle-zlib.") var compression =
         "none"
@@ -134,6 +144,7 @@ struct SimulateCommand: ParsableCommand {
     /// Whether the rounds run through check-in (asked, or implied by a check-in option).
     var throughCheckIn: Bool {
         checkIn || overSelection != nil || dropouts != nil || roundDeadline != nil || minReports != nil || dp != nil
+            || secagg != nil
     }
 
     /// The target epsilons of --dp-sweep.
@@ -160,6 +171,11 @@ struct SimulateCommand: ParsableCommand {
                     "--over-selection is 1 to 10, --dropouts at least 0 and less than 1, --round-deadline more than 0 and at most 86400, --min-reports at least 1"
                 )
             }
+        }
+        if secagg != nil && dp != nil { throw ValidationError("--secagg with --dp: distributed noise is not built") }
+        if dropoutAfter != nil {
+            guard secagg != nil else { throw ValidationError("--dropout-after needs --secagg") }
+            _ = try secureDropouts()
         }
         if let dpSweep {
             guard dp != nil else { throw ValidationError("--dp-sweep needs --dp (the other keys of the runs)") }
@@ -245,6 +261,8 @@ struct SimulateCommand: ParsableCommand {
         var report: SimulationReport
         if let dp {
             report = try runPrivate(c, data: data, spec: dp)
+        } else if let secagg {
+            report = try runSecure(c, data: data, spec: secagg)
         } else {
             report = try Simulation(c, data: data).runBlocking { print($0) }
         }

@@ -31,6 +31,19 @@ extension FederatedServer {
         service.report(report, session: Self.inProcess(clientID), completion: completion)
     }
 
+    /// A request of secure aggregation (`SECAGG_KEYS`, `_SHARES`, `_INPUT`,
+    /// `_UNMASK`) of `clientID` for task `taskID`: `completion` runs once, on
+    /// the rounds' queue, when the request's stage closes (the relayed
+    /// message, or the ACK of the round) or it is refused. Returns the ERROR
+    /// when it is refused at once (`completion` is then never called).
+    public func secure(
+        _ message: any ProtocolMessage, taskID: UInt64, clientID: String,
+        completion: @escaping @Sendable (Result<Message, ErrorMessage>) -> Void
+    ) -> ErrorMessage? {
+        service.secure(
+            AnyProtocolMessage(message), taskID: taskID, session: Self.inProcess(clientID), completion: completion)
+    }
+
     /// Returns once the rounds have handled every check-in, report and due
     /// timer handed to them before this call, with the answers those gave.
     /// Never call it from an answer's closure (it runs on the rounds' queue).
