@@ -313,6 +313,71 @@ struct RoundsCrashTests {
     }
 
     @Test(
+        "Secure aggregation: kill -9 of the server while a cohort's keys are shared and its masked inputs are due: nothing of that round is applied, the round is run anew with fresh keys, and every round's samples count once"
+    )
+    func secureCohortAcrossACrash() async throws {
+        let dir = try temporaryDirectory("secagg-crash")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let checkpoint = dir.appendingPathComponent("m.fedk").path
+        let port = reserveStablePort()
+        let serverArguments = [
+            "server", "--port", String(port), "--checkpoint", checkpoint, "--rounds", "3", "--over-selection", "1",
+            "--min-reports", "3", "--round-deadline", "30", "--selection-window", "20", "--total-rounds", "3",
+            "--secagg", "t=2", "--log-level", "info",
+        ]
+        let lines = Locked<[String]>([])
+        // The first server is killed the moment it logs that round 2's keys are shared.
+        let armed = Locked(true)
+        @Sendable func startServer() throws -> Child {
+            try Self.startServer(serverArguments, lines: lines, killOnce: armed, at: "round 2: keys shared")
+        }
+        var server = try await offPool { try startServer() }
+        let clients = try (1...3).map { k in
+            try Child(
+                name: "c\(k)",
+                [
+                    "client", "--server", "127.0.0.1:\(port)", "--id", "c\(k)", "--range", String(k), String(k),
+                    "--rounds", "--secagg", "--max-samples", "300", "--threads", "1", "--epochs", "8", "--attempts",
+                    "1000", "--backoff", "0.1", "--max-backoff", "0.25", "--deadline", "120",
+                ]
+            ) { _, _ in }
+        }
+        defer { for c in clients where c.process.isRunning { c.kill9() } }
+        try await offPool {
+            let start = Date()
+            while !lines.withLock({ $0.contains { $0.contains("round 2: keys shared") } })
+                && Date().timeIntervalSince(start) < 60
+            {
+                usleep(10_000)
+            }
+        }
+        #expect(lines.withLock { $0.contains { $0.contains("round 1 closed by secure aggregation") } })
+        #expect(!lines.withLock { $0.contains { $0.contains("round 2 closed") } }, "killed while round 2 was open")
+        server.kill9()
+        let killed = server
+        _ = try await offPool { killed.wait(seconds: 5) }
+        lines.withLock { $0.removeAll() }
+        server = try await offPool { try startServer() }
+        let statuses = try await offPool { clients.map { $0.wait(seconds: 90) } }
+        #expect(
+            statuses == [0, 0, 0],
+            "the clients' exit statuses; their last lines: \(clients.map { $0.output.suffix(4).map(\.1) })")
+        let after = lines.withLock { $0 }
+        #expect(after.contains { $0.contains("resumed version 1") }, "\(after)")
+        #expect(
+            after.contains { $0.contains("round 2 closed by secure aggregation") }
+                && after.contains { $0.contains("round 3 closed by secure aggregation") },
+            "the restarted server's last lines: \(after.suffix(6))")
+        kill(server.process.processIdentifier, SIGTERM)
+        let restarted = server
+        #expect(try await offPool { restarted.wait(seconds: 20) } == 0)
+        // Three rounds of the three clients' 300 samples each (the counts ride in the masked sums), counted once.
+        let model = try #require(try CheckpointFile.read(from: checkpoint))
+        #expect(model.version == 3)
+        #expect(model.datasets == 3 * 900, "datasets \(model.datasets)")
+    }
+
+    @Test(
         "Differential privacy: a server with a target epsilon publishes exactly the rounds that fit, across a kill -9 and a restart; then check-ins are told the budget is spent"
     )
     func privacyBudgetAcrossACrash() async throws {

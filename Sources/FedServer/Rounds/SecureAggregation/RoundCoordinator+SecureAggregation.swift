@@ -59,6 +59,7 @@ extension RoundCoordinator {
         let outcome = secure.receive(message, taskID: taskID, answer: answer)
         round?.secure = secure
         armStageTimer(from: before, to: secure.stage, attempt: r.attempt)
+        logStage(r.number, from: before, secure, outcome)
         handle(outcome)
     }
 
@@ -74,6 +75,7 @@ extension RoundCoordinator {
         }
         round?.secure = secure
         armStageTimer(from: stage, to: secure.stage, attempt: attempt)
+        logStage(r.number, from: stage, secure, outcome)
         handle(outcome)
     }
 
@@ -82,6 +84,22 @@ extension RoundCoordinator {
         guard from != to, to == .shares || to == .unmask, let secure = configuration.secureAggregation else { return }
         clock.run(at: now() + secure.stageTimeout.dispatch, on: queue) {
             self.secureStageTimedOut(to, attempt: attempt)
+        }
+    }
+
+    /// Logs a stage that closed without ending the round.
+    private func logStage(
+        _ number: UInt64, from: SecureRound.Stage, _ secure: SecureRound, _ outcome: SecureRound.Outcome
+    ) {
+        guard from != secure.stage, case .wait = outcome else { return }
+        switch secure.stage {
+        case .shares:
+            logger.info("round \(number): keys advertised by \(secure.advertised) of \(secure.ids.count) clients")
+        case .input:
+            logger.info(
+                "round \(number): keys shared by \(secure.shared) clients; masked inputs are due by the deadline")
+        case .unmask: logger.info("round \(number): \(secure.contributors.count) masked inputs summed; unmasking")
+        case .keys: break
         }
     }
 

@@ -58,6 +58,10 @@ struct SecureRound {
     private var maskingKeyShares: [UInt32: [SecretShare]] = [:]
     /// Answers waiting for the open stage to close, by participant.
     private var waiting: [UInt32: [Answer]] = [:]
+    /// Clients that advertised keys (U1).
+    var advertised: Int { keys.count }
+    /// Clients that shared keys (U2).
+    var shared: Int { sealed.count }
     /// Clients whose masked input is in the sum.
     var contributors: Set<UInt32> { sum.contributors }
 
