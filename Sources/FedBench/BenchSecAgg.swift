@@ -24,10 +24,12 @@ extension BenchCommand {
                 - a Monte Carlo check on real graphs (--trials, --seed): rounds with a client short of \
                 t, rounds whose answering clients are disconnected (the server then learns each \
                 component's sum), with 95% upper bounds;
-                - the CPU time of one client's cryptography for an update of --dimension weights \
-                (encode, mask seeds, shares and their encryption, masks), its bytes against a raw \
-                Float32 push, and the server's unmasking time estimated from one mask and one key \
-                agreement measured. Build with -c release for meaningful times.
+                - the protocol's own steps on a cohort of n (Participant, CohortUnmasking): the CPU \
+                time of one client's steps for an update of --dimension weights in a --bits ring \
+                (shares and their encryption, opening its inbox, encoding, masks, revealing), its \
+                messages' bytes against a raw Float32 push, and the server's unmasking of the sum \
+                with a fraction --dropout of the cohort gone after sharing their keys, measured. \
+                Build with -c release for meaningful times.
 
                 Example: fed bench secagg --n 100 --k 20 --t 10 --dropout 0.1
                 """)
@@ -42,10 +44,14 @@ extension BenchCommand {
         @Option(help: "Seed of the Monte Carlo graphs and drop-outs.") var seed: UInt64 = 1
         @Option(help: "Weights of the update whose cryptography is timed (the MLP's 199,210; 0: no timing).")
         var dimension = 199_210
+        @Option(help: "The ring's width for the cost measurement, 2...32 (16: the low-bit mode).") var bits = 32
 
         func validate() throws {
             guard trials >= 0 else { throw ValidationError("--trials must be at least 0") }
             guard dimension >= 0 else { throw ValidationError("--dimension must be at least 0") }
+            guard (2...32).contains(bits), (1 << (bits - 1)) - 1 >= participants else {
+                throw ValidationError("--bits must be 2...32 with room for n summands (2^(bits-1) - 1 >= n)")
+            }
             do {
                 _ = try analysis()
             } catch let error as FailureProbabilityError {
@@ -87,7 +93,7 @@ extension BenchCommand {
             if trials > 0 { monteCarlo(a) }
             if dimension > 0 {
                 try SecAggCost(
-                    dimension: dimension, participants: n, neighbours: k, threshold: t, dropout: dropout
+                    dimension: dimension, participants: n, neighbours: k, threshold: t, dropout: dropout, bits: bits
                 ).run()
             }
         }
