@@ -156,6 +156,7 @@ let package = Package(
                 "FedServer",
                 "FedClient",
                 "FedSecureClient",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Crypto
 import FedModel
 import FedStorage
 import Foundation
@@ -88,7 +89,7 @@ extension Fed.DataCommand {
             } catch {
                 return "not a valid gzip file (\(error.reason))"
             }
-            let got = SHA256.hex(content)
+            let got = SHA256.hash(data: content).map { String(format: "%02x", $0) }.joined()
             return got == sha ? nil : "SHA-256 \(got) does not match the published \(sha)"
         }
 
