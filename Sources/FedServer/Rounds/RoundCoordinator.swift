@@ -354,7 +354,8 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             taskParameters["secagg.t"] = String(secure.threshold(cohort: cohort))
             taskParameters["secagg.bits"] = String(secure.bits)
             taskParameters["secagg.clip"] = String(secure.clip)
-            taskParameters["secagg.w"] = String(store.configuration.maxUpdateSamples)
+            taskParameters["secagg.w"] = String(
+                secure.maximumWeight ?? Int(clamping: store.configuration.maxUpdateSamples))
             taskParameters["secagg.stage-ms"] = String(secure.stageTimeout.wholeMilliseconds)
         }
         for (w, id) in zip(selected, taskIDs) {

@@ -20,7 +20,7 @@ extension RoundCoordinator {
         }
         let encoding = try FixedPointEncoding(
             bits: secure.bits, clipping: .l2Norm(secure.clip), maximumSummands: n,
-            maximumWeight: Int(clamping: store.configuration.maxUpdateSamples))
+            maximumWeight: secure.maximumWeight ?? Int(clamping: store.configuration.maxUpdateSamples))
         var ids: [UInt64: UInt32] = [:]
         for (index, task) in taskIDs.enumerated() { ids[task] = UInt32(index + 1) }
         return SecureRound(

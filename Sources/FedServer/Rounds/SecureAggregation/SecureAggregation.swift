@@ -31,11 +31,18 @@ public struct SecureAggregation: Sendable, Equatable {
     public var clip: Double
     /// The longest each of the keys, shares and unmask stages waits. Default 10 s.
     public var stageTimeout: Duration
+    /// W: the largest weight (sample count) an update carries; a client with
+    /// more samples counts for W. nil (default): the server's cap on an
+    /// update's samples (`maxUpdateSamples`). The encoding's resolution is
+    /// C / (M · w / W) for a client of w samples: a W near the clients'
+    /// typical count spends the ring on their updates, not on headroom.
+    public var maximumWeight: Int?
 
     public init(
         threshold: Int? = nil, neighbours: Int? = nil, bits: Int = 32, clip: Double = 10,
-        stageTimeout: Duration = .seconds(10)
+        stageTimeout: Duration = .seconds(10), maximumWeight: Int? = nil
     ) {
+        self.maximumWeight = maximumWeight
         self.threshold = threshold
         self.neighbours = neighbours
         self.bits = bits
@@ -63,6 +70,7 @@ public struct SecureAggregation: Sendable, Equatable {
         if (1 << (bits - 1)) - 1 < n {
             return "a \(bits)-bit ring has no headroom for \(n) summands"
         }
+        if let w = maximumWeight, !(1...(1 << 48)).contains(w) { return "w must be 1 to 2^48 (got \(w))" }
         if let k = neighbours, !(1..<n).contains(k) { return "k must be 1 to n - 1 = \(n - 1) (got \(k))" }
         let k = neighbours(cohort: n)
         if let t = threshold, !(1...k).contains(t) { return "t must be 1 to k = \(k) (got \(t))" }
