@@ -138,16 +138,18 @@ struct ThreeClientVectorTests {
         }
     }
 
-    /// The share at `x` of the 32-byte `secret` under the vector's coefficients.
-    func share(_ secret: [UInt8], coefficients: [[String]], at x: UInt32) throws -> SecretShare {
+    /// The share at `x` of the 32-byte `secret` of `owner` under the vector's coefficients (the
+    /// polynomials are evaluated at all of the owner's holders: `Shamir.split` wants more holders than coefficients).
+    func share(_ secret: [UInt8], of owner: UInt32, coefficients: [[String]], at x: UInt32) throws -> SecretShare {
+        let holders = v.participants.filter { $0 != owner }
         var values: [Mersenne127] = []
         for (index, start) in stride(from: 0, to: secret.count, by: SecretShare.chunkByteCount).enumerated() {
             let chunk = secret[start..<min(start + SecretShare.chunkByteCount, secret.count)]
             let value = chunk.reduce(UInt128(0)) { $0 << 8 | UInt128($1) }
             let shares = try Shamir.split(
                 Mersenne127(value), coefficients: coefficients[index].map { Mersenne127(UInt128($0)!) },
-                at: [Mersenne127(UInt128(x))])
-            values.append(shares[0].y)
+                at: holders.map { Mersenne127(UInt128($0)) })
+            values.append(shares[holders.firstIndex(of: x)!].y)
         }
         return try SecretShare(x: x, secretByteCount: secret.count, values: values)
     }
@@ -157,9 +159,11 @@ struct ThreeClientVectorTests {
         for b in v.bundles {
             let sender = v.client(b.sender)
             let keyShare = try share(
-                bytes(sender.maskingPrivateKey), coefficients: sender.shamirCoefficients["s"]!, at: b.recipient)
+                bytes(sender.maskingPrivateKey), of: b.sender, coefficients: sender.shamirCoefficients["s"]!,
+                at: b.recipient)
             let seedShare = try share(
-                bytes(sender.selfMaskSeed), coefficients: sender.shamirCoefficients["b"]!, at: b.recipient)
+                bytes(sender.selfMaskSeed), of: b.sender, coefficients: sender.shamirCoefficients["b"]!, at: b.recipient
+            )
             #expect(keyShare.encoded == bytes(b.maskingKeyShare), "\(b.sender) to \(b.recipient)")
             #expect(seedShare.encoded == bytes(b.selfMaskSeedShare), "\(b.sender) to \(b.recipient)")
             let bundle = try ShareBundle(maskingKeyShare: keyShare, selfMaskSeedShare: seedShare)
