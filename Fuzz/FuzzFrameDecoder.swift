@@ -25,9 +25,9 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         guard size > 1 else { return 0 }
         let type = MessageType.allCases[Int(data[1]) % MessageType.allCases.count]
         let payload = Array(UnsafeBufferPointer(start: data + 2, count: size - 2))
-        // Bits 1-2 of the first byte pick the frame version (PUSH's layout differs in 2 and 3; 3 adds
-        // value encodings and MODEL_DELTA).
-        let version: UInt8 = [1, 2, 3, 3][Int(data[0] >> 1) & 3]
+        // Bits 1-2 of the first byte pick the frame version 1-4 (PUSH's layout differs in 2 and 3; 3 adds
+        // value encodings and MODEL_DELTA; 4 the rounds' and secure aggregation's messages).
+        let version = UInt8(Int(data[0] >> 1) & 3) + 1
         let frame = Frame(
             header: FrameHeader(version: version, type: type, requestID: 1, payloadLength: UInt32(payload.count)),
             payload: payload)
@@ -72,6 +72,11 @@ func checkReencoding(_ message: Message, requestID: UInt32, version: UInt8) {
     case .modelDelta(var d):
         d.encoding = .float32
         message = .modelDelta(d)
+    case .other(let o):
+        if var r = o.as(Report.self) {
+            r.encoding = .float32
+            message = .other(AnyProtocolMessage(r))
+        }
     default: break
     }
     let again = MessageCodec.encode(message, requestID: requestID, level: 1, version: version)
@@ -90,6 +95,15 @@ func sameBits(_ a: Message, _ b: Message) -> Bool {
         case .model(let x): return x.tensors.flatMap { $0.values.map(\.bitPattern) }
         case .push(let x): return x.tensors.flatMap { $0.values.map(\.bitPattern) }
         case .modelDelta(let x): return x.steps.flatMap { $0.flatMap { $0.values.map(\.bitPattern) } }
+        case .other(let o):
+            if let e = o.as(EvaluationReport.self) {
+                // Binary64 values (a NaN loss decodes; the server refuses it): their bits, both halves.
+                let values = [e.loss] + e.metrics.sorted { $0.key < $1.key }.map(\.value)
+                return values.flatMap {
+                    [UInt32(truncatingIfNeeded: $0.bitPattern >> 32), UInt32(truncatingIfNeeded: $0.bitPattern)]
+                }
+            }
+            return o.as(Report.self)?.tensors.flatMap { $0.values.map(\.bitPattern) } ?? []
         default: return []
         }
     }
@@ -106,6 +120,16 @@ func sameBits(_ a: Message, _ b: Message) -> Bool {
             x.steps = x.steps.map { $0.map { Tensor(zeros: $0.shape) } }
             x.encoding = .float32
             return .modelDelta(x)
+        case .other(let o):
+            if var e = o.as(EvaluationReport.self) {
+                e.loss = 0
+                e.metrics = e.metrics.mapValues { _ in 0 }
+                return .other(AnyProtocolMessage(e))
+            }
+            guard var x = o.as(Report.self) else { return m }
+            x.tensors = x.tensors.map { Tensor(zeros: $0.shape) }
+            x.encoding = .float32
+            return .other(AnyProtocolMessage(x))
         default: return m
         }
     }

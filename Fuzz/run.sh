@@ -8,14 +8,17 @@ runs="${1:-1000000}"
 shift || true
 out=.build-fuzz
 mkdir -p "$out" fuzz-corpus
+# Every FedCodec source, its subfolders' too (Messages/, Messages/Rounds/).
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name FedCodecFuzz \
-    -I Sources/CZlib Sources/FedCodec/*.swift Fuzz/FuzzFrameDecoder.swift -o "$out/fuzz-codec"
+    -I Sources/CZlib $(find Sources/FedCodec -name '*.swift' | sort) Fuzz/FuzzFrameDecoder.swift -o "$out/fuzz-codec"
 for f in Protocol/vectors/*.bin; do
     name=$(basename "$f" .bin)
     [ -f "fuzz-corpus/$name" ] || { printf '\x00'; cat "$f"; } > "fuzz-corpus/$name"
-    # The same frame's payload alone, for the payload mode (odd first byte, then the type byte).
+    # The same frame's payload alone, for the payload mode (odd first byte whose bits 1-2 are the frame's
+    # version - 1, then the type byte).
     if [ ! -f "fuzz-corpus/$name.payload" ] && [ "$(head -c 4 "$f")" = "FEDW" ]; then
-        { printf '\x01'; printf "\\x$(printf %02x $(( $(od -An -tu1 -j5 -N1 "$f") - 1 )))"; tail -c +21 "$f"; } > "fuzz-corpus/$name.payload"
+        mode=$(( 1 | (($(od -An -tu1 -j4 -N1 "$f") - 1) & 3) << 1 ))
+        { printf "\\x$(printf %02x $mode)"; printf "\\x$(printf %02x $(( $(od -An -tu1 -j5 -N1 "$f") - 1 )))"; tail -c +21 "$f"; } > "fuzz-corpus/$name.payload"
     fi
 done
 # Seeds for the JSON mode (first byte 2).

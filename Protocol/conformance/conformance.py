@@ -2,9 +2,10 @@
 """Conformance checker for swift-federated protocol versions 1 to 4.
 
 An independent implementation of the client side of Protocol/SPEC.md in
-Python 3 with the standard library only (socket, struct, zlib, json).
+Python 3 with the standard library only (socket, struct, zlib, json); the secure
+aggregation scenario (--secagg) also needs the `cryptography` package.
 
-    python3 conformance.py [--vectors DIR] [--server HOST:PORT [--rounds]]
+    python3 conformance.py [--vectors DIR] [--server HOST:PORT [--rounds | --secagg]]
 
 With --vectors (default: ../vectors next to this file) it decodes every golden
 vector and checks it against manifest.json. With --server it runs a list of
@@ -15,7 +16,11 @@ decides about frame versions, request ids, dtypes, limits and fetch deltas,
 version 4's messages (a server without rounds refuses CHECK_IN and REPORT;
 with --rounds, against a server started with rounds: check-in, selection,
 reports, deadlines, abandoned rounds; and, when the server hands out evaluate
-tasks, section 12.10's evaluation reports), and, when the server serves HTTP,
+tasks, section 12.10's evaluation reports; with --secagg, against a server
+started with --rounds 3 --over-selection 1 --min-reports 3 --secagg t=2,
+section 12.11's secure aggregation by a cohort of three clients whose
+cryptography is written here with Python's `cryptography` package, the one
+dependency beyond the standard library), and, when the server serves HTTP,
 section 10's. It prints one line
 per check and ends with `N passed, N failed`; the exit status is 1 if any
 check failed.
@@ -35,9 +40,12 @@ from urllib.parse import quote as urllib_quote
 MAGIC = b"FEDW"
 T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10,
          model_delta=11, check_in=12, assignment=13, report=14,
-         evaluation_report=15)
+         evaluation_report=15, secagg_keys=0x10, secagg_roster=0x11, secagg_shares=0x12, secagg_inbox=0x13,
+         secagg_input=0x14, secagg_survivors=0x15, secagg_unmask=0x16)
 SINCE = {T["model_delta"]: 3, T["check_in"]: 4, T["assignment"]: 4, T["report"]: 4,
          T["evaluation_report"]: 4}  # types of later versions
+SINCE.update({t: 4 for t in range(0x10, 0x17)})  # section 12.11: the SECAGG_* messages (feature bit 2)
+SECAGG_MAX_PARTICIPANTS, SECAGG_MAX_SEALED, SECAGG_MAX_SHARE = 4096, 1024, 256
 VERSIONS = (1, 2, 3, 4)
 TYPE_NAMES = {v: k for k, v in T.items()}
 E = dict(bad_magic=1, unsupported_version=2, unknown_message_type=3, unsupported_flags=4, frame_too_large=5,
@@ -371,7 +379,7 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
         m = dict(kind=r.u8("kind"), features=r.u64("features"), task_id=r.u64("task id"), round=r.u64("round"),
                  model_version=r.u64("model version"), deadline_ms=r.u32("deadline"),
                  retry_after_ms=r.u32("retry after"), reason=r.u8("reason"))
-        if m["kind"] in (1, 2) and m["task_id"] == 0:
+        if m["kind"] in (1, 2, 3) and m["task_id"] == 0:
             raise ProtocolError(E["malformed_payload"], "message", "a task with task id 0")
         m["parameters"] = key_values(r, "parameters")
     elif type_ == T["report"]:
@@ -406,9 +414,88 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
             if name in m["metrics"]:
                 raise ProtocolError(E["malformed_payload"], "message", "metric %r given twice" % name)
             m["metrics"][name] = value
+    elif T["secagg_keys"] <= type_ <= T["secagg_unmask"]:
+        m = decode_secagg(type_, r)
     else:
         m = dict(nonce=r.u64("nonce"))
     r.end()
+    return m
+
+
+def decode_secagg(type_, r):
+    """Section 12.11: the SECAGG_* payloads; byte strings as lowercase hex (the manifest's form)."""
+    def bad(text):
+        raise ProtocolError(E["malformed_payload"], "message", text)
+
+    def task():
+        t = r.u64("task id")
+        if t == 0:
+            bad("task id 0")
+        return t
+
+    def pid(what):
+        i = r.u32(what)
+        if not 1 <= i <= SECAGG_MAX_PARTICIPANTS:
+            bad("%s id %d" % (what, i))
+        return i
+
+    def count(what):
+        n = r.u16(what)
+        if n > SECAGG_MAX_PARTICIPANTS:
+            bad("%d %s" % (n, what))
+        return n
+
+    def ascending(ids, what):
+        if len(ids) > 1 and ids[-2] >= ids[-1]:
+            bad("%s not strictly ascending" % what)
+
+    m = dict(task_id=task())
+    if type_ == T["secagg_keys"]:
+        m["encryption_key"], m["masking_key"] = r.take(32, "c").hex(), r.take(32, "s").hex()
+    elif type_ == T["secagg_roster"]:
+        m["participant"] = me = pid("participant")
+        m["neighbours"] = []
+        for _ in range(count("neighbours")):
+            i = pid("neighbour")
+            if i == me:
+                bad("the participant is its own neighbour")
+            m["neighbours"].append(dict(id=i, encryption_key=r.take(32, "c").hex(), masking_key=r.take(32, "s").hex()))
+            ascending([n["id"] for n in m["neighbours"]], "neighbours")
+    elif type_ in (T["secagg_shares"], T["secagg_inbox"]):
+        m["bundles"] = []
+        for _ in range(count("bundles")):
+            i = pid("bundle participant")
+            m["bundles"].append(dict(participant=i))
+            ascending([b["participant"] for b in m["bundles"]], "bundles")
+            n = r.u16("sealed length")
+            if not 1 <= n <= SECAGG_MAX_SEALED:
+                bad("a sealed bundle of %d bytes" % n)
+            m["bundles"][-1]["sealed"] = r.take(n, "sealed").hex()
+    elif type_ == T["secagg_input"]:
+        w = r.u8("element bytes")
+        if w not in (2, 4):
+            bad("element bytes %d" % w)
+        n = r.u32("element count")
+        raw = r.take(n * w, "masked input")
+        m["element_bytes"], m["values"] = w, list(struct.unpack("<%d%s" % (n, "H" if w == 2 else "I"), raw))
+    elif type_ == T["secagg_survivors"]:
+        m["contributors"], m["survivors"] = r.u32("contributors"), []
+        for _ in range(count("survivors")):
+            m["survivors"].append(pid("survivor"))
+            ascending(m["survivors"], "survivors")
+    else:
+        m["shares"] = []
+        for _ in range(count("shares")):
+            o = pid("owner")
+            m["shares"].append(dict(owner=o))
+            ascending([x["owner"] for x in m["shares"]], "owners")
+            k = r.u8("kind")
+            if k not in (1, 2):
+                bad("share kind %d" % k)
+            n = r.u16("share length")
+            if not 1 <= n <= SECAGG_MAX_SHARE:
+                bad("a share of %d bytes" % n)
+            m["shares"][-1].update(kind=k, share=r.take(n, "share").hex())
     return m
 
 
@@ -654,11 +741,124 @@ class Conn:
         self.s.close()
 
 
+# ---------------------------------------------------------------- secure aggregation (section 12.11)
+
+SECAGG_SALT = b"swift-federated secagg v1"
+SECAGG_AD_LABEL = b"swift-federated secagg share v1"
+P127 = (1 << 127) - 1
+
+
+class SecAggClient:
+    """A client's side of SecAgg+ (section 12.11) with Python's `cryptography` package: X25519 keys c (shares)
+    and s (masks), HKDF-SHA256 pairwise keys, Shamir over GF(2^127 - 1) in 15-byte chunks, ChaCha20-Poly1305
+    share bundles, ChaCha20 mask expansion. Fresh keys, self-mask seed, coefficients and nonces from os.urandom."""
+
+    def __init__(self, round_, threshold, bits):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+        self.round, self.t, self.bits = round_, threshold, bits
+        raw = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.c, self.s = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+        self.c_public, self.s_public = self.c.public_key().public_bytes(*raw), self.s.public_key().public_bytes(*raw)
+        self.s_raw = self.s.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                          serialization.NoEncryption())
+        self.b = os.urandom(32)
+        self.me, self.roster, self.held = None, {}, {}
+
+    def derive(self, private, peer_public, purpose, j):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        shared = private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+        info = purpose + u64(self.round) + u32(min(self.me, j)) + u32(max(self.me, j))
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=SECAGG_SALT, info=info).derive(shared)
+
+    def prg(self, seed, count):
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+        stream = Cipher(algorithms.ChaCha20(seed, b"\0" * 16), mode=None).encryptor().update(b"\0" * (4 * count))
+        mask = (1 << self.bits) - 1
+        return [v & mask for v in struct.unpack("<%dI" % count, stream)]
+
+    @staticmethod
+    def split(secret, threshold, xs):
+        """Shamir shares of `secret` at `xs`, each as its encoding: x u32, length u16, 16 bytes per 15-byte chunk."""
+        import secrets
+        polys = [[int.from_bytes(secret[k:k + 15], "big")] + [secrets.randbelow(P127) for _ in range(threshold - 1)]
+                 for k in range(0, len(secret), 15)]
+        out = {}
+        for x in xs:
+            vals = [sum(c * pow(x, d, P127) for d, c in enumerate(p)) % P127 for p in polys]
+            out[x] = u32(x) + u16(len(secret)) + b"".join(v.to_bytes(16, "big") for v in vals)
+        return out
+
+    @staticmethod
+    def ad(round_, sender, recipient):
+        return SECAGG_AD_LABEL + u64(round_) + u32(sender) + u32(recipient)
+
+    def shares(self, roster):
+        """The sealed bundles (recipient, bytes) for SECAGG_SHARES."""
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+        self.me = roster["participant"]
+        self.roster = {n["id"]: (bytes.fromhex(n["encryption_key"]), bytes.fromhex(n["masking_key"]))
+                       for n in roster["neighbours"]}
+        ids = sorted(self.roster)
+        key_shares, seed_shares = self.split(self.s_raw, self.t, ids), self.split(self.b, self.t, ids)
+        out = []
+        for j in ids:
+            key = self.derive(self.c, self.roster[j][0], b"share key", j)
+            nonce = os.urandom(12)
+            out.append((j, nonce + ChaCha20Poly1305(key).encrypt(nonce, key_shares[j] + seed_shares[j],
+                                                                 self.ad(self.round, self.me, j))))
+        return out
+
+    def open(self, inbox):
+        """Opens each bundle sealed to this client; raises on any that does not authenticate."""
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+        for b in inbox["bundles"]:
+            j, sealed = b["participant"], bytes.fromhex(b["sealed"])
+            key = self.derive(self.c, self.roster[j][0], b"share key", j)
+            plain = ChaCha20Poly1305(key).decrypt(sealed[:12], sealed[12:], self.ad(self.round, j, self.me))
+            first = 6 + 16 * ((struct.unpack(">H", plain[4:6])[0] + 14) // 15)
+            key_share, seed_share = plain[:first], plain[first:]
+            if struct.unpack(">I", key_share[:4])[0] != self.me or struct.unpack(">I", seed_share[:4])[0] != self.me:
+                raise ValueError("a bundle from %d holds shares for another x" % j)
+            self.held[j] = (key_share, seed_share)
+
+    def mask(self, values):
+        m = (1 << self.bits) - 1
+        y = [(v + r) & m for v, r in zip(values, self.prg(self.b, len(values)))]
+        for j in sorted(self.held):
+            pair = self.prg(self.derive(self.s, self.roster[j][1], b"mask seed", j), len(values))
+            y = [(a + r) & m for a, r in zip(y, pair)] if j > self.me else [(a - r) & m for a, r in zip(y, pair)]
+        return y
+
+    def unmask(self, survivors):
+        """(owner, kind, share): the self-mask seed share of each survivor, the masking-key share of the others."""
+        return [(j, 1, self.held[j][1]) if j in survivors else (j, 2, self.held[j][0]) for j in sorted(self.held)]
+
+
+def fixed_point(update, weight, bits, clip, summands, max_weight):
+    """Section 12.11's encoding: clip to L2 norm `clip`, scale by weight / W · M / C (M = floor((2^(b-1) - 1) / n)),
+    round (to nearest here; a client may round stochastically), two's complement mod 2^b; then the weight in
+    base-2^h digits, h = b - bit_length(n). Returns (elements, scale)."""
+    unit = ((1 << (bits - 1)) - 1) // summands
+    scale = unit / clip
+    factor = weight / max_weight * scale
+    norm = math.sqrt(sum(x * x for x in update))
+    if norm > clip:
+        factor *= clip / norm
+    mask = (1 << bits) - 1
+    out = [min(max(int(math.floor(x * factor + 0.5)), -unit), unit) & mask for x in update]
+    h = bits - summands.bit_length()
+    out += [(weight >> (k * h)) & ((1 << h) - 1) for k in range((max_weight.bit_length() + h - 1) // h)]
+    return out, scale
+
+
 def floats(tensors):
     return [(s, list(struct.unpack("<%df" % (len(raw) // 4), raw))) for s, raw in tensors]
 
 
-def run_server(host, port, report, rounds=False):
+def run_server(host, port, report, rounds=False, secagg=False):
     def scenario(name, fn):
         try:
             fn()
@@ -1302,6 +1502,153 @@ def run_server(host, port, report, rounds=False):
                      t == T["assignment"] and g3["kind"] == 0 and g3["reason"] == 1 and g3["task_id"] == 0, str(g3))
         a.close()
 
+    def s_secagg():
+        """Section 12.11 against a fresh server started with --rounds 3 --over-selection 1 --min-reports 3
+        --secagg t=2: three clients written here (Python's cryptography package) take part in one secure round."""
+        try:
+            import cryptography  # noqa: F401
+        except ImportError:
+            report.check("secagg: Python's cryptography package is installed (pip install cryptography)", False)
+            return
+        tag = os.getpid()
+        names = ["conformance-sa%d-%d" % (i, tag) for i in range(3)]
+        conns = [v4_session(n)[0] for n in names]
+        a = conns[0]
+        a.request(T["fetch"], u64(0) + u8(0) + u8(0), version=4)
+        t, _, m = a.receive()
+        base_version, base_datasets, model = m["version"], m["datasets"], floats(m["tensors"])
+        dimension = sum(len(v) for _, v in model)
+        a.request(T["secagg_keys"], u64(0x5EC0FFEE ^ tag) + os.urandom(64), version=4)
+        ans = a.receive()
+        report.check("secagg: SECAGG_KEYS of a task the server never gave gets unknown_task (44)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unknown_task"], str(ans))
+        for c in conns:
+            c.request(T["check_in"], check_in_payload(10000, features=4), version=4)
+        tasks = [c.receive() for c in conns]
+        ok = all(x is not None and x[0] == T["assignment"] and x[2]["kind"] == 3 for x in tasks)
+        report.check("secagg: three clients checking in with feature bit 2 each get a secure-train ASSIGNMENT (kind 3)",
+                     ok, str(tasks))
+        if not ok:
+            return
+        tasks = [x[2] for x in tasks]
+        p = tasks[0]["parameters"]
+        report.check("secagg: the tasks share a round and a model version, agree feature bit 2 and state n = 3, "
+                     "k = 2, t = 2, bits, clip and w",
+                     len({(x["round"], x["model_version"]) for x in tasks}) == 1 and all(x["features"] & 4 for x in tasks)
+                     and len({x["task_id"] for x in tasks}) == 3 and all(x["parameters"] == p for x in tasks)
+                     and (p.get("secagg.n"), p.get("secagg.k"), p.get("secagg.t")) == ("3", "2", "2")
+                     and all(k in p for k in ("secagg.bits", "secagg.clip", "secagg.w")), str(p))
+        round_, t_, bits = tasks[0]["round"], int(p["secagg.t"]), int(p["secagg.bits"])
+        clip, n, w = float(p["secagg.clip"]), int(p["secagg.n"]), int(p["secagg.w"])
+        a.request(T["report"], report_payload(tasks[0]["task_id"], 100, model), version=4)
+        ans = a.receive()
+        report.check("secagg: a REPORT of a secure-train task gets unexpected_message (33): its update travels masked",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unexpected_message"], str(ans))
+        a.request(T["secagg_keys"], u64(tasks[1]["task_id"]) + os.urandom(64), version=4)
+        ans = a.receive()
+        report.check("secagg: SECAGG_KEYS naming another client's task gets unknown_task (44)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unknown_task"], str(ans))
+
+        clients = [SecAggClient(round_, t_, bits) for _ in conns]
+        for c, task, sc in zip(conns, tasks, clients):
+            c.request(T["secagg_keys"], u64(task["task_id"]) + sc.c_public + sc.s_public, version=4)
+        rosters = [c.receive() for c in conns]
+        ok = all(x is not None and x[0] == T["secagg_roster"] for x in rosters)
+        report.check("secagg: each SECAGG_KEYS is answered by a SECAGG_ROSTER once all three advertised", ok,
+                     str(rosters))
+        if not ok:
+            return
+        rosters = [x[2] for x in rosters]
+        ids = [r["participant"] for r in rosters]
+        advertised = {r["participant"]: (sc.c_public.hex(), sc.s_public.hex()) for r, sc in zip(rosters, clients)}
+        report.check("secagg: the rosters give ids 1, 2, 3, each the other two as neighbours (k = 2) with the keys "
+                     "they advertised",
+                     sorted(ids) == [1, 2, 3] and all(
+                         [nb["id"] for nb in r["neighbours"]] == sorted(set(ids) - {r["participant"]})
+                         and all((nb["encryption_key"], nb["masking_key"]) == advertised[nb["id"]]
+                                 for nb in r["neighbours"]) for r in rosters), str(rosters))
+        for c, task, sc, r in zip(conns, tasks, clients, rosters):
+            c.request(T["secagg_shares"], u64(task["task_id"]) + u16(2) + b"".join(
+                u32(j) + u16(len(b)) + b for j, b in sc.shares(r)), version=4)
+        inboxes = [c.receive() for c in conns]
+        ok = all(x is not None and x[0] == T["secagg_inbox"] for x in inboxes)
+        report.check("secagg: each SECAGG_SHARES is answered by a SECAGG_INBOX once all three shared", ok, str(inboxes))
+        if not ok:
+            return
+        opened = True
+        for sc, x in zip(clients, inboxes):
+            try:
+                sc.open(x[2])
+            except Exception as e:  # InvalidTag or a share for another x
+                opened = False
+                print("note  %s" % e)
+        report.check("secagg: every inbox holds one bundle from each neighbour, and each opens (ChaCha20-Poly1305 "
+                     "under the HKDF share key, associated data round + sender + recipient)",
+                     opened and all(sorted(sc.held) == sorted(set(ids) - {sc.me}) for sc in clients))
+
+        weights = [100, 200, 300]
+        updates = [[0.001 * (((i * (k + 2)) % 7) - 3) for i in range(dimension)] for k in range(3)]
+        length = dimension + (w.bit_length() + bits - n.bit_length() - 1) // (bits - n.bit_length())
+        width = 2 if bits <= 16 else 4
+        code = "H" if width == 2 else "I"
+        a.request(T["secagg_input"], u64(tasks[0]["task_id"]) + u8(width) + u32(length - 1)
+                  + struct.pack("<%d%s" % (length - 1, code), *([0] * (length - 1))), version=4)
+        ans = a.receive()
+        report.check("secagg: a SECAGG_INPUT one element short gets shape_mismatch (34), and the client may send again",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["shape_mismatch"], str(ans))
+        scale = None
+        for c, task, sc, update, weight in zip(conns, tasks, clients, updates, weights):
+            values, scale = fixed_point(update, weight, bits, clip, n, w)
+            masked = sc.mask(values)
+            c.request(T["secagg_input"], u64(task["task_id"]) + u8(width) + u32(len(masked))
+                      + struct.pack("<%d%s" % (len(masked), code), *masked), version=4)
+        survivors = [c.receive() for c in conns]
+        ok = all(x is not None and x[0] == T["secagg_survivors"] for x in survivors)
+        report.check("secagg: each masked SECAGG_INPUT (%d elements of %d bytes) is answered by SECAGG_SURVIVORS"
+                     % (length, width), ok, str(survivors))
+        if not ok:
+            return
+        report.check("secagg: SECAGG_SURVIVORS counts 3 inputs and lists both neighbours of each client",
+                     all(x[2]["contributors"] == 3 and x[2]["survivors"] == sorted(set(ids) - {sc.me})
+                         for x, sc in zip(survivors, clients)), str(survivors))
+        unmasks = []
+        for c, task, sc, x in zip(conns, tasks, clients, survivors):
+            shares = sc.unmask(set(x[2]["survivors"]))
+            unmasks.append(u64(task["task_id"]) + u16(len(shares)) + b"".join(
+                u32(o) + u8(k) + u16(len(s)) + s for o, k, s in shares))
+            c.request(T["secagg_unmask"], unmasks[-1], version=4)
+        acks = [c.receive() for c in conns]
+        ok = all(x is not None and x[0] == T["ack"] for x in acks)
+        report.check("secagg: each SECAGG_UNMASK (self-mask seed shares, kind 1) is answered by the round's ACK: "
+                     "version + 1, datasets + the sum of the weights",
+                     ok and all(x[2]["version"] == base_version + 1 and x[2]["datasets"] == base_datasets + sum(weights)
+                                for x in acks), str(acks))
+        a.request(T["fetch"], u64(0) + u8(0) + u8(0), version=4)
+        t, _, m = a.receive()
+        got = [v for _, vals in floats(m["tensors"]) for v in vals] if t == T["model"] else []
+        base = [v for _, vals in model for v in vals]
+        total = sum(weights)
+        bound = len(weights) * 0.5 * w / (total * scale) + 1e-6  # rounding to nearest, plus Float32's rounding
+        err = max((abs(g - b0 - sum(wt * u[i] for wt, u in zip(weights, updates)) / total)
+                   for i, (g, b0) in enumerate(zip(got, base))), default=float("inf"))
+        report.check("secagg: the new model is the base plus the weighted mean of the three updates, within the "
+                     "quantization bound (max error %.2e, bound %.2e)" % (err, bound),
+                     t == T["model"] and m["version"] == base_version + 1 and len(got) == len(base) and err <= bound,
+                     str((TYPE_NAMES.get(t), m.get("version"))))
+        a.request(T["secagg_unmask"], unmasks[0], version=4)
+        ans = a.receive()
+        report.check("secagg: a SECAGG_UNMASK repeated after the round closed gets the same ACK",
+                     ans is not None and ans[0] == T["ack"] and ans[2] == acks[0][2], str(ans))
+        a.request(T["secagg_keys"], u64(tasks[0]["task_id"]) + clients[0].c_public + clients[0].s_public, version=4)
+        ans = a.receive()
+        report.check("secagg: SECAGG_KEYS of a task whose round has closed gets round_closed (45)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["round_closed"], str(ans))
+        for c in conns:
+            c.close()
+
+    if secagg:
+        scenario("secure aggregation", s_secagg)
+        return
     scenario("handshake", s_handshake)
     scenario("versions", s_versions)
     scenario("fetch/push", s_fetch_push)
@@ -1330,6 +1677,10 @@ def main():
                    help="run the rounds scenarios (section 12) instead of checking that the server runs no rounds; "
                         "the server must be fresh and started with --rounds 2 --min-reports 1 --round-deadline 2 "
                         "--selection-window 0.2 (they take about 6 s)")
+    p.add_argument("--secagg", action="store_true",
+                   help="run only the secure aggregation scenario (section 12.11): three clients written here take "
+                        "part in one secure round; the server must be fresh and started with --rounds 3 "
+                        "--over-selection 1 --min-reports 3 --secagg t=2. Needs Python's cryptography package")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for each answer of the server (default 10)")
     a = p.parse_args()
@@ -1340,7 +1691,7 @@ def main():
     if a.server:
         host, port = a.server.rsplit(":", 1)
         try:
-            run_server(host, int(port), report, a.rounds)
+            run_server(host, int(port), report, a.rounds, a.secagg)
         except OSError as e:
             report.check("connect to %s" % a.server, False, str(e))
     print("%d passed, %d failed" % (report.passed, report.failed))

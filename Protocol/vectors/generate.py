@@ -3,7 +3,11 @@
 
 An implementation of the encoding side of Protocol/SPEC.md written in Python
 with the standard library only (struct, zlib, json), independent of the Swift
-codec. Run from anywhere: `python3 Protocol/vectors/generate.py`. The output is
+codec, plus, for secure aggregation (section 12.11), Python's `cryptography`
+package: it also writes secagg_three_clients.json, a fixed-seed vector of the
+cryptography of a cohort of three clients (X25519, HKDF-SHA256, Shamir shares,
+ChaCha20-Poly1305 bundles, ChaCha20 masks, masked inputs and their sum). Run
+from anywhere: `python3 Protocol/vectors/generate.py`. The output is
 deterministic; the committed files are what it writes.
 """
 import json
@@ -627,6 +631,381 @@ add("evaluation_report_trailing_bytes", frame(15, 90, evaluation_report(9, 7, 10
 add("assignment_evaluate_task_zero", frame(13, 91, assignment(2, 2, 0, 0, 42, 60000, 0, 0, []), version=4),
     "ASSIGNMENT of an evaluate task with task id 0", error=("message", "malformed_payload"))
 
+
+# ---- version 4, feature secure aggregation (bit 2): SecAgg+ (SPEC.md section 12.11) ----
+# The cryptography of a fixed-seed cohort of three (secagg_three_clients.json) is computed first: the
+# message vectors below carry its real public keys, sealed bundles and shares.
+P127 = (1 << 127) - 1
+SECAGG_SALT = b"swift-federated secagg v1"
+SECAGG_AD_LABEL = b"swift-federated secagg share v1"
+SECAGG_ROUND = 0x0102030405060708
+SECAGG_IDS = [1, 2, 3]
+SECAGG_T = 2
+SECAGG_BITS = 32
+SECAGG_INPUTS = {
+    1: [0, 1, 1000, 0xFFFFFFFF, 0x80000000],
+    2: [7, 0xFFFFFFFE, 2000, 5, 0x80000000],
+    3: [0x12345678, 3, 0xFFFFF000, 0x7FFFFFFF, 1],
+}
+
+
+def sha256(data):
+    import hashlib
+    return hashlib.sha256(data).digest()
+
+
+def fixed(label):
+    """32 fixed bytes named by `label`: every secret of the vector is one of these."""
+    return sha256(b"swift-federated secagg vector: " + label.encode())
+
+
+def secagg_crypto():
+    """Every value of a SecAgg+ round of clients 1, 2, 3 (complete graph, t = 2, 32-bit ring), from fixed
+    private keys, self-mask seeds, Shamir coefficients and nonces. Needs Python's `cryptography` package."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    raw = serialization.Encoding.Raw
+
+    def public(private):
+        return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+
+    def derive(private, peer_public, purpose, i, j):
+        shared = X25519PrivateKey.from_private_bytes(private).exchange(X25519PublicKey.from_public_bytes(peer_public))
+        info = purpose + u64(SECAGG_ROUND) + u32(min(i, j)) + u32(max(i, j))
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=SECAGG_SALT, info=info).derive(shared), shared
+
+    def prg(seed, count):
+        """ChaCha20 keystream (RFC 8439) under the seed, nonce 0, counter 0, as little-endian u32s mod 2^b."""
+        stream = Cipher(algorithms.ChaCha20(seed, b"\0" * 16), mode=None).encryptor().update(b"\0" * (4 * count))
+        return [v & ((1 << SECAGG_BITS) - 1) for v in struct.unpack("<%dI" % count, stream)]
+
+    def chunks(secret):
+        return [int.from_bytes(secret[k:k + 15], "big") for k in range(0, len(secret), 15)]
+
+    def share(secret, coefficients, x):
+        """The SecretShare encoding of `x`'s share: x u32, length u16, one 16-byte value per 15-byte chunk."""
+        values = [(c0 + sum(c * pow(x, d + 1, P127) for d, c in enumerate(cs))) % P127
+                  for c0, cs in zip(chunks(secret), coefficients)]
+        return u32(x) + u16(len(secret)) + b"".join(v.to_bytes(16, "big") for v in values)
+
+    def recover(shares):
+        """Lagrange interpolation at 0 of shares (x, encoded), chunk by chunk, back to bytes."""
+        length = struct.unpack(">H", shares[0][1][4:6])[0]
+        out = b""
+        for k in range((length + 14) // 15):
+            pts = [(x, int.from_bytes(enc[6 + 16 * k:22 + 16 * k], "big")) for x, enc in shares]
+            total = 0
+            for xi, yi in pts:
+                num, den = 1, 1
+                for xj, _ in pts:
+                    if xj != xi:
+                        num, den = num * (-xj) % P127, den * (xi - xj) % P127
+                total = (total + yi * num * pow(den, P127 - 2, P127)) % P127
+            out += total.to_bytes(min(15, length - 15 * k), "big")
+        return out
+
+    mod = 1 << SECAGG_BITS
+    n = len(SECAGG_INPUTS[1])
+    clients = {}
+    for i in SECAGG_IDS:
+        c, s, b = fixed("c%d" % i), fixed("s%d" % i), fixed("b%d" % i)
+        coefficients = {name: [[int.from_bytes(fixed("coefficient %s%d chunk %d degree %d" % (name, i, k, d + 1))[:16],
+                                                "big") % P127 for d in range(SECAGG_T - 1)]
+                               for k in range(3)] for name in ("s", "b")}
+        clients[i] = dict(id=i, encryption_private_key=c, masking_private_key=s, self_mask_seed=b,
+                          encryption_public_key=public(c), masking_public_key=public(s),
+                          shamir_coefficients=coefficients, input=SECAGG_INPUTS[i])
+    pairs = {}
+    for i in SECAGG_IDS:
+        for j in SECAGG_IDS:
+            if i < j:
+                ci, cj = clients[i], clients[j]
+                share_key, share_secret = derive(ci["encryption_private_key"], cj["encryption_public_key"], b"share key", i, j)
+                seed, mask_secret = derive(ci["masking_private_key"], cj["masking_public_key"], b"mask seed", i, j)
+                assert (share_key, seed) == (derive(cj["encryption_private_key"], ci["encryption_public_key"],
+                                                    b"share key", i, j)[0],
+                                             derive(cj["masking_private_key"], ci["masking_public_key"], b"mask seed",
+                                                    i, j)[0])
+                pairs[(i, j)] = dict(low=i, high=j, encryption_shared_secret=share_secret, share_key=share_key,
+                                     masking_shared_secret=mask_secret, mask_seed=seed, mask=prg(seed, n))
+    bundles = []
+    for i in SECAGG_IDS:
+        ci = clients[i]
+        for j in SECAGG_IDS:
+            if j == i:
+                continue
+            plain = (share(ci["masking_private_key"], ci["shamir_coefficients"]["s"], j)
+                     + share(ci["self_mask_seed"], ci["shamir_coefficients"]["b"], j))
+            nonce = fixed("nonce %d to %d" % (i, j))[:12]
+            ad = SECAGG_AD_LABEL + u64(SECAGG_ROUND) + u32(i) + u32(j)
+            sealed = nonce + ChaCha20Poly1305(pairs[(min(i, j), max(i, j))]["share_key"]).encrypt(nonce, plain, ad)
+            bundles.append(dict(sender=i, recipient=j, nonce=nonce, associated_data=ad,
+                                masking_key_share=plain[:54], self_mask_seed_share=plain[54:], plaintext=plain,
+                                sealed=sealed))
+    for i in SECAGG_IDS:
+        ci = clients[i]
+        ci["self_mask"] = prg(ci["self_mask_seed"], n)
+        y = list(ci["input"])
+        for k in range(n):
+            y[k] = (y[k] + ci["self_mask"][k]) % mod
+        for j in SECAGG_IDS:
+            if j != i:
+                m = pairs[(min(i, j), max(i, j))]["mask"]
+                sign = 1 if j > i else -1
+                y = [(y[k] + sign * m[k]) % mod for k in range(n)]
+        ci["masked_input"] = y
+    total = [sum(clients[i]["masked_input"][k] for i in SECAGG_IDS) % mod for k in range(n)]
+    inputs_sum = [sum(clients[i]["input"][k] for i in SECAGG_IDS) % mod for k in range(n)]
+    # The pairwise masks cancel in the sum; the self masks are what the unmask stage removes.
+    unmasked = [(total[k] - sum(clients[i]["self_mask"][k] for i in SECAGG_IDS)) % mod for k in range(n)]
+    assert unmasked == inputs_sum and total != inputs_sum
+    # Unmask with every input in the sum: each client reveals its share of each neighbour's self-mask seed (kind 1).
+    unmask = {i: [dict(owner=b["sender"], kind=1, share=b["self_mask_seed_share"]) for b in bundles
+                  if b["recipient"] == i] for i in SECAGG_IDS}
+    for i in SECAGG_IDS:
+        held = [(b["recipient"], b["self_mask_seed_share"]) for b in bundles if b["sender"] == i]
+        assert recover(held) == clients[i]["self_mask_seed"]
+        assert recover([(b["recipient"], b["masking_key_share"]) for b in bundles if b["sender"] == i]) == \
+            clients[i]["masking_private_key"]
+    return dict(clients=clients, pairs=pairs, bundles=bundles, masked_sum=total, sum=inputs_sum, unmask=unmask, n=n)
+
+
+def secagg_vector_json(sc):
+    def h(b): return b.hex()
+    return {
+        "description": "SecAgg+ (SPEC.md section 12.11) for clients 1, 2 and 3 on the complete graph (k = 2), "
+                       "threshold t = 2, ring Z_(2^32), inputs of 5 elements: every value a client and the server "
+                       "compute, from fixed private keys, self-mask seeds, Shamir coefficients and nonces. Written "
+                       "by Protocol/vectors/generate.py with Python's cryptography package.",
+        "round": SECAGG_ROUND, "threshold": SECAGG_T, "ring_bits": SECAGG_BITS, "element_count": sc["n"],
+        "participants": SECAGG_IDS,
+        "neighbours": {str(i): [j for j in SECAGG_IDS if j != i] for i in SECAGG_IDS},
+        "notes": [
+            "byte strings are lowercase hex; integers of the ring are numbers; u32/u64 fields in derivation inputs "
+            "are big-endian.",
+            "X25519 (RFC 7748): private keys are 32 raw bytes as given (clamped by the scalar multiplication).",
+            "HKDF-SHA256 (RFC 5869): salt 'swift-federated secagg v1'; info = purpose ('share key' or 'mask seed', "
+            "ASCII) + round (u64) + smaller id (u32) + larger id (u32); 32 bytes out. Input: the X25519 shared "
+            "secret of the encryption keys c (share key) or the masking keys s (mask seed).",
+            "Shamir over GF(2^127 - 1): a secret of 32 bytes is cut into chunks of 15, 15 and 2 bytes, each read "
+            "big-endian as a field element and shared with its own polynomial chunk + c_1 x + ... + c_(t-1) x^(t-1); "
+            "'shamir_coefficients'[secret][chunk] lists c_1 ... c_(t-1) ('s': the masking private key, 'b': the "
+            "self-mask seed). A share's encoding: x (u32), the secret's length (u16), each chunk's value (16 bytes, "
+            "big-endian).",
+            "share bundle plaintext: the recipient's masking-key share then its self-mask-seed share (x = the "
+            "recipient's id). Sealed with ChaCha20-Poly1305 (RFC 8439) under the pair's share key, associated data "
+            "'swift-federated secagg share v1' + round (u64) + sender (u32) + recipient (u32); sealed = nonce (12) + "
+            "ciphertext + tag (16). A client draws the nonce at random; here it is fixed.",
+            "mask expansion: the ChaCha20 keystream (RFC 8439 block function) keyed by the 32-byte seed, nonce of 12 "
+            "zero bytes, block counter from 0, read as little-endian u32s, each reduced mod 2^b.",
+            "masked input of i: input + self_mask + sum over neighbours j > i of mask(s_ij) - sum over j < i of "
+            "mask(s_ij), mod 2^b. The pairwise masks cancel in the sum of the masked inputs ('masked_sum'); minus "
+            "the three self masks it is the inputs' sum ('sum').",
+            "unmask: with every input in the sum, each client reveals its share of each neighbour's self-mask seed "
+            "(SECAGG_UNMASK kind 1); the server rebuilds each seed from t shares and subtracts its self mask.",
+        ],
+        "clients": [
+            {"id": c["id"], "encryption_private_key": h(c["encryption_private_key"]),
+             "masking_private_key": h(c["masking_private_key"]), "self_mask_seed": h(c["self_mask_seed"]),
+             "shamir_coefficients": {name: [[str(v) for v in chunk] for chunk in cs]
+                                     for name, cs in c["shamir_coefficients"].items()},
+             "encryption_public_key": h(c["encryption_public_key"]), "masking_public_key": h(c["masking_public_key"]),
+             "input": c["input"], "self_mask": c["self_mask"], "masked_input": c["masked_input"],
+             "unmask": [{"owner": s["owner"], "kind": s["kind"], "share": h(s["share"])} for s in sc["unmask"][c["id"]]]}
+            for c in sc["clients"].values()],
+        "pairs": [
+            {"low": p["low"], "high": p["high"], "encryption_shared_secret": h(p["encryption_shared_secret"]),
+             "share_key": h(p["share_key"]), "masking_shared_secret": h(p["masking_shared_secret"]),
+             "mask_seed": h(p["mask_seed"]), "mask": p["mask"]}
+            for p in sc["pairs"].values()],
+        "bundles": [
+            {"sender": b["sender"], "recipient": b["recipient"], "masking_key_share": h(b["masking_key_share"]),
+             "self_mask_seed_share": h(b["self_mask_seed_share"]), "plaintext": h(b["plaintext"]),
+             "nonce": h(b["nonce"]), "associated_data": h(b["associated_data"]), "sealed": h(b["sealed"])}
+            for b in sc["bundles"]],
+        "masked_sum": sc["masked_sum"],
+        "sum": sc["sum"],
+    }
+
+
+SC = secagg_crypto()
+with open(os.path.join(HERE, "secagg_three_clients.json"), "w") as fh:
+    json.dump(secagg_vector_json(SC), fh, indent=1)
+    fh.write("\n")
+
+
+def secagg_keys(task, c, s):
+    return u64(task) + c + s
+
+
+def secagg_roster(task, me, neighbours):
+    return u64(task) + u32(me) + u16(len(neighbours)) + b"".join(u32(i) + c + s for i, c, s in neighbours)
+
+
+def secagg_bundles(task, bundles):
+    """SECAGG_SHARES and SECAGG_INBOX: u16 count, then (participant u32, u16 length, sealed bytes) each."""
+    return u64(task) + u16(len(bundles)) + b"".join(u32(i) + u16(len(b)) + b for i, b in bundles)
+
+
+def secagg_input(task, width, values, count=None):
+    packed = b"".join(v.to_bytes(width, "little") for v in values)
+    return u64(task) + u8(width) + u32(len(values) if count is None else count) + packed
+
+
+def secagg_survivors(task, contributors, ids):
+    return u64(task) + u32(contributors) + u16(len(ids)) + b"".join(u32(i) for i in ids)
+
+
+def secagg_unmask(task, shares):
+    return u64(task) + u16(len(shares)) + b"".join(u32(o) + u8(k) + u16(len(s)) + s for o, k, s in shares)
+
+
+def keys_json(c, s): return dict(encryption_key=c.hex(), masking_key=s.hex())
+def bundles_json(bs): return [dict(participant=i, sealed=b.hex()) for i, b in bs]
+def shares_json(ss): return [dict(owner=o, kind=k, share=s.hex()) for o, k, s in ss]
+
+
+SA = {i: SC["clients"][i] for i in SECAGG_IDS}
+KEYS = {i: (SA[i]["encryption_public_key"], SA[i]["masking_public_key"]) for i in SECAGG_IDS}
+SEALED = {(b["sender"], b["recipient"]): b["sealed"] for b in SC["bundles"]}
+SEED_SHARE = {(b["sender"], b["recipient"]): b["self_mask_seed_share"] for b in SC["bundles"]}
+KEY_SHARE = {(b["sender"], b["recipient"]): b["masking_key_share"] for b in SC["bundles"]}
+TASK2 = 0x5EC0000000000002
+ROSTER2 = [(1,) + KEYS[1], (3,) + KEYS[3]]
+SHARES2 = [(1, SEALED[(2, 1)]), (3, SEALED[(2, 3)])]
+INBOX2 = [(1, SEALED[(1, 2)]), (3, SEALED[(3, 2)])]
+UNMASK2 = [(1, 1, SEED_SHARE[(1, 2)]), (3, 1, SEED_SHARE[(3, 2)])]
+INPUT16 = [0, 1, 0x8000, 0xFFFF, 0x1234]
+SECAGG_PARAMS = [("epochs", "1"), ("secagg.bits", "32"), ("secagg.clip", "10.0"), ("secagg.k", "2"),
+                 ("secagg.n", "3"), ("secagg.stage-ms", "10000"), ("secagg.t", "2"), ("secagg.w", "60000")]
+add("assignment_secure_train", frame(13, 100, assignment(3, 4, TASK2, 7, 42, 60000, 0, 0, SECAGG_PARAMS), version=4),
+    "ASSIGNMENT of kind 3 (secure train, feature bit 2 agreed): train from model version 42 for round 7, then take "
+    "part in its secure aggregation as task 0x5ec0000000000002 with the secagg.* parameters",
+    [msg("assignment", 100, kind=3, features=4, task_id=TASK2, round=7, model_version=42, deadline_ms=60000,
+         retry_after_ms=0, reason=0, parameters=dict(SECAGG_PARAMS))], canonical=True)
+add("secagg_keys", frame(0x10, 101, secagg_keys(TASK2, *KEYS[2]), version=4),
+    "SECAGG_KEYS (version 4, feature secure aggregation): client 2's X25519 public keys c and s of "
+    "secagg_three_clients.json",
+    [msg("secagg_keys", 101, task_id=TASK2, **keys_json(*KEYS[2]))], canonical=True)
+add("secagg_roster", frame(0x11, 101, secagg_roster(TASK2, 2, ROSTER2), version=4),
+    "SECAGG_ROSTER: the task's participant id is 2; its neighbours 1 and 3 advertised these keys",
+    [msg("secagg_roster", 101, task_id=TASK2, participant=2,
+         neighbours=[dict(id=i, **keys_json(c, s)) for i, c, s in ROSTER2])], canonical=True)
+add("secagg_roster_no_neighbours", frame(0x11, 102, secagg_roster(TASK2, 4096, []), version=4),
+    "SECAGG_ROSTER of participant 4096 (the largest id) with no neighbour: decodes (a server sends no such roster: "
+    "a client with fewer than t neighbours gets round_closed)",
+    [msg("secagg_roster", 102, task_id=TASK2, participant=4096, neighbours=[])], canonical=True)
+add("secagg_shares", frame(0x12, 103, secagg_bundles(TASK2, SHARES2), version=4),
+    "SECAGG_SHARES: client 2's sealed share bundles for recipients 1 and 3 (nonce, ciphertext, tag: 136 bytes each)",
+    [msg("secagg_shares", 103, task_id=TASK2, bundles=bundles_json(SHARES2))], canonical=True)
+add("secagg_inbox", frame(0x13, 103, secagg_bundles(TASK2, INBOX2), version=4),
+    "SECAGG_INBOX: the bundles clients 1 and 3 sealed to client 2, senders ascending",
+    [msg("secagg_inbox", 103, task_id=TASK2, bundles=bundles_json(INBOX2))], canonical=True)
+add("secagg_input", frame(0x14, 104, secagg_input(TASK2, 4, SA[2]["masked_input"]), version=4),
+    "SECAGG_INPUT: client 2's masked input, 5 elements of Z_(2^32) as 4-byte little-endian integers",
+    [msg("secagg_input", 104, task_id=TASK2, element_bytes=4, values=SA[2]["masked_input"])], canonical=True)
+add("secagg_input_16", frame(0x14, 105, secagg_input(TASK2, 2, INPUT16), version=4),
+    "SECAGG_INPUT of a ring of at most 16 bits: 2-byte little-endian elements",
+    [msg("secagg_input", 105, task_id=TASK2, element_bytes=2, values=INPUT16)], canonical=True)
+add("secagg_survivors", frame(0x15, 104, secagg_survivors(TASK2, 3, [1, 3]), version=4),
+    "SECAGG_SURVIVORS: 3 masked inputs are in the sum, both of client 2's inbox senders among them",
+    [msg("secagg_survivors", 104, task_id=TASK2, contributors=3, survivors=[1, 3])], canonical=True)
+add("secagg_unmask", frame(0x16, 106, secagg_unmask(TASK2, UNMASK2), version=4),
+    "SECAGG_UNMASK: client 2 reveals its shares of the self-mask seeds of survivors 1 and 3 (kind 1)",
+    [msg("secagg_unmask", 106, task_id=TASK2, shares=shares_json(UNMASK2))], canonical=True)
+UNMASK_DROP = [(1, 1, SEED_SHARE[(1, 2)]), (3, 2, KEY_SHARE[(3, 2)])]
+add("secagg_unmask_dropped", frame(0x16, 107, secagg_unmask(TASK2, UNMASK_DROP), version=4),
+    "SECAGG_UNMASK after client 3 dropped: a self-mask seed share of survivor 1 (kind 1) and a masking-key share of "
+    "3 (kind 2)",
+    [msg("secagg_unmask", 107, task_id=TASK2, shares=shares_json(UNMASK_DROP))], canonical=True)
+
+# Refused: each decodes up to one bad field (SPEC.md section 12.11's bounds).
+BAD = [
+    ("assignment_secure_train_task_zero", 13, assignment(3, 4, 0, 7, 42, 60000, 0, 0, []),
+     "ASSIGNMENT of a secure-train task (kind 3) with task id 0", "malformed_payload"),
+    ("secagg_keys_task_zero", 0x10, secagg_keys(0, *KEYS[2]), "SECAGG_KEYS of task id 0", "malformed_payload"),
+    ("secagg_keys_truncated_key", 0x10, secagg_keys(TASK2, *KEYS[2])[:-1],
+     "SECAGG_KEYS whose masking key has 31 bytes (a key is 32)", "malformed_payload"),
+    ("secagg_keys_trailing_bytes", 0x10, secagg_keys(TASK2, *KEYS[2]) + b"\x00",
+     "SECAGG_KEYS with a byte after the masking key", "trailing_bytes"),
+    ("secagg_roster_participant_zero", 0x11, secagg_roster(TASK2, 0, ROSTER2),
+     "SECAGG_ROSTER naming participant 0 (ids are 1-4096)", "malformed_payload"),
+    ("secagg_roster_participant_too_large", 0x11, secagg_roster(TASK2, 4097, ROSTER2),
+     "SECAGG_ROSTER naming participant 4097 (ids are 1-4096)", "malformed_payload"),
+    ("secagg_roster_neighbour_too_large", 0x11, secagg_roster(TASK2, 2, [(1,) + KEYS[1], (4097,) + KEYS[3]]),
+     "SECAGG_ROSTER with a neighbour id 4097", "malformed_payload"),
+    ("secagg_roster_self_neighbour", 0x11, secagg_roster(TASK2, 2, [(1,) + KEYS[1], (2,) + KEYS[2]]),
+     "SECAGG_ROSTER listing the participant (2) as its own neighbour", "malformed_payload"),
+    ("secagg_roster_unsorted", 0x11, secagg_roster(TASK2, 2, ROSTER2[::-1]),
+     "SECAGG_ROSTER whose neighbours are not in ascending order (3, 1)", "malformed_payload"),
+    ("secagg_roster_duplicate_neighbour", 0x11, secagg_roster(TASK2, 2, [(1,) + KEYS[1], (1,) + KEYS[3]]),
+     "SECAGG_ROSTER naming neighbour 1 twice (ids strictly ascending)", "malformed_payload"),
+    ("secagg_roster_too_many", 0x11, u64(TASK2) + u32(2) + u16(4097),
+     "SECAGG_ROSTER announcing 4,097 neighbours (at most 4,096): refused before anything is allocated",
+     "malformed_payload"),
+    ("secagg_roster_truncated_key", 0x11, secagg_roster(TASK2, 2, ROSTER2)[:-5],
+     "SECAGG_ROSTER cut inside its last neighbour's masking key", "malformed_payload"),
+    ("secagg_shares_participant_zero", 0x12, secagg_bundles(TASK2, [(0, SEALED[(2, 1)])]),
+     "SECAGG_SHARES with a bundle for participant 0", "malformed_payload"),
+    ("secagg_shares_unsorted", 0x12, secagg_bundles(TASK2, SHARES2[::-1]),
+     "SECAGG_SHARES whose recipients are not ascending (3, 1)", "malformed_payload"),
+    ("secagg_shares_empty_bundle", 0x12, secagg_bundles(TASK2, [(1, b"")]),
+     "SECAGG_SHARES with a sealed bundle of 0 bytes (1-1,024)", "malformed_payload"),
+    ("secagg_shares_bundle_too_long", 0x12, secagg_bundles(TASK2, [(1, b"\xab" * 1025)]),
+     "SECAGG_SHARES with a sealed bundle of 1,025 bytes (at most 1,024)", "malformed_payload"),
+    ("secagg_shares_bundle_truncated", 0x12, secagg_bundles(TASK2, SHARES2)[:-1],
+     "SECAGG_SHARES whose last bundle is one byte shorter than its length", "malformed_payload"),
+    ("secagg_inbox_duplicate_sender", 0x13, secagg_bundles(TASK2, [INBOX2[0], INBOX2[0]]),
+     "SECAGG_INBOX with two bundles from sender 1", "malformed_payload"),
+    ("secagg_inbox_sender_too_large", 0x13, secagg_bundles(TASK2, [(4097, SEALED[(1, 2)])]),
+     "SECAGG_INBOX with a bundle from sender 4097", "malformed_payload"),
+    ("secagg_inbox_too_many", 0x13, u64(TASK2) + u16(0xFFFF),
+     "SECAGG_INBOX announcing 65,535 bundles (at most 4,096)", "malformed_payload"),
+    ("secagg_input_task_zero", 0x14, secagg_input(0, 4, [1, 2]), "SECAGG_INPUT of task id 0", "malformed_payload"),
+    ("secagg_input_width_3", 0x14, secagg_input(TASK2, 3, [1, 2]),
+     "SECAGG_INPUT with 3-byte elements (2 or 4)", "malformed_payload"),
+    ("secagg_input_width_8", 0x14, secagg_input(TASK2, 8, [1, 2]),
+     "SECAGG_INPUT with 8-byte elements (2 or 4)", "malformed_payload"),
+    ("secagg_input_short", 0x14, secagg_input(TASK2, 4, [1, 2, 3, 4], count=5),
+     "SECAGG_INPUT announcing 5 elements and carrying 4", "malformed_payload"),
+    ("secagg_input_huge_count", 0x14, secagg_input(TASK2, 4, [1], count=0xFFFFFFFF),
+     "SECAGG_INPUT announcing 4,294,967,295 elements with 4 bytes of them: refused before anything is allocated",
+     "malformed_payload"),
+    ("secagg_input_trailing_bytes", 0x14, secagg_input(TASK2, 2, [1, 2]) + b"\x00",
+     "SECAGG_INPUT with an odd byte after its 2-byte elements", "trailing_bytes"),
+    ("secagg_survivors_unsorted", 0x15, secagg_survivors(TASK2, 3, [3, 1]),
+     "SECAGG_SURVIVORS whose ids are not ascending", "malformed_payload"),
+    ("secagg_survivors_zero", 0x15, secagg_survivors(TASK2, 3, [0, 1]),
+     "SECAGG_SURVIVORS naming participant 0", "malformed_payload"),
+    ("secagg_survivors_truncated", 0x15, secagg_survivors(TASK2, 3, [1, 3])[:-2],
+     "SECAGG_SURVIVORS cut inside its last id", "malformed_payload"),
+    ("secagg_unmask_kind_0", 0x16, secagg_unmask(TASK2, [(1, 0, SEED_SHARE[(1, 2)])]),
+     "SECAGG_UNMASK with a share of kind 0 (1 or 2)", "malformed_payload"),
+    ("secagg_unmask_kind_3", 0x16, secagg_unmask(TASK2, [(1, 3, SEED_SHARE[(1, 2)])]),
+     "SECAGG_UNMASK with a share of kind 3 (1 or 2)", "malformed_payload"),
+    ("secagg_unmask_empty_share", 0x16, secagg_unmask(TASK2, [(1, 1, b"")]),
+     "SECAGG_UNMASK with a share of 0 bytes (1-256)", "malformed_payload"),
+    ("secagg_unmask_share_too_long", 0x16, secagg_unmask(TASK2, [(1, 1, b"\x01" * 257)]),
+     "SECAGG_UNMASK with a share of 257 bytes (at most 256)", "malformed_payload"),
+    ("secagg_unmask_duplicate_owner", 0x16, secagg_unmask(TASK2, [UNMASK2[0], (1, 2, KEY_SHARE[(1, 2)])]),
+     "SECAGG_UNMASK with two shares of owner 1 (one share per owner, owners strictly ascending)",
+     "malformed_payload"),
+    ("secagg_unmask_owner_zero", 0x16, secagg_unmask(TASK2, [(0, 1, SEED_SHARE[(1, 2)])]),
+     "SECAGG_UNMASK with a share of owner 0", "malformed_payload"),
+]
+for rid, (name, type_, payload, description, code) in enumerate(BAD, 110):
+    add(name, frame(type_, rid, payload, version=4), description, error=("message", code))
+for type_, name in ((0x10, "SECAGG_KEYS"), (0x16, "SECAGG_UNMASK")):
+    add(name.lower() + "_in_v3", frame(type_, 150, secagg_keys(TASK2, *KEYS[2]) if type_ == 0x10
+                                       else secagg_unmask(TASK2, UNMASK2), version=3),
+        "%s in a version-3 frame: type 0x%02x is not defined before version 4" % (name, type_),
+        error=("frame", "unknown_message_type"))
+
+
 manifest = {
     "protocol_versions": [1, 2, 3, 4],
     "generator": "Protocol/vectors/generate.py",
@@ -645,6 +1024,10 @@ manifest = {
         "REPORT lists 'delta' and 'encoding' as PUSH does.",
         "version 4, feature evaluation: EVALUATION_REPORT 'loss' is a number and 'metrics' a JSON object of numbers "
         "(binary64 values as written; name order is not significant, a writer sorts them).",
+        "version 4, feature secure aggregation: SECAGG_* byte strings (public keys, sealed bundles, shares) are "
+        "lowercase hex; SECAGG_INPUT 'values' are the elements as numbers; SECAGG_UNMASK 'kind' is 1 (self-mask "
+        "seed share) or 2 (masking-key share). The keys, bundles, masked input and shares are client 2's of "
+        "secagg_three_clients.json, the fixed-seed vector of the cryptography.",
     ],
     "vectors": vectors,
 }

@@ -71,9 +71,18 @@ public enum ShareEncryption {
     /// - Throws: ``SecureAggregationError/invalidParticipant(_:)`` when the sender is
     ///   the recipient or 0; a swift-crypto error if sealing fails.
     public static func seal(_ bundle: ShareBundle, key: SymmetricKey, round: UInt64, sender: UInt32) throws -> [UInt8] {
+        try seal(bundle, key: key, round: round, sender: sender, nonce: ChaChaPoly.Nonce())
+    }
+
+    /// `bundle` sealed under the given 12-byte nonce. For test vectors only
+    /// (`Protocol/vectors/secagg_three_clients.json`): a nonce must never repeat
+    /// under a key, which the public `seal` ensures by drawing it at random.
+    static func seal(
+        _ bundle: ShareBundle, key: SymmetricKey, round: UInt64, sender: UInt32, nonce: ChaChaPoly.Nonce
+    ) throws -> [UInt8] {
         guard sender != 0, sender != bundle.recipient else { throw SecureAggregationError.invalidParticipant(sender) }
         let box = try ChaChaPoly.seal(
-            bundle.encoded, using: key,
+            bundle.encoded, using: key, nonce: nonce,
             authenticating: associatedData(round: round, sender: sender, recipient: bundle.recipient))
         return [UInt8](box.combined)
     }

@@ -96,6 +96,31 @@ struct ConformanceTests {
         #expect(try await server.terminate() == 0)
     }
 
+    @Test("With --secagg three Python clients take part in a secure round of fed server --secagg (section 12.11)")
+    func passesWithSecureAggregation() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let server = try ServerProcess(
+            checkpoint: dir.appendingPathComponent("m.fedk").path,
+            extra: ["--rounds", "3", "--over-selection", "1", "--min-reports", "3", "--secagg", "t=2"])
+        let (status, text) = try await Conformance.python([
+            Conformance.script, "--vectors", "", "--server", "127.0.0.1:\(server.port)", "--secagg",
+        ])
+        #expect(status == 0, "\(text)")
+        let (passed, failed) = try #require(Conformance.counts(text), "\(text)")
+        #expect(failed == 0 && passed >= 16, "\(text)")
+        for check in [
+            "each get a secure-train ASSIGNMENT (kind 3)", "a REPORT of a secure-train task gets unexpected_message",
+            "one element short gets shape_mismatch (34)", "SECAGG_KEYS of a task the server never gave",
+            "weighted mean of the three updates", "round has closed gets round_closed (45)",
+        ] {
+            let passedLine = text.split(separator: "\n").contains { $0.hasPrefix("PASS  ") && $0.contains(check) }
+            #expect(passedLine, "\(check) was not checked: \(text)")
+        }
+        #expect(server.process.isRunning)
+        #expect(try await server.terminate() == 0)
+    }
+
     @Test("It fails loudly against a deliberately broken peer")
     func failsAgainstBrokenPeer() async throws {
         let broken = Process()

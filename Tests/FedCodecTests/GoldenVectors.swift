@@ -156,12 +156,65 @@ func manifestForm(_ message: Message, requestID: UInt32) -> String {
                 "task_id": NSNumber(value: e.taskID), "model_version": NSNumber(value: e.modelVersion),
                 "examples": NSNumber(value: e.examples), "loss": e.loss, "metrics": e.metrics,
             ]
+        } else if let secure = secureAggregationForm(message) {
+            fields = secure
         } else {
             // A message this test does not know: its name only, so the comparison fails.
             fields = [:]
         }
     }
     return canonicalJSON(["type": type, "request_id": Int(requestID), "message": fields])
+}
+
+/// Lowercase hex, as the manifest writes byte strings.
+func hex(_ bytes: [UInt8]) -> String {
+    let digits = Array("0123456789abcdef")
+    return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xF)]] })
+}
+
+/// The manifest form of a `SECAGG_*` message's fields (feature secure aggregation), or nil for another message.
+func secureAggregationForm(_ message: Message) -> [String: Any]? {
+    func bundles(_ bs: [SealedShares]) -> [[String: Any]] {
+        bs.map { ["participant": Int($0.participant), "sealed": hex($0.sealed)] }
+    }
+    if let k = message.as(SecAggKeys.self) {
+        return [
+            "task_id": NSNumber(value: k.taskID), "encryption_key": hex(k.encryptionKey),
+            "masking_key": hex(k.maskingKey),
+        ]
+    }
+    if let r = message.as(SecAggRoster.self) {
+        return [
+            "task_id": NSNumber(value: r.taskID), "participant": Int(r.participant),
+            "neighbours": r.neighbours.map {
+                ["id": Int($0.id), "encryption_key": hex($0.encryptionKey), "masking_key": hex($0.maskingKey)]
+            },
+        ]
+    }
+    if let s = message.as(SecAggShares.self) {
+        return ["task_id": NSNumber(value: s.taskID), "bundles": bundles(s.bundles)]
+    }
+    if let i = message.as(SecAggInbox.self) {
+        return ["task_id": NSNumber(value: i.taskID), "bundles": bundles(i.bundles)]
+    }
+    if let i = message.as(SecAggInput.self) {
+        return [
+            "task_id": NSNumber(value: i.taskID), "element_bytes": i.elementBytes, "values": i.values.map { Int($0) },
+        ]
+    }
+    if let s = message.as(SecAggSurvivors.self) {
+        return [
+            "task_id": NSNumber(value: s.taskID), "contributors": Int(s.contributors),
+            "survivors": s.survivors.map { Int($0) },
+        ]
+    }
+    if let u = message.as(SecAggUnmask.self) {
+        return [
+            "task_id": NSNumber(value: u.taskID),
+            "shares": u.shares.map { ["owner": Int($0.owner), "kind": Int($0.kind.rawValue), "share": hex($0.share)] },
+        ]
+    }
+    return nil
 }
 
 /// What feeding a whole stream produced: decoded frames (manifest form), then the error if any.
@@ -208,6 +261,24 @@ struct GoldenVectorTests {
             })
         for d in MessageRegistry.all { #expect(decoded.contains(d.name.lowercased()), "no vector decodes \(d.name)") }
         #expect(Set(GoldenVector.all.map(\.name)).count == GoldenVector.all.count)
+    }
+
+    @Test("Every SECAGG_* message and the secure-train ASSIGNMENT have valid and refused vectors")
+    func secureAggregationVectors() {
+        let byName = Dictionary(uniqueKeysWithValues: GoldenVector.all.map { ($0.name, $0) })
+        let names = [
+            "secagg_keys", "secagg_roster", "secagg_shares", "secagg_inbox", "secagg_input", "secagg_survivors",
+            "secagg_unmask", "assignment_secure_train",
+        ]
+        for name in names {
+            #expect(byName[name]?.errorName == nil && byName[name]?.frames.count == 1, "no valid \(name)")
+            let refused = GoldenVector.all.filter { $0.name.hasPrefix(name + "_") && $0.errorStage == "message" }
+            #expect(!refused.isEmpty, "no refused \(name)")
+        }
+        // Both element widths of a masked input.
+        #expect(byName["secagg_input"]?.frames.first?.contains("\"element_bytes\":4") == true)
+        #expect(byName["secagg_input_16"]?.frames.first?.contains("\"element_bytes\":2") == true)
+        #expect(byName["assignment_secure_train_task_zero"]?.errorName == "malformed_payload")
     }
 
     @Test("Each stream vector decodes as the manifest says", arguments: GoldenVector.streams)

@@ -26,14 +26,14 @@ struct MessageRegistryTests {
     @Test("Every message of versions 1-4 is in the table once, named as the spec and the code name it")
     func builtInTable() {
         let all = MessageRegistry.all
-        #expect(MessageRegistry.builtIn.count == 11 && all.count == 15)
+        #expect(MessageRegistry.builtIn.count == 11 && all.count == 22)
         #expect(Set(all.map(\.type.rawValue)).count == all.count)
         #expect(all.map(\.type) == MessageType.allCases)
         for d in all {
             #expect("\(d.type)" == d.label)
             #expect(MessageType(rawValue: d.type.rawValue) == d.type)
         }
-        #expect(MessageType(rawValue: 0x10) == nil && MessageType(rawValue: 0) == nil)
+        #expect(MessageType(rawValue: 0x17) == nil && MessageType(rawValue: 0) == nil)
         // Version 4 (SPEC.md section 4): the rounds' messages, their numbers and directions.
         let rounds: [(MessageType, String, MessageDescriptor.Direction)] = [
             (.checkIn, "CHECK_IN", .toServer), (.assignment, "ASSIGNMENT", .toClient), (.report, "REPORT", .toServer),
@@ -45,6 +45,27 @@ struct MessageRegistryTests {
         }
         #expect(
             [MessageType.checkIn, .assignment, .report, .evaluationReport].map(\.rawValue) == [0x0C, 0x0D, 0x0E, 0x0F])
+        #expect(MessageType.evaluationReport.descriptor?.feature == Features.evaluation.rawValue)
+        // Version 4, feature secure aggregation (bit 2, SPEC.md section 12.11): types 0x10-0x16, in the
+        // order a client sends and receives them.
+        let secure: [(MessageType, String, String, MessageDescriptor.Direction)] = [
+            (.secAggKeys, "SECAGG_KEYS", "secAggKeys", .toServer),
+            (.secAggRoster, "SECAGG_ROSTER", "secAggRoster", .toClient),
+            (.secAggShares, "SECAGG_SHARES", "secAggShares", .toServer),
+            (.secAggInbox, "SECAGG_INBOX", "secAggInbox", .toClient),
+            (.secAggInput, "SECAGG_INPUT", "secAggInput", .toServer),
+            (.secAggSurvivors, "SECAGG_SURVIVORS", "secAggSurvivors", .toClient),
+            (.secAggUnmask, "SECAGG_UNMASK", "secAggUnmask", .toServer),
+        ]
+        #expect(secure.map(\.0.rawValue) == Array(0x10...0x16))
+        #expect(Features.secureAggregation.rawValue == 1 << 2)
+        for (type, name, label, direction) in secure {
+            #expect(type.descriptor?.name == name && type.descriptor?.label == label && "\(type)" == label)
+            #expect(type.descriptor?.sinceVersion == 4 && type.descriptor?.direction == direction)
+            #expect(type.descriptor?.feature == Features.secureAggregation.rawValue)
+            #expect(MessageRegistry.extensions.contains { $0.descriptor.type == type })
+        }
+        #expect(Assignment.Kind.secureTrain.rawValue == 3)
         #expect(MessageType.modelDelta.descriptor?.name == "MODEL_DELTA")
         #expect(MessageType.modelDelta.descriptor?.sinceVersion == 3)
         #expect(MessageType.push.descriptor?.direction == .toServer)
@@ -64,6 +85,20 @@ struct MessageRegistryTests {
             #expect(version >= 3 && frame?.header.type == .modelDelta)
         } catch {
             #expect(version < 3 && error.code == .unknownMessageType)
+        }
+        let keys = MessageCodec.encode(
+            .other(
+                AnyProtocolMessage(
+                    SecAggKeys(
+                        taskID: 1, encryptionKey: .init(repeating: 1, count: 32),
+                        maskingKey: .init(repeating: 2, count: 32)))), requestID: 3, version: version)
+        do throws(CodecError) {
+            var decoder = FrameDecoder()
+            decoder.append(keys)
+            let frame = try decoder.next()
+            #expect(version >= 4 && frame?.header.type == .secAggKeys)
+        } catch {
+            #expect(version < 4 && error.code == .unknownMessageType)
         }
         let checkIn = MessageCodec.encode(.other(AnyProtocolMessage(CheckIn())), requestID: 2, version: version)
         do throws(CodecError) {
