@@ -222,8 +222,14 @@ struct SimulateCommand: ParsableCommand {
             else { throw ValidationError("--dp-sweep \(dpSweep): give positive epsilons, such as 1,2,4,8") }
         }
         for s in strategy {
-            do throws(StrategySpecError) { _ = try StrategySpec(s) } catch {
+            let spec: StrategySpec
+            do throws(StrategySpecError) { spec = try StrategySpec(s) } catch {
                 throw ValidationError("--strategy \(s): \(error)")
+            }
+            guard !spec.controlVariates || (sync != nil && !throughCheckIn) else {
+                throw ValidationError(
+                    "--strategy \(s) needs --sync F without check-in: control variates travel in process, with synchronous pushes"
+                )
             }
         }
         guard Partition(partition) != nil else {
