@@ -173,7 +173,7 @@ let package = Package(
                 "FedSecureAggregation", "FedTestSupport", .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "FedSimulationTests", dependencies: ["FedSimulation", "FedServer"]),
+        .testTarget(name: "FedSimulationTests", dependencies: ["FedSimulation", "FedServer", "FedModel", "FedCodec"]),
         .testTarget(name: "FedClientTests", dependencies: ["FedClient", "FedCodec", "FedPrivacy", "FedTestSupport"]),
         .testTarget(
             name: "FedServerTests",

@@ -33,7 +33,10 @@ final class FederationRun {
     }
 
     private struct Client {
+        /// The share it trains on.
         var data: Dataset
+        /// The share it never trains on (``SimulationConfiguration/clientHoldout``).
+        var heldOut: Dataset
         var speed: Double
         var attacker: Bool
         var transport: BinaryTransport
@@ -104,10 +107,13 @@ final class FederationRun {
         defer { try? server.shutdown(grace: .milliseconds(100)) }
 
         var clients: [Client] = []
+        var holdOutRng = SeededGenerator(seed: seed &* 0xD134_2543_DE82_EF95 &+ 17)
         for c in 0..<s.clients {
+            let (own, held) = Personalization.holdOut(parts[c], fraction: s.clientHoldout, rng: &holdOutRng)
             clients.append(
                 Client(
-                    data: train.subset(parts[c]), speed: speeds[c], attacker: attackers.contains(c),
+                    data: train.subset(own), heldOut: train.subset(held), speed: speeds[c],
+                    attacker: attackers.contains(c),
                     transport: BinaryTransport(
                         host: "127.0.0.1", port: server.localPort, clientID: "sim-\(c)", compression: s.compression,
                         encoding: encoding.push, acceptDeltas: encoding.fetch != nil)))
@@ -125,6 +131,14 @@ final class FederationRun {
         var nextEval = s.budget / max(1, s.evalPoints)
         var rounds: [Int: Int] = [:]
         var optimizerStates = [Adam?](repeating: nil, count: s.clients)
+        // FedPer: each client's own values of the private tensors, once it trained them.
+        var privateTensors = [[Int: Tensor]](repeating: [:], count: s.clients)
+        // SCAFFOLD: the server's variate, each client's, and the changes of the round in progress.
+        var control =
+            spec.controlVariates
+            ? ServerControlVariate(shapes: initial.map(\.shape), population: s.clients) : nil
+        var clientVariates = [ClientControlVariate](repeating: ClientControlVariate(), count: s.clients)
+        var variateChanges: [[Tensor]] = []
         // Check-ins and reports made in process (CheckInRounds), counted as their frames.
         var inProcessSent = 0
         var inProcessReceived = 0
@@ -147,7 +161,13 @@ final class FederationRun {
             guard case .model(let version, let count, let weights) = try client.transport.fetch(heldVersion: 0) else {
                 throw SimulationError("fetch of client \(c) answered unchanged")
             }
-            try trainer.adopt(weights)
+            var start = weights
+            for (i, t) in privateTensors[c] { start[i] = t }
+            try trainer.adopt(start)
+            var objective = LocalObjective()
+            if let mu = spec.proximalMu, mu > 0 { objective = .proximal(mu: Float(mu), base: start) }
+            if let control { objective.correction = clientVariates[c].correction(server: control.variate) }
+            try trainer.setObjective(objective)
             if s.keepOptimizerState, let kept = optimizerStates[c] {
                 trainer.optimizer = kept
                 optimizerStates[c] = nil  // the trainer's copy is the only one, so training writes in place
@@ -161,6 +181,18 @@ final class FederationRun {
             let samples = client.data.count * s.localEpochs
             if s.keepOptimizerState { optimizerStates[c] = trainer.optimizer }
             var pushedWeights = trainer.model.tensors()
+            if let control, client.data.count > 0 {
+                let steps = (client.data.count + s.batchSize - 1) / s.batchSize * s.localEpochs
+                variateChanges.append(
+                    clientVariates[c].update(
+                        server: control.variate, start: start, end: pushedWeights, steps: steps,
+                        learningRate: Double(s.learningRate)))
+            }
+            // FedPer: the private tensors stay here; the server gets its own values back, a change of zero.
+            for i in s.privateTensors {
+                privateTensors[c][i] = pushedWeights[i]
+                pushedWeights[i] = weights[i]
+            }
             // The original's clients claim a running total: the server's count plus their own.
             var claim = count.addingReportingOverflow(UInt64(samples)).overflow ? UInt64.max : count + UInt64(samples)
             if client.attacker {
@@ -241,6 +273,8 @@ final class FederationRun {
                 var pushes = try chosen.prefix(perRound).sorted().map { try fetchAndTrain($0, at: now) }
                 pushes.sort { ($0.time, $0.client) < ($1.time, $1.client) }
                 for p in pushes { try send(p) }
+                control?.apply(variateChanges)
+                variateChanges = []
                 round += 1
             }
         } else {
@@ -254,7 +288,18 @@ final class FederationRun {
             }
         }
         try evaluate(at: now)
-        let versions = server.store.snapshot().version
+        let final = server.store.snapshot()
+        let versions = final.version
+        var clientAccuracy: AccuracyDistribution?
+        var personalizedAccuracy: AccuracyDistribution?
+        if s.clientHoldout > 0 {
+            if isCancelled() { throw CancellationError() }
+            let measured = try Personalization(configuration: s, seed: seed).accuracies(
+                server: final.tensors, train: clients.map(\.data), heldOut: clients.map(\.heldOut),
+                privateTensors: privateTensors, trainer: trainer)
+            clientAccuracy = AccuracyDistribution(measured.served)
+            personalizedAccuracy = measured.personalized.flatMap { AccuracyDistribution($0) }
+        }
         let name = s.checkIn ? Self.roundsStrategy : spec.text
         return SimulationResult(
             strategy: encoding == EncodingSetting() ? name : "\(name) [\(encoding)]",
@@ -264,7 +309,7 @@ final class FederationRun {
             fullFetches: clients.reduce(0) { $0 + $1.transport.fullFetches }, pushes: pushed, rejected: rejected,
             versions: versions,
             wallSeconds: Date().timeIntervalSince(wall), curve: curve, rounds: roundFigures,
-            privacy: server.privacySpent)
+            privacy: server.privacySpent, clientAccuracy: clientAccuracy, personalizedAccuracy: personalizedAccuracy)
     }
 
     /// The strategy's name in the results of a run through check-in: the

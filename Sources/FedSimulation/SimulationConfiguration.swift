@@ -94,6 +94,23 @@ public struct SimulationConfiguration: Sendable {
     /// of tasks. At most one stage is drawn per task: the fractions add up
     /// to at most 1.
     public var secureDropouts: [SecureStage: Double] = [:]
+    /// The fraction of each client's share it never trains on and measures
+    /// the final model on (at least 0, less than 1; rounded down per
+    /// client); each run then gains ``SimulationResult/clientAccuracy``.
+    /// Default 0: clients train on all of their share and nothing is
+    /// measured on them.
+    public var clientHoldout = 0.0
+    /// Personalization: steps of local fine-tuning of the final model on each
+    /// client's training share before it is measured on its held-out share
+    /// (``SimulationResult/personalizedAccuracy``); needs ``clientHoldout``.
+    /// Default 0: none.
+    public var personalizeSteps = 0
+    /// FedPer: indices of the model's tensors that stay on each client (in
+    /// the model's order; for the MLP `[W1, b1, W2, b2, W3, b3]`, so `[4, 5]`
+    /// keeps the head). A client trains its own values of them and pushes the
+    /// served values back unchanged, so the server aggregates only the shared
+    /// tensors. Needs ``clientHoldout``. Default none.
+    public var privateTensors: [Int] = []
     /// Points of the learning curve (at least 1); default 10.
     public var evalPoints = 10
     /// Blob compression of the clients; default none.
@@ -134,6 +151,7 @@ public struct SimulationConfiguration: Sendable {
             }
         }
         if !keepOptimizerState { s += ", fresh Adam" }
+        if !privateTensors.isEmpty { s += ", private \(privateTensors.map(String.init).joined(separator: ","))" }
         if stragglers > 0 { s += ", \(Int(stragglers * 100))% stragglers" }
         if attackers > 0 { s += ", \(Int(attackers * 100))% \(attack)" }
         return s
@@ -157,6 +175,21 @@ public struct SimulationConfiguration: Sendable {
         try require((0...1).contains(stragglers), "stragglers \(stragglers) (0 to 1)")
         try require((0...1).contains(attackers), "attackers \(attackers) (0 to 1)")
         if let f = syncFraction { try require(f > 0 && f <= 1, "syncFraction \(f) (more than 0, at most 1)") }
+        try require(clientHoldout >= 0 && clientHoldout < 1, "clientHoldout \(clientHoldout) (at least 0, less than 1)")
+        try require(personalizeSteps >= 0, "personalizeSteps \(personalizeSteps) (at least 0)")
+        try require(
+            clientHoldout > 0 || (personalizeSteps == 0 && privateTensors.isEmpty),
+            "personalizeSteps or privateTensors without clientHoldout (personalized models are measured on it)")
+        try require(
+            privateTensors.allSatisfy { (0..<6).contains($0) } && Set(privateTensors).count == privateTensors.count,
+            "privateTensors \(privateTensors) (distinct indices of the MLP's 6 tensors, 0 to 5)")
+        try require(
+            !checkIn || privateTensors.isEmpty, "privateTensors with checkIn (reports are the clients' whole models)")
+        if strategies.contains(where: \.controlVariates) {
+            try require(
+                syncFraction != nil && !checkIn,
+                "a strategy with control variates (scaffold) without synchronous pushes (--sync without --check-in)")
+        }
         if checkIn {
             try require(syncFraction != nil, "checkIn without syncFraction (check-in runs synchronous rounds)")
             try require(

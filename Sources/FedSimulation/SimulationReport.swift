@@ -18,7 +18,9 @@ public struct SimulationReport: Sendable {
     /// ``roundsTable`` for runs through check-in, ``privacyTable`` for runs
     /// with differential privacy, then
     /// ``pairedDifferences`` when the runs compare encodings, then
-    /// ``timeToReach`` when the runs compare strategies; blank lines between.
+    /// ``timeToReach`` and ``pairedStrategies`` when the runs compare
+    /// strategies, then ``clientTable`` when clients held data out; blank
+    /// lines between.
     public var summary: String {
         var text = table
         let rounds = roundsTable
@@ -28,6 +30,10 @@ public struct SimulationReport: Sendable {
         if Set(results.map(\.encoding)).count > 1 { text += "\n\n" + pairedDifferences }
         let reach = timeToReach
         if !reach.isEmpty { text += "\n\n" + reach }
+        let paired = pairedStrategies
+        if !paired.isEmpty { text += "\n\n" + paired }
+        let clients = clientTable
+        if !clients.isEmpty { text += "\n\n" + clients }
         return text
     }
 
@@ -228,6 +234,86 @@ public struct SimulationReport: Sendable {
             + TextTable.render(header: ["scenario", "strategy", "baseline", "reaches it at", "final diff"], rows: rows)
     }
 
+    /// For each scenario run with several strategies, every strategy against
+    /// the first, paired by seed on the mean of each run's last three curve
+    /// points (``SimulationResult/lastThreeAccuracy``): both means, the mean
+    /// difference (points) and its 95% interval (Student's t over the seeds),
+    /// and each one's ``SimulationResult/spread`` (mean over the seeds of
+    /// the mean change between consecutive points of a curve's second half).
+    /// Empty when no scenario has two strategies.
+    public var pairedStrategies: String {
+        var rows: [[String]] = []
+        for scenario in Self.distinct(results, { $0.scenario }) {
+            let runs = results.filter { $0.scenario == scenario }
+            let strategies = Self.distinct(runs) { $0.strategy }
+            guard let baseline = strategies.first, strategies.count > 1 else { continue }
+            for strategy in strategies.dropFirst() {
+                let pairs: [(SimulationResult, SimulationResult)] = runs.filter { $0.strategy == strategy }.compactMap {
+                    r in runs.first { $0.strategy == baseline && $0.seed == r.seed }.map { ($0, r) }
+                }
+                guard !pairs.isEmpty else { continue }
+                let n = Double(pairs.count)
+                let d = pairs.map { ($0.1.lastThreeAccuracy - $0.0.lastThreeAccuracy) * 100 }
+                let mean = d.reduce(0, +) / n
+                let sd = (d.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / max(n - 1, 1)).squareRoot()
+                let half = d.count > 1 ? Self.tCritical95(d.count - 1) * sd / n.squareRoot() : .nan
+                let avg = { (f: ((SimulationResult, SimulationResult)) -> Double) in pairs.map(f).reduce(0, +) / n }
+                rows.append([
+                    scenario, strategy, baseline, "\(pairs.count)",
+                    String(format: "%.4f", avg { $0.1.lastThreeAccuracy }),
+                    String(format: "%.4f", avg { $0.0.lastThreeAccuracy }), String(format: "%+.2f", mean),
+                    d.count > 1 ? String(format: "%+.2f..%+.2f", mean - half, mean + half) : "-",
+                    String(format: "%.2f", avg { $0.1.spread }), String(format: "%.2f", avg { $0.0.spread }),
+                ])
+            }
+        }
+        guard !rows.isEmpty else { return "" }
+        return
+            "against the first strategy of each scenario, paired by seed on the mean of each run's last three evaluation points (points; spread: mean change between consecutive points of the curve's second half, points):\n"
+            + TextTable.render(
+                header: [
+                    "scenario", "strategy", "baseline", "seeds", "last 3", "baseline last 3", "mean diff",
+                    "95% interval", "spread", "baseline spread",
+                ], rows: rows)
+    }
+
+    /// For runs whose clients held data out
+    /// (``SimulationResult/clientAccuracy``), one row per (strategy,
+    /// scenario): the final model's accuracy on each client's held-out share
+    /// as served, and the personalized models' (mean / 10th percentile /
+    /// worst over clients, then averaged over seeds), and the clients
+    /// measured. Empty without such runs.
+    public var clientTable: String {
+        var groups: [(key: String, runs: [SimulationResult])] = []
+        for r in results where r.clientAccuracy != nil {
+            let key = "\(r.strategy)|\(r.scenario)"
+            if let i = groups.firstIndex(where: { $0.key == key }) {
+                groups[i].runs.append(r)
+            } else {
+                groups.append((key, [r]))
+            }
+        }
+        guard !groups.isEmpty else { return "" }
+        func mean(_ ds: [AccuracyDistribution]) -> String {
+            guard !ds.isEmpty else { return "-" }
+            let n = Double(ds.count)
+            return AccuracyDistribution(
+                mean: ds.map(\.mean).reduce(0, +) / n, p10: ds.map(\.p10).reduce(0, +) / n,
+                min: ds.map(\.min).reduce(0, +) / n, clients: ds[0].clients
+            ).text
+        }
+        let rows = groups.map { g -> [String] in
+            [
+                g.runs[0].strategy, g.runs[0].scenario, "\(g.runs.count)", mean(g.runs.compactMap(\.clientAccuracy)),
+                mean(g.runs.compactMap(\.personalizedAccuracy)), "\(g.runs[0].clientAccuracy!.clients)",
+            ]
+        }
+        return
+            "on each client's own held-out share (mean/p10/min over clients, averaged over seeds):\n"
+            + TextTable.render(
+                header: ["strategy", "scenario", "seeds", "global model", "personalized", "clients"], rows: rows)
+    }
+
     /// The distinct values of `key` over `results`, in order of first appearance.
     static func distinct(_ results: [SimulationResult], _ key: (SimulationResult) -> String) -> [String] {
         var seen = Set<String>()
@@ -265,7 +351,10 @@ public struct SimulationReport: Sendable {
     /// `wall_seconds`, and for a run through check-in `rounds`: an object of
     /// `completed`, `abandoned`, `mean_seconds`, `p90_seconds`,
     /// `deadline_seconds`, `tasks`, `applied`, `late`, `dropped` and `samples_trained`;
-    /// with differential privacy `privacy`: `epsilon`, `delta`, `rounds`, `clip`.
+    /// with differential privacy `privacy`: `epsilon`, `delta`, `rounds`, `clip`;
+    /// `last_three_accuracy` and `spread` (``SimulationResult/spread``,
+    /// points); with a client hold-out `client_accuracy`, and with
+    /// personalization `personalized_accuracy`: each `mean`, `p10`, `min`, `clients`.
     ///
     /// - Throws: `JSONSerialization`'s error for a figure JSON cannot hold (NaN).
     public func summaryJSON() throws -> Data {
@@ -288,6 +377,15 @@ public struct SimulationReport: Sendable {
                             "applied": f.applied, "late": f.late, "dropped": f.dropped,
                             "samples_trained": f.samplesTrained,
                         ] as [String: Any]
+                }
+                run["last_three_accuracy"] = r.lastThreeAccuracy
+                run["spread"] = r.spread
+                for (key, d) in [
+                    ("client_accuracy", r.clientAccuracy), ("personalized_accuracy", r.personalizedAccuracy),
+                ] {
+                    if let d {
+                        run[key] = ["mean": d.mean, "p10": d.p10, "min": d.min, "clients": d.clients] as [String: Any]
+                    }
                 }
                 if let p = r.privacy {
                     run["privacy"] =
@@ -334,7 +432,9 @@ public struct SimulationReport: Sendable {
     }
 
     /// An SVG chart: accuracy against virtual time (left) and against bytes
-    /// (right), one line per strategy and scenario (its first seed).
+    /// (right), one line per strategy and scenario (its first seed), whose
+    /// legend gives that run's client and personalized accuracy (mean/p10/min)
+    /// when measured.
     public var svg: String {
         var seen = Set<String>()
         let lines = results.filter { seen.insert("\($0.strategy)|\($0.scenario)").inserted }
@@ -364,7 +464,10 @@ public struct SimulationReport: Sendable {
         for (i, r) in lines.enumerated() {
             let y = h + 20 + 16 * Double(i)
             out += "<rect x=\"10\" y=\"\(y - 9)\" width=\"12\" height=\"4\" fill=\"\(colors[i % colors.count])\"/>"
-            out += "<text x=\"28\" y=\"\(y)\">\(r.strategy) | \(r.scenario)</text>\n"
+            var label = "\(r.strategy) | \(r.scenario)"
+            if let d = r.clientAccuracy { label += " | clients \(d.text)" }
+            if let d = r.personalizedAccuracy { label += " | personalized \(d.text)" }
+            out += "<text x=\"28\" y=\"\(y)\">\(label)</text>\n"
         }
         return out + "</svg>\n"
     }

@@ -62,15 +62,42 @@ public struct SimulationResult: Codable, Sendable, Equatable {
     /// The privacy the run's published versions spent, with differential
     /// privacy (``SimulationConfiguration/privacy``); nil without.
     public var privacy: PrivacySpent?
+    /// The final model on each client's held-out share, as served to it
+    /// (``SimulationConfiguration/clientHoldout``); nil without a hold-out.
+    public var clientAccuracy: AccuracyDistribution?
+    /// The personalized models on each client's held-out share
+    /// (``SimulationConfiguration/personalizeSteps``,
+    /// ``SimulationConfiguration/privateTensors``); nil without personalization.
+    public var personalizedAccuracy: AccuracyDistribution?
+
+    /// The mean accuracy of the last three points of ``curve`` (of all of
+    /// them when fewer).
+    public var lastThreeAccuracy: Double {
+        let tail = curve.suffix(3)
+        return tail.map(\.accuracy).reduce(0, +) / Double(max(tail.count, 1))
+    }
+
+    /// The mean absolute change of accuracy between consecutive points of
+    /// the second half of ``curve`` (points; 0 with fewer than two points):
+    /// how much the model swings from one evaluation to the next.
+    public var spread: Double {
+        let tail = Array(curve.suffix(Swift.max(2, curve.count / 2)))
+        guard tail.count > 1 else { return 0 }
+        return zip(tail, tail.dropFirst()).map { abs($1.accuracy - $0.accuracy) }.reduce(0, +)
+            / Double(tail.count - 1) * 100
+    }
 
     /// A result with these figures.
     public init(
         strategy: String, encoding: String, scenario: String, seed: UInt64, finalAccuracy: Double,
         virtualSeconds: Double, bytes: Int, bytesSent: Int, bytesReceived: Int, deltaFetches: Int, fullFetches: Int,
         pushes: Int, rejected: Int, versions: UInt64, wallSeconds: Double, curve: [CurvePoint],
-        rounds: RoundFigures? = nil, privacy: PrivacySpent? = nil
+        rounds: RoundFigures? = nil, privacy: PrivacySpent? = nil, clientAccuracy: AccuracyDistribution? = nil,
+        personalizedAccuracy: AccuracyDistribution? = nil
     ) {
         self.privacy = privacy
+        self.clientAccuracy = clientAccuracy
+        self.personalizedAccuracy = personalizedAccuracy
         self.strategy = strategy
         self.encoding = encoding
         self.scenario = scenario

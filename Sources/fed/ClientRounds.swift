@@ -45,6 +45,7 @@ struct MLPTrainer: LocalTrainer {
 
     mutating func train(_ task: TrainingTask) async throws -> TrainingOutcome {
         try trainer.adopt(task.weights)
+        try trainer.setObjective(task.proximalMu.map { .proximal(mu: Float($0), base: task.weights) })
         let epochs = task.parameters["epochs"].flatMap { Int($0) }.map { min(max($0, 1), 1000) } ?? self.epochs
         for epoch in 1...epochs {
             let r = trainer.trainEpoch(data, batchSize: batchSize, rng: &rng)

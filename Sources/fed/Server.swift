@@ -60,6 +60,8 @@ extension Fed {
                     fedbuff: buffer k deltas Wc - W_base, combine them (scaled by s(staleness), weighed by samples), then a server optimizer step;
                     keys k=10, s=poly:1, combine=mean|median|trimmed:0.2|krum:F[:KEEP], clip=none|C|adaptive, noise=Z, opt=sgd:1|momentum|adam|yogi|adagrad.
                     fedavg: fedbuff with s=constant and sgd:1 (synchronous FedAvg when k = clients per round).
+                    fedprox: fedavg whose round tasks announce mu (key mu=0.01, round parameter prox.mu): clients add mu/2 ||w - w_base||^2 to their loss; needs --rounds.
+                    scaffold: not served (control variates travel in fed simulate only, in no message).
                     s(tau): constant, poly:A = (1+tau)^-A, hinge:A:B.
                     """))
         var strategy = "running-average"
@@ -245,6 +247,10 @@ extension Fed {
                 }
                 return out
             }
+            var parameters = try pairs(roundParam, "--round-param")
+            if let mu = (try? StrategySpec(strategy))?.proximalMu {
+                parameters[TrainingTask.proximalMuKey] = String(mu)
+            }
             var privacy: DifferentialPrivacy?
             if let dp {
                 do throws(PrivacyError) {
@@ -266,7 +272,7 @@ extension Fed {
                 deadline: .milliseconds(Int64(roundDeadline * 1000)),
                 selectionWindow: .milliseconds(Int64(selectionWindow * 1000)),
                 maxWait: .milliseconds(Int64(checkInWait * 1000)), totalRounds: totalRounds,
-                parameters: try pairs(roundParam, "--round-param"),
+                parameters: parameters,
                 selector: UniformSelector(required: try pairs(requireProperty, "--require-property")),
                 admission: ["fedbuff", "fedasync"].contains(strategy.split(separator: "/").first.map(String.init) ?? "")
                     ? .continuous : .rounds, privacy: privacy, secureAggregation: secure)
@@ -290,10 +296,18 @@ extension Fed {
             guard (16...512).contains(memoryBudget) else {
                 throw ValidationError("--memory-budget must be in 16...512 (MiB)")
             }
+            let spec: StrategySpec
             do throws(StrategySpecError) {
-                _ = try StrategySpec(strategy)
+                spec = try StrategySpec(strategy)
             } catch {
                 throw ValidationError("--strategy \(strategy): \(error)")
+            }
+            guard !spec.controlVariates else {
+                throw ValidationError(
+                    "--strategy scaffold: control variates travel in no message yet; use it with fed simulate")
+            }
+            guard spec.proximalMu == nil || rounds != nil else {
+                throw ValidationError("--strategy fedprox needs --rounds: mu travels with round tasks (prox.mu)")
             }
             guard (maxStaleness ?? 0) >= 0, maxUpdateSamples >= 1 else {
                 throw ValidationError("--max-staleness must be >= 0 and --max-update-samples >= 1")

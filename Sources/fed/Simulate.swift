@@ -42,6 +42,17 @@ struct SimulateCommand: ParsableCommand {
             fed simulate --sync 0.1 --strategy fedavg/k=10/opt=momentum:1:0.5. \
             Stragglers: fed simulate --partition dirichlet:0.3 --stragglers 0.2. Attackers: fed simulate \
             --attackers 0.2 --attack noise --strategy fedbuff/clip=adaptive/combine=trimmed:0.2.
+
+            Client drift and personalization: --strategy fedprox/mu=0.01 adds mu/2 ||w - w_base||^2 to each \
+            client's loss; --strategy scaffold corrects each local step with control variates (the server's c \
+            and each client's c_i, option II; needs --sync without --check-in); both take fedavg's keys \
+            (k, opt=adam:0.003, ...). With several strategies, each is compared with the first, paired by seed on \
+            the mean of the last three evaluation points (95% interval), beside the spread between consecutive \
+            points. --client-holdout F holds a fraction of each client's share out and measures the final model \
+            on it (mean, 10th percentile and worst over clients); --personalize STEPS fine-tunes the final model \
+            on each client's training share first; --private-tensors W3,b3 keeps the head on the clients (FedPer). \
+            Example: fed simulate --sync 0.1 --partition dirichlet:0.1 --seeds 10 --strategy \
+            fedavg/k=10/opt=adam:0.003 --strategy fedprox/k=10/mu=0.01/opt=adam:0.003 --personalize 50.
             """
     )
 
@@ -117,6 +128,18 @@ struct SimulateCommand: ParsableCommand {
         help: ArgumentHelp(
             "With --secagg: the share of a secure round's clients gone after a stage: keys (advertised keys, shared nothing), shares (shared keys, sent no input), input (sent its input, revealed nothing).",
             valueName: "STAGE:F,...")) var dropoutAfter: String?
+    @Option(
+        help: ArgumentHelp(
+            "Fine-tune the final model for STEPS local steps on each client's training share, then measure it on the client's held-out share (implies --client-holdout 0.2).",
+            valueName: "STEPS")) var personalize: Int?
+    @Option(
+        help: ArgumentHelp(
+            "FedPer: tensors that stay on each client, by index or name in the MLP's order W1,b1,W2,b2,W3,b3 (W3,b3: the head); the server aggregates only the others (implies --client-holdout 0.2).",
+            valueName: "LIST")) var privateTensors: String?
+    @Option(
+        help:
+            "Fraction of each client's share held out (never trained on) to measure the final and personalized models on each client (default: 0, or 0.2 with --personalize or --private-tensors)."
+    ) var clientHoldout: Double?
     @Option(help: "Points of the learning curve.") var evalPoints = 10
     @Option(help: "Blob compression of the clients: none, zlib or shuffle-zlib.") var compression =
         "none"
@@ -152,7 +175,38 @@ struct SimulateCommand: ParsableCommand {
         dpSweep.map { $0.split(separator: ",").compactMap { Double($0) } }
     }
 
+    /// The MLP's tensors, as `--private-tensors` names them.
+    static let tensorNames = ["W1", "b1", "W2", "b2", "W3", "b3"]
+
+    /// The indices `--private-tensors` names, or nil for a name or index out of range.
+    var privateIndices: [Int]? {
+        guard let privateTensors else { return [] }
+        var out: [Int] = []
+        for item in privateTensors.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            if let i = Int(item), Self.tensorNames.indices.contains(i) {
+                out.append(i)
+            } else if let i = Self.tensorNames.firstIndex(of: item) {
+                out.append(i)
+            } else {
+                return nil
+            }
+        }
+        return Array(Set(out)).sorted()
+    }
+
     func validate() throws {
+        guard (personalize ?? 0) >= 0 else { throw ValidationError("--personalize STEPS: at least 0") }
+        guard let privateIndices, privateTensors == nil || !privateIndices.isEmpty else {
+            throw ValidationError(
+                "--private-tensors \(privateTensors ?? ""): indices 0 to 5 or names \(Self.tensorNames.joined(separator: ","))"
+            )
+        }
+        guard (0..<1).contains(clientHoldout ?? 0.2),
+            clientHoldout != 0 || (personalize == nil && privateTensors == nil)
+        else {
+            throw ValidationError(
+                "--client-holdout: at least 0 and less than 1; above 0 with --personalize or --private-tensors")
+        }
         if throughCheckIn {
             guard sync != nil else {
                 throw ValidationError(
@@ -184,8 +238,14 @@ struct SimulateCommand: ParsableCommand {
             else { throw ValidationError("--dp-sweep \(dpSweep): give positive epsilons, such as 1,2,4,8") }
         }
         for s in strategy {
-            do throws(StrategySpecError) { _ = try StrategySpec(s) } catch {
+            let spec: StrategySpec
+            do throws(StrategySpecError) { spec = try StrategySpec(s) } catch {
                 throw ValidationError("--strategy \(s): \(error)")
+            }
+            guard !spec.controlVariates || (sync != nil && !throughCheckIn) else {
+                throw ValidationError(
+                    "--strategy \(s) needs --sync F without check-in: control variates travel in process, with synchronous pushes"
+                )
             }
         }
         guard Partition(partition) != nil else {
@@ -248,6 +308,9 @@ struct SimulateCommand: ParsableCommand {
         c.compression = Compression(name: compression)!
         c.maxStaleness = maxStaleness
         c.maxUpdateSamples = maxUpdateSamples
+        c.personalizeSteps = personalize ?? 0
+        c.privateTensors = privateIndices ?? []
+        c.clientHoldout = clientHoldout ?? (personalize != nil || privateTensors != nil ? 0.2 : 0)
 
         var data = try SimulationData.load(folder: data)
         if quick && data.train.count > 10_000 {

@@ -22,7 +22,9 @@ public struct TrainingTask: Sendable {
     public var taskID: UInt64
     /// The version `weights` are.
     public var modelVersion: UInt64
-    /// The server's model at `modelVersion`: train from these.
+    /// The server's model at `modelVersion`: train from these. They are also
+    /// the base `w_base` of FedProx's proximal term when the server announces
+    /// one (``proximalMu``): keep them until training ends.
     public var weights: [Tensor]
     /// The round's parameters, as the server was given them (`epochs = 1`).
     public var parameters: [String: String]

@@ -99,6 +99,10 @@ public struct Adam: Sendable {
 
     struct Constants {
         var alpha: Float, epsilon: Float, k1: Float, k2: Float
+        /// The proximal coefficient (FedProx's mu); used where ``Arrays/base`` is set.
+        var mu: Float = 0
+        /// The learning rate that scales ``Arrays/correction`` (SCAFFOLD's drift correction).
+        var correctionRate: Float = 0
     }
 
     /// Pointers to one parameter array, its moments and its gradient; the
@@ -109,11 +113,33 @@ public struct Adam: Sendable {
     struct Arrays: @unchecked Sendable {
         var w: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
         var g: UnsafePointer<Float>
+        /// The weights training started from (FedProx): the gradient gains `mu (w - base)`.
+        var base: UnsafePointer<Float>? = nil
+        /// `c - c_i` (SCAFFOLD): the step gains `correctionRate * correction`.
+        var correction: UnsafePointer<Float>? = nil
+
+        /// The same arrays from element `offset` on.
+        func advanced(by offset: Int, gradient: UnsafePointer<Float>) -> Arrays {
+            Arrays(
+                w: w + offset, m: m + offset, v: v + offset, g: gradient, base: base.map { $0 + offset },
+                correction: correction.map { $0 + offset })
+        }
     }
 
     /// One Adam step on the elements in `range` (bounds multiples of 16).
+    ///
+    /// With `p.base` (FedProx) the gradient is `g + mu (w - base)`; with
+    /// `p.correction` (SCAFFOLD) the step is Adam's plus
+    /// `correctionRate * correction`, where `correction = c - c_i`: the drift
+    /// correction joins the optimizer's step direction, which for plain SGD
+    /// is the gradient (`g - c_i + c`). Padded elements stay zero: their
+    /// `w`, `base`, `g` and `correction` are zero.
     @inline(__always)
     static func kernel(_ p: Arrays, _ range: Range<Int>, _ c: Constants) {
+        if p.base != nil || p.correction != nil {
+            corrected(p, range, c)
+            return
+        }
         let a = Vec(repeating: c.alpha), e = Vec(repeating: c.epsilon)
         let k1 = Vec(repeating: c.k1), k2 = Vec(repeating: c.k2)
         var j = range.lowerBound
@@ -124,6 +150,29 @@ public struct Adam: Sendable {
             mj += (g - mj) * k1
             vj += (g * g - vj) * k2
             let wj = load(p.w + j) - a * mj / (vectorSquareRoot(vj) + e)
+            store(mj, p.m + j)
+            store(vj, p.v + j)
+            store(wj, p.w + j)
+            j += 16
+        }
+    }
+
+    /// ``kernel(_:_:_:)`` with the proximal term and the drift correction.
+    static func corrected(_ p: Arrays, _ range: Range<Int>, _ c: Constants) {
+        let a = Vec(repeating: c.alpha), e = Vec(repeating: c.epsilon)
+        let k1 = Vec(repeating: c.k1), k2 = Vec(repeating: c.k2)
+        let mu = Vec(repeating: c.mu), rate = Vec(repeating: c.correctionRate)
+        var j = range.lowerBound
+        while j < range.upperBound {
+            let w = load(p.w + j)
+            var g = load(p.g + j)
+            if let base = p.base { g += mu * (w - load(base + j)) }
+            var mj = load(p.m + j)
+            var vj = load(p.v + j)
+            mj += (g - mj) * k1
+            vj += (g * g - vj) * k2
+            var wj = w - a * mj / (vectorSquareRoot(vj) + e)
+            if let correction = p.correction { wj -= rate * load(correction + j) }
             store(mj, p.m + j)
             store(vj, p.v + j)
             store(wj, p.w + j)

@@ -26,6 +26,10 @@ public final class Trainer {
     /// biases' are stored (the weights' are used from L1 as they are computed).
     private var grads: [AlignedFloats]
     private var labels: [Int32]
+    /// FedProx's mu and base, padded as the parameters; nil: no proximal term.
+    private var proximal: (mu: Float, base: [AlignedFloats])?
+    /// SCAFFOLD's `c - c_i`, padded as the parameters; nil: no correction.
+    private var correction: [AlignedFloats]?
 
     public init(model: MLP, maxBatch: Int = 256, threads: Int = 1) {
         self.model = model
@@ -50,6 +54,41 @@ public final class Trainer {
     /// Throws `ModelError.shapeMismatch` and changes nothing on wrong shapes.
     public func adopt(_ tensors: [Tensor]) throws(ModelError) {
         try model.load(tensors)
+    }
+
+    /// Sets what local training adds to each step (``LocalObjective``) until
+    /// it is set again; `nil` or an empty objective trains plainly.
+    ///
+    /// - Throws: `ModelError.shapeMismatch` when the base or the correction
+    ///   does not have the model's shapes, `ModelError.invalidInput` for a
+    ///   negative or non-finite mu, or a mu above 0 without a base; the
+    ///   objective is then unchanged.
+    public func setObjective(_ objective: LocalObjective?) throws(ModelError) {
+        guard let objective else {
+            proximal = nil
+            correction = nil
+            return
+        }
+        guard objective.mu >= 0, objective.mu.isFinite else {
+            throw ModelError.invalidInput("the proximal mu \(objective.mu) is not a finite number >= 0")
+        }
+        var newProximal: (mu: Float, base: [AlignedFloats])?
+        if objective.mu > 0 {
+            guard let base = objective.base else {
+                throw ModelError.invalidInput("a proximal mu above 0 needs the base weights")
+            }
+            var padded = model
+            try padded.load(base)
+            newProximal = (objective.mu, padded.parameters)
+        }
+        var newCorrection: [AlignedFloats]?
+        if let c = objective.correction {
+            var padded = model
+            try padded.load(c)
+            newCorrection = padded.parameters
+        }
+        proximal = newProximal
+        correction = newCorrection
     }
 
     // MARK: - Training
@@ -79,7 +118,10 @@ public final class Trainer {
             forward(batch: b)
             let t2 = clock.now
             let (loss, hits) = softmaxCrossEntropy(batch: b)
-            backward(batch: b, adam: optimizer.beginStep())
+            var constants = optimizer.beginStep()
+            constants.mu = proximal?.mu ?? 0
+            constants.correctionRate = optimizer.learningRate
+            backward(batch: b, adam: constants)
             let t3 = clock.now
             timing.data += seconds(t1 - t0)
             timing.forward += seconds(t2 - t1)
@@ -201,9 +243,7 @@ public final class Trainer {
                         if let adam {
                             // Rows r0..<r1 of the gradient, in L1 at g: Adam on the same rows of W.
                             rowsDone = { r0, r1, g in
-                                let o = r0 * n
-                                let rows = Adam.Arrays(w: arrays.w + o, m: arrays.m + o, v: arrays.v + o, g: g)
-                                Adam.kernel(rows, 0..<(r1 - r0) * n, adam)
+                                Adam.kernel(arrays.advanced(by: r0 * n, gradient: g), 0..<(r1 - r0) * n, adam)
                             }
                         }
                         GEMM.tn(
@@ -216,15 +256,29 @@ public final class Trainer {
         }
     }
 
-    /// Calls `body` with pointers to parameter array `index`, its moments and its gradient.
+    /// Calls `body` with pointers to parameter array `index`, its moments and
+    /// its gradient, and the objective's base and correction when set.
     private func withAdamArrays(_ index: Int, _ body: (Adam.Arrays) -> Void) {
         model.parameters[index].withUnsafeMutableBufferPointer { w in
             optimizer.withMoments(index) { m, v in
                 grads[index].withUnsafeMutableBufferPointer { g in
-                    body(Adam.Arrays(w: w.baseAddress!, m: m, v: v, g: g.baseAddress!))
+                    Self.withOptionalPointer(proximal?.base[index]) { base in
+                        Self.withOptionalPointer(correction?[index]) { correction in
+                            body(
+                                Adam.Arrays(
+                                    w: w.baseAddress!, m: m, v: v, g: g.baseAddress!, base: base,
+                                    correction: correction))
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Calls `body` with a pointer to `array`'s elements, or nil without it.
+    private static func withOptionalPointer(_ array: AlignedFloats?, _ body: (UnsafePointer<Float>?) -> Void) {
+        guard let array else { return body(nil) }
+        array.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 
     // MARK: - Inference

@@ -7,11 +7,20 @@
 /// | `fedasync` | `alpha` (0.6), `s` (poly:0.5) |
 /// | `fedbuff` | `k` (10), `s` (poly:1), `samples` (true: weigh by samples), `combine` (mean; median; trimmed:BETA; krum:F[:KEEP]), `clip` (none; C; adaptive[:C0:QUANTILE:RATE], default adaptive:1:0.5:0.2), `noise` (0: the DP noise multiplier z), `opt` (sgd:1; momentum[:LR:BETA]; adam[:LR]; yogi[:LR]; adagrad[:LR]), `seed` (1) |
 /// | `fedavg` | `fedbuff` with s=constant, opt=sgd:1: synchronous FedAvg when `k` is the clients per round |
+/// | `fedprox` | `fedavg`'s keys, and `mu` (0.01): FedProx, the clients' proximal coefficient (``proximalMu``) |
+/// | `scaffold` | `fedavg`'s keys: SCAFFOLD, FedAvg of the models beside control variates (``controlVariates``) |
 ///
 /// `s` is `constant`, `poly:A` ((1+tau)^-A) or `hinge:A:B`.
 public struct StrategySpec: Sendable, CustomStringConvertible {
     public let text: String
     public let strategy: any FederationStrategy
+    /// FedProx's mu, announced to clients with each task (round parameter
+    /// `prox.mu`); nil for strategies other than `fedprox`.
+    public let proximalMu: Double?
+    /// SCAFFOLD: clients correct their steps with control variates, which the
+    /// server keeps beside the model (``ServerControlVariate``). Only
+    /// `fed simulate` carries the variates; no message of the protocol does.
+    public let controlVariates: Bool
 
     /// Parses `text`; the error says which part is wrong and what is allowed.
     public init(_ text: String) throws(StrategySpecError) {
@@ -37,13 +46,19 @@ public struct StrategySpec: Sendable, CustomStringConvertible {
             }
             return s
         }
+        var mu: Double?
         switch name {
         case "running-average":
             strategy = RunningAverage()
         case "fedasync":
             strategy = FedAsync(alpha: try number("alpha", 0.6), staleness: try staleness(.polynomial(0.5)))
-        case "fedbuff", "fedavg":
-            let sync = name == "fedavg"
+        case "fedbuff", "fedavg", "fedprox", "scaffold":
+            let sync = name != "fedbuff"
+            if name == "fedprox" {
+                let m = try number("mu", 0.01)
+                guard m >= 0 else { throw StrategySpecError("mu=\(m) must be at least 0") }
+                mu = m
+            }
             let k = try number("k", 10)
             guard k >= 1, k <= 10_000 else { throw StrategySpecError("k=\(k) must be in 1...10000") }
             let s = try staleness(sync ? .constant : .polynomial(1))
@@ -60,8 +75,11 @@ public struct StrategySpec: Sendable, CustomStringConvertible {
                 bufferSize: Int(k), staleness: s, weighBySamples: samples, combiner: combine, clipping: clip,
                 noiseMultiplier: noise, optimizer: opt, seed: seed)
         default:
-            throw StrategySpecError("unknown strategy \(name): use running-average, fedasync, fedbuff or fedavg")
+            throw StrategySpecError(
+                "unknown strategy \(name): use running-average, fedasync, fedbuff, fedavg, fedprox or scaffold")
         }
+        proximalMu = mu
+        controlVariates = name == "scaffold"
         if let unknown = options.keys.sorted().first {
             throw StrategySpecError("\(name) has no option \(unknown)")
         }
