@@ -114,10 +114,16 @@ struct SecAggCost {
             maskingKeys: Dictionary(uniqueKeysWithValues: ids.map { ($0, keys[Int($0) - 1].masking) }),
             maskingNeighbours: maskingNeighbours)
         let pairwise = unmasking.dropped(inSum).reduce(0) { $0 + adjacent($1).filter(inSum.contains).count }
-        let unmaskTime = try Self.seconds {
-            try unmasking.unmask(&sum, selfMaskSeedShares: seedShares, maskingKeyShares: keyShares)
+        let complete = unmasking.isComplete(
+            contributors: inSum, selfMaskSeedShares: seedShares, maskingKeyShares: keyShares)
+        var unmaskTime = 0.0
+        var decodeTime = 0.0
+        if complete {
+            unmaskTime = try Self.seconds {
+                try unmasking.unmask(&sum, selfMaskSeedShares: seedShares, maskingKeyShares: keyShares)
+            }
+            decodeTime = Self.seconds { _ = try? encoding.decode(sum.total, summands: contributors.count) }
         }
-        let decodeTime = Self.seconds { _ = try? encoding.decode(sum.total, summands: contributors.count) }
 
         // Participant 1's messages as they travel.
         let keysBytes = Self.frameBytes(
@@ -151,6 +157,12 @@ struct SecAggCost {
                 + String(format: "%.4f", Double(inputBytes) / Double(raw))
                 + "x a raw Float32 push of the weights (\(raw) B); key material \(keyMaterial) B (SECAGG_KEYS \(keysBytes), SECAGG_SHARES \(sharesBytes), SECAGG_UNMASK \(unmaskBytes)); in all "
                 + String(format: "%.4f", Double(inputBytes + keyMaterial) / Double(raw)) + "x")
+        guard complete else {
+            print(
+                "server unmasking: this draw of \(gone.count) of \(n) gone after sharing their keys leaves a client with fewer than t = \(threshold) answering neighbours: the round cannot be unmasked (it would be abandoned); not timed"
+            )
+            return
+        }
         print(
             "server unmasking, measured: \(contributors.count) inputs summed, \(gone.count) of \(n) gone after sharing their keys; "
                 + "\(contributors.count) self-mask seeds and \(unmasking.dropped(inSum).count) masking keys rebuilt, "

@@ -183,6 +183,56 @@ struct DamagedPayloadTests {
                             taskID: 78, samples: 600, tensors: tensors, isDelta: true, compression: .none,
                             encoding: .int4))), 4
             ),
+            (
+                .other(
+                    AnyProtocolMessage(
+                        SecAggKeys(
+                            taskID: 79, encryptionKey: [UInt8](repeating: 9, count: 32),
+                            maskingKey: [UInt8](repeating: 7, count: 32)))), 4
+            ),
+            (
+                .other(
+                    AnyProtocolMessage(
+                        SecAggRoster(
+                            taskID: 79, participant: 2,
+                            neighbours: [
+                                .init(
+                                    id: 1, encryptionKey: [UInt8](repeating: 1, count: 32),
+                                    maskingKey: [UInt8](repeating: 2, count: 32)),
+                                .init(
+                                    id: 3, encryptionKey: [UInt8](repeating: 3, count: 32),
+                                    maskingKey: [UInt8](repeating: 4, count: 32)),
+                            ]))), 4
+            ),
+            (
+                .other(
+                    AnyProtocolMessage(
+                        SecAggShares(
+                            taskID: 79,
+                            bundles: [
+                                .init(participant: 1, sealed: Array(0..<60)),
+                                .init(participant: 3, sealed: Array(5..<70)),
+                            ]
+                        ))), 4
+            ),
+            (
+                .other(
+                    AnyProtocolMessage(
+                        SecAggInbox(taskID: 79, bundles: [.init(participant: 3, sealed: Array(1..<61))]))), 4
+            ),
+            (.other(AnyProtocolMessage(SecAggInput(taskID: 79, elementBytes: 4, values: Array(0..<40)))), 4),
+            (.other(AnyProtocolMessage(SecAggInput(taskID: 79, elementBytes: 2, values: Array(100..<140)))), 4),
+            (.other(AnyProtocolMessage(SecAggSurvivors(taskID: 79, contributors: 2, survivors: [1, 3]))), 4),
+            (
+                .other(
+                    AnyProtocolMessage(
+                        SecAggUnmask(
+                            taskID: 79,
+                            shares: [
+                                .init(owner: 1, kind: .selfMaskSeed, share: Array(0..<54)),
+                                .init(owner: 3, kind: .maskingKey, share: Array(3..<57)),
+                            ]))), 4
+            ),
         ]
     }()
 

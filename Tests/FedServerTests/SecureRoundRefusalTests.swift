@@ -157,7 +157,7 @@ struct SecureRoundRefusalTests {
             c.rounds = RoundConfiguration(
                 cohortSize: 3, overSelection: 1, minimumReports: 3, deadline: .seconds(20),
                 selectionWindow: .seconds(20),
-                secureAggregation: SecureAggregation(threshold: 2, stageTimeout: .milliseconds(300)))
+                secureAggregation: SecureAggregation(threshold: 2, stageTimeout: .seconds(2)))
         }
         let io = InProcess(server: s.server)
         let assigned = await withTaskGroup(of: (String, Assignment).self) { g in
