@@ -31,7 +31,7 @@ private func secureServer(clients: Int, deadline: Duration, log: DecodeLog) thro
             cohortSize: clients, overSelection: 1, minimumReports: 3, deadline: deadline,
             selectionWindow: .seconds(20), totalRounds: 1,
             secureAggregation: SecureAggregation(
-                threshold: min(3, clients - 1), neighbours: clients - 1, stageTimeout: .seconds(5)))
+                threshold: min(3, clients - 1), neighbours: clients - 1, stageTimeout: .seconds(30)))
         rounds.secureSumDecoded = { n in log.sums.withLock { $0.append(n) } }
         c.rounds = rounds
     }
@@ -45,7 +45,7 @@ struct SecureRoundsOverTCPTests {
     func cohortWithDropout() async throws {
         let clients = 5
         let log = DecodeLog()
-        let s = try secureServer(clients: clients, deadline: .seconds(4), log: log)
+        let s = try secureServer(clients: clients, deadline: .seconds(8), log: log)
         let port = s.port
         let samples: [UInt64] = [10, 20, 30, 40, 50]
         let results = await withTaskGroup(of: (Int, Result<FederationClient.Acknowledgement, any Error>).self) {
