@@ -52,11 +52,11 @@ struct SecureRoundRefusalTests {
     func refusalsThenCompletion() async throws {
         let s = try RunningServer(tensors: constantTensors(0.25, shapes: shapes)) { c in
             c.rounds = RoundConfiguration(
-                cohortSize: 3, overSelection: 1, minimumReports: 3, deadline: .seconds(600),
+                cohortSize: 3, overSelection: 1, minimumReports: 3, deadline: .seconds(240),
                 selectionWindow: .seconds(20), totalRounds: 1,
                 // Nothing here waits for a timeout: long ones, so that a test pool starved by the
                 // rest of the suite cannot close a stage under it.
-                secureAggregation: SecureAggregation(threshold: 2, stageTimeout: .seconds(600)))
+                secureAggregation: SecureAggregation(threshold: 2, stageTimeout: .seconds(240)))
         }
         let io = InProcess(server: s.server)
         let names = ["a", "b", "c"]
