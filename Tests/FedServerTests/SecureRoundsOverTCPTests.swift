@@ -45,7 +45,7 @@ struct SecureRoundsOverTCPTests {
     func cohortWithDropout() async throws {
         let clients = 5
         let log = DecodeLog()
-        let s = try secureServer(clients: clients, deadline: .seconds(8), log: log)
+        let s = try secureServer(clients: clients, deadline: .seconds(15), log: log)
         let port = s.port
         let samples: [UInt64] = [10, 20, 30, 40, 50]
         let results = await withTaskGroup(of: (Int, Result<FederationClient.Acknowledgement, any Error>).self) {
