@@ -127,6 +127,7 @@ let package = Package(
         .target(
             name: "FedSecureAggregation",
             dependencies: [
+                "FedPrivacy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ]

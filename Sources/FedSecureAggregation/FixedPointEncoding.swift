@@ -1,3 +1,5 @@
+import FedPrivacy
+
 /// Why an update could not be encoded or a sum decoded.
 public enum FixedPointError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The ring has no room for this many summands at any resolution.
@@ -43,6 +45,14 @@ public enum FixedPointError: Error, Sendable, Hashable, CustomStringConvertible 
 /// 4. z is stored modulo 2^b (two's complement); then the weight w follows in
 ///    ``weightLimbs`` coordinates, base 2^h digits (h = ``weightLimbBits``), least significant first.
 ///
+/// With distributed noise (``encode(_:weight:noise:using:)``, differential
+/// privacy under secure aggregation): after step 1, each coordinate gains an
+/// independent N(0, σ²) draw and is then clamped to [-R, R], R = ``range``
+/// (chosen as C + 8σ, so a clamp happens with probability below 1.3e-15 per
+/// coordinate); s = M / R instead of M / C. The rounding of step 3 then acts on
+/// a noised value: it is unbiased and adds at most s^-2 / 4 of variance per
+/// coordinate and summand, below the noise's σ² whenever σ · s >= 1/2.
+///
 /// Headroom: M = floor((2^(b-1) - 1) / n), so a sum of n values in [-M, M] stays
 /// in [-(2^(b-1) - 1), 2^(b-1) - 1] and reads back exactly as a signed number;
 /// h = b - bitWidth(n), so n digits below 2^h sum below 2^b. A sum of more than
@@ -85,6 +95,8 @@ public struct FixedPointEncoding: Hashable, Sendable {
     public let maximumSummands: Int
     /// W: the largest weight (sample count) an update may carry.
     public let maximumWeight: Int
+    /// R >= C: the bound each coordinate is scaled from (C unless noise is added).
+    public let range: Double
     /// M: the bound on each encoded coordinate's magnitude, floor((2^(b-1) - 1) / n).
     public let unitBound: Int
     /// h: bits in each of the weight's digits, b - bitWidth(n).
@@ -92,21 +104,30 @@ public struct FixedPointEncoding: Hashable, Sendable {
     /// How many coordinates carry the weight: ceil(bitWidth(W) / h).
     public let weightLimbs: Int
 
-    /// s = M / C: ring units per unit of the update.
-    public var scale: Double { Double(unitBound) / clipping.bound }
+    /// s = M / R: ring units per unit of the update.
+    public var scale: Double { Double(unitBound) / range }
 
     /// An encoding into `bits`-bit integers for sums of at most `maximumSummands` updates.
     ///
     /// - Throws: ``FixedPointError/invalidParameter(_:)`` unless C is finite and positive
-    ///   and 1 <= W <= 2^48; ``SecureAggregationError/ringWidthOutOfRange(_:)``;
+    ///   and 1 <= W <= 2^48, or when `range` (nil: C) is below C or not finite;
+    ///   ``SecureAggregationError/ringWidthOutOfRange(_:)``;
     ///   ``FixedPointError/noHeadroom(bits:summands:)`` when M or h would be below 1
     ///   (n >= 2^(b-1), or n < 1).
-    public init(bits: Int, clipping: Clipping, maximumSummands: Int, maximumWeight: Int = 1) throws {
+    public init(
+        bits: Int, clipping: Clipping, maximumSummands: Int, maximumWeight: Int = 1, range: Double? = nil
+    ) throws {
         self.ring = try MaskRing(bits: bits)
         guard clipping.bound.isFinite, clipping.bound > 0 else {
             throw FixedPointError.invalidParameter(
                 "the clipping bound must be finite and positive (got \(clipping.bound))")
         }
+        let range = range ?? clipping.bound
+        guard range.isFinite, range >= clipping.bound else {
+            throw FixedPointError.invalidParameter(
+                "the coordinate range must be finite and at least the clipping bound \(clipping.bound) (got \(range))")
+        }
+        self.range = range
         guard (1...(1 << 48)).contains(maximumWeight) else {
             throw FixedPointError.invalidParameter("the weight cap must be in 1...2^48 (got \(maximumWeight))")
         }
@@ -135,12 +156,28 @@ public struct FixedPointEncoding: Hashable, Sendable {
     public func encode<G: RandomNumberGenerator>(
         _ update: [Float], weight: Int, using generator: inout G
     ) throws -> Encoded {
+        try encode(update, weight: weight, noise: 0, using: &generator)
+    }
+
+    /// `update` clipped, each coordinate noised with N(0, `noise`²) drawn from
+    /// `generator` and clamped to [-R, R], then weighted by `weight` / W, scaled
+    /// and stochastically rounded, followed by `weight`'s digits.
+    ///
+    /// - Throws: ``FixedPointError/nonFinite``, ``FixedPointError/weightOutOfRange(weight:maximum:)``,
+    ///   ``FixedPointError/invalidParameter(_:)`` for a negative or non-finite `noise`.
+    public func encode<G: RandomNumberGenerator>(
+        _ update: [Float], weight: Int, noise: Double, using generator: inout G
+    ) throws -> Encoded {
+        guard noise >= 0, noise.isFinite else {
+            throw FixedPointError.invalidParameter("the noise must be finite and at least 0 (got \(noise))")
+        }
         guard (0...maximumWeight).contains(weight) else {
             throw FixedPointError.weightOutOfRange(weight: weight, maximum: maximumWeight)
         }
         guard update.allSatisfy(\.isFinite) else { throw FixedPointError.nonFinite }
         let bound = clipping.bound
-        var factor = Double(weight) / Double(maximumWeight) * scale
+        let weighting = Double(weight) / Double(maximumWeight) * scale
+        var factor = 1.0
         var clipped = false
         var clamp = false
         switch clipping {
@@ -155,15 +192,17 @@ public struct FixedPointEncoding: Hashable, Sendable {
         }
         let limit = Double(unitBound)
         let mask = ring.mask
+        var gaussian = GaussianSampler()
         var values = [UInt32]()
         values.reserveCapacity(encodedCount(dimension: update.count))
         for coordinate in update {
-            var x = Double(coordinate)
+            var x = Double(coordinate) * factor
             if clamp, abs(x) > bound {
                 x = x < 0 ? -bound : bound
                 clipped = true
             }
-            let u = x * factor
+            if noise > 0 { x = min(max(x + noise * gaussian.next(using: &generator), -range), range) }
+            let u = x * weighting
             let low = u.rounded(.down)
             let up = Double.random(in: 0..<1, using: &generator) < u - low
             // Floating-point rounding can only push u past ±M by far less than a unit.

@@ -11,6 +11,13 @@ import FedSecureAggregation
 /// to L2 norm `secagg.clip` and weighted by min(samples, `secagg.w`) /
 /// `secagg.w`; the sample count rides in the masked vector. Keys and shares
 /// live in this value only, for this one task.
+///
+/// With distributed noise (differential privacy under secure aggregation,
+/// `Protocol/SPEC.md` 12.13): `dp.client-noise` is σ, each coordinate's
+/// Gaussian noise added after clipping (from the system's CSPRNG),
+/// `secagg.range` the coordinates' range R, and `secagg.min-inputs` m: the
+/// participant reveals no share for a sum of fewer than m inputs, whose
+/// noise would fall short of what the round was accounted for.
 public struct SecAggParticipant: SecureAggregationParticipant {
     /// Why an assignment cannot be taken part in.
     public struct ParameterError: Error, CustomStringConvertible {
@@ -19,6 +26,10 @@ public struct SecAggParticipant: SecureAggregationParticipant {
 
     public let taskID: UInt64
     public let encoding: FixedPointEncoding
+    /// σ: the noise added to each coordinate after clipping (0: none).
+    public let noise: Double
+    /// m: the fewest inputs a sum may hold for this participant to help unmask it.
+    public let minimumInputs: Int
     private var participant: Participant
 
     /// The participant of `assignment`, a secure-train task.
@@ -35,10 +46,19 @@ public struct SecAggParticipant: SecureAggregationParticipant {
         guard let clip = assignment.parameters["secagg.clip"].flatMap(Double.init), clip.isFinite, clip > 0 else {
             throw ParameterError(description: "the task's parameter secagg.clip is missing or not a positive number")
         }
+        func number(_ key: String) throws -> Double? {
+            guard let text = assignment.parameters[key] else { return nil }
+            guard let value = Double(text), value.isFinite, value >= 0 else {
+                throw ParameterError(description: "the task's parameter \(key) is not a number >= 0")
+            }
+            return value
+        }
         taskID = assignment.taskID
+        noise = try number("dp.client-noise") ?? 0
+        minimumInputs = assignment.parameters["secagg.min-inputs"] == nil ? 1 : try integer("secagg.min-inputs")
         encoding = try FixedPointEncoding(
             bits: try integer("secagg.bits"), clipping: .l2Norm(clip), maximumSummands: try integer("secagg.n"),
-            maximumWeight: try integer("secagg.w"))
+            maximumWeight: try integer("secagg.w"), range: try number("secagg.range"))
         participant = try Participant(round: assignment.round, threshold: try integer("secagg.t"))
     }
 
@@ -76,13 +96,20 @@ public struct SecAggParticipant: SecureAggregationParticipant {
             for i in b.values.indices { update.append(t.values[i] - b.values[i]) }
         }
         let weight = Int(min(samples, UInt64(encoding.maximumWeight)))
-        let encoded = try encoding.encode(update, weight: weight)
+        var generator = KeystreamGenerator()
+        let encoded = try encoding.encode(update, weight: weight, noise: noise, using: &generator)
         let masked = try participant.mask(encoded.values, ring: encoding.ring)
         return SecAggInput(taskID: taskID, elementBytes: encoding.ring.bits <= 16 ? 2 : 4, values: masked)
     }
 
     public mutating func unmask(_ survivors: SecAggSurvivors) throws -> SecAggUnmask {
         guard survivors.taskID == taskID else { throw ParameterError(description: "a survivors' list of another task") }
+        guard Int(survivors.contributors) >= minimumInputs else {
+            throw ParameterError(
+                description:
+                    "the sum holds \(survivors.contributors) inputs, fewer than the \(minimumInputs) its noise was calibrated for: no share is revealed"
+            )
+        }
         let revealed = try participant.reveal(
             survivors: Set(survivors.survivors), contributors: Int(survivors.contributors))
         return SecAggUnmask(

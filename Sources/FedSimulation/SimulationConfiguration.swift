@@ -205,7 +205,6 @@ public struct SimulationConfiguration: Sendable {
         }
         if let a = secureAggregation {
             try require(checkIn, "secureAggregation without checkIn (secure aggregation runs in the server's rounds)")
-            try require(privacy == nil, "secureAggregation with privacy (distributed noise is not built)")
             let n = Int((Double(cohortSize) * overSelection).rounded(.up))
             if let problem = a.problem(cohort: n) { throw SimulationError("secure aggregation: \(problem)") }
             let total = secureDropouts.values.reduce(0, +)

@@ -205,14 +205,14 @@ extension Fed {
             help: ArgumentHelp(
                 "Train with client-level differential privacy (DP-FedAvg) in the rounds of --rounds.",
                 discussion: DifferentialPrivacy.specHelp
-                    + " The server samples each round's cohort (--rounds is the expected cohort; --over-selection does not apply), clips each report's update, adds Gaussian noise to their sum, and accounts for every published version (RDP accountant, as `fed privacy epsilon`): epsilon is logged after each round, served in /metrics (fed_privacy_epsilon) and kept in the checkpoint, so a restart continues the budget. Once the next version would exceed target-epsilon, no round runs again: check-ins are told the budget is spent. Pushes (versions 1-3, HTTP) are refused: they would publish updates without noise. Needs synchronous rounds: not with --strategy fedbuff or fedasync. Example: --rounds 100 --total-rounds 100 --dp population=1000,target-epsilon=2 calibrates the noise so that 100 rounds reach epsilon 2 at delta 1e-5.",
+                    + " The server samples each round's cohort (--rounds is the expected cohort; --over-selection does not apply), clips each report's update, adds Gaussian noise to their sum, and accounts for every published version (RDP accountant, as `fed privacy epsilon`): epsilon is logged after each round, served in /metrics (fed_privacy_epsilon) and kept in the checkpoint, so a restart continues the budget. Once the next version would exceed target-epsilon, no round runs again: check-ins are told the budget is spent. Pushes (versions 1-3, HTTP) are refused: they would publish updates without noise. Needs synchronous rounds: not with --strategy fedbuff or fedasync. With --secagg the clients add the noise (distributed noise: each enough that any survivors=F of the cohort carry all of it) and the server never sees an update in clear. Example: --rounds 100 --total-rounds 100 --dp population=1000,target-epsilon=2 calibrates the noise so that 100 rounds reach epsilon 2 at delta 1e-5.",
                 valueName: "KEY=VALUE,..."))
         var dp: String?
         @Option(
             help: ArgumentHelp(
                 "Secure aggregation (SecAgg+) in the rounds of --rounds: the server learns only the sum of each cohort's updates.",
                 discussion: SecureAggregation.specHelp
-                    + " Only clients that speak it (fed client --rounds --secagg) are selected. Each client clips its update, encodes it with its sample count in fixed point, and masks it; the server unmasks only the sum of the inputs that arrived, from shares the surviving clients reveal, and applies its mean (FedAvg) in one checkpoint write, or nothing. The threat model (an honest-but-curious server; no consistency round yet) is in Documentation/SecureAggregation.md. Needs synchronous rounds; not with --dp. Example: --rounds 10 --over-selection 1.3 --secagg t=7,k=12.",
+                    + " Only clients that speak it (fed client --rounds --secagg) are selected. Each client clips its update, encodes it with its sample count in fixed point, and masks it; the server unmasks only the sum of the inputs that arrived, from shares the surviving clients reveal, and applies its mean (FedAvg) in one checkpoint write, or nothing. The threat model (an honest-but-curious server; no consistency round yet) is in Documentation/SecureAggregation.md. Needs synchronous rounds. With --dp (clip=C) the clients add the noise, so the server only ever sees a noised sum (Protocol/SPEC.md 12.13). Example: --rounds 10 --over-selection 1.3 --secagg t=7,k=12.",
                 valueName: "KEY=VALUE,...|on"))
         var secagg: String?
         @Option(
@@ -475,6 +475,12 @@ extension Fed {
                     server.logger.info(
                         "rounds with differential privacy: \(p.summary); an expected \(r.cohortSize) clients a round, at least \(r.requiredReports) by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
                     )
+                    if let secure = r.secureAggregation {
+                        let m = p.minimumInputs(drawn: r.cohortSize)
+                        server.logger.info(
+                            "distributed noise under secure aggregation (\(secure.bits)-bit ring): each client adds its share of the noise; a round of \(r.cohortSize) needs \(m) inputs (survivors \(p.survivors)), all \(r.cohortSize) carry \((Double(r.cohortSize) / Double(m)).squareRoot())x the noise the accounting needs"
+                        )
+                    }
                 } else if let r = rounds, let secure = r.secureAggregation {
                     let n = r.selectionSize
                     server.logger.info(

@@ -226,7 +226,6 @@ struct SimulateCommand: ParsableCommand {
                 )
             }
         }
-        if secagg != nil && dp != nil { throw ValidationError("--secagg with --dp: distributed noise is not built") }
         if dropoutAfter != nil {
             guard secagg != nil else { throw ValidationError("--dropout-after needs --secagg") }
             _ = try secureDropouts()

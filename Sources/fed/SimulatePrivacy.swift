@@ -35,6 +35,10 @@ extension SimulateCommand {
                 "differential privacy: \(privacy.summary); \(rounds) rounds of an expected \(base.cohortSize) clients (--budget / (cohort x \(Int(perClient.rounded())) samples x \(base.localEpochs) epochs))"
             )
             try c.validate()
+            if let secagg {
+                results += try runDistributed(c, data: data, secagg: secagg)
+                continue
+            }
             let report = try Simulation(c, data: data).runBlocking { print($0) }
             results += report.results
         }
@@ -46,5 +50,31 @@ extension SimulateCommand {
             centralized = report.centralized
         }
         return SimulationReport(results: results, centralized: centralized)
+    }
+
+    /// `--dp` with `--secagg`: the runs in which the clients add the noise
+    /// under secure aggregation, then the same runs with the server adding
+    /// it (the same privacy, the same seeds), and the paired difference.
+    private func runDistributed(_ c: SimulationConfiguration, data: SimulationData, secagg: String) throws
+        -> [SimulationResult]
+    {
+        var secure = c
+        do throws(SecureAggregationSpecError) {
+            secure.secureAggregation = try SecureAggregation(spec: secagg)
+        } catch {
+            throw ValidationError("--secagg \(secagg): \(error)")
+        }
+        secure.secureDropouts = try secureDropouts()
+        try secure.validate()
+        let privacy = c.privacy!
+        let m = privacy.minimumInputs(drawn: c.cohortSize)
+        print(
+            "distributed noise: each client of a secure round adds its share, so that \(m) inputs of an expected \(c.cohortSize) carry the noise (survivors \(privacy.survivors)); the server sees only the noised sum"
+        )
+        let distributed = try Simulation(secure, data: data).runBlocking { print($0) }
+        print("the same runs with the server adding the noise (no secure aggregation):")
+        let central = try Simulation(c, data: data).runBlocking { print($0) }
+        print(Self.pairedSecure(distributed.results, against: central.results))
+        return distributed.results + central.results
     }
 }

@@ -60,6 +60,13 @@ public struct DifferentialPrivacy: Sendable, Equatable {
     /// The standard deviation of the noise on the count of unclipped updates
     /// (adaptive clipping only); nil: 5% of the expected cohort, as TensorFlow Federated.
     public var countNoise: Double?
+    /// With secure aggregation (distributed noise): F, the fraction of a
+    /// round's drawn cohort whose noised inputs must arrive. Each of n drawn
+    /// clients adds noise of variance σ²/m, m = ceil(F n), so any m inputs
+    /// carry the round's whole noise σ² (σ = z_value × C) and a sum of fewer
+    /// is never unmasked; when all n arrive the noise is sqrt(n/m) ≈ F^-1/2
+    /// times σ (F = 0.6: 1.29x). Default 0.8.
+    public var survivors: Double = 0.8
 
     public init(
         noiseMultiplier: Double, clipping: Clipping = .adaptive(initialNorm: 0.1, quantile: 0.5, rate: 0.2),
@@ -83,6 +90,16 @@ public struct DifferentialPrivacy: Sendable, Equatable {
         guard case .adaptive = clipping, noiseMultiplier > 0 else { return noiseMultiplier }
         let countMultiplier = 2 * countStandardDeviation(cohort: cohort)
         return 1 / (1 / (noiseMultiplier * noiseMultiplier) - 1 / (countMultiplier * countMultiplier)).squareRoot()
+    }
+
+    /// m: the fewest inputs of a secure round of `drawn` clients whose sum may be unmasked.
+    public func minimumInputs(drawn: Int) -> Int { max(1, Int((survivors * Double(drawn)).rounded(.up))) }
+
+    /// σ/sqrt(m): the standard deviation of the noise each of `drawn` clients
+    /// adds to each coordinate of its update clipped to `clip`, so that any
+    /// ``minimumInputs(drawn:)`` of them carry `z_value × clip` in all.
+    public func clientNoise(clip: Double, expectedCohort: Int, drawn: Int) -> Double {
+        valueNoiseMultiplier(cohort: expectedCohort) * clip / Double(minimumInputs(drawn: drawn)).squareRoot()
     }
 
     /// The clipping norm after a round of `clip` in which a (noised)
@@ -116,6 +133,7 @@ public struct DifferentialPrivacy: Sendable, Equatable {
         }
         if !(delta > 0 && delta < 1) { return "delta must be in (0, 1) (got \(delta))" }
         if let e = targetEpsilon, !(e > 0) { return "the target epsilon must be positive (got \(e))" }
+        if !(survivors > 0 && survivors <= 1) { return "survivors must be in (0, 1] (got \(survivors))" }
         switch clipping {
         case .fixed(let c):
             if !(c > 0 && c.isFinite) { return "the clipping norm must be positive (got \(c))" }

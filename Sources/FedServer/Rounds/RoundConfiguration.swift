@@ -74,8 +74,8 @@ public struct RoundConfiguration: Sendable {
     public var seed: UInt64?
     /// Secure aggregation (SecAgg+): the selected clients must speak it; the
     /// server learns only the sum of their clipped, quantized updates. nil
-    /// (default): none. Needs `.rounds` admission; not combined with
-    /// ``privacy`` (distributed noise is not built).
+    /// (default): none. Needs `.rounds` admission. With ``privacy`` the
+    /// clients add the noise (distributed noise, `Protocol/SPEC.md` 12.13).
     public var secureAggregation: SecureAggregation?
     /// Called with the number of inputs in each secure sum the server decodes (tests).
     var secureSumDecoded: (@Sendable (Int) -> Void)?
@@ -113,6 +113,13 @@ public struct RoundConfiguration: Sendable {
         return all
     }
 
+    /// The largest cohort a round of differential privacy with an expected
+    /// `cohort` prepares for: `cohort + 6 sqrt(cohort) + 6` (a Poisson draw
+    /// exceeds it with probability below 1e-9; a larger draw is discarded).
+    static func largestDraw(_ cohort: Int) -> Int {
+        cohort + Int((6 * Double(cohort).squareRoot()).rounded(.up)) + 6
+    }
+
     /// The reports a round needs at its deadline.
     public var requiredReports: Int {
         minimumReports ?? (privacy != nil ? 1 : Int((Double(cohortSize) * 0.8).rounded(.up)))
@@ -147,13 +154,17 @@ public struct RoundConfiguration: Sendable {
                 return
                     "secure aggregation runs in synchronous rounds: an asynchronous strategy (fedbuff, fedasync) weighs each update on its own, which secure aggregation hides"
             }
-            if privacy != nil {
+            if let privacy, case .adaptive = privacy.clipping {
                 return
-                    "secure aggregation with differential privacy needs noise added by the clients (distributed noise), which is not built: the server cannot clip or noise updates it never sees"
+                    "secure aggregation with differential privacy: give --dp clip=C, a fixed norm (adaptive clipping needs each client's clipped-or-not bit, which the server cannot see under secure aggregation; not built)"
             }
-            if let bad = secure.problem(cohort: selectionSize) { return "secure aggregation: \(bad)" }
-            let k = secure.neighbours(cohort: selectionSize)
-            if secure.threshold(cohort: selectionSize) > k {
+            // With differential privacy a Poisson draw may exceed the expected cohort.
+            let largest =
+                privacy.map { $0.sampling == .fixed ? cohortSize : min($0.population, Self.largestDraw(cohortSize)) }
+                ?? selectionSize
+            if let bad = secure.problem(cohort: largest) { return "secure aggregation: \(bad)" }
+            let k = secure.neighbours(cohort: largest)
+            if secure.threshold(cohort: largest) > k {
                 return "secure aggregation: t must be at most k = \(k)"
             }
         }

@@ -52,7 +52,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     private var stopping = false
     private var stats = Statistics()
     /// The privacy spent, with differential privacy.
-    private var ledger: PrivacyLedger?
+    private(set) var ledger: PrivacyLedger?
     private var budgetLogged = false
     /// `budgetSpent`'s answer for the ledger's count of rounds (it only changes when a round is published).
     private var spentAfter: UInt64?
@@ -285,9 +285,14 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         var chosen: [Int]
         var privacyEvent: DPEvent?
         if let privacy = configuration.privacy, let ledger {
+            // Under secure aggregation only clients that speak it can be drawn.
+            let eligible =
+                configuration.secureAggregation == nil
+                ? Array(waiting.indices)
+                : waiting.indices.filter { waiting[$0].checkIn.features.contains(.secureAggregation) }
             // A fixed-size sample from fewer clients than the cohort would be all of them (rate 1): wait.
-            if privacy.sampling == .fixed && waiting.count < configuration.cohortSize { return }
-            let event = privacy.event(cohort: configuration.cohortSize, waiting: waiting.count)
+            if privacy.sampling == .fixed && eligible.count < configuration.cohortSize { return }
+            let event = privacy.event(cohort: configuration.cohortSize, waiting: eligible.count)
             guard ledger.allows(event) else {
                 // Fixed sampling from fewer than the population may cost more than is left
                 // while a draw from all of it would not: wait for more clients.
@@ -296,7 +301,17 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             }
             privacyEvent = event
             // Whatever the draw gives, even no one, is a round: redrawing would bias the sample.
-            chosen = privacySample(privacy, count: waiting.count)
+            chosen = privacySample(privacy, count: eligible.count).map { eligible[$0] }
+            if let secure = configuration.secureAggregation, let bad = secure.drawProblem(cohort: chosen.count) {
+                // The clients' noise needs a secure round: a draw that cannot be one (fewer than 3, or
+                // beyond the ring's headroom; rare, stated in SPEC 12.13) is discarded.
+                logger.warning("a private secure round's draw was discarded: \(bad)")
+                for i in chosen.reversed() {
+                    waiting.remove(at: i).answer(.comeBack(after: UInt32.random(in: 0...500, using: &random), .noTask))
+                }
+                metrics?.waiting.record(waiting.count)
+                return
+            }
         } else if let secure = configuration.secureAggregation {
             // Only clients that speak secure aggregation can be in a secure round.
             let able = waiting.indices.filter { waiting[$0].checkIn.features.contains(.secureAggregation) }
@@ -341,7 +356,8 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         if let secure = configuration.secureAggregation {
             let cohort = selected.count
             do {
-                r.secure = try makeSecureRound(secure, number: number, taskIDs: taskIDs, dimension: model.tensors)
+                r.secure = try makeSecureRound(
+                    secure, number: number, taskIDs: taskIDs, dimension: model.tensors, privacyClip: ledger?.clip)
             } catch {
                 // Unreachable once the configuration was checked: put the clients back.
                 logger.error("secure round \(number) could not be set up: \(error)")
@@ -357,6 +373,15 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             taskParameters["secagg.w"] = String(
                 secure.maximumWeight ?? Int(clamping: store.configuration.maxUpdateSamples))
             taskParameters["secagg.stage-ms"] = String(secure.stageTimeout.wholeMilliseconds)
+            if let round = r.secure, let noise = round.distributedNoise {
+                // Distributed noise (SPEC 12.13): each client clips to the privacy's norm, weighs 1,
+                // and adds its share of the noise; a sum of fewer than m inputs is not unmasked.
+                taskParameters["secagg.clip"] = String(noise.clip)
+                taskParameters["secagg.w"] = "1"
+                taskParameters["secagg.range"] = String(noise.range)
+                taskParameters["secagg.min-inputs"] = String(round.minimumInputs)
+                taskParameters["dp.client-noise"] = String(noise.clientNoise)
+            }
         }
         for (w, id) in zip(selected, taskIDs) {
             w.answer(

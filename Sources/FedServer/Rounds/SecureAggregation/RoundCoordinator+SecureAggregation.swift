@@ -6,27 +6,42 @@ import FedSecureAggregation
 /// of ``SecureRound``. Everything here runs on the coordinator's queue.
 extension RoundCoordinator {
     /// The state of a secure round for the tasks `taskIDs` (in selection
-    /// order): ids 1...n on a random Harary graph of degree k.
-    func makeSecureRound(_ secure: SecureAggregation, number: UInt64, taskIDs: [UInt64], dimension: [Tensor])
-        throws -> SecureRound
-    {
+    /// order): ids 1...n on a random Harary graph of degree k. With
+    /// differential privacy (`privacyClip`, the ledger's clip) its clients add
+    /// the noise (``DistributedNoise``).
+    func makeSecureRound(
+        _ secure: SecureAggregation, number: UInt64, taskIDs: [UInt64], dimension: [Tensor], privacyClip: Double?
+    ) throws -> SecureRound {
         let n = taskIDs.count
         let k = secure.neighbours(cohort: n)
         let t = secure.threshold(cohort: n)
+        var noise: DistributedNoise?
+        var minimumInputs = max(t, configuration.requiredReports)
+        if let privacy = configuration.privacy, let clip = privacyClip {
+            let cohort = configuration.cohortSize
+            noise = DistributedNoise(
+                clip: clip, clientNoise: privacy.clientNoise(clip: clip, expectedCohort: cohort, drawn: n),
+                expectedCohort: cohort)
+            minimumInputs = max(t, privacy.minimumInputs(drawn: n))
+        }
         let graph = NeighbourGraph.harary(participants: n, degree: k, using: &random)
         var neighbours: [UInt32: [UInt32]] = [:]
         for (index, adjacent) in graph.neighbours.enumerated() {
             neighbours[UInt32(index + 1)] = adjacent.map { UInt32($0 + 1) }
         }
         let encoding = try FixedPointEncoding(
-            bits: secure.bits, clipping: .l2Norm(secure.clip), maximumSummands: n,
-            maximumWeight: secure.maximumWeight ?? Int(clamping: store.configuration.maxUpdateSamples))
+            bits: secure.bits, clipping: .l2Norm(noise?.clip ?? secure.clip), maximumSummands: n,
+            maximumWeight: noise != nil
+                ? 1 : secure.maximumWeight ?? Int(clamping: store.configuration.maxUpdateSamples),
+            range: noise?.range)
         var ids: [UInt64: UInt32] = [:]
         for (index, task) in taskIDs.enumerated() { ids[task] = UInt32(index + 1) }
-        return SecureRound(
-            round: number, threshold: t, minimumInputs: max(t, configuration.requiredReports), encoding: encoding,
+        var round = SecureRound(
+            round: number, threshold: t, minimumInputs: minimumInputs, encoding: encoding,
             elementBytes: secure.elementBytes, dimension: dimension.reduce(0) { $0 + $1.values.count }, ids: ids,
             graph: neighbours, decoded: configuration.secureSumDecoded)
+        round.distributedNoise = noise
+        return round
     }
 
     func receiveSecure(
@@ -115,21 +130,41 @@ extension RoundCoordinator {
         }
     }
 
-    /// Applies the unmasked mean step to the round's base, in one checkpoint write.
+    /// Applies the unmasked mean step to the round's base, in one checkpoint
+    /// write. With distributed noise the step is the noised sum over the
+    /// expected cohort (every input weighs 1), and the round is accounted.
     private func closeSecure(mean step: [Double], weight: Int, contributors: Int) {
         guard let r = round, var secure = r.secure else { return }
+        // Weights are 1 with distributed noise: the mean times the count is the noised sum.
+        let factor = secure.distributedNoise.map { Double(weight) / Double($0.expectedCohort) } ?? 1
         var mean = r.baseWeights
         var offset = 0
         for t in mean.indices {
-            for i in mean[t].values.indices { mean[t].values[i] += Float(step[offset + i]) }
+            for i in mean[t].values.indices {
+                mean[t].values[i] = Float(Double(mean[t].values[i]) + step[offset + i] * factor)
+            }
             offset += mean[t].values.count
+        }
+        if let event = r.privacyEvent, let ledger, !ledger.allows(event) {
+            // Unreachable unless the configuration changed under a round: refuse rather than overspend.
+            return abandon(
+                ErrorMessage(
+                    code: .privacyBudgetSpent,
+                    message:
+                        "round \(r.number) would bring epsilon to \(ledger.epsilon(adding: event)), above the target; it is not published"
+                ))
         }
         let total = UInt64(weight)
         guard
-            let (ack, _) = publish(r, mean: mean, total: total, clippedCount: 0, nextClip: 0, reportCount: contributors)
+            let (ack, note) = publish(
+                r, mean: mean, total: total, clippedCount: 0, nextClip: secure.distributedNoise?.clip ?? 0,
+                reportCount: contributors)
         else { return }
+        let noise = secure.distributedNoise.map {
+            ", noise from the clients (\(contributors) x \($0.clientNoise) per coordinate)"
+        }
         logger.info(
-            "round \(r.number) closed by secure aggregation: the sum of \(contributors) masked inputs of \(r.tasks.count) tasks, \(total) samples, version \(ack.version)"
+            "round \(r.number) closed by secure aggregation: the sum of \(contributors) masked inputs of \(r.tasks.count) tasks, \(noise == nil ? "\(total) samples" : "each weighing 1")\(noise ?? ""), version \(ack.version)\(note)"
         )
         for a in secure.takeWaiting() { a(.success(.ack(version: ack.version, datasets: ack.datasets))) }
         round?.secure = secure

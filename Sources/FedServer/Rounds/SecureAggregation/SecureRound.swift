@@ -44,6 +44,8 @@ struct SecureRound {
     let graph: [UInt32: [UInt32]]
     /// Called with the number of inputs in every sum decoded (tests).
     let decoded: (@Sendable (Int) -> Void)?
+    /// With differential privacy: the noise the clients add.
+    var distributedNoise: DistributedNoise?
 
     private(set) var stage = Stage.keys
     private var keys: [UInt32: ParticipantPublicKeys] = [:]

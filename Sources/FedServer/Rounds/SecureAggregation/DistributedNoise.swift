@@ -1,0 +1,21 @@
+/// Differential privacy's noise when the clients add it (distributed noise
+/// under secure aggregation, `Protocol/SPEC.md` section 12.13).
+///
+/// Each of a round's n drawn clients clips its update to `clip`, weighs 1,
+/// and adds N(0, `clientNoise`²) to each coordinate before encoding, with
+/// `clientNoise` = z_value × C / sqrt(m): the sum of any m inputs (the
+/// round's minimum) carries at least the noise of DP-FedAvg's central
+/// mechanism. The server divides the unmasked sum by `expectedCohort`, as
+/// ``PrivateMean`` does; it never sees an update, clipped or not.
+struct DistributedNoise: Equatable, Sendable {
+    /// C: the norm each client clips to.
+    var clip: Double
+    /// σ / sqrt(m): each client's noise on each coordinate.
+    var clientNoise: Double
+    /// The fixed denominator of the mean: the expected cohort size.
+    var expectedCohort: Int
+
+    /// R: the range each noised coordinate is clamped to, C + 8 σ/sqrt(m)
+    /// (a clamp happens with probability below 1.3e-15 per coordinate).
+    var range: Double { clip + 8 * clientNoise }
+}
