@@ -9,11 +9,12 @@ import Foundation
 /// gaps matter for Laplace noise in the far tails): stated, not mitigated;
 /// discrete noise under secure aggregation is the remedy.
 public struct GaussianSampler: Sendable {
-    private var spare: Double?
+    @usableFromInline var spare: Double?
 
     public init() {}
 
     /// The next draw of N(0, 1).
+    @inlinable
     public mutating func next<G: RandomNumberGenerator>(using random: inout G) -> Double {
         if let s = spare {
             spare = nil

@@ -214,10 +214,11 @@ public struct FixedPointEncoding: Hashable, Sendable {
         return Encoded(values: values, clipped: clipped)
     }
 
-    /// `update` encoded with a ``KeystreamGenerator`` keyed from the system's CSPRNG for the rounding.
-    public func encode(_ update: [Float], weight: Int) throws -> Encoded {
+    /// `update` encoded with a ``KeystreamGenerator`` keyed from the system's
+    /// CSPRNG for the rounding and the `noise` (default none).
+    public func encode(_ update: [Float], weight: Int, noise: Double = 0) throws -> Encoded {
         var generator = KeystreamGenerator()
-        return try encode(update, weight: weight, using: &generator)
+        return try encode(update, weight: weight, noise: noise, using: &generator)
     }
 
     /// The weighted mean of the `summands` updates whose encodings add up to

@@ -96,8 +96,7 @@ public struct SecAggParticipant: SecureAggregationParticipant {
             for i in b.values.indices { update.append(t.values[i] - b.values[i]) }
         }
         let weight = Int(min(samples, UInt64(encoding.maximumWeight)))
-        var generator = KeystreamGenerator()
-        let encoded = try encoding.encode(update, weight: weight, noise: noise, using: &generator)
+        let encoded = try encoding.encode(update, weight: weight, noise: noise)
         let masked = try participant.mask(encoded.values, ring: encoding.ring)
         return SecAggInput(taskID: taskID, elementBytes: encoding.ring.bits <= 16 ? 2 : 4, values: masked)
     }

@@ -136,6 +136,10 @@ struct CheckInRounds {
         var participants: [Int: SecAggParticipant] = [:]
         var goneAfter: [Int: SimulationConfiguration.SecureStage] = [:]
         var acknowledged = (version: UInt64(0), datasets: UInt64(0))
+        // With differential privacy the server publishes no sample count: each acknowledged
+        // client's own samples count instead (an input sent by a client gone before its ACK is
+        // in the sum but not counted).
+        var secureSamples: [Int: Int] = [:]
         /// A client of a secure round gone after a stage: back when the round is surely over.
         func vanish(_ c: Int) {
             participants[c] = nil
@@ -195,6 +199,7 @@ struct CheckInRounds {
                         bytes(0, FrameHeader.size + 4 + e.message.utf8.count)
                         participants[c] = nil
                         goneAfter[c] = nil
+                        secureSamples[c] = nil
                         if e.code == .roundClosed {
                             outcome.figures.late += 1
                         } else {
@@ -206,9 +211,13 @@ struct CheckInRounds {
                         bytes(0, FrameHeader.size + 16)
                         outcome.figures.applied += 1
                         participants[c] = nil
-                        // The round's samples count once, at its first ACK (inputs of clients gone after
-                        // sending them are in the sum too).
-                        if version > acknowledged.version {
+                        if s.privacy != nil {
+                            let added = secureSamples.removeValue(forKey: c) ?? 0
+                            appliedSamples += added
+                            try applied(added, now)
+                        } else if version > acknowledged.version {
+                            // The round's samples count once, at its first ACK (inputs of clients gone
+                            // after sending them are in the sum too).
                             let added = Int(datasets >= acknowledged.datasets ? datasets - acknowledged.datasets : 0)
                             acknowledged = (version, datasets)
                             appliedSamples += added
@@ -227,6 +236,7 @@ struct CheckInRounds {
                             if goneAfter[c] == .shares { vanish(c); continue }
                             let p = try train(c, now)
                             outcome.figures.samplesTrained += p.samples
+                            secureSamples[c] = p.samples
                             let input = try participants[c]!.input(
                                 trained: p.weights, base: p.fetched, samples: UInt64(p.samples))
                             schedule(p.time, c, .secure(input, taskID: inbox.taskID))
