@@ -17,7 +17,10 @@ import FedSecureAggregation
 /// Gaussian noise added after clipping (from the system's CSPRNG),
 /// `secagg.range` the coordinates' range R, and `secagg.min-inputs` m: the
 /// participant reveals no share for a sum of fewer than m inputs, whose
-/// noise would fall short of what the round was accounted for.
+/// noise would fall short of what the round was accounted for. With
+/// `dp.count-scale` κ (adaptive clipping) the participant clips the update
+/// to `secagg.clip` itself and appends (b - 1/2) κ, b = 1 when the update
+/// was within the clip, so the server learns only the noised count.
 public struct SecAggParticipant: SecureAggregationParticipant {
     /// Why an assignment cannot be taken part in.
     public struct ParameterError: Error, CustomStringConvertible {
@@ -30,6 +33,10 @@ public struct SecAggParticipant: SecureAggregationParticipant {
     public let noise: Double
     /// m: the fewest inputs a sum may hold for this participant to help unmask it.
     public let minimumInputs: Int
+    /// C: the L2 norm each update is clipped to.
+    public let clip: Double
+    /// κ: with adaptive clipping, the scale of the clipped-or-not coordinate; nil otherwise.
+    public let countScale: Double?
     private var participant: Participant
 
     /// The participant of `assignment`, a secure-train task.
@@ -56,8 +63,13 @@ public struct SecAggParticipant: SecureAggregationParticipant {
         taskID = assignment.taskID
         noise = try number("dp.client-noise") ?? 0
         minimumInputs = assignment.parameters["secagg.min-inputs"] == nil ? 1 : try integer("secagg.min-inputs")
+        self.clip = clip
+        countScale = try number("dp.count-scale")
+        // With the count appended the participant clips, and every coordinate is within the bound.
+        let clipping: FixedPointEncoding.Clipping =
+            countScale.map { .perCoordinate(max(clip, $0 / 2)) } ?? .l2Norm(clip)
         encoding = try FixedPointEncoding(
-            bits: try integer("secagg.bits"), clipping: .l2Norm(clip), maximumSummands: try integer("secagg.n"),
+            bits: try integer("secagg.bits"), clipping: clipping, maximumSummands: try integer("secagg.n"),
             maximumWeight: try integer("secagg.w"), range: try number("secagg.range"))
         participant = try Participant(round: assignment.round, threshold: try integer("secagg.t"))
     }
@@ -95,7 +107,17 @@ public struct SecAggParticipant: SecureAggregationParticipant {
         for (t, b) in zip(trained, base) {
             for i in b.values.indices { update.append(t.values[i] - b.values[i]) }
         }
-        let weight = Int(min(samples, UInt64(encoding.maximumWeight)))
+        if let scale = countScale {
+            guard update.allSatisfy(\.isFinite) else { throw FixedPointError.nonFinite }
+            let norm = update.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            // A hair inside C, so that rounding to Float cannot push the norm past it.
+            if norm > clip { update = update.map { Float(Double($0) * clip / norm * (1 - 1e-6)) } }
+            update.append(Float(((norm <= clip ? 1.0 : 0.0) - 0.5) * scale))
+        }
+        // With distributed noise every input weighs 1, whatever its samples: a weight of 0
+        // would cancel this client's share of the noise.
+        let weight =
+            noise > 0 || countScale != nil ? encoding.maximumWeight : Int(min(samples, UInt64(encoding.maximumWeight)))
         let encoded = try encoding.encode(update, weight: weight, noise: noise)
         let masked = try participant.mask(encoded.values, ring: encoding.ring)
         return SecAggInput(taskID: taskID, elementBytes: encoding.ring.bits <= 16 ? 2 : 4, values: masked)

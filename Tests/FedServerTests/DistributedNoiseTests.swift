@@ -35,12 +35,15 @@ struct DistributedNoiseTests {
         }
     }
 
-    private static func server(clients: Int, survivors: Double, deadline: Duration, log: DecodeLog) throws
-        -> RunningServer
-    {
+    private static func server(
+        clients: Int, survivors: Double, deadline: Duration, log: DecodeLog,
+        privacy given: DifferentialPrivacy? = nil
+    ) throws -> RunningServer {
         try RunningServer(tensors: constantTensors(0.5, shapes: shapes)) { c in
-            var privacy = DifferentialPrivacy(
-                noiseMultiplier: z, clipping: .fixed(norm: clip), sampling: .fixed, population: clients)
+            var privacy =
+                given
+                ?? DifferentialPrivacy(
+                    noiseMultiplier: z, clipping: .fixed(norm: clip), sampling: .fixed, population: clients)
             privacy.survivors = survivors
             var rounds = RoundConfiguration(
                 cohortSize: clients, overSelection: 1, deadline: deadline, selectionWindow: .seconds(20),
@@ -52,9 +55,10 @@ struct DistributedNoiseTests {
         }
     }
 
-    /// Runs `clients` secure clients against `port`; client `gone` never sends its input.
+    /// Runs `clients` secure clients against `port`; client `gone` never sends its input;
+    /// client `small`'s update is within any clip of 0.01 or more.
     /// Returns each client's outcome and the task parameters the first one got.
-    private static func cohort(port: Int, clients: Int, gone: Int) async -> (
+    private static func cohort(port: Int, clients: Int, gone: Int, small: Int = -1) async -> (
         [Int: Result<FederationClient.Acknowledgement, any Error>], [String: String]
     ) {
         let parameters = Parameters()
@@ -79,8 +83,10 @@ struct DistributedNoiseTests {
                             guard case .model(_, _, let base) = try await client.fetch() else {
                                 throw ClientError(code: .invalidArgument, message: "no model")
                             }
+                            let factor: Float = i == small ? 1e-3 : 1
                             let trained = try zip(base, delta(i)).map { b, d in
-                                try Tensor(shape: b.shape, values: zip(b.values, d.values).map { $0 + $1 })
+                                try Tensor(
+                                    shape: b.shape, values: zip(b.values, d.values).map { $0 + $1 * factor })
                             }
                             return (trained, base, 100)
                         }
@@ -155,15 +161,59 @@ struct DistributedNoiseTests {
         let (results, parameters) = await Self.cohort(port: s.port, clients: clients, gone: 4)
         #expect(parameters["secagg.min-inputs"] == "5")
         for i in 0..<4 {
-            guard case .failure = results[i] else {
+            guard case .failure(let error) = results[i] else {
                 Issue.record("client \(i) was acknowledged: \(String(describing: results[i]))")
                 continue
             }
+            // Abandoned for want of inputs, not for a stage that timed out.
+            #expect("\(error)".contains("4 masked inputs arrived; the round needs 5"), "\(error)")
         }
         #expect(log.sums.withLock { $0 }.isEmpty)
         #expect(s.server.service.current().version == 0)
         #expect(try #require(s.server.privacySpent).rounds == 0)
         #expect(s.server.roundStatistics?.abandoned == 1)
+    }
+
+    @Test(
+        "Adaptive clipping under secure aggregation: each client appends its noised clipped-or-not bit, and the server moves the clip by the noised count alone"
+    )
+    func adaptiveClipFromTheNoisedCount() async throws {
+        let clients = 5
+        let log = DecodeLog()
+        // z 0.1 and a count noise of 0.1: the count's noise on the fraction is 0.02.
+        let privacy = DifferentialPrivacy(
+            noiseMultiplier: 0.1, clipping: .adaptive(initialNorm: 1, quantile: 0.5, rate: 0.2), sampling: .fixed,
+            population: clients, countNoise: 0.1)
+        let s = try Self.server(clients: clients, survivors: 0.8, deadline: .seconds(20), log: log, privacy: privacy)
+        let (results, parameters) = await Self.cohort(port: s.port, clients: clients, gone: 4, small: 0)
+        for i in 0..<4 {
+            guard case .success = results[i] else {
+                Issue.record("client \(i): \(String(describing: results[i]))")
+                continue
+            }
+        }
+        // kappa = z_value C / sigma_count, z_value = (0.1^-2 - 0.2^-2)^(-1/2).
+        let zValue = 1 / (1 / 0.01 - 1 / 0.04).squareRoot()
+        let kappa = try #require(parameters["dp.count-scale"].flatMap(Double.init))
+        #expect(abs(kappa - zValue * 1 / 0.1) < 1e-12)
+        #expect(log.sums.withLock { $0 } == [4])
+        // Client 0 was within the clip, clients 1-3 were clipped: a centred count of 1/2 - 3/2 = -1,
+        // a fraction of -1/5 + 1/2 = 0.3 (sd 0.02), so the clip becomes exp(-0.2 (0.3 - 0.5)).
+        let spent = try #require(s.server.privacySpent)
+        #expect(spent.rounds == 1)
+        #expect(abs(spent.clip - exp(0.04)) < 0.2 * 5 * 0.02, "clip \(spent.clip)")
+        #expect(abs(spent.clip - exp(0.08)) > 0.02 && abs(spent.clip - exp(0)) > 0.02)
+        // The model moved by the clipped updates' sum over K, within the value noise.
+        let direction = Self.delta(1)[0].values.map(Double.init)
+        let norm = direction.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let model = s.server.service.current()
+        let residual = model.tensors[0].values.indices.map { i in
+            // Client 0 sent 1e-3 x delta(0), which is 0.5e-3 x delta(1).
+            (Double(model.tensors[0].values[i]) - 0.5) * Double(clients) - 3 * direction[i] / norm
+                - 0.5e-3 * direction[i]
+        }
+        let sd = (residual.reduce(0) { $0 + $1 * $1 } / Double(residual.count)).squareRoot()
+        #expect(abs(sd - zValue) < 0.05 * zValue, "sd \(sd), z_value \(zValue)")
     }
 
     @Test("A participant reveals no share for a sum of fewer inputs than its noise was calibrated for")
@@ -182,18 +232,19 @@ struct DistributedNoiseTests {
         }
     }
 
-    @Test("Distributed noise needs a fixed clip; survivors must be in (0, 1]")
-    func configurationRefusals() throws {
-        let adaptive = RoundConfiguration(
-            cohortSize: 10, overSelection: 1,
-            privacy: DifferentialPrivacy(noiseMultiplier: 1, population: 100),
-            secureAggregation: SecureAggregation())
-        #expect(adaptive.problem()?.contains("give --dp clip=C") == true)
-        let fixed = RoundConfiguration(
+    @Test("Survivors must be in (0, 1]; m and the clients' noise follow from it")
+    func survivorsAndCalibration() throws {
+        let poisson = RoundConfiguration(
             cohortSize: 10, overSelection: 1,
             privacy: DifferentialPrivacy(noiseMultiplier: 1, clipping: .fixed(norm: 1), population: 100),
             secureAggregation: SecureAggregation())
-        #expect(fixed.problem() == nil)
+        #expect(poisson.problem()?.contains("sampling=fixed") == true)
+        let fixedSampling = RoundConfiguration(
+            cohortSize: 10, overSelection: 1,
+            privacy: DifferentialPrivacy(
+                noiseMultiplier: 1, clipping: .fixed(norm: 1), sampling: .fixed, population: 100),
+            secureAggregation: SecureAggregation())
+        #expect(fixedSampling.problem() == nil)
         #expect(throws: PrivacyError.self) {
             try DifferentialPrivacy(spec: "population=100,noise=1,clip=1,survivors=0", cohort: 10, rounds: 1)
         }

@@ -9,7 +9,7 @@ extension DifferentialPrivacy {
         or clip=C (a fixed L2 norm), quantile=Q (adaptive clipping's target, default 0.5), \
         delta=D (default 1e-5), target-epsilon=E (no version is published beyond it), \
         sampling=poisson (default; each client with probability cohort/population) or fixed \
-        (exactly the cohort, without replacement); with --secagg, survivors=F (default 0.8): \
+        (exactly the cohort, without replacement); with --secagg (sampling=fixed), survivors=F (default 0.8): \
         the clients add the noise, each enough that any F of a round's cohort carry all of it, \
         and a round with fewer inputs is abandoned (noise costs F^-1/2: 1.12x at 0.8).
         """

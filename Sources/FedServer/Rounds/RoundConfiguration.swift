@@ -113,13 +113,6 @@ public struct RoundConfiguration: Sendable {
         return all
     }
 
-    /// The largest cohort a round of differential privacy with an expected
-    /// `cohort` prepares for: `cohort + 6 sqrt(cohort) + 6` (a Poisson draw
-    /// exceeds it with probability below 1e-9; a larger draw is discarded).
-    static func largestDraw(_ cohort: Int) -> Int {
-        cohort + Int((6 * Double(cohort).squareRoot()).rounded(.up)) + 6
-    }
-
     /// The reports a round needs at its deadline.
     public var requiredReports: Int {
         minimumReports ?? (privacy != nil ? 1 : Int((Double(cohortSize) * 0.8).rounded(.up)))
@@ -154,14 +147,12 @@ public struct RoundConfiguration: Sendable {
                 return
                     "secure aggregation runs in synchronous rounds: an asynchronous strategy (fedbuff, fedasync) weighs each update on its own, which secure aggregation hides"
             }
-            if let privacy, case .adaptive = privacy.clipping {
+            if let privacy, privacy.sampling == .poisson {
                 return
-                    "secure aggregation with differential privacy: give --dp clip=C, a fixed norm (adaptive clipping needs each client's clipped-or-not bit, which the server cannot see under secure aggregation; not built)"
+                    "secure aggregation with differential privacy needs --dp sampling=fixed: under Poisson sampling one client's presence changes the number of noise shares as well as the sum, which the accounting does not cover (a fixed cohort, replace-one neighbours, keeps the shares equal)"
             }
-            // With differential privacy a Poisson draw may exceed the expected cohort.
-            let largest =
-                privacy.map { $0.sampling == .fixed ? cohortSize : min($0.population, Self.largestDraw(cohortSize)) }
-                ?? selectionSize
+            // With differential privacy the cohort is exactly cohortSize (fixed sampling).
+            let largest = privacy != nil ? cohortSize : selectionSize
             if let bad = secure.problem(cohort: largest) { return "secure aggregation: \(bad)" }
             let k = secure.neighbours(cohort: largest)
             if secure.threshold(cohort: largest) > k {

@@ -301,17 +301,8 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             }
             privacyEvent = event
             // Whatever the draw gives, even no one, is a round: redrawing would bias the sample.
+            // (With secure aggregation sampling is fixed: exactly the cohort, at least 3, is drawn.)
             chosen = privacySample(privacy, count: eligible.count).map { eligible[$0] }
-            if let secure = configuration.secureAggregation, let bad = secure.drawProblem(cohort: chosen.count) {
-                // The clients' noise needs a secure round: a draw that cannot be one (fewer than 3, or
-                // beyond the ring's headroom; rare, stated in SPEC 12.13) is discarded.
-                logger.warning("a private secure round's draw was discarded: \(bad)")
-                for i in chosen.reversed() {
-                    waiting.remove(at: i).answer(.comeBack(after: UInt32.random(in: 0...500, using: &random), .noTask))
-                }
-                metrics?.waiting.record(waiting.count)
-                return
-            }
         } else if let secure = configuration.secureAggregation {
             // Only clients that speak secure aggregation can be in a secure round.
             let able = waiting.indices.filter { waiting[$0].checkIn.features.contains(.secureAggregation) }
@@ -381,6 +372,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                 taskParameters["secagg.range"] = String(noise.range)
                 taskParameters["secagg.min-inputs"] = String(round.minimumInputs)
                 taskParameters["dp.client-noise"] = String(noise.clientNoise)
+                if let scale = noise.countScale { taskParameters["dp.count-scale"] = String(scale) }
             }
         }
         for (w, id) in zip(selected, taskIDs) {
@@ -611,8 +603,11 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             ledger.published(event, nextClip: clipForNext)
             self.ledger = ledger
             metrics?.privacy(ledger)
+            // Under secure aggregation the clients clip: the server cannot count the clipped.
+            let clipped =
+                r.secure == nil ? "\(clippedCount) of \(reportCount) updates clipped" : "clipped by the clients"
             privacyNote =
-                "; epsilon \(ledger.epsilon) at delta \(ledger.configuration.delta) after \(ledger.rounds) private rounds, \(clippedCount) of \(reportCount) updates clipped, next clip \(ledger.clip)"
+                "; epsilon \(ledger.epsilon) at delta \(ledger.configuration.delta) after \(ledger.rounds) private rounds, \(clipped), next clip \(ledger.clip)"
         }
         stats.closed += 1
         stats.reportsApplied += reportCount

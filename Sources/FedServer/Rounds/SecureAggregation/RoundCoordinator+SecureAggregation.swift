@@ -19,9 +19,14 @@ extension RoundCoordinator {
         var minimumInputs = max(t, configuration.requiredReports)
         if let privacy = configuration.privacy, let clip = privacyClip {
             let cohort = configuration.cohortSize
+            var countScale: Double?
+            if case .adaptive = privacy.clipping {
+                countScale =
+                    privacy.valueNoiseMultiplier(cohort: cohort) * clip / privacy.countStandardDeviation(cohort: cohort)
+            }
             noise = DistributedNoise(
                 clip: clip, clientNoise: privacy.clientNoise(clip: clip, expectedCohort: cohort, drawn: n),
-                expectedCohort: cohort)
+                expectedCohort: cohort, countScale: countScale)
             minimumInputs = max(t, privacy.minimumInputs(drawn: n))
         }
         let graph = NeighbourGraph.harary(participants: n, degree: k, using: &random)
@@ -29,8 +34,12 @@ extension RoundCoordinator {
         for (index, adjacent) in graph.neighbours.enumerated() {
             neighbours[UInt32(index + 1)] = adjacent.map { UInt32($0 + 1) }
         }
+        // With adaptive clipping the clients clip themselves and append the count: every
+        // coordinate is then within the noise's bound.
+        let clipping: FixedPointEncoding.Clipping =
+            noise.map { $0.countScale != nil ? .perCoordinate($0.bound) : .l2Norm($0.clip) } ?? .l2Norm(secure.clip)
         let encoding = try FixedPointEncoding(
-            bits: secure.bits, clipping: .l2Norm(noise?.clip ?? secure.clip), maximumSummands: n,
+            bits: secure.bits, clipping: clipping, maximumSummands: n,
             maximumWeight: noise != nil
                 ? 1 : secure.maximumWeight ?? Int(clamping: store.configuration.maxUpdateSamples),
             range: noise?.range)
@@ -38,7 +47,8 @@ extension RoundCoordinator {
         for (index, task) in taskIDs.enumerated() { ids[task] = UInt32(index + 1) }
         var round = SecureRound(
             round: number, threshold: t, minimumInputs: minimumInputs, encoding: encoding,
-            elementBytes: secure.elementBytes, dimension: dimension.reduce(0) { $0 + $1.values.count }, ids: ids,
+            elementBytes: secure.elementBytes,
+            dimension: dimension.reduce(0) { $0 + $1.values.count } + (noise?.countScale != nil ? 1 : 0), ids: ids,
             graph: neighbours, decoded: configuration.secureSumDecoded)
         round.distributedNoise = noise
         return round
@@ -135,6 +145,15 @@ extension RoundCoordinator {
     /// expected cohort (every input weighs 1), and the round is accounted.
     private func closeSecure(mean step: [Double], weight: Int, contributors: Int) {
         guard let r = round, var secure = r.secure else { return }
+        if secure.distributedNoise != nil && weight != contributors {
+            // Each input weighs 1 and carries a share of the noise; another weight would leave a share out.
+            return abandon(
+                ErrorMessage(
+                    code: .roundClosed,
+                    message:
+                        "round \(r.number) was abandoned: its \(contributors) inputs carry a weight of \(weight), not 1 each"
+                ))
+        }
         // Weights are 1 with distributed noise: the mean times the count is the noised sum.
         let factor = secure.distributedNoise.map { Double(weight) / Double($0.expectedCohort) } ?? 1
         var mean = r.baseWeights
@@ -154,11 +173,17 @@ extension RoundCoordinator {
                         "round \(r.number) would bring epsilon to \(ledger.epsilon(adding: event)), above the target; it is not published"
                 ))
         }
+        var nextClip = secure.distributedNoise?.clip ?? 0
+        if let noise = secure.distributedNoise, let scale = noise.countScale, let privacy = configuration.privacy {
+            // The last coordinate: the noised, centred count of unclipped updates, times the scale.
+            let centred = step[offset] * Double(weight) / scale
+            nextClip = privacy.clip(
+                after: noise.clip, unclippedFraction: centred / Double(noise.expectedCohort) + 0.5)
+        }
         let total = UInt64(weight)
         guard
             let (ack, note) = publish(
-                r, mean: mean, total: total, clippedCount: 0, nextClip: secure.distributedNoise?.clip ?? 0,
-                reportCount: contributors)
+                r, mean: mean, total: total, clippedCount: 0, nextClip: nextClip, reportCount: contributors)
         else { return }
         let noise = secure.distributedNoise.map {
             ", noise from the clients (\(contributors) x \($0.clientNoise) per coordinate)"

@@ -59,20 +59,6 @@ public struct SecureAggregation: Sendable, Equatable {
     /// The bytes of each element of a masked input.
     public var elementBytes: Int { bits <= 16 ? 2 : 4 }
 
-    /// Why a drawn cohort of exactly `n` clients cannot be a secure round
-    /// (too few or too many for the ring, or t above the k it leaves), or nil.
-    public func drawProblem(cohort n: Int) -> String? {
-        if n < 3 { return "a cohort of \(n): secure aggregation needs at least 3 clients selected" }
-        if n > SecureAggregationLimits.maxParticipants || (1 << (bits - 1)) - 1 < n {
-            return
-                "a cohort of \(n), more than a \(bits)-bit ring or \(SecureAggregationLimits.maxParticipants) clients allow"
-        }
-        if threshold(cohort: n) > neighbours(cohort: n) {
-            return "a cohort of \(n) leaves k = \(neighbours(cohort: n)), below t = \(threshold(cohort: n))"
-        }
-        return nil
-    }
-
     /// Why this configuration cannot run with cohorts of at most `n` clients, or nil.
     public func problem(cohort n: Int) -> String? {
         if !(2...32).contains(bits) { return "bits must be 2 to 32 (got \(bits))" }
