@@ -299,7 +299,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             chosen = privacySample(privacy, count: waiting.count)
         } else if let secure = configuration.secureAggregation {
             // Only clients that speak secure aggregation can be in a secure round.
-            let able = waiting.indices.filter { waiting[$0].checkIn.features.contains(.secureAggregation) }
+            let able = waiting.indices.filter {
+                waiting[$0].checkIn.features.contains(.secureAggregation) && secure.admits(waiting[$0].clientID)
+            }
             chosen = configuration.selector.select(
                 from: able.map { candidates[$0] }, count: min(selectionSize, able.count), using: &random
             ).filter { able.indices.contains($0) }.map { able[$0] }
@@ -341,7 +343,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         if let secure = configuration.secureAggregation {
             let cohort = selected.count
             do {
-                r.secure = try makeSecureRound(secure, number: number, taskIDs: taskIDs, dimension: model.tensors)
+                r.secure = try makeSecureRound(
+                    secure, number: number, taskIDs: taskIDs, clients: selected.map(\.clientID),
+                    dimension: model.tensors)
             } catch {
                 // Unreachable once the configuration was checked: put the clients back.
                 logger.error("secure round \(number) could not be set up: \(error)")
@@ -357,6 +361,10 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             taskParameters["secagg.w"] = String(
                 secure.maximumWeight ?? Int(clamping: store.configuration.maxUpdateSamples))
             taskParameters["secagg.stage-ms"] = String(secure.stageTimeout.wholeMilliseconds)
+            if let identities = r.secure?.identities {
+                taskParameters["secagg.consistency"] = "on"
+                taskParameters["secagg.cohort"] = identities.cohort.digestHex
+            }
         }
         for (w, id) in zip(selected, taskIDs) {
             w.answer(
@@ -458,9 +466,10 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             }
             let outcome = secure.closeInputs()
             round?.secure = secure
-            if case .wait = outcome, secure.stage == .unmask {
+            if case .wait = outcome, secure.stage == .unmask || secure.stage == .consistency {
+                let next = secure.stage
                 clock.run(at: now() + configuration.secureAggregation!.stageTimeout.dispatch, on: queue) {
-                    self.secureStageTimedOut(.unmask, attempt: attempt)
+                    self.secureStageTimedOut(next, attempt: attempt)
                 }
             }
             return handle(outcome)

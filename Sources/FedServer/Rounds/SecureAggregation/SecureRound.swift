@@ -17,7 +17,7 @@ struct SecureRound {
     typealias Answer = @Sendable (Result<Message, ErrorMessage>) -> Void
 
     enum Stage: Int, Comparable {
-        case keys, shares, input, unmask
+        case keys, shares, input, consistency, unmask
         static func < (a: Stage, b: Stage) -> Bool { a.rawValue < b.rawValue }
     }
 
@@ -44,11 +44,17 @@ struct SecureRound {
     let graph: [UInt32: [UInt32]]
     /// Called with the number of inputs in every sum decoded (tests).
     let decoded: (@Sendable (Int) -> Void)?
+    /// The consistency check's cohort and trusted keys; nil in a round without it.
+    let identities: SecureRoundIdentities?
 
-    private(set) var stage = Stage.keys
-    private var keys: [UInt32: ParticipantPublicKeys] = [:]
-    private var keyMessages: [UInt32: SecAggKeys] = [:]
-    private var rosters: [UInt32: SecAggRoster] = [:]
+    var stage = Stage.keys
+    var keys: [UInt32: ParticipantPublicKeys] = [:]
+    var keyMessages: [UInt32: SecAggKeys] = [:]
+    /// Each participant's signature of its keys (the consistency check).
+    var keySignatures: [UInt32: [UInt8]] = [:]
+    /// Each survivor's signature of U3 (the consistency check).
+    var consistencySignatures: [UInt32: [UInt8]] = [:]
+    var rosters: [UInt32: SecAggRoster] = [:]
     /// Sender -> recipient -> sealed bundle: the keys are U2.
     private var sealed: [UInt32: [UInt32: [UInt8]]] = [:]
     private var maskingNeighbours: [UInt32: [UInt32]] = [:]
@@ -57,7 +63,7 @@ struct SecureRound {
     private var selfMaskSeedShares: [UInt32: [SecretShare]] = [:]
     private var maskingKeyShares: [UInt32: [SecretShare]] = [:]
     /// Answers waiting for the open stage to close, by participant.
-    private var waiting: [UInt32: [Answer]] = [:]
+    var waiting: [UInt32: [Answer]] = [:]
     /// Clients that advertised keys (U1).
     var advertised: Int { keys.count }
     /// Clients that shared keys (U2).
@@ -67,8 +73,10 @@ struct SecureRound {
 
     init(
         round: UInt64, threshold: Int, minimumInputs: Int, encoding: FixedPointEncoding, elementBytes: Int,
-        dimension: Int, ids: [UInt64: UInt32], graph: [UInt32: [UInt32]], decoded: (@Sendable (Int) -> Void)?
+        dimension: Int, ids: [UInt64: UInt32], graph: [UInt32: [UInt32]], decoded: (@Sendable (Int) -> Void)?,
+        identities: SecureRoundIdentities? = nil
     ) {
+        self.identities = identities
         self.round = round
         self.threshold = threshold
         self.minimumInputs = minimumInputs
@@ -89,18 +97,26 @@ struct SecureRound {
         return waiting.values.flatMap { $0 }
     }
 
-    private static func refusal(_ code: ErrorCode, _ message: String) -> Result<Message, ErrorMessage> {
+    static func refusal(_ code: ErrorCode, _ message: String) -> Result<Message, ErrorMessage> {
         .failure(ErrorMessage(code: code, message: message))
     }
 
-    private mutating func hold(_ id: UInt32, _ answer: @escaping Answer) { waiting[id, default: []].append(answer) }
+    mutating func hold(_ id: UInt32, _ answer: @escaping Answer) { waiting[id, default: []].append(answer) }
 
     // MARK: Requests
 
     /// A request of task `taskID` (already known to belong to this round and its client).
     mutating func receive(_ message: AnyProtocolMessage, taskID: UInt64, answer: @escaping Answer) -> Outcome {
         guard let id = ids[taskID] else { return .wait }
-        if let m = message.as(SecAggKeys.self) { return advertise(m, id, answer) }
+        if let m = message.as(SecAggKeys.self) {
+            guard identities == nil else {
+                answer(Self.refusal(.unexpectedMessage, "this round runs the consistency check: send SECAGG_SIGNED_KEYS"))
+                return .wait
+            }
+            return advertise(m, id, answer)
+        }
+        if let m = message.as(SecAggSignedKeys.self) { return advertiseSigned(m, id, answer) }
+        if let m = message.as(SecAggConsistency.self) { return signContributors(m, id, answer) }
         if let m = message.as(SecAggShares.self) { return share(m, id, answer) }
         if let m = message.as(SecAggInput.self) { return input(m, id, answer) }
         if let m = message.as(SecAggUnmask.self) { return reveal(m, id, answer) }
@@ -108,12 +124,12 @@ struct SecureRound {
         return .wait
     }
 
-    private mutating func outOfStage(_ what: String, _ answer: Answer) -> Outcome {
+    mutating func outOfStage(_ what: String, _ answer: Answer) -> Outcome {
         answer(Self.refusal(.unexpectedMessage, "\(what) does not belong to the stage open (\(stage))"))
         return .wait
     }
 
-    private mutating func advertise(_ m: SecAggKeys, _ id: UInt32, _ answer: @escaping Answer) -> Outcome {
+    mutating func advertise(_ m: SecAggKeys, _ id: UInt32, _ answer: @escaping Answer) -> Outcome {
         guard stage == .keys else { return outOfStage("SECAGG_KEYS", answer) }
         if let earlier = keyMessages[id] {
             guard earlier.encryptionKey == m.encryptionKey && earlier.maskingKey == m.maskingKey else {
@@ -181,7 +197,9 @@ struct SecureRound {
     }
 
     private mutating func reveal(_ m: SecAggUnmask, _ id: UInt32, _ answer: @escaping Answer) -> Outcome {
-        guard stage == .unmask, contributors.contains(id) else { return outOfStage("SECAGG_UNMASK", answer) }
+        guard stage == .unmask, contributors.contains(id), identities == nil || consistencySignatures[id] != nil else {
+            return outOfStage("SECAGG_UNMASK", answer)
+        }
         if let earlier = revealedBy[id] {
             guard earlier.shares == m.shares else {
                 answer(Self.refusal(.unexpectedMessage, "shares were already revealed for this task"))
@@ -255,7 +273,8 @@ struct SecureRound {
                     SecAggRoster.Neighbour(id: $0, encryptionKey: keys[$0]!.encryption, maskingKey: keys[$0]!.masking)
                 })
             rosters[id] = roster
-            for a in pending { a(.success(.other(AnyProtocolMessage(roster)))) }
+            let relayed = identities == nil ? AnyProtocolMessage(roster) : AnyProtocolMessage(signedRoster(roster))
+            for a in pending { a(.success(.other(relayed))) }
         }
         return rosters.count < max(minimumInputs, threshold + 1)
             ? .abandon("\(rosters.count) clients could take part after the keys stage, too few") : .wait
@@ -294,12 +313,21 @@ struct SecureRound {
     /// The round's deadline, or every client that shared sent its input.
     mutating func closeInputs() -> Outcome {
         guard stage == .input else { return .wait }
-        stage = .unmask
+        stage = identities == nil ? .unmask : .consistency
         let answers = waiting
         waiting = [:]
         if contributors.count < minimumInputs {
             refuseAll(answers, "\(contributors.count) masked inputs arrived, too few for the round")
             return .abandon("\(contributors.count) masked inputs arrived; the round needs \(minimumInputs)")
+        }
+        if identities != nil {
+            // The consistency check: every survivor is sent U3, whole, to sign.
+            let u3 = contributors.sorted()
+            for (id, pending) in answers {
+                let message = SecAggContributors(taskID: rosters[id]!.taskID, contributors: u3)
+                for a in pending { a(.success(.other(AnyProtocolMessage(message)))) }
+            }
+            return .wait
         }
         for (id, pending) in answers {
             let survivors = SecAggSurvivors(
@@ -337,7 +365,7 @@ struct SecureRound {
         }
     }
 
-    private func refuseAll(_ answers: [UInt32: [Answer]], _ reason: String) {
+    func refuseAll(_ answers: [UInt32: [Answer]], _ reason: String) {
         for a in answers.values.flatMap({ $0 }) {
             a(Self.refusal(.roundClosed, "\(reason); check in for a new task"))
         }
