@@ -19,7 +19,8 @@ public enum ConsistencyCheck {
         }
         guard cohort.members[participant] == name else {
             throw SecureAggregationError.protocolViolation(
-                "the cohort names \(cohort.members[participant] ?? "no one") as participant \(participant), not \(name)")
+                "the cohort names \(cohort.members[participant] ?? "no one") as participant \(participant), not \(name)"
+            )
         }
         if let stranger = cohort.members.values.sorted().first(where: { !trusted.contains($0) }) {
             throw SecureAggregationError.protocolViolation("cohort member \(stranger) holds no trusted key")

@@ -74,7 +74,8 @@ public struct TrustedIdentities: Sendable, Equatable {
     }
 
     public init(_ identities: [SigningIdentity]) {
-        self.keys = Dictionary(uniqueKeysWithValues: identities.map { ($0.name, Array($0.publicKey.rawRepresentation)) })
+        self.keys = Dictionary(
+            uniqueKeysWithValues: identities.map { ($0.name, Array($0.publicKey.rawRepresentation)) })
     }
 
     /// The file form: one line per name, names sorted.

@@ -27,8 +27,9 @@ extension Fed {
                 }
                 let identity = SigningIdentity.generate(name: name)
                 let path = out + "/\(name).key"
-                guard FileManager.default.createFile(
-                    atPath: path, contents: Data(identity.fileText.utf8), attributes: [.posixPermissions: 0o600])
+                guard
+                    FileManager.default.createFile(
+                        atPath: path, contents: Data(identity.fileText.utf8), attributes: [.posixPermissions: 0o600])
                 else { throw ValidationError("\(path) could not be written") }
                 keys[name] = Array(identity.publicKey.rawRepresentation)
             }

@@ -221,7 +221,8 @@ public struct SecAggConsistency: ProtocolMessage {
     public static func read(from r: inout ByteReader, version: UInt8, limits: Limits) throws(CodecError)
         -> SecAggConsistency
     {
-        SecAggConsistency(taskID: try SecureAggregationCoding.taskID(&r), signature: try ConsistencyCoding.signature(&r))
+        SecAggConsistency(
+            taskID: try SecureAggregationCoding.taskID(&r), signature: try ConsistencyCoding.signature(&r))
     }
 }
 

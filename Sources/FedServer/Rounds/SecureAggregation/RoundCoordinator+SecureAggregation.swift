@@ -91,7 +91,9 @@ extension RoundCoordinator {
 
     /// Starts the timeout of the stage just opened (keys -> shares, input -> unmask).
     private func armStageTimer(from: SecureRound.Stage, to: SecureRound.Stage, attempt: Int) {
-        guard from != to, to == .shares || to == .consistency || to == .unmask, let secure = configuration.secureAggregation else { return }
+        guard from != to, to == .shares || to == .consistency || to == .unmask,
+            let secure = configuration.secureAggregation
+        else { return }
         clock.run(at: now() + secure.stageTimeout.dispatch, on: queue) {
             self.secureStageTimedOut(to, attempt: attempt)
         }

@@ -43,7 +43,8 @@ extension SecureAggregation {
                 }
                 consistency = text == "on"
             default:
-                throw SecureAggregationSpecError("unknown key \(key); the keys are bits, clip, consistency, k, stage, t, w")
+                throw SecureAggregationSpecError(
+                    "unknown key \(key); the keys are bits, clip, consistency, k, stage, t, w")
             }
         }
     }

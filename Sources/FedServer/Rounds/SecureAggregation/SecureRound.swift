@@ -110,7 +110,8 @@ struct SecureRound {
         guard let id = ids[taskID] else { return .wait }
         if let m = message.as(SecAggKeys.self) {
             guard identities == nil else {
-                answer(Self.refusal(.unexpectedMessage, "this round runs the consistency check: send SECAGG_SIGNED_KEYS"))
+                answer(
+                    Self.refusal(.unexpectedMessage, "this round runs the consistency check: send SECAGG_SIGNED_KEYS"))
                 return .wait
             }
             return advertise(m, id, answer)
