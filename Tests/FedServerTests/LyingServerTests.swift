@@ -17,8 +17,10 @@ private struct Cohort {
 
     /// A cohort of `n` (ids 1...n) with threshold `t` on the complete graph, keys signed.
     init(n: Int, t: Int) throws {
-        names = (1...n).map { "client-\($0)" }
-        ids = TestIdentities(names)
+        let names = (1...n).map { "client-\($0)" }
+        let ids = TestIdentities(names)
+        self.names = names
+        self.ids = ids
         var members: [UInt32: String] = [:]
         for (i, name) in names.enumerated() { members[UInt32(i + 1)] = name }
         binding = try CohortBinding(round: Self.round, session: CohortBinding.randomSession(), members: members)
