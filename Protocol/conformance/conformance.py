@@ -41,10 +41,11 @@ MAGIC = b"FEDW"
 T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10,
          model_delta=11, check_in=12, assignment=13, report=14,
          evaluation_report=15, secagg_keys=0x10, secagg_roster=0x11, secagg_shares=0x12, secagg_inbox=0x13,
-         secagg_input=0x14, secagg_survivors=0x15, secagg_unmask=0x16)
+         secagg_input=0x14, secagg_survivors=0x15, secagg_unmask=0x16, secagg_signed_keys=0x17,
+         secagg_signed_roster=0x18, secagg_contributors=0x19, secagg_consistency=0x1A, secagg_signatures=0x1B)
 SINCE = {T["model_delta"]: 3, T["check_in"]: 4, T["assignment"]: 4, T["report"]: 4,
          T["evaluation_report"]: 4}  # types of later versions
-SINCE.update({t: 4 for t in range(0x10, 0x17)})  # section 12.11: the SECAGG_* messages (feature bit 2)
+SINCE.update({t: 4 for t in range(0x10, 0x1C)})  # section 12.11: the SECAGG_* messages (feature bit 2)
 SECAGG_MAX_PARTICIPANTS, SECAGG_MAX_SEALED, SECAGG_MAX_SHARE = 4096, 1024, 256
 VERSIONS = (1, 2, 3, 4)
 TYPE_NAMES = {v: k for k, v in T.items()}
@@ -414,7 +415,7 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
             if name in m["metrics"]:
                 raise ProtocolError(E["malformed_payload"], "message", "metric %r given twice" % name)
             m["metrics"][name] = value
-    elif T["secagg_keys"] <= type_ <= T["secagg_unmask"]:
+    elif T["secagg_keys"] <= type_ <= T["secagg_signatures"]:
         m = decode_secagg(type_, r)
     else:
         m = dict(nonce=r.u64("nonce"))
@@ -450,8 +451,40 @@ def decode_secagg(type_, r):
             bad("%s not strictly ascending" % what)
 
     m = dict(task_id=task())
-    if type_ == T["secagg_keys"]:
+    if type_ == T["secagg_keys"] or type_ == T["secagg_signed_keys"]:
         m["encryption_key"], m["masking_key"] = r.take(32, "c").hex(), r.take(32, "s").hex()
+        if type_ == T["secagg_signed_keys"]:
+            m["signature"] = r.take(64, "signature").hex()
+    elif type_ == T["secagg_signed_roster"]:
+        # The consistency check: the session, the cohort, neighbours with their signed keys.
+        m["participant"] = me = pid("participant")
+        m["session"], m["cohort"], m["neighbours"] = r.take(32, "session").hex(), [], []
+        for _ in range(count("members")):
+            i = pid("member")
+            name = r.string("member name", 256)
+            if not name:
+                bad("an empty member name")
+            m["cohort"].append(dict(id=i, name=name))
+            ascending([x["id"] for x in m["cohort"]], "members")
+        for _ in range(count("neighbours")):
+            i = pid("neighbour")
+            if i == me:
+                bad("the participant is its own neighbour")
+            m["neighbours"].append(dict(id=i, encryption_key=r.take(32, "c").hex(), masking_key=r.take(32, "s").hex(),
+                                        signature=r.take(64, "signature").hex()))
+            ascending([n["id"] for n in m["neighbours"]], "neighbours")
+    elif type_ == T["secagg_contributors"]:
+        m["contributors"] = []
+        for _ in range(count("contributors")):
+            m["contributors"].append(pid("contributor"))
+            ascending(m["contributors"], "contributors")
+    elif type_ == T["secagg_consistency"]:
+        m["signature"] = r.take(64, "signature").hex()
+    elif type_ == T["secagg_signatures"]:
+        m["signatures"] = []
+        for _ in range(count("signatures")):
+            m["signatures"].append(dict(signer=pid("signer"), signature=r.take(64, "signature").hex()))
+            ascending([x["signer"] for x in m["signatures"]], "signers")
     elif type_ == T["secagg_roster"]:
         m["participant"] = me = pid("participant")
         m["neighbours"] = []
