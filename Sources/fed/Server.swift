@@ -497,7 +497,7 @@ extension Fed {
                 } else if let r = rounds, let secure = r.secureAggregation {
                     let n = r.selectionSize
                     server.logger.info(
-                        "rounds with secure aggregation: \(n) clients selected, k \(secure.neighbours(cohort: n)), t \(secure.threshold(cohort: n)), a \(secure.bits)-bit ring, updates clipped to L2 norm \(secure.clip), stages of \(secure.stageTimeout); at least \(r.requiredReports) inputs by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
+                        "rounds with secure aggregation: \(n) clients selected, k \(secure.neighbours(cohort: n)), t \(secure.threshold(cohort: n)), a \(secure.bits)-bit ring, updates clipped to L2 norm \(secure.clip), stages of \(secure.stageTimeout); at least \(r.requiredReports) inputs by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")\(secure.consistency ? "; the consistency check with signatures, \(secure.identities?.keys.count ?? 0) trusted clients" : "")"
                     )
                 } else if let r = rounds {
                     server.logger.info(
