@@ -105,6 +105,9 @@ struct SecureConsistencyRefusalTests {
         #expect(half.contains("2t > n"), "\(half)")
         secure.threshold = 4
         #expect(config(secure) == nil)
+        // Only trusted clients are selected; without the check, any.
+        #expect(secure.admits("c0") && !secure.admits("stranger"))
+        #expect(SecureAggregation().admits("stranger"))
         // The default t with the check is floor(n/2) + 1.
         #expect(try SecureAggregation(spec: "consistency=on").threshold(cohort: 6) == 4)
         #expect(throws: SecureAggregationSpecError.self) { try SecureAggregation(spec: "consistency=maybe") }
