@@ -21,7 +21,7 @@ import FedSecureAggregation
 public struct SecureAggregation: Sendable, Equatable {
     /// t: shares that rebuild a secret; nil (default): floor(k / 2) + 1, so
     /// that an active server cannot collect both kinds of shares of one client
-    /// (there is no consistency round).
+    /// (without the consistency check); with it, floor(n / 2) + 1, so that 2t > n.
     public var threshold: Int?
     /// k: neighbours per client; nil (default): n - 1 up to 99.
     public var neighbours: Int?

@@ -10,7 +10,9 @@ import FedSecureAggregation
 ///
 /// Stages: keys (U1: the clients that advertised keys), shares (U2: those
 /// that sealed a bundle to every neighbour on their roster), input (U3: the
-/// masked inputs summed), unmask. A request of a stage that has closed, or
+/// masked inputs summed), with the consistency check (``identities``) a
+/// consistency stage in which U3's members sign it
+/// (`SecureRound+Consistency.swift`), unmask. A request of a stage that has closed, or
 /// from a client outside the stage's set, is refused; a repeated request of
 /// the open stage (a retry) waits for the same answer.
 struct SecureRound {
