@@ -91,6 +91,46 @@ struct SecureConsistencyRefusalTests {
         for t in s.server.service.current().tensors { for v in t.values { #expect(abs(v - 0.75) < 1e-4) } }
     }
 
+    @Test("Fewer than t signatures of U3 by the consistency stage's timeout: the round is abandoned, nothing applied")
+    func consistencyStageTimeout() async throws {
+        let names = ["a", "b", "c"]
+        let ids = TestIdentities(names)
+        let s = try RunningServer(tensors: constantTensors(0.25, shapes: shapes)) { c in
+            // Stages of 5 s: the keys, shares and input stages close as soon as all three answered;
+            // only the consistency stage is meant to time out.
+            var secure = SecureAggregation(threshold: 2, stageTimeout: .seconds(5))
+            secure.consistency = true
+            secure.identities = ids.trusted
+            c.rounds = RoundConfiguration(
+                cohortSize: 3, overSelection: 1, minimumReports: 3, deadline: .seconds(240),
+                selectionWindow: .seconds(20), totalRounds: 1, secureAggregation: secure)
+        }
+        let io = SecureInProcess(server: s.server)
+        let assignments = await withTaskGroup(of: (Int, Assignment).self) { g in
+            for i in 0..<3 { g.addTask { (i, await io.checkIn(names[i])) } }
+            var out = [Assignment?](repeating: nil, count: 3)
+            for await (i, a) in g { out[i] = a }
+            return out.map { $0! }
+        }
+        let tasks = assignments.map(\.taskID)
+        var participants = try (0..<3).map { try SecAggParticipant(assignments[$0], identity: ids.client(names[$0])) }
+        let signed = try (0..<3).map { try participants[$0].signedKeys() }
+        let rosters = try await io.stage(signed, tasks: tasks, names: names, expecting: SecAggSignedRoster.self)
+        let shares = try (0..<3).map { try participants[$0].shares(forSigned: rosters[$0]) }
+        let inboxes = try await io.stage(shares, tasks: tasks, names: names, expecting: SecAggInbox.self)
+        for i in 0..<3 { try participants[i].open(inboxes[i]) }
+        let base = constantTensors(0.25, shapes: shapes)
+        let inputs = try (0..<3).map {
+            try participants[$0].input(trained: constantTensors(0.5, shapes: shapes), base: base, samples: 10)
+        }
+        let u3 = try await io.stage(inputs, tasks: tasks, names: names, expecting: SecAggContributors.self)
+        // Only "a" signs: 1 < t = 2 when the stage times out.
+        let answer = await io.send(try participants[0].sign(u3[0]), task: tasks[0], client: "a")
+        #expect(refusalCode(answer) == .roundClosed, "\(answer)")
+        #expect(s.server.service.current().version == 0)
+        #expect(s.server.roundStatistics?.abandoned == 1)
+    }
+
     @Test("consistency=on without the clients' identities, or with 2t <= n, is refused with its reason")
     func configurationRefused() throws {
         var secure = try SecureAggregation(spec: "consistency=on,t=3")
