@@ -5,7 +5,7 @@ An independent implementation of the client side of Protocol/SPEC.md in
 Python 3 with the standard library only (socket, struct, zlib, json); the secure
 aggregation scenario (--secagg) also needs the `cryptography` package.
 
-    python3 conformance.py [--vectors DIR] [--server HOST:PORT [--rounds | --secagg]]
+    python3 conformance.py [--vectors DIR] [--server HOST:PORT [--rounds | --secagg | --secagg-identities DIR]]
 
 With --vectors (default: ../vectors next to this file) it decodes every golden
 vector and checks it against manifest.json. With --server it runs a list of
@@ -20,7 +20,10 @@ tasks, section 12.10's evaluation reports; with --secagg, against a server
 started with --rounds 3 --over-selection 1 --min-reports 3 --secagg t=2,
 section 12.11's secure aggregation by a cohort of three clients whose
 cryptography is written here with Python's `cryptography` package, the one
-dependency beyond the standard library), and, when the server serves HTTP,
+dependency beyond the standard library; with --secagg-identities DIR, against
+a server started with --secagg consistency=on --secagg-identities
+DIR/trusted.txt, the consistency check by three clients whose keys `fed
+secagg-identities --out DIR` wrote), and, when the server serves HTTP,
 section 10's. It prints one line
 per check and ends with `N passed, N failed`; the exit status is 1 if any
 check failed.
@@ -41,10 +44,11 @@ MAGIC = b"FEDW"
 T = dict(hello=1, welcome=2, fetch=3, model=4, model_unchanged=5, push=6, ack=7, error=8, ping=9, pong=10,
          model_delta=11, check_in=12, assignment=13, report=14,
          evaluation_report=15, secagg_keys=0x10, secagg_roster=0x11, secagg_shares=0x12, secagg_inbox=0x13,
-         secagg_input=0x14, secagg_survivors=0x15, secagg_unmask=0x16)
+         secagg_input=0x14, secagg_survivors=0x15, secagg_unmask=0x16, secagg_signed_keys=0x17,
+         secagg_signed_roster=0x18, secagg_contributors=0x19, secagg_consistency=0x1A, secagg_signatures=0x1B)
 SINCE = {T["model_delta"]: 3, T["check_in"]: 4, T["assignment"]: 4, T["report"]: 4,
          T["evaluation_report"]: 4}  # types of later versions
-SINCE.update({t: 4 for t in range(0x10, 0x17)})  # section 12.11: the SECAGG_* messages (feature bit 2)
+SINCE.update({t: 4 for t in range(0x10, 0x1C)})  # section 12.11: the SECAGG_* messages (feature bit 2)
 SECAGG_MAX_PARTICIPANTS, SECAGG_MAX_SEALED, SECAGG_MAX_SHARE = 4096, 1024, 256
 VERSIONS = (1, 2, 3, 4)
 TYPE_NAMES = {v: k for k, v in T.items()}
@@ -414,7 +418,7 @@ def decode_message(type_, payload, limits=LIMITS, version=1):
             if name in m["metrics"]:
                 raise ProtocolError(E["malformed_payload"], "message", "metric %r given twice" % name)
             m["metrics"][name] = value
-    elif T["secagg_keys"] <= type_ <= T["secagg_unmask"]:
+    elif T["secagg_keys"] <= type_ <= T["secagg_signatures"]:
         m = decode_secagg(type_, r)
     else:
         m = dict(nonce=r.u64("nonce"))
@@ -450,8 +454,40 @@ def decode_secagg(type_, r):
             bad("%s not strictly ascending" % what)
 
     m = dict(task_id=task())
-    if type_ == T["secagg_keys"]:
+    if type_ == T["secagg_keys"] or type_ == T["secagg_signed_keys"]:
         m["encryption_key"], m["masking_key"] = r.take(32, "c").hex(), r.take(32, "s").hex()
+        if type_ == T["secagg_signed_keys"]:
+            m["signature"] = r.take(64, "signature").hex()
+    elif type_ == T["secagg_signed_roster"]:
+        # The consistency check: the session, the cohort, neighbours with their signed keys.
+        m["participant"] = me = pid("participant")
+        m["session"], m["cohort"], m["neighbours"] = r.take(32, "session").hex(), [], []
+        for _ in range(count("members")):
+            i = pid("member")
+            name = r.string("member name", 256)
+            if not name:
+                bad("an empty member name")
+            m["cohort"].append(dict(id=i, name=name))
+            ascending([x["id"] for x in m["cohort"]], "members")
+        for _ in range(count("neighbours")):
+            i = pid("neighbour")
+            if i == me:
+                bad("the participant is its own neighbour")
+            m["neighbours"].append(dict(id=i, encryption_key=r.take(32, "c").hex(), masking_key=r.take(32, "s").hex(),
+                                        signature=r.take(64, "signature").hex()))
+            ascending([n["id"] for n in m["neighbours"]], "neighbours")
+    elif type_ == T["secagg_contributors"]:
+        m["contributors"] = []
+        for _ in range(count("contributors")):
+            m["contributors"].append(pid("contributor"))
+            ascending(m["contributors"], "contributors")
+    elif type_ == T["secagg_consistency"]:
+        m["signature"] = r.take(64, "signature").hex()
+    elif type_ == T["secagg_signatures"]:
+        m["signatures"] = []
+        for _ in range(count("signatures")):
+            m["signatures"].append(dict(signer=pid("signer"), signature=r.take(64, "signature").hex()))
+            ascending([x["signer"] for x in m["signatures"]], "signers")
     elif type_ == T["secagg_roster"]:
         m["participant"] = me = pid("participant")
         m["neighbours"] = []
@@ -858,7 +894,7 @@ def floats(tensors):
     return [(s, list(struct.unpack("<%df" % (len(raw) // 4), raw))) for s, raw in tensors]
 
 
-def run_server(host, port, report, rounds=False, secagg=False):
+def run_server(host, port, report, rounds=False, secagg=False, identities=None):
     def scenario(name, fn):
         try:
             fn()
@@ -1646,6 +1682,153 @@ def run_server(host, port, report, rounds=False, secagg=False):
         for c in conns:
             c.close()
 
+    def s_secagg_consistency():
+        """Section 12.11's consistency check against a fresh server started with --rounds 3 --over-selection 1
+        --min-reports 3 --secagg consistency=on --secagg-identities DIR/trusted.txt, DIR written by
+        `fed secagg-identities --out DIR` for three clients: they take part here with their keys."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+        from cryptography.exceptions import InvalidSignature
+        import hashlib
+        keys = {}
+        for f in sorted(os.listdir(identities)):
+            if f.endswith(".key"):
+                name, hexkey = open(os.path.join(identities, f)).read().split()
+                keys[name] = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(hexkey))
+        trusted = {}
+        for line in open(os.path.join(identities, "trusted.txt")):
+            if line.strip() and not line.startswith("#"):
+                name, hexkey = line.split()
+                trusted[name] = Ed25519PublicKey.from_public_bytes(bytes.fromhex(hexkey))
+        names = sorted(keys)[:3]
+
+        def valid(name, sig, text):
+            try:
+                trusted[name].verify(sig, text)
+                return True
+            except InvalidSignature:
+                return False
+
+        conns = [v4_session(n)[0] for n in names]
+        for c in conns:
+            c.request(T["check_in"], check_in_payload(10000, features=4), version=4)
+        tasks = [c.receive() for c in conns]
+        ok = all(x is not None and x[0] == T["assignment"] and x[2]["kind"] == 3 for x in tasks)
+        report.check("consistency: three clients with identities get secure-train tasks", ok, str(tasks))
+        if not ok:
+            return
+        tasks = [x[2] for x in tasks]
+        p = tasks[0]["parameters"]
+        report.check("consistency: the tasks state secagg.consistency = on and one 64-hex-digit cohort digest",
+                     all(x["parameters"] == p for x in tasks) and p.get("secagg.consistency") == "on"
+                     and len(p.get("secagg.cohort", "")) == 64, str(p))
+        digest = bytes.fromhex(p["secagg.cohort"])
+        round_, t_, bits = tasks[0]["round"], int(p["secagg.t"]), int(p["secagg.bits"])
+        clip, n, w = float(p["secagg.clip"]), int(p["secagg.n"]), int(p["secagg.w"])
+        clients = [SecAggClient(round_, t_, bits) for _ in conns]
+
+        def keys_statement(name, c, s_):
+            return b"swift-federated secagg keys v1" + digest + sstr(name) + c + s_
+
+        a = conns[0]
+        a.request(T["secagg_keys"], u64(tasks[0]["task_id"]) + clients[0].c_public + clients[0].s_public, version=4)
+        ans = a.receive()
+        report.check("consistency: unsigned SECAGG_KEYS get unexpected_message (33)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unexpected_message"], str(ans))
+        forged = Ed25519PrivateKey.generate().sign(keys_statement(names[0], clients[0].c_public, clients[0].s_public))
+        a.request(T["secagg_signed_keys"], u64(tasks[0]["task_id"]) + clients[0].c_public + clients[0].s_public
+                  + forged, version=4)
+        ans = a.receive()
+        report.check("consistency: SECAGG_SIGNED_KEYS signed by a key not trusted for the client get unauthorized (37)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unauthorized"], str(ans))
+        for c, task, sc, name in zip(conns, tasks, clients, names):
+            sig = keys[name].sign(keys_statement(name, sc.c_public, sc.s_public))
+            c.request(T["secagg_signed_keys"], u64(task["task_id"]) + sc.c_public + sc.s_public + sig, version=4)
+        rosters = [c.receive() for c in conns]
+        ok = all(x is not None and x[0] == T["secagg_signed_roster"] for x in rosters)
+        report.check("consistency: each SECAGG_SIGNED_KEYS is answered by a SECAGG_SIGNED_ROSTER", ok, str(rosters))
+        if not ok:
+            return
+        rosters = [x[2] for x in rosters]
+        r0 = rosters[0]
+        text = b"swift-federated secagg cohort v1" + u64(round_) + bytes.fromhex(r0["session"]) + u16(len(r0["cohort"]))
+        text += b"".join(u32(m["id"]) + sstr(m["name"]) for m in r0["cohort"])
+        members = {m["id"]: m["name"] for m in r0["cohort"]}
+        report.check("consistency: the cohort relayed hashes to secagg.cohort, names each client at its id, and "
+                     "every neighbour's keys carry its member's signature",
+                     hashlib.sha256(text).digest() == digest and all(r["cohort"] == r0["cohort"] and r["session"] == r0["session"]
+                                                   and members[r["participant"]] == name
+                                                   for r, name in zip(rosters, names))
+                     and all(valid(members[nb["id"]], bytes.fromhex(nb["signature"]),
+                                   keys_statement(members[nb["id"]], bytes.fromhex(nb["encryption_key"]),
+                                                  bytes.fromhex(nb["masking_key"])))
+                             for r in rosters for nb in r["neighbours"]), str(r0["cohort"]))
+        for c, task, sc, r in zip(conns, tasks, clients, rosters):
+            c.request(T["secagg_shares"], u64(task["task_id"]) + u16(len(r["neighbours"])) + b"".join(
+                u32(j) + u16(len(b)) + b for j, b in sc.shares(r)), version=4)
+        inboxes = [c.receive() for c in conns]
+        if not all(x is not None and x[0] == T["secagg_inbox"] for x in inboxes):
+            report.check("consistency: each SECAGG_SHARES is answered by a SECAGG_INBOX", False, str(inboxes))
+            return
+        for sc, x in zip(clients, inboxes):
+            sc.open(x[2])
+        a.request(T["fetch"], u64(0) + u8(0) + u8(0), version=4)
+        t, _, m = a.receive()
+        model = floats(m["tensors"])
+        dimension = sum(len(v) for _, v in model)
+        weights = [100, 200, 300]
+        updates = [[0.001 * (((i * (k + 3)) % 5) - 2) for i in range(dimension)] for k in range(3)]
+        width = 2 if bits <= 16 else 4
+        scale = None
+        for c, task, sc, update, weight in zip(conns, tasks, clients, updates, weights):
+            values, scale = fixed_point(update, weight, bits, clip, n, w)
+            masked = sc.mask(values)
+            c.request(T["secagg_input"], u64(task["task_id"]) + u8(width) + u32(len(masked))
+                      + struct.pack("<%d%s" % (len(masked), "H" if width == 2 else "I"), *masked), version=4)
+        u3s = [c.receive() for c in conns]
+        ok = all(x is not None and x[0] == T["secagg_contributors"] and x[2]["contributors"] == [1, 2, 3] for x in u3s)
+        report.check("consistency: each masked SECAGG_INPUT is answered by SECAGG_CONTRIBUTORS, U3 = {1, 2, 3}", ok,
+                     str(u3s))
+        if not ok:
+            return
+        u3 = b"swift-federated secagg consistency v1" + digest + u16(3) + u32(1) + u32(2) + u32(3)
+        a.request(T["secagg_consistency"], u64(tasks[0]["task_id"]) + keys[names[0]].sign(u3[:-4] + u32(4)), version=4)
+        ans = a.receive()
+        report.check("consistency: a signature of another U3 gets unauthorized (37)",
+                     ans is not None and ans[0] == T["error"] and ans[2]["code"] == E["unauthorized"], str(ans))
+        for c, task, name in zip(conns, tasks, names):
+            c.request(T["secagg_consistency"], u64(task["task_id"]) + keys[name].sign(u3), version=4)
+        sigs = [c.receive() for c in conns]
+        ok = all(x is not None and x[0] == T["secagg_signatures"] for x in sigs)
+        report.check("consistency: each SECAGG_CONSISTENCY is answered by SECAGG_SIGNATURES, and all three "
+                     "signatures verify on U3",
+                     ok and all([s_["signer"] for s_ in x[2]["signatures"]] == [1, 2, 3]
+                                and all(valid(members[s_["signer"]], bytes.fromhex(s_["signature"]), u3)
+                                        for s_ in x[2]["signatures"]) for x in sigs), str(sigs))
+        if not ok:
+            return
+        for c, task, sc in zip(conns, tasks, clients):
+            shares = sc.unmask({1, 2, 3})
+            c.request(T["secagg_unmask"], u64(task["task_id"]) + u16(len(shares)) + b"".join(
+                u32(o) + u8(k) + u16(len(s_)) + s_ for o, k, s_ in shares), version=4)
+        acks = [c.receive() for c in conns]
+        a.request(T["fetch"], u64(0) + u8(0) + u8(0), version=4)
+        t, _, m = a.receive()
+        got = [v for _, vals in floats(m["tensors"]) for v in vals] if t == T["model"] else []
+        base = [v for _, vals in model for v in vals]
+        total = sum(weights)
+        bound = len(weights) * 0.5 * w / (total * scale) + 1e-6
+        err = max((abs(g - b0 - sum(wt * u[i] for wt, u in zip(weights, updates)) / total)
+                   for i, (g, b0) in enumerate(zip(got, base))), default=float("inf"))
+        report.check("consistency: every SECAGG_UNMASK gets the round's ACK, and the model is the weighted mean "
+                     "within the quantization bound (max error %.2e, bound %.2e)" % (err, bound),
+                     all(x is not None and x[0] == T["ack"] for x in acks) and err <= bound, str(acks))
+        for c in conns:
+            c.close()
+
+    if identities:
+        scenario("secure aggregation, consistency check", s_secagg_consistency)
+        return
+
     if secagg:
         scenario("secure aggregation", s_secagg)
         return
@@ -1681,6 +1864,11 @@ def main():
                    help="run only the secure aggregation scenario (section 12.11): three clients written here take "
                         "part in one secure round; the server must be fresh and started with --rounds 3 "
                         "--over-selection 1 --min-reports 3 --secagg t=2. Needs Python's cryptography package")
+    p.add_argument("--secagg-identities", metavar="DIR",
+                   help="run only the consistency check's scenario (section 12.11): three clients whose keys "
+                        "`fed secagg-identities --out DIR` wrote take part; the server must be fresh and started "
+                        "with --rounds 3 --over-selection 1 --min-reports 3 --secagg consistency=on "
+                        "--secagg-identities DIR/trusted.txt. Needs Python's cryptography package")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for each answer of the server (default 10)")
     a = p.parse_args()
@@ -1691,7 +1879,7 @@ def main():
     if a.server:
         host, port = a.server.rsplit(":", 1)
         try:
-            run_server(host, int(port), report, a.rounds, a.secagg)
+            run_server(host, int(port), report, a.rounds, a.secagg, a.secagg_identities)
         except OSError as e:
             report.check("connect to %s" % a.server, False, str(e))
     print("%d passed, %d failed" % (report.passed, report.failed))

@@ -997,6 +997,126 @@ BAD = [
     ("secagg_unmask_owner_zero", 0x16, secagg_unmask(TASK2, [(0, 1, SEED_SHARE[(1, 2)])]),
      "SECAGG_UNMASK with a share of owner 0", "malformed_payload"),
 ]
+
+# The consistency check (section 12.11, "Consistency check"): Ed25519 identities of clients 1-3 from fixed
+# seeds, the cohort digest, and each signature (Ed25519 is deterministic, RFC 8032), in
+# secagg_consistency.json; the messages below carry them.
+def secagg_consistency():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    raw = serialization.Encoding.Raw
+    names = {i: "client-%d" % i for i in SECAGG_IDS}
+    session = fixed("session")
+    text = b"swift-federated secagg cohort v1" + u64(SECAGG_ROUND) + session + u16(len(names))
+    text += b"".join(u32(i) + string(names[i]) for i in sorted(names))
+    digest = sha256(text)
+    out = dict(round=SECAGG_ROUND, session=session, names=names, digest=digest, clients={}, contributors=SECAGG_IDS)
+    u3 = b"swift-federated secagg consistency v1" + digest + u16(len(SECAGG_IDS)) + b"".join(u32(i) for i in SECAGG_IDS)
+    out["contributors_statement"] = u3
+    for i in SECAGG_IDS:
+        seed = fixed("identity %d" % i)
+        key = Ed25519PrivateKey.from_private_bytes(seed)
+        c, s_ = KEYS[i]
+        statement = b"swift-federated secagg keys v1" + digest + string(names[i]) + c + s_
+        out["clients"][i] = dict(private_key=seed, public_key=key.public_key().public_bytes(raw, serialization.PublicFormat.Raw),
+                                 keys_statement=statement, keys_signature=key.sign(statement),
+                                 contributors_signature=key.sign(u3))
+    return out
+
+
+CS = secagg_consistency()
+with open(os.path.join(HERE, "secagg_consistency.json"), "w") as fh:
+    json.dump({
+        "description": "The consistency check of secure aggregation (SPEC.md section 12.11) for clients 1-3 of "
+                       "secagg_three_clients.json: Ed25519 identities from fixed seeds, the cohort digest, the "
+                       "statements signed and their signatures (RFC 8032, deterministic).",
+        "round": CS["round"], "session": CS["session"].hex(),
+        "members": [dict(id=i, name=CS["names"][i]) for i in SECAGG_IDS],
+        "digest": CS["digest"].hex(), "contributors": CS["contributors"],
+        "contributors_statement": CS["contributors_statement"].hex(),
+        "clients": [dict(id=i, encryption_key=KEYS[i][0].hex(), masking_key=KEYS[i][1].hex(),
+                         **{k: v.hex() for k, v in CS["clients"][i].items()}) for i in SECAGG_IDS],
+    }, fh, indent=1)
+    fh.write("\n")
+
+
+def secagg_signed_keys(task, c, s_, sig):
+    return u64(task) + c + s_ + sig
+
+
+def secagg_signed_roster(task, me, session, members, neighbours):
+    return (u64(task) + u32(me) + session + u16(len(members)) + b"".join(u32(i) + string(n) for i, n in members)
+            + u16(len(neighbours)) + b"".join(u32(i) + c + s_ + sig for i, c, s_, sig in neighbours))
+
+
+def secagg_contributors(task, ids):
+    return u64(task) + u16(len(ids)) + b"".join(u32(i) for i in ids)
+
+
+def secagg_signatures(task, signed):
+    return u64(task) + u16(len(signed)) + b"".join(u32(i) + sig for i, sig in signed)
+
+
+CSIG = {i: CS["clients"][i]["keys_signature"] for i in SECAGG_IDS}
+USIG = {i: CS["clients"][i]["contributors_signature"] for i in SECAGG_IDS}
+MEMBERS = [(i, CS["names"][i]) for i in SECAGG_IDS]
+SROSTER2 = [(1,) + KEYS[1] + (CSIG[1],), (3,) + KEYS[3] + (CSIG[3],)]
+add("secagg_signed_keys", frame(0x17, 120, secagg_signed_keys(TASK2, *KEYS[2], CSIG[2]), version=4),
+    "SECAGG_SIGNED_KEYS: client 2's keys and its Ed25519 signature of them, bound to the cohort of "
+    "secagg_consistency.json",
+    [msg("secagg_signed_keys", 120, task_id=TASK2, **keys_json(*KEYS[2]), signature=CSIG[2].hex())], canonical=True)
+add("secagg_signed_roster", frame(0x18, 121, secagg_signed_roster(TASK2, 2, CS["session"], MEMBERS, SROSTER2),
+                                  version=4),
+    "SECAGG_SIGNED_ROSTER: participant 2, the session and cohort (client-1..3), neighbours 1 and 3 with their "
+    "signed keys",
+    [msg("secagg_signed_roster", 121, task_id=TASK2, participant=2, session=CS["session"].hex(),
+         cohort=[dict(id=i, name=n) for i, n in MEMBERS],
+         neighbours=[dict(id=i, **keys_json(c, s_), signature=sig.hex()) for i, c, s_, sig in SROSTER2])],
+    canonical=True)
+add("secagg_contributors", frame(0x19, 122, secagg_contributors(TASK2, SECAGG_IDS), version=4),
+    "SECAGG_CONTRIBUTORS: U3 = {1, 2, 3}, the participants whose masked inputs are in the sum",
+    [msg("secagg_contributors", 122, task_id=TASK2, contributors=SECAGG_IDS)], canonical=True)
+add("secagg_consistency", frame(0x1A, 123, u64(TASK2) + USIG[2], version=4),
+    "SECAGG_CONSISTENCY: client 2's signature of U3 = {1, 2, 3}",
+    [msg("secagg_consistency", 123, task_id=TASK2, signature=USIG[2].hex())], canonical=True)
+add("secagg_signatures", frame(0x1B, 124, secagg_signatures(TASK2, [(i, USIG[i]) for i in SECAGG_IDS]), version=4),
+    "SECAGG_SIGNATURES: the signatures of U3 by clients 1, 2 and 3, signers ascending",
+    [msg("secagg_signatures", 124, task_id=TASK2,
+         signatures=[dict(signer=i, signature=USIG[i].hex()) for i in SECAGG_IDS])], canonical=True)
+BAD += [
+    ("secagg_signed_keys_short_signature", 0x17, secagg_signed_keys(TASK2, *KEYS[2], CSIG[2])[:-1],
+     "SECAGG_SIGNED_KEYS whose signature has 63 bytes (64)", "malformed_payload"),
+    ("secagg_signed_keys_task_zero", 0x17, secagg_signed_keys(0, *KEYS[2], CSIG[2]),
+     "SECAGG_SIGNED_KEYS of task id 0", "malformed_payload"),
+    ("secagg_signed_roster_empty_name", 0x18,
+     secagg_signed_roster(TASK2, 2, CS["session"], [(1, "client-1"), (2, "")], SROSTER2),
+     "SECAGG_SIGNED_ROSTER with a cohort member of empty name", "malformed_payload"),
+    ("secagg_signed_roster_name_too_long", 0x18,
+     secagg_signed_roster(TASK2, 2, CS["session"], [(1, "x" * 257)], SROSTER2),
+     "SECAGG_SIGNED_ROSTER with a member name of 257 bytes (at most 256)", "invalid_string"),
+    ("secagg_signed_roster_unsorted_members", 0x18,
+     secagg_signed_roster(TASK2, 2, CS["session"], MEMBERS[::-1], SROSTER2),
+     "SECAGG_SIGNED_ROSTER whose cohort ids are not ascending", "malformed_payload"),
+    ("secagg_signed_roster_self_neighbour", 0x18,
+     secagg_signed_roster(TASK2, 2, CS["session"], MEMBERS, [(2,) + KEYS[2] + (CSIG[2],)]),
+     "SECAGG_SIGNED_ROSTER listing the participant (2) as its own neighbour", "malformed_payload"),
+    ("secagg_signed_roster_short_session", 0x18, u64(TASK2) + u32(2) + CS["session"][:31],
+     "SECAGG_SIGNED_ROSTER cut inside its 32-byte session", "malformed_payload"),
+    ("secagg_signed_roster_too_many", 0x18, u64(TASK2) + u32(2) + CS["session"] + u16(4097),
+     "SECAGG_SIGNED_ROSTER announcing 4,097 members (at most 4,096)", "malformed_payload"),
+    ("secagg_contributors_unsorted", 0x19, secagg_contributors(TASK2, [3, 1]),
+     "SECAGG_CONTRIBUTORS whose ids are not ascending", "malformed_payload"),
+    ("secagg_contributors_zero", 0x19, secagg_contributors(TASK2, [0, 1]),
+     "SECAGG_CONTRIBUTORS naming participant 0", "malformed_payload"),
+    ("secagg_consistency_short_signature", 0x1A, u64(TASK2) + USIG[2][:63],
+     "SECAGG_CONSISTENCY whose signature has 63 bytes (64)", "malformed_payload"),
+    ("secagg_consistency_trailing_bytes", 0x1A, u64(TASK2) + USIG[2] + b"\x00",
+     "SECAGG_CONSISTENCY with a byte after the signature", "trailing_bytes"),
+    ("secagg_signatures_duplicate_signer", 0x1B, secagg_signatures(TASK2, [(1, USIG[1]), (1, USIG[2])]),
+     "SECAGG_SIGNATURES with two signatures by signer 1", "malformed_payload"),
+    ("secagg_signatures_too_many", 0x1B, u64(TASK2) + u16(0xFFFF),
+     "SECAGG_SIGNATURES announcing 65,535 signatures (at most 4,096)", "malformed_payload"),
+]
 for rid, (name, type_, payload, description, code) in enumerate(BAD, 110):
     add(name, frame(type_, rid, payload, version=4), description, error=("message", code))
 for type_, name in ((0x10, "SECAGG_KEYS"), (0x16, "SECAGG_UNMASK")):
@@ -1028,6 +1148,8 @@ manifest = {
         "lowercase hex; SECAGG_INPUT 'values' are the elements as numbers; SECAGG_UNMASK 'kind' is 1 (self-mask "
         "seed share) or 2 (masking-key share). The keys, bundles, masked input and shares are client 2's of "
         "secagg_three_clients.json, the fixed-seed vector of the cryptography.",
+        "version 4, secure aggregation's consistency check (0x17-0x1B): signatures and the session are lowercase "
+        "hex, cohort names strings; identities, digest and signatures are those of secagg_consistency.json.",
     ],
     "vectors": vectors,
 }

@@ -37,13 +37,17 @@ public struct SecAggParticipant: SecureAggregationParticipant {
     public let clip: Double
     /// κ: with adaptive clipping, the scale of the clipped-or-not coordinate; nil otherwise.
     public let countScale: Double?
-    private var participant: Participant
+    var participant: Participant
+    /// The consistency check's state; nil in a round without it.
+    var consistency: ConsistencyState?
 
     /// The participant of `assignment`, a secure-train task.
     ///
     /// - Throws: ``ParameterError`` when a `secagg.*` parameter is missing or
     ///   out of range; the encoding's errors.
-    public init(_ assignment: Assignment) throws {
+    /// With `identity`, the participant takes part only in rounds with the
+    /// consistency check (and needs it for them).
+    public init(_ assignment: Assignment, identity: SecAggIdentity? = nil) throws {
         func integer(_ key: String) throws -> Int {
             guard let value = assignment.parameters[key].flatMap({ Int($0) }), value > 0 else {
                 throw ParameterError(description: "the task's parameter \(key) is missing or not a positive integer")
@@ -72,12 +76,19 @@ public struct SecAggParticipant: SecureAggregationParticipant {
             bits: try integer("secagg.bits"), clipping: clipping, maximumSummands: try integer("secagg.n"),
             maximumWeight: try integer("secagg.w"), range: try number("secagg.range"))
         participant = try Participant(round: assignment.round, threshold: try integer("secagg.t"))
+        consistency = try Self.consistencyState(assignment, identity: identity)
     }
 
     /// A factory for `FederationClient.RunOptions.secureAggregation`.
     public static let factory: SecureParticipantFactory = { try SecAggParticipant($0) }
 
+    /// A factory of participants that hold `identity` (the consistency check).
+    public static func factory(identity: SecAggIdentity) -> SecureParticipantFactory {
+        { try SecAggParticipant($0, identity: identity) }
+    }
+
     public mutating func keys() throws -> SecAggKeys {
+        guard consistency == nil else { throw ParameterError(description: "keys of this round are to be signed") }
         let keys = participant.publicKeys
         return SecAggKeys(taskID: taskID, encryptionKey: keys.encryption, maskingKey: keys.masking)
     }
@@ -125,14 +136,22 @@ public struct SecAggParticipant: SecureAggregationParticipant {
 
     public mutating func unmask(_ survivors: SecAggSurvivors) throws -> SecAggUnmask {
         guard survivors.taskID == taskID else { throw ParameterError(description: "a survivors' list of another task") }
-        guard Int(survivors.contributors) >= minimumInputs else {
+        guard consistency == nil else {
+            throw ParameterError(description: "this round reveals only after the consistency check")
+        }
+        return try reveal(survivors: Set(survivors.survivors), contributors: Int(survivors.contributors))
+    }
+
+    /// `SECAGG_UNMASK`: the participant's shares as `survivors` call for; none for a
+    /// sum of fewer inputs than its noise was calibrated for.
+    mutating func reveal(survivors: Set<UInt32>, contributors: Int) throws -> SecAggUnmask {
+        guard contributors >= minimumInputs else {
             throw ParameterError(
                 description:
-                    "the sum holds \(survivors.contributors) inputs, fewer than the \(minimumInputs) its noise was calibrated for: no share is revealed"
+                    "the sum holds \(contributors) inputs, fewer than the \(minimumInputs) its noise was calibrated for: no share is revealed"
             )
         }
-        let revealed = try participant.reveal(
-            survivors: Set(survivors.survivors), contributors: Int(survivors.contributors))
+        let revealed = try participant.reveal(survivors: survivors, contributors: contributors)
         return SecAggUnmask(
             taskID: taskID,
             shares: revealed.map {

@@ -205,6 +205,10 @@ public struct SimulationConfiguration: Sendable {
         }
         if let a = secureAggregation {
             try require(checkIn, "secureAggregation without checkIn (secure aggregation runs in the server's rounds)")
+            try require(
+                !a.consistency,
+                "secureAggregation with the consistency check (it runs over TCP between fed server and fed clients with identities; fed simulate does not run it)"
+            )
             let n = Int((Double(cohortSize) * overSelection).rounded(.up))
             if let problem = a.problem(cohort: n) { throw SimulationError("secure aggregation: \(problem)") }
             let total = secureDropouts.values.reduce(0, +)

@@ -100,6 +100,18 @@ extension Fed {
                     "The client advertises fresh X25519 keys for each secure-train task, shares its secrets with its neighbours in the cohort, clips and encodes its update in fixed point as the task states (secagg.clip, secagg.bits), masks it, and reveals only the shares the server may use. Without it the client is never selected for a secure round."
             ))
         var secagg = false
+        @Option(
+            help: ArgumentHelp(
+                "With --secagg: this client's signing identity (fed secagg-identities); it then takes part only in secure rounds with the consistency check.",
+                discussion:
+                    "Bonawitz et al.'s active-security version: the client signs its keys and the survivor set, verifies its neighbours' and the other survivors' signatures against --secagg-trusted, and reveals shares only after at least t signatures of the same survivor set verify. Needs --secagg-trusted.",
+                valueName: "FILE"))
+        var secaggIdentity: String?
+        @Option(
+            help: ArgumentHelp(
+                "With --secagg-identity: the public keys of the clients this client trusts (NAME HEX lines, fed secagg-identities).",
+                valueName: "FILE"))
+        var secaggTrusted: String?
 
         /// The local privacy of --local-dp, when given.
         func localPrivacy() throws -> LocalPrivacy? {
@@ -129,6 +141,10 @@ extension Fed {
         }
 
         func validate() throws {
+            if (secaggIdentity == nil) != (secaggTrusted == nil) {
+                throw ValidationError("--secagg-identity and --secagg-trusted go together")
+            }
+            if secaggIdentity != nil && !secagg { throw ValidationError("--secagg-identity needs --secagg") }
             if secagg {
                 guard rounds else { throw ValidationError("--secagg needs --rounds") }
                 guard localDp == nil else {

@@ -121,7 +121,7 @@ extension Fed.Client {
         }
         let options = FederationClient.RunOptions(
             properties: properties, maxTasks: maxTasks, evaluate: heldOutData != nil, localPrivacy: privacy,
-            secureAggregation: secagg ? SecAggParticipant.factory : nil)
+            secureAggregation: try secureFactory(clientID: clientID))
         let started = Date()
         let outcome = Mutex<Result<FederationClient.RunSummary, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)

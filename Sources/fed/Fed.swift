@@ -11,7 +11,7 @@ struct Fed: ParsableCommand {
         subcommands: [
             Demo.self, Server.self, Client.self, Evaluate.self, DataCommand.self, SimulateCommand.self,
             PrivacyCommand.self,
-            BenchCommand.self,
+            BenchCommand.self, SecAggIdentities.self,
         ]
     )
 

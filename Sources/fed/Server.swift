@@ -4,6 +4,7 @@ import FedClient
 import FedCodec
 import FedModel
 import FedPrivacy
+import FedSecureAggregation
 import FedServer
 import FedStorage
 import Foundation
@@ -212,9 +213,16 @@ extension Fed {
             help: ArgumentHelp(
                 "Secure aggregation (SecAgg+) in the rounds of --rounds: the server learns only the sum of each cohort's updates.",
                 discussion: SecureAggregation.specHelp
-                    + " Only clients that speak it (fed client --rounds --secagg) are selected. Each client clips its update, encodes it with its sample count in fixed point, and masks it; the server unmasks only the sum of the inputs that arrived, from shares the surviving clients reveal, and applies its mean (FedAvg) in one checkpoint write, or nothing. The threat model (an honest-but-curious server; no consistency round yet) is in Documentation/SecureAggregation.md. Needs synchronous rounds. With --dp (sampling=fixed) the clients add the noise, so the server only ever sees a noised sum (Protocol/SPEC.md 12.13). Example: --rounds 10 --over-selection 1.3 --secagg t=7,k=12.",
+                    + " Only clients that speak it (fed client --rounds --secagg) are selected. Each client clips its update, encodes it with its sample count in fixed point, and masks it; the server unmasks only the sum of the inputs that arrived, from shares the surviving clients reveal, and applies its mean (FedAvg) in one checkpoint write, or nothing. The threat model (an honest-but-curious server; with consistency=on and --secagg-identities, Bonawitz et al.'s consistency check against an active one) is in Documentation/SecureAggregation.md. Needs synchronous rounds. With --dp (sampling=fixed) the clients add the noise, so the server only ever sees a noised sum (Protocol/SPEC.md 12.13). Example: --rounds 10 --over-selection 1.3 --secagg t=7,k=12.",
                 valueName: "KEY=VALUE,...|on"))
         var secagg: String?
+        @Option(
+            help: ArgumentHelp(
+                "With --secagg consistency=on: the clients' trusted Ed25519 public keys, NAME HEX lines (fed secagg-identities).",
+                discussion:
+                    "Only clients whose id is listed are selected for a secure round; their signatures are verified. Give every client the same file (fed client --secagg-trusted): the clients verify each other's signatures themselves.",
+                valueName: "FILE"))
+        var secaggIdentities: String?
         @Option(
             help: ArgumentHelp(
                 "With --rounds: the share of check-ins (0 to 1) given an evaluate task instead of waiting for a train task.",
@@ -260,11 +268,22 @@ extension Fed {
                 }
             }
             var secure: SecureAggregation?
+            if secaggIdentities != nil && secagg == nil {
+                throw ValidationError("--secagg-identities needs --secagg consistency=on")
+            }
             if let secagg {
                 do throws(SecureAggregationSpecError) {
                     secure = try SecureAggregation(spec: secagg)
                 } catch {
                     throw ValidationError("--secagg \(secagg): \(error)")
+                }
+                if let secaggIdentities {
+                    do {
+                        secure?.identities = try TrustedIdentities(
+                            file: String(contentsOfFile: secaggIdentities, encoding: .utf8))
+                    } catch {
+                        throw ValidationError("--secagg-identities \(secaggIdentities): \(error)")
+                    }
                 }
             }
             let configuration = RoundConfiguration(
@@ -484,7 +503,7 @@ extension Fed {
                 } else if let r = rounds, let secure = r.secureAggregation {
                     let n = r.selectionSize
                     server.logger.info(
-                        "rounds with secure aggregation: \(n) clients selected, k \(secure.neighbours(cohort: n)), t \(secure.threshold(cohort: n)), a \(secure.bits)-bit ring, updates clipped to L2 norm \(secure.clip), stages of \(secure.stageTimeout); at least \(r.requiredReports) inputs by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")"
+                        "rounds with secure aggregation: \(n) clients selected, k \(secure.neighbours(cohort: n)), t \(secure.threshold(cohort: n)), a \(secure.bits)-bit ring, updates clipped to L2 norm \(secure.clip), stages of \(secure.stageTimeout); at least \(r.requiredReports) inputs by the deadline of \(r.deadline)\(r.totalRounds > 0 ? ", \(r.totalRounds) rounds" : "")\(secure.consistency ? "; the consistency check with signatures, \(secure.identities?.keys.count ?? 0) trusted clients" : "")"
                     )
                 } else if let r = rounds {
                     server.logger.info(

@@ -121,6 +121,42 @@ struct ConformanceTests {
         #expect(try await server.terminate() == 0)
     }
 
+    @Test(
+        "With --secagg-identities three Python clients with keys from fed secagg-identities run the consistency check against fed server --secagg consistency=on"
+    )
+    func passesWithConsistencyCheck() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ids = dir.appendingPathComponent("ids").path
+        let made = try await FedProcess.run(["secagg-identities", "--out", ids, "cf-1", "cf-2", "cf-3"])
+        #expect(made.status == 0 && made.output.contains("3 identities written"), "\(made.output)")
+        // Without the identities file the option is refused, with its reason.
+        let refused = try await FedProcess.run(["server", "--rounds", "3", "--secagg", "consistency=on"])
+        #expect(refused.status != 0 && refused.output.contains("needs the clients' identities"), "\(refused.output)")
+        let server = try ServerProcess(
+            checkpoint: dir.appendingPathComponent("m.fedk").path,
+            extra: [
+                "--rounds", "3", "--over-selection", "1", "--min-reports", "3", "--secagg", "consistency=on",
+                "--secagg-identities", ids + "/trusted.txt",
+            ])
+        let (status, text) = try await Conformance.python([
+            Conformance.script, "--vectors", "", "--server", "127.0.0.1:\(server.port)", "--secagg-identities", ids,
+        ])
+        #expect(status == 0, "\(text)")
+        let (passed, failed) = try #require(Conformance.counts(text), "\(text)")
+        #expect(failed == 0 && passed >= 10, "\(text)")
+        for check in [
+            "unsigned SECAGG_KEYS get unexpected_message",
+            "signed by a key not trusted for the client get unauthorized",
+            "hashes to secagg.cohort", "a signature of another U3 gets unauthorized", "all three signatures verify",
+            "within the quantization bound",
+        ] {
+            let passedLine = text.split(separator: "\n").contains { $0.hasPrefix("PASS  ") && $0.contains(check) }
+            #expect(passedLine, "\(check) was not checked: \(text)")
+        }
+        #expect(try await server.terminate() == 0)
+    }
+
     @Test("It fails loudly against a deliberately broken peer")
     func failsAgainstBrokenPeer() async throws {
         let broken = Process()

@@ -208,6 +208,36 @@ func secureAggregationForm(_ message: Message) -> [String: Any]? {
             "survivors": s.survivors.map { Int($0) },
         ]
     }
+    if let k = message.as(SecAggSignedKeys.self) {
+        return [
+            "task_id": NSNumber(value: k.keys.taskID), "encryption_key": hex(k.keys.encryptionKey),
+            "masking_key": hex(k.keys.maskingKey), "signature": hex(k.signature),
+        ]
+    }
+    if let r = message.as(SecAggSignedRoster.self) {
+        return [
+            "task_id": NSNumber(value: r.taskID), "participant": Int(r.participant), "session": hex(r.session),
+            "cohort": r.cohort.map { ["id": Int($0.id), "name": $0.name] },
+            "neighbours": r.neighbours.map {
+                [
+                    "id": Int($0.id), "encryption_key": hex($0.encryptionKey), "masking_key": hex($0.maskingKey),
+                    "signature": hex($0.signature),
+                ]
+            },
+        ]
+    }
+    if let c = message.as(SecAggContributors.self) {
+        return ["task_id": NSNumber(value: c.taskID), "contributors": c.contributors.map { Int($0) }]
+    }
+    if let c = message.as(SecAggConsistency.self) {
+        return ["task_id": NSNumber(value: c.taskID), "signature": hex(c.signature)]
+    }
+    if let s = message.as(SecAggSignatures.self) {
+        return [
+            "task_id": NSNumber(value: s.taskID),
+            "signatures": s.signatures.map { ["signer": Int($0.signer), "signature": hex($0.signature)] },
+        ]
+    }
     if let u = message.as(SecAggUnmask.self) {
         return [
             "task_id": NSNumber(value: u.taskID),
@@ -263,12 +293,15 @@ struct GoldenVectorTests {
         #expect(Set(GoldenVector.all.map(\.name)).count == GoldenVector.all.count)
     }
 
-    @Test("Every SECAGG_* message and the secure-train ASSIGNMENT have valid and refused vectors")
+    @Test(
+        "Every SECAGG_* message (the consistency check's too) and the secure-train ASSIGNMENT have valid and refused vectors"
+    )
     func secureAggregationVectors() {
         let byName = Dictionary(uniqueKeysWithValues: GoldenVector.all.map { ($0.name, $0) })
         let names = [
             "secagg_keys", "secagg_roster", "secagg_shares", "secagg_inbox", "secagg_input", "secagg_survivors",
-            "secagg_unmask", "assignment_secure_train",
+            "secagg_unmask", "assignment_secure_train", "secagg_signed_keys", "secagg_signed_roster",
+            "secagg_contributors", "secagg_consistency", "secagg_signatures",
         ]
         for name in names {
             #expect(byName[name]?.errorName == nil && byName[name]?.frames.count == 1, "no valid \(name)")

@@ -226,6 +226,38 @@ struct DamagedPayloadTests {
             (
                 .other(
                     AnyProtocolMessage(
+                        SecAggSignedKeys(
+                            keys: SecAggKeys(taskID: 79, encryptionKey: Array(0..<32), maskingKey: Array(32..<64)),
+                            signature: Array(64..<128)))), 4
+            ),
+            (
+                .other(
+                    AnyProtocolMessage(
+                        SecAggSignedRoster(
+                            taskID: 79, participant: 2, session: Array(100..<132),
+                            cohort: [.init(id: 1, name: "a"), .init(id: 2, name: "bé"), .init(id: 3, name: "c")],
+                            neighbours: [
+                                .init(
+                                    id: 1, encryptionKey: Array(0..<32), maskingKey: Array(1..<33),
+                                    signature: Array(2..<66))
+                            ]))), 4
+            ),
+            (.other(AnyProtocolMessage(SecAggContributors(taskID: 79, contributors: [1, 2, 3]))), 4),
+            (.other(AnyProtocolMessage(SecAggConsistency(taskID: 79, signature: Array(0..<64)))), 4),
+            (
+                .other(
+                    AnyProtocolMessage(
+                        SecAggSignatures(
+                            taskID: 79,
+                            signatures: [
+                                .init(signer: 1, signature: Array(0..<64)),
+                                .init(signer: 3, signature: Array(64..<128)),
+                            ]
+                        ))), 4
+            ),
+            (
+                .other(
+                    AnyProtocolMessage(
                         SecAggUnmask(
                             taskID: 79,
                             shares: [

@@ -26,14 +26,14 @@ struct MessageRegistryTests {
     @Test("Every message of versions 1-4 is in the table once, named as the spec and the code name it")
     func builtInTable() {
         let all = MessageRegistry.all
-        #expect(MessageRegistry.builtIn.count == 11 && all.count == 22)
+        #expect(MessageRegistry.builtIn.count == 11 && all.count == 27)
         #expect(Set(all.map(\.type.rawValue)).count == all.count)
         #expect(all.map(\.type) == MessageType.allCases)
         for d in all {
             #expect("\(d.type)" == d.label)
             #expect(MessageType(rawValue: d.type.rawValue) == d.type)
         }
-        #expect(MessageType(rawValue: 0x17) == nil && MessageType(rawValue: 0) == nil)
+        #expect(MessageType(rawValue: 0x1C) == nil && MessageType(rawValue: 0) == nil)
         // Version 4 (SPEC.md section 4): the rounds' messages, their numbers and directions.
         let rounds: [(MessageType, String, MessageDescriptor.Direction)] = [
             (.checkIn, "CHECK_IN", .toServer), (.assignment, "ASSIGNMENT", .toClient), (.report, "REPORT", .toServer),
@@ -64,6 +64,20 @@ struct MessageRegistryTests {
             #expect(type.descriptor?.sinceVersion == 4 && type.descriptor?.direction == direction)
             #expect(type.descriptor?.feature == Features.secureAggregation.rawValue)
             #expect(MessageRegistry.extensions.contains { $0.descriptor.type == type })
+        }
+        // The consistency check's messages: 0x17-0x1B, gated on the same bit.
+        let consistency: [(MessageType, String, MessageDescriptor.Direction)] = [
+            (.secAggSignedKeys, "SECAGG_SIGNED_KEYS", .toServer),
+            (.secAggSignedRoster, "SECAGG_SIGNED_ROSTER", .toClient),
+            (.secAggContributors, "SECAGG_CONTRIBUTORS", .toClient),
+            (.secAggConsistency, "SECAGG_CONSISTENCY", .toServer),
+            (.secAggSignatures, "SECAGG_SIGNATURES", .toClient),
+        ]
+        #expect(consistency.map(\.0.rawValue) == Array(0x17...0x1B))
+        for (type, name, direction) in consistency {
+            #expect(type.descriptor?.name == name && type.descriptor?.direction == direction)
+            #expect(
+                type.descriptor?.sinceVersion == 4 && type.descriptor?.feature == Features.secureAggregation.rawValue)
         }
         #expect(Assignment.Kind.secureTrain.rawValue == 3)
         #expect(MessageType.modelDelta.descriptor?.name == "MODEL_DELTA")

@@ -5,7 +5,9 @@ extension FederationClient {
     /// assignment to the round's ACK: advertise keys, share them, call
     /// `train` (which returns the weights trained, the weights they started
     /// from, and the samples), send the masked update, then reveal the shares
-    /// the survivors' list calls for. Returns the ACK of the round that
+    /// the survivors' list calls for (with `secagg.consistency = on`: sign the
+    /// survivor set U3 and reveal only once at least t signatures of the same
+    /// U3 verify, SPEC 12.11). Returns the ACK of the round that
     /// applied the cohort's sum, with this client's update in it.
     ///
     /// Each stage's request waits until the server closes the stage for the
@@ -21,13 +23,31 @@ extension FederationClient {
         var participant = participant
         let stage = Duration.milliseconds(Int64(assignment.parameters["secagg.stage-ms"] ?? "") ?? 10_000)
         let deadline = ContinuousClock.now + .milliseconds(Int64(assignment.deadlineMilliseconds))
-        let roster: SecAggRoster = try await exchange(try step { try participant.keys() }, wait: stage)
-        let inbox: SecAggInbox = try await exchange(try step { try participant.shares(for: roster) }, wait: stage)
+        // With the consistency check, keys travel signed and U3 is signed before anything is revealed.
+        let consistency = assignment.parameters["secagg.consistency"] == "on"
+        let shares: SecAggShares
+        if consistency {
+            let roster: SecAggSignedRoster = try await exchange(try step { try participant.signedKeys() }, wait: stage)
+            shares = try step { try participant.shares(forSigned: roster) }
+        } else {
+            let roster: SecAggRoster = try await exchange(try step { try participant.keys() }, wait: stage)
+            shares = try step { try participant.shares(for: roster) }
+        }
+        let inbox: SecAggInbox = try await exchange(shares, wait: stage)
         try step { try participant.open(inbox) }
         let (trained, base, samples) = try await train()
         let input = try step { try participant.input(trained: trained, base: base, samples: samples) }
-        let survivors: SecAggSurvivors = try await exchange(input, wait: max(.zero, deadline - ContinuousClock.now))
-        let unmask = try step { try participant.unmask(survivors) }
+        let inputWait = max(.zero, deadline - ContinuousClock.now)
+        let unmask: SecAggUnmask
+        if consistency {
+            let contributors: SecAggContributors = try await exchange(input, wait: inputWait)
+            let signatures: SecAggSignatures = try await exchange(
+                try step { try participant.sign(contributors) }, wait: stage)
+            unmask = try step { try participant.unmask(signatures) }
+        } else {
+            let survivors: SecAggSurvivors = try await exchange(input, wait: inputWait)
+            unmask = try step { try participant.unmask(survivors) }
+        }
         let answer = try await send(unmask, wait: stage)
         guard case .ack(let version, let datasets) = answer else {
             throw ClientError.violation("SECAGG_UNMASK answered with \(answer.type)")

@@ -21,6 +21,39 @@ public protocol SecureAggregationParticipant: Sendable {
     mutating func input(trained: [Tensor], base: [Tensor], samples: UInt64) throws -> SecAggInput
     /// `SECAGG_UNMASK`: the shares the survivors' list calls for, once.
     mutating func unmask(_ survivors: SecAggSurvivors) throws -> SecAggUnmask
+
+    // The consistency check (`secagg.consistency = on`, SPEC 12.11); a participant
+    // without a signing identity keeps the defaults, which refuse.
+
+    /// `SECAGG_SIGNED_KEYS`: the public keys, signed.
+    mutating func signedKeys() throws -> SecAggSignedKeys
+    /// `SECAGG_SHARES` for a signed roster, once its cohort and signatures verify.
+    mutating func shares(forSigned roster: SecAggSignedRoster) throws -> SecAggShares
+    /// `SECAGG_CONSISTENCY`: this participant's signature of U3.
+    mutating func sign(_ contributors: SecAggContributors) throws -> SecAggConsistency
+    /// `SECAGG_UNMASK` as U3 calls for, once at least t signatures of it verify.
+    mutating func unmask(_ signatures: SecAggSignatures) throws -> SecAggUnmask
+}
+
+/// Why a participant without a signing identity refused a step of the consistency check.
+public struct ConsistencyCheckUnsupported: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String {
+        "this participant holds no signing identity: it cannot take part in the consistency check"
+    }
+}
+
+extension SecureAggregationParticipant {
+    public mutating func signedKeys() throws -> SecAggSignedKeys { throw ConsistencyCheckUnsupported() }
+    public mutating func shares(forSigned roster: SecAggSignedRoster) throws -> SecAggShares {
+        throw ConsistencyCheckUnsupported()
+    }
+    public mutating func sign(_ contributors: SecAggContributors) throws -> SecAggConsistency {
+        throw ConsistencyCheckUnsupported()
+    }
+    public mutating func unmask(_ signatures: SecAggSignatures) throws -> SecAggUnmask {
+        throw ConsistencyCheckUnsupported()
+    }
 }
 
 /// Makes the participant of a secure-train task from its assignment (whose

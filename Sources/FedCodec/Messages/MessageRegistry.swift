@@ -27,6 +27,8 @@ public enum MessageRegistry {
     public static let extensions: [any ProtocolMessage.Type] = [
         CheckIn.self, Assignment.self, Report.self, EvaluationReport.self, SecAggKeys.self, SecAggRoster.self,
         SecAggShares.self, SecAggInbox.self, SecAggInput.self, SecAggSurvivors.self, SecAggUnmask.self,
+        SecAggSignedKeys.self, SecAggSignedRoster.self, SecAggContributors.self, SecAggConsistency.self,
+        SecAggSignatures.self,
     ]
 
     /// Every message defined, in the order of their type bytes.

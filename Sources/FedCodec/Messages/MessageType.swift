@@ -51,6 +51,16 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let secAggSurvivors = MessageType(defining: 0x15)
     /// Version 4, feature `secure aggregation`: revealed shares (`SecAggUnmask`).
     public static let secAggUnmask = MessageType(defining: 0x16)
+    /// Version 4, secure aggregation's consistency check: signed keys (`SecAggSignedKeys`).
+    public static let secAggSignedKeys = MessageType(defining: 0x17)
+    /// Version 4, secure aggregation's consistency check: the cohort and signed keys (`SecAggSignedRoster`).
+    public static let secAggSignedRoster = MessageType(defining: 0x18)
+    /// Version 4, secure aggregation's consistency check: U3, whole (`SecAggContributors`).
+    public static let secAggContributors = MessageType(defining: 0x19)
+    /// Version 4, secure aggregation's consistency check: a signature of U3 (`SecAggConsistency`).
+    public static let secAggConsistency = MessageType(defining: 0x1A)
+    /// Version 4, secure aggregation's consistency check: the signatures of U3 (`SecAggSignatures`).
+    public static let secAggSignatures = MessageType(defining: 0x1B)
 
     /// Every type defined, in the order of their bytes.
     public static var allCases: [MessageType] { MessageRegistry.all.map(\.type) }

@@ -285,11 +285,14 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         var chosen: [Int]
         var privacyEvent: DPEvent?
         if let privacy = configuration.privacy, let ledger {
-            // Under secure aggregation only clients that speak it can be drawn.
+            // Under secure aggregation only clients that speak it (and, with the consistency
+            // check, hold a trusted identity) can be drawn.
             let eligible =
-                configuration.secureAggregation == nil
-                ? Array(waiting.indices)
-                : waiting.indices.filter { waiting[$0].checkIn.features.contains(.secureAggregation) }
+                configuration.secureAggregation.map { secure in
+                    waiting.indices.filter {
+                        waiting[$0].checkIn.features.contains(.secureAggregation) && secure.admits(waiting[$0].clientID)
+                    }
+                } ?? Array(waiting.indices)
             // A fixed-size sample from fewer clients than the cohort would be all of them (rate 1): wait.
             if privacy.sampling == .fixed && eligible.count < configuration.cohortSize { return }
             let event = privacy.event(cohort: configuration.cohortSize, waiting: eligible.count)
@@ -305,7 +308,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             chosen = privacySample(privacy, count: eligible.count).map { eligible[$0] }
         } else if let secure = configuration.secureAggregation {
             // Only clients that speak secure aggregation can be in a secure round.
-            let able = waiting.indices.filter { waiting[$0].checkIn.features.contains(.secureAggregation) }
+            let able = waiting.indices.filter {
+                waiting[$0].checkIn.features.contains(.secureAggregation) && secure.admits(waiting[$0].clientID)
+            }
             chosen = configuration.selector.select(
                 from: able.map { candidates[$0] }, count: min(selectionSize, able.count), using: &random
             ).filter { able.indices.contains($0) }.map { able[$0] }
@@ -348,7 +353,8 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             let cohort = selected.count
             do {
                 r.secure = try makeSecureRound(
-                    secure, number: number, taskIDs: taskIDs, dimension: model.tensors, privacyClip: ledger?.clip)
+                    secure, number: number, taskIDs: taskIDs, clients: selected.map(\.clientID),
+                    dimension: model.tensors, privacyClip: ledger?.clip)
             } catch {
                 // Unreachable once the configuration was checked: put the clients back.
                 logger.error("secure round \(number) could not be set up: \(error)")
@@ -373,6 +379,10 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                 taskParameters["secagg.min-inputs"] = String(round.minimumInputs)
                 taskParameters["dp.client-noise"] = String(noise.clientNoise)
                 if let scale = noise.countScale { taskParameters["dp.count-scale"] = String(scale) }
+            }
+            if let identities = r.secure?.identities {
+                taskParameters["secagg.consistency"] = "on"
+                taskParameters["secagg.cohort"] = identities.cohort.digestHex
             }
         }
         for (w, id) in zip(selected, taskIDs) {
@@ -475,9 +485,10 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             }
             let outcome = secure.closeInputs()
             round?.secure = secure
-            if case .wait = outcome, secure.stage == .unmask {
+            if case .wait = outcome, secure.stage == .unmask || secure.stage == .consistency {
+                let next = secure.stage
                 clock.run(at: now() + configuration.secureAggregation!.stageTimeout.dispatch, on: queue) {
-                    self.secureStageTimedOut(.unmask, attempt: attempt)
+                    self.secureStageTimedOut(next, attempt: attempt)
                 }
             }
             return handle(outcome)

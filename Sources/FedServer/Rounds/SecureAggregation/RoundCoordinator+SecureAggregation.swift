@@ -8,9 +8,11 @@ extension RoundCoordinator {
     /// The state of a secure round for the tasks `taskIDs` (in selection
     /// order): ids 1...n on a random Harary graph of degree k. With
     /// differential privacy (`privacyClip`, the ledger's clip) its clients add
-    /// the noise (``DistributedNoise``).
+    /// the noise (``DistributedNoise``). With the consistency check, `clients`
+    /// (in selection order) are the cohort's names.
     func makeSecureRound(
-        _ secure: SecureAggregation, number: UInt64, taskIDs: [UInt64], dimension: [Tensor], privacyClip: Double?
+        _ secure: SecureAggregation, number: UInt64, taskIDs: [UInt64], clients: [String], dimension: [Tensor],
+        privacyClip: Double?
     ) throws -> SecureRound {
         let n = taskIDs.count
         let k = secure.neighbours(cohort: n)
@@ -45,11 +47,19 @@ extension RoundCoordinator {
             range: noise?.range)
         var ids: [UInt64: UInt32] = [:]
         for (index, task) in taskIDs.enumerated() { ids[task] = UInt32(index + 1) }
+        var identities: SecureRoundIdentities?
+        if secure.consistency, let trusted = secure.identities {
+            var members: [UInt32: String] = [:]
+            for (index, name) in clients.enumerated() { members[UInt32(index + 1)] = name }
+            identities = SecureRoundIdentities(
+                cohort: try CohortBinding(round: number, session: CohortBinding.randomSession(), members: members),
+                trusted: trusted)
+        }
         var round = SecureRound(
             round: number, threshold: t, minimumInputs: minimumInputs, encoding: encoding,
             elementBytes: secure.elementBytes,
             dimension: dimension.reduce(0) { $0 + $1.values.count } + (noise?.countScale != nil ? 1 : 0), ids: ids,
-            graph: neighbours, decoded: configuration.secureSumDecoded)
+            graph: neighbours, decoded: configuration.secureSumDecoded, identities: identities)
         round.distributedNoise = noise
         return round
     }
@@ -96,6 +106,7 @@ extension RoundCoordinator {
         case .keys: outcome = secure.closeKeys()
         case .shares: outcome = secure.closeShares()
         case .input: outcome = .wait  // the round's deadline closes it
+        case .consistency: outcome = secure.closeConsistency()
         case .unmask: outcome = secure.unmaskTimedOut()
         }
         round?.secure = secure
@@ -106,7 +117,9 @@ extension RoundCoordinator {
 
     /// Starts the timeout of the stage just opened (keys -> shares, input -> unmask).
     private func armStageTimer(from: SecureRound.Stage, to: SecureRound.Stage, attempt: Int) {
-        guard from != to, to == .shares || to == .unmask, let secure = configuration.secureAggregation else { return }
+        guard from != to, to == .shares || to == .consistency || to == .unmask,
+            let secure = configuration.secureAggregation
+        else { return }
         clock.run(at: now() + secure.stageTimeout.dispatch, on: queue) {
             self.secureStageTimedOut(to, attempt: attempt)
         }
@@ -123,7 +136,12 @@ extension RoundCoordinator {
         case .input:
             logger.info(
                 "round \(number): keys shared by \(secure.shared) clients; masked inputs are due by the deadline")
-        case .unmask: logger.info("round \(number): \(secure.contributors.count) masked inputs summed; unmasking")
+        case .consistency:
+            logger.info("round \(number): \(secure.contributors.count) masked inputs summed; the survivors sign U3")
+        case .unmask:
+            logger.info(
+                "round \(number): \(secure.contributors.count) masked inputs summed\(secure.identities == nil ? "" : ", U3 signed by \(secure.consistencySignatures.count)"); unmasking"
+            )
         case .keys: break
         }
     }

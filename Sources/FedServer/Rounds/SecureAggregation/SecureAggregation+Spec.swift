@@ -2,7 +2,7 @@
 extension SecureAggregation {
     /// What `--secagg` accepts, for `--help`.
     public static let specHelp =
-        "KEY=VALUE pairs, all optional (give `on` for the defaults): t, the shares that rebuild a client's secrets (default floor(k/2)+1: an active server cannot then collect both kinds of shares of one client); k, each client's neighbours (default n-1 up to 99, n the clients selected; n-1 is the original SecAgg); bits, the ring's width, 2-32 (default 32; 16 halves the bytes of a masked input at a coarser resolution); clip, the L2 norm each update is clipped to on its client (default 10); stage, the seconds each of the keys, shares and unmask stages waits (default 10); w, the largest sample count an update carries (default --max-update-samples; a client with more counts for w; a w near the clients' typical count gives the fixed point a finer resolution). A round fails, and is selected anew, when a client has fewer than t neighbours answering: `fed bench secagg --n N --k K --t T --dropout D` prints that probability."
+        "KEY=VALUE pairs, all optional (give `on` for the defaults): t, the shares that rebuild a client's secrets (default floor(k/2)+1: an active server cannot then collect both kinds of shares of one client); k, each client's neighbours (default n-1 up to 99, n the clients selected; n-1 is the original SecAgg); bits, the ring's width, 2-32 (default 32; 16 halves the bytes of a masked input at a coarser resolution); clip, the L2 norm each update is clipped to on its client (default 10); stage, the seconds each of the keys, shares and unmask stages waits (default 10); w, the largest sample count an update carries (default --max-update-samples; a client with more counts for w; a w near the clients' typical count gives the fixed point a finer resolution); consistency=on, the consistency check with signatures (Bonawitz et al.'s active-security version: needs the clients' public keys, --secagg-identities FILE; default t floor(n/2)+1, and 2t > n is required). A round fails, and is selected anew, when a client has fewer than t neighbours answering: `fed bench secagg --n N --k K --t T --dropout D` prints that probability."
 
     /// The configuration `spec` describes.
     ///
@@ -37,7 +37,14 @@ extension SecureAggregation {
             case "clip": clip = try number()
             case "stage": stageTimeout = .milliseconds(Int64(try number() * 1_000))
             case "w": maximumWeight = try integer()
-            default: throw SecureAggregationSpecError("unknown key \(key); the keys are bits, clip, k, stage, t, w")
+            case "consistency":
+                guard text == "on" || text == "off" else {
+                    throw SecureAggregationSpecError("consistency=\(text): give on or off")
+                }
+                consistency = text == "on"
+            default:
+                throw SecureAggregationSpecError(
+                    "unknown key \(key); the keys are bits, clip, consistency, k, stage, t, w")
             }
         }
     }

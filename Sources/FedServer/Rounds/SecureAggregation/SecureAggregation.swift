@@ -1,4 +1,5 @@
 import FedCodec
+import FedSecureAggregation
 
 /// Secure aggregation of a round's updates (SecAgg+, `Protocol/SPEC.md`
 /// section 12.11): the server learns only the sum of the cohort's clipped,
@@ -20,7 +21,7 @@ import FedCodec
 public struct SecureAggregation: Sendable, Equatable {
     /// t: shares that rebuild a secret; nil (default): floor(k / 2) + 1, so
     /// that an active server cannot collect both kinds of shares of one client
-    /// (there is no consistency round).
+    /// (without the consistency check); with it, floor(n / 2) + 1, so that 2t > n.
     public var threshold: Int?
     /// k: neighbours per client; nil (default): n - 1 up to 99.
     public var neighbours: Int?
@@ -37,6 +38,11 @@ public struct SecureAggregation: Sendable, Equatable {
     /// C / (M · w / W) for a client of w samples: a W near the clients'
     /// typical count spends the ring on their updates, not on headroom.
     public var maximumWeight: Int?
+    /// The consistency check with signatures (Bonawitz et al. 2017's
+    /// active-security version; `SecureAggregation+Consistency.swift`). Off by default.
+    public var consistency = false
+    /// The clients' trusted Ed25519 public keys by client id; the consistency check needs them.
+    public var identities: TrustedIdentities?
 
     public init(
         threshold: Int? = nil, neighbours: Int? = nil, bits: Int = 32, clip: Double = 10,
@@ -54,7 +60,9 @@ public struct SecureAggregation: Sendable, Equatable {
     public func neighbours(cohort n: Int) -> Int { max(1, min(neighbours ?? min(n - 1, 99), n - 1)) }
 
     /// t for a cohort of `n`.
-    public func threshold(cohort n: Int) -> Int { threshold ?? (neighbours(cohort: n) / 2 + 1) }
+    public func threshold(cohort n: Int) -> Int {
+        threshold ?? (consistency ? n / 2 + 1 : neighbours(cohort: n) / 2 + 1)
+    }
 
     /// The bytes of each element of a masked input.
     public var elementBytes: Int { bits <= 16 ? 2 : 4 }
@@ -72,6 +80,7 @@ public struct SecureAggregation: Sendable, Equatable {
         }
         if let w = maximumWeight, !(1...(1 << 48)).contains(w) { return "w must be 1 to 2^48 (got \(w))" }
         if let k = neighbours, !(1..<n).contains(k) { return "k must be 1 to n - 1 = \(n - 1) (got \(k))" }
+        if let bad = consistencyProblem(cohort: n) { return bad }
         let k = neighbours(cohort: n)
         if let t = threshold, !(1...k).contains(t) { return "t must be 1 to k = \(k) (got \(t))" }
         if stageTimeout <= .zero || stageTimeout > .seconds(3_600) {

@@ -10,14 +10,16 @@ import FedSecureAggregation
 ///
 /// Stages: keys (U1: the clients that advertised keys), shares (U2: those
 /// that sealed a bundle to every neighbour on their roster), input (U3: the
-/// masked inputs summed), unmask. A request of a stage that has closed, or
+/// masked inputs summed), with the consistency check (``identities``) a
+/// consistency stage in which U3's members sign it
+/// (`SecureRound+Consistency.swift`), unmask. A request of a stage that has closed, or
 /// from a client outside the stage's set, is refused; a repeated request of
 /// the open stage (a retry) waits for the same answer.
 struct SecureRound {
     typealias Answer = @Sendable (Result<Message, ErrorMessage>) -> Void
 
     enum Stage: Int, Comparable {
-        case keys, shares, input, unmask
+        case keys, shares, input, consistency, unmask
         static func < (a: Stage, b: Stage) -> Bool { a.rawValue < b.rawValue }
     }
 
@@ -46,11 +48,17 @@ struct SecureRound {
     let decoded: (@Sendable (Int) -> Void)?
     /// With differential privacy: the noise the clients add.
     var distributedNoise: DistributedNoise?
+    /// The consistency check's cohort and trusted keys; nil in a round without it.
+    let identities: SecureRoundIdentities?
 
-    private(set) var stage = Stage.keys
-    private var keys: [UInt32: ParticipantPublicKeys] = [:]
-    private var keyMessages: [UInt32: SecAggKeys] = [:]
-    private var rosters: [UInt32: SecAggRoster] = [:]
+    var stage = Stage.keys
+    var keys: [UInt32: ParticipantPublicKeys] = [:]
+    var keyMessages: [UInt32: SecAggKeys] = [:]
+    /// Each participant's signature of its keys (the consistency check).
+    var keySignatures: [UInt32: [UInt8]] = [:]
+    /// Each survivor's signature of U3 (the consistency check).
+    var consistencySignatures: [UInt32: [UInt8]] = [:]
+    var rosters: [UInt32: SecAggRoster] = [:]
     /// Sender -> recipient -> sealed bundle: the keys are U2.
     private var sealed: [UInt32: [UInt32: [UInt8]]] = [:]
     private var maskingNeighbours: [UInt32: [UInt32]] = [:]
@@ -59,7 +67,7 @@ struct SecureRound {
     private var selfMaskSeedShares: [UInt32: [SecretShare]] = [:]
     private var maskingKeyShares: [UInt32: [SecretShare]] = [:]
     /// Answers waiting for the open stage to close, by participant.
-    private var waiting: [UInt32: [Answer]] = [:]
+    var waiting: [UInt32: [Answer]] = [:]
     /// Clients that advertised keys (U1).
     var advertised: Int { keys.count }
     /// Clients that shared keys (U2).
@@ -69,8 +77,10 @@ struct SecureRound {
 
     init(
         round: UInt64, threshold: Int, minimumInputs: Int, encoding: FixedPointEncoding, elementBytes: Int,
-        dimension: Int, ids: [UInt64: UInt32], graph: [UInt32: [UInt32]], decoded: (@Sendable (Int) -> Void)?
+        dimension: Int, ids: [UInt64: UInt32], graph: [UInt32: [UInt32]], decoded: (@Sendable (Int) -> Void)?,
+        identities: SecureRoundIdentities? = nil
     ) {
+        self.identities = identities
         self.round = round
         self.threshold = threshold
         self.minimumInputs = minimumInputs
@@ -91,18 +101,27 @@ struct SecureRound {
         return waiting.values.flatMap { $0 }
     }
 
-    private static func refusal(_ code: ErrorCode, _ message: String) -> Result<Message, ErrorMessage> {
+    static func refusal(_ code: ErrorCode, _ message: String) -> Result<Message, ErrorMessage> {
         .failure(ErrorMessage(code: code, message: message))
     }
 
-    private mutating func hold(_ id: UInt32, _ answer: @escaping Answer) { waiting[id, default: []].append(answer) }
+    mutating func hold(_ id: UInt32, _ answer: @escaping Answer) { waiting[id, default: []].append(answer) }
 
     // MARK: Requests
 
     /// A request of task `taskID` (already known to belong to this round and its client).
     mutating func receive(_ message: AnyProtocolMessage, taskID: UInt64, answer: @escaping Answer) -> Outcome {
         guard let id = ids[taskID] else { return .wait }
-        if let m = message.as(SecAggKeys.self) { return advertise(m, id, answer) }
+        if let m = message.as(SecAggKeys.self) {
+            guard identities == nil else {
+                answer(
+                    Self.refusal(.unexpectedMessage, "this round runs the consistency check: send SECAGG_SIGNED_KEYS"))
+                return .wait
+            }
+            return advertise(m, id, answer)
+        }
+        if let m = message.as(SecAggSignedKeys.self) { return advertiseSigned(m, id, answer) }
+        if let m = message.as(SecAggConsistency.self) { return signContributors(m, id, answer) }
         if let m = message.as(SecAggShares.self) { return share(m, id, answer) }
         if let m = message.as(SecAggInput.self) { return input(m, id, answer) }
         if let m = message.as(SecAggUnmask.self) { return reveal(m, id, answer) }
@@ -110,12 +129,12 @@ struct SecureRound {
         return .wait
     }
 
-    private mutating func outOfStage(_ what: String, _ answer: Answer) -> Outcome {
+    mutating func outOfStage(_ what: String, _ answer: Answer) -> Outcome {
         answer(Self.refusal(.unexpectedMessage, "\(what) does not belong to the stage open (\(stage))"))
         return .wait
     }
 
-    private mutating func advertise(_ m: SecAggKeys, _ id: UInt32, _ answer: @escaping Answer) -> Outcome {
+    mutating func advertise(_ m: SecAggKeys, _ id: UInt32, _ answer: @escaping Answer) -> Outcome {
         guard stage == .keys else { return outOfStage("SECAGG_KEYS", answer) }
         if let earlier = keyMessages[id] {
             guard earlier.encryptionKey == m.encryptionKey && earlier.maskingKey == m.maskingKey else {
@@ -183,7 +202,9 @@ struct SecureRound {
     }
 
     private mutating func reveal(_ m: SecAggUnmask, _ id: UInt32, _ answer: @escaping Answer) -> Outcome {
-        guard stage == .unmask, contributors.contains(id) else { return outOfStage("SECAGG_UNMASK", answer) }
+        guard stage == .unmask, contributors.contains(id), identities == nil || consistencySignatures[id] != nil else {
+            return outOfStage("SECAGG_UNMASK", answer)
+        }
         if let earlier = revealedBy[id] {
             guard earlier.shares == m.shares else {
                 answer(Self.refusal(.unexpectedMessage, "shares were already revealed for this task"))
@@ -257,7 +278,8 @@ struct SecureRound {
                     SecAggRoster.Neighbour(id: $0, encryptionKey: keys[$0]!.encryption, maskingKey: keys[$0]!.masking)
                 })
             rosters[id] = roster
-            for a in pending { a(.success(.other(AnyProtocolMessage(roster)))) }
+            let relayed = identities == nil ? AnyProtocolMessage(roster) : AnyProtocolMessage(signedRoster(roster))
+            for a in pending { a(.success(.other(relayed))) }
         }
         return rosters.count < max(minimumInputs, threshold + 1)
             ? .abandon("\(rosters.count) clients could take part after the keys stage, too few") : .wait
@@ -296,12 +318,21 @@ struct SecureRound {
     /// The round's deadline, or every client that shared sent its input.
     mutating func closeInputs() -> Outcome {
         guard stage == .input else { return .wait }
-        stage = .unmask
+        stage = identities == nil ? .unmask : .consistency
         let answers = waiting
         waiting = [:]
         if contributors.count < minimumInputs {
             refuseAll(answers, "\(contributors.count) masked inputs arrived, too few for the round")
             return .abandon("\(contributors.count) masked inputs arrived; the round needs \(minimumInputs)")
+        }
+        if identities != nil {
+            // The consistency check: every survivor is sent U3, whole, to sign.
+            let u3 = contributors.sorted()
+            for (id, pending) in answers {
+                let message = SecAggContributors(taskID: rosters[id]!.taskID, contributors: u3)
+                for a in pending { a(.success(.other(AnyProtocolMessage(message)))) }
+            }
+            return .wait
         }
         for (id, pending) in answers {
             let survivors = SecAggSurvivors(
@@ -339,7 +370,7 @@ struct SecureRound {
         }
     }
 
-    private func refuseAll(_ answers: [UInt32: [Answer]], _ reason: String) {
+    func refuseAll(_ answers: [UInt32: [Answer]], _ reason: String) {
         for a in answers.values.flatMap({ $0 }) {
             a(Self.refusal(.roundClosed, "\(reason); check in for a new task"))
         }
