@@ -209,7 +209,7 @@ final class FederationRun {
         }
 
         /// What client `task.client` pushes after training, and when.
-        func finish(_ task: LocalTask, _ result: LocalResult) -> Pending {
+        func finish(_ task: LocalTask, _ result: LocalResult, variateChange: (([Tensor]) -> Void)? = nil) -> Pending {
             let c = task.client
             let client = clients[c]
             let (version, count, weights, start) = (task.version, task.count, task.fetched, task.start)
@@ -219,7 +219,7 @@ final class FederationRun {
             var pushedWeights = result.weights
             if let control, client.data.count > 0 {
                 let steps = (client.data.count + s.batchSize - 1) / s.batchSize * s.localEpochs
-                variateChanges.append(
+                (variateChange ?? { variateChanges.append($0) })(
                     clientVariates[c].update(
                         server: control.variate, start: start, end: pushedWeights, steps: steps,
                         learningRate: Double(s.learningRate)))
@@ -254,11 +254,17 @@ final class FederationRun {
                     claim = 60_000
                 }
             }
-            let duration = s.messageSeconds * 2 + Double(samples) * s.secondsPerSample / client.speed
             trained += samples
             return Pending(
-                time: task.time + duration, client: c, weights: pushedWeights, claim: claim, base: version,
+                time: pushTime(task), client: c, weights: pushedWeights, claim: claim, base: version,
                 samples: samples, fetched: s.secureAggregation != nil ? weights : [])
+        }
+
+        /// The virtual time at which `task`'s push reaches the server.
+        func pushTime(_ task: LocalTask) -> Double {
+            let client = clients[task.client]
+            let samples = client.data.count * s.localEpochs
+            return task.time + s.messageSeconds * 2 + Double(samples) * s.secondsPerSample / client.speed
         }
 
         /// Fetches, trains (real work, done now) and returns the push to send at its virtual time.
@@ -270,16 +276,27 @@ final class FederationRun {
             return finish(task, result)
         }
 
-        /// Client tasks that all fetched before any of them pushes (a synchronous round): their
-        /// training runs on `parallelTrainers` side by side, one task a trainer at a time, each
-        /// task on one thread. Which trainer (and thread) trains a task does not change its
-        /// result, so a round gives the same pushes as `fetchAndTrain` one client after another.
-        func fetchAndTrainTogether(_ chosen: [Int], at time: Double) throws -> [Pending] {
+        /// A synchronous round: `chosen` fetch, train and push. Every client fetches before any
+        /// pushes; their training runs on `parallelTrainers` side by side (one task a trainer at a
+        /// time, each on one thread), and each push is sent as soon as it and every push due before
+        /// it in virtual time (ties by client) are trained, while the rest train. Which trainer
+        /// trains a task does not change its result, and the pushes reach the server in the same
+        /// order, so a round gives the same figures as training one client after another.
+        func syncRound(_ chosen: [Int], at time: Double) throws {
             var tasks = try chosen.map { try prepare($0, at: time) }
+            let order = tasks.indices.sorted {
+                (pushTime(tasks[$0]), tasks[$0].client) < (pushTime(tasks[$1]), tasks[$1].client)
+            }
+            var changes = [[Tensor]?](repeating: nil, count: tasks.count)
             let started = ContinuousClock.now
-            let results = try ParallelTraining.run(&tasks, trainers: parallelTrainers, body: localTraining)
-            wallTime.training += seconds(since: started)
-            return zip(tasks, results).map { finish($0, $1) }
+            let pushSecondsBefore = wallTime.push + wallTime.evaluation
+            try ParallelTraining.run(
+                &tasks, trainers: parallelTrainers, order: order, body: localTraining,
+                consume: { i, task, result in
+                    try send(finish(task, result, variateChange: { changes[i] = $0 }))
+                })
+            wallTime.training += seconds(since: started) - (wallTime.push + wallTime.evaluation - pushSecondsBefore)
+            variateChanges += changes.compactMap { $0 }
         }
 
         /// Samples that reached the model at `time`: the curve is measured as they cross its points.
@@ -329,9 +346,7 @@ final class FederationRun {
                 var chosen = Array(0..<s.clients)
                 var roundRng = SeededGenerator(seed: seed &+ 0xC0FFEE &+ UInt64(round))
                 roundRng.shuffle(&chosen)
-                var pushes = try fetchAndTrainTogether(chosen.prefix(perRound).sorted(), at: now)
-                pushes.sort { ($0.time, $0.client) < ($1.time, $1.client) }
-                for p in pushes { try send(p) }
+                try syncRound(chosen.prefix(perRound).sorted(), at: now)
                 control?.apply(variateChanges)
                 variateChanges = []
                 round += 1
@@ -421,50 +436,98 @@ final class FederationRun {
 
 /// Trains a synchronous round's clients side by side.
 enum ParallelTraining {
-    /// Tasks trained at once: one a processor (most two helpers beside the caller, as `WorkerPool`).
-    static let workers = max(1, min(WorkerPool.shared.helpers + 1, 3))
+    /// Tasks trained at once: one a processor, at most three.
+    static let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 3))
 
-    /// `body(&tasks[i], trainer)` for every task, on up to `trainers.count` threads
-    /// (`WorkerPool.shared`): each thread takes the next untrained task and trains it
-    /// on its own trainer. Returns the results in the tasks' order; rethrows the
-    /// first task's error (by index) after every task has finished.
+    /// `body(&tasks[i], trainer)` for every task, on one thread per trainer (up to one per
+    /// task), each thread taking the next untrained task in `order` and training it on its own
+    /// trainer; meanwhile, on the calling thread, `consume(i, tasks[i], result)` for every task
+    /// in `order`, each as soon as its result is ready. Returns once every task was consumed and
+    /// every training thread has finished; the first error (of a task or of `consume`, in
+    /// `order`) stops the tasks not yet started and is rethrown.
     static func run<Task, Result>(
-        _ tasks: inout [Task], trainers: [Trainer], body: (inout Task, Trainer) throws -> Result
-    ) throws -> [Result] {
+        _ tasks: inout [Task], trainers: [Trainer], order: [Int], body: (inout Task, Trainer) throws -> Result,
+        consume: (Int, Task, Result) throws -> Void
+    ) throws {
+        precondition(order.count == tasks.count && Set(order) == Set(tasks.indices))
         let count = tasks.count
+        guard count > 0 else { return }
         var results = [Swift.Result<Result, any Error>?](repeating: nil, count: count)
-        withoutActuallyEscaping(body) { body in
-            tasks.withUnsafeMutableBufferPointer { taskBuffer in
-                results.withUnsafeMutableBufferPointer { resultBuffer in
-                    let shared = Shared(tasks: taskBuffer, results: resultBuffer)
-                    let parts = min(trainers.count, count)
-                    // Each part writes only the tasks and results it claimed from `next`.
-                    WorkerPool.shared.run(parts: parts) { part in
-                        while true {
-                            let i = shared.next.wrappingAdd(1, ordering: .relaxed).oldValue
-                            guard i < count else { return }
-                            shared.results[i] = Swift.Result { try body(&shared.tasks[i], trainers[part]) }
+        let ready = (0..<count).map { _ in DispatchSemaphore(value: 0) }
+        let finished = DispatchSemaphore(value: 0)
+        let threads = min(trainers.count, count)
+        try withoutActuallyEscaping(body) { body in
+            try tasks.withUnsafeMutableBufferPointer { taskBuffer in
+                try results.withUnsafeMutableBufferPointer { resultBuffer in
+                    let shared = Shared(tasks: taskBuffer, results: resultBuffer, order: order, body: body)
+                    for t in 0..<threads {
+                        let trainer = UncheckedTrainer(trainer: trainers[t])
+                        Thread.detachNewThread {
+                            shared.work(trainer.trainer, ready: ready)
+                            finished.signal()
                         }
+                    }
+                    // Every thread has finished before the buffers go away, error or not; then
+                    // `body` is dropped, since the threads' closures may outlive this call.
+                    defer {
+                        for _ in 0..<threads { finished.wait() }
+                        shared.body = nil
+                    }
+                    do {
+                        for i in order {
+                            ready[i].wait()
+                            try consume(i, shared.tasks[i], shared.results[i]!.get())
+                        }
+                    } catch {
+                        shared.stop.store(true, ordering: .relaxed)
+                        throw error
                     }
                 }
             }
         }
-        return try results.map { try $0!.get() }
     }
 
-    /// Sendable by argument: each index of `tasks` and `results` is written by
-    /// the one thread that claimed it from `next`, and `WorkerPool.run`
-    /// returns only after every part has finished.
+    /// Sendable by argument: the trainer is used by the one thread it is given to, while the
+    /// caller waits.
+    private struct UncheckedTrainer: @unchecked Sendable { let trainer: Trainer }
+
+    /// Sendable by argument: each index of `tasks` and `results` is written by the one thread
+    /// that claimed it from `next`, and read by the caller only after that thread signalled it
+    /// ready; the caller keeps the buffers and `body` alive until every thread has finished.
     private final class Shared<Task, Result>: @unchecked Sendable {
         let tasks: UnsafeMutableBufferPointer<Task>
         let results: UnsafeMutableBufferPointer<Swift.Result<Result, any Error>?>
+        let order: [Int]
+        /// Set to nil once every thread has finished (see `run`).
+        var body: ((inout Task, Trainer) throws -> Result)?
         let next = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+
         init(
             tasks: UnsafeMutableBufferPointer<Task>,
-            results: UnsafeMutableBufferPointer<Swift.Result<Result, any Error>?>
+            results: UnsafeMutableBufferPointer<Swift.Result<Result, any Error>?>, order: [Int],
+            body: @escaping (inout Task, Trainer) throws -> Result
         ) {
             self.tasks = tasks
             self.results = results
+            self.order = order
+            self.body = body
+        }
+
+        /// Trains the next task in `order` on `trainer` until none is left (or `stop`).
+        func work(_ trainer: Trainer, ready: [DispatchSemaphore]) {
+            guard let body else { return }
+            while true {
+                let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard k < order.count else { return }
+                let i = order[k]
+                if stop.load(ordering: .relaxed) {
+                    results[i] = .failure(CancellationError())
+                } else {
+                    results[i] = Swift.Result { try body(&tasks[i], trainer) }
+                }
+                ready[i].signal()
+            }
         }
     }
 }
