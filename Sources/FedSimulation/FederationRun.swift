@@ -4,6 +4,7 @@ import FedModel
 import FedServer
 import Foundation
 import Logging
+import Synchronization
 
 /// One run of a federation in virtual time against a real `FederatedServer`
 /// on 127.0.0.1: every fetch and push is a real message of the binary
@@ -56,6 +57,7 @@ final class FederationRun {
 
     func run(strategy spec: StrategySpec) throws -> SimulationResult {
         let wall = Date()
+        let setupStarted = ContinuousClock.now
         let s = configuration
         var rng = SeededGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ 11)
         let parts = try s.partition.split(labels: train.labels, clients: s.clients, rng: &rng)
@@ -122,6 +124,13 @@ final class FederationRun {
         let trainer = Trainer(model: MLP(seed: seed), maxBatch: max(256, s.batchSize), threads: 2)
         trainer.optimizer.learningRate = s.learningRate
         let evaluator = Trainer(model: MLP(seed: seed), maxBatch: 1000, threads: 2)
+        // A synchronous round's clients train side by side, one trainer a core, each on one thread.
+        let parallelTrainers = (0..<ParallelTraining.workers).map { _ in
+            Trainer(model: MLP(seed: seed), maxBatch: max(256, s.batchSize), threads: 1)
+        }
+        for t in parallelTrainers { t.optimizer.learningRate = s.learningRate }
+        var wallTime = WallTime()
+        wallTime.setup = seconds(since: setupStarted)
         var curve: [CurvePoint] = []
         var trained = 0
         var pushedSamples = 0
@@ -147,6 +156,8 @@ final class FederationRun {
         func bytesReceived() -> Int { clients.reduce(inProcessReceived) { $0 + $1.transport.bytesReceived } }
         func bytes() -> Int { bytesSent() + bytesReceived() }
         func evaluate(at time: Double) throws {
+            let started = ContinuousClock.now
+            defer { wallTime.evaluation += seconds(since: started) }
             let model = server.store.snapshot()
             try evaluator.adopt(model.tensors)
             let accuracy = Evaluation(predicted: evaluator.predict(test), actual: test.labels).accuracy
@@ -154,36 +165,61 @@ final class FederationRun {
             progress(.curvePoint(curve[curve.count - 1], version: model.version))
         }
 
-        /// Fetches, trains (real work, done now) and returns the push to send at its virtual time.
-        func fetchAndTrain(_ c: Int, at time: Double) throws -> Pending {
+        /// Fetches the model for client `c`'s task at `time` and prepares what it trains from.
+        func prepare(_ c: Int, at time: Double) throws -> LocalTask {
             if isCancelled() { throw CancellationError() }
+            let started = ContinuousClock.now
+            defer { wallTime.fetch += seconds(since: started) }
             let client = clients[c]
             guard case .model(let version, let count, let weights) = try client.transport.fetch(heldVersion: 0) else {
                 throw SimulationError("fetch of client \(c) answered unchanged")
             }
             var start = weights
             for (i, t) in privateTensors[c] { start[i] = t }
-            try trainer.adopt(start)
             var objective = LocalObjective()
             if let mu = spec.proximalMu, mu > 0 { objective = .proximal(mu: Float(mu), base: start) }
             if let control { objective.correction = clientVariates[c].correction(server: control.variate) }
-            try trainer.setObjective(objective)
-            if s.keepOptimizerState, let kept = optimizerStates[c] {
-                trainer.optimizer = kept
-                optimizerStates[c] = nil  // the trainer's copy is the only one, so training writes in place
-            } else {
-                trainer.optimizer.reset()
+            var kept: Adam?
+            if s.keepOptimizerState, let state = optimizerStates[c] {
+                kept = state
+                optimizerStates[c] = nil  // the task's copy is the only one, so training writes in place
             }
             let round = rounds[c, default: 0]
             rounds[c] = round + 1
-            var local = SeededGenerator(seed: seed &+ UInt64(c) &* 1_000_003 &+ UInt64(round) &* 7919)
-            for _ in 0..<s.localEpochs { trainer.trainEpoch(client.data, batchSize: s.batchSize, rng: &local) }
+            return LocalTask(
+                client: c, time: time, version: version, count: count, fetched: weights, start: start,
+                objective: objective, optimizer: kept,
+                rng: SeededGenerator(seed: seed &+ UInt64(c) &* 1_000_003 &+ UInt64(round) &* 7919))
+        }
+
+        /// Client `task.client`'s local training (real work) on `trainer`: touches nothing but the task and the trainer.
+        func localTraining(_ task: inout LocalTask, on trainer: Trainer) throws -> LocalResult {
+            try trainer.adopt(task.start)
+            try trainer.setObjective(task.objective)
+            if let kept = task.optimizer {
+                task.optimizer = nil
+                trainer.optimizer = kept
+            } else {
+                trainer.optimizer.reset()
+            }
+            let data = clients[task.client].data
+            for _ in 0..<s.localEpochs { trainer.trainEpoch(data, batchSize: s.batchSize, rng: &task.rng) }
+            return LocalResult(
+                weights: trainer.model.tensors(), optimizer: s.keepOptimizerState ? trainer.optimizer : nil)
+        }
+
+        /// What client `task.client` pushes after training, and when.
+        func finish(_ task: LocalTask, _ result: LocalResult, variateChange: (([Tensor]) -> Void)? = nil) -> Pending {
+            let c = task.client
+            let client = clients[c]
+            let (version, count, weights, start) = (task.version, task.count, task.fetched, task.start)
+            var local = task.rng
             let samples = client.data.count * s.localEpochs
-            if s.keepOptimizerState { optimizerStates[c] = trainer.optimizer }
-            var pushedWeights = trainer.model.tensors()
+            if s.keepOptimizerState { optimizerStates[c] = result.optimizer }
+            var pushedWeights = result.weights
             if let control, client.data.count > 0 {
                 let steps = (client.data.count + s.batchSize - 1) / s.batchSize * s.localEpochs
-                variateChanges.append(
+                (variateChange ?? { variateChanges.append($0) })(
                     clientVariates[c].update(
                         server: control.variate, start: start, end: pushedWeights, steps: steps,
                         learningRate: Double(s.learningRate)))
@@ -218,11 +254,49 @@ final class FederationRun {
                     claim = 60_000
                 }
             }
-            let duration = s.messageSeconds * 2 + Double(samples) * s.secondsPerSample / client.speed
             trained += samples
             return Pending(
-                time: time + duration, client: c, weights: pushedWeights, claim: claim, base: version,
+                time: pushTime(task), client: c, weights: pushedWeights, claim: claim, base: version,
                 samples: samples, fetched: s.secureAggregation != nil ? weights : [])
+        }
+
+        /// The virtual time at which `task`'s push reaches the server.
+        func pushTime(_ task: LocalTask) -> Double {
+            let client = clients[task.client]
+            let samples = client.data.count * s.localEpochs
+            return task.time + s.messageSeconds * 2 + Double(samples) * s.secondsPerSample / client.speed
+        }
+
+        /// Fetches, trains (real work, done now) and returns the push to send at its virtual time.
+        func fetchAndTrain(_ c: Int, at time: Double) throws -> Pending {
+            var task = try prepare(c, at: time)
+            let started = ContinuousClock.now
+            let result = try localTraining(&task, on: trainer)
+            wallTime.training += seconds(since: started)
+            return finish(task, result)
+        }
+
+        /// A synchronous round: `chosen` fetch, train and push. Every client fetches before any
+        /// pushes; their training runs on `parallelTrainers` side by side (one task a trainer at a
+        /// time, each on one thread), and each push is sent as soon as it and every push due before
+        /// it in virtual time (ties by client) are trained, while the rest train. Which trainer
+        /// trains a task does not change its result, and the pushes reach the server in the same
+        /// order, so a round gives the same figures as training one client after another.
+        func syncRound(_ chosen: [Int], at time: Double) throws {
+            var tasks = try chosen.map { try prepare($0, at: time) }
+            let order = tasks.indices.sorted {
+                (pushTime(tasks[$0]), tasks[$0].client) < (pushTime(tasks[$1]), tasks[$1].client)
+            }
+            var changes = [[Tensor]?](repeating: nil, count: tasks.count)
+            let started = ContinuousClock.now
+            let pushSecondsBefore = wallTime.push + wallTime.evaluation
+            try ParallelTraining.run(
+                &tasks, trainers: parallelTrainers, order: order, body: localTraining,
+                consume: { i, task, result in
+                    try send(finish(task, result, variateChange: { changes[i] = $0 }))
+                })
+            wallTime.training += seconds(since: started) - (wallTime.push + wallTime.evaluation - pushSecondsBefore)
+            variateChanges += changes.compactMap { $0 }
         }
 
         /// Samples that reached the model at `time`: the curve is measured as they cross its points.
@@ -237,6 +311,7 @@ final class FederationRun {
 
         func send(_ p: Pending) throws {
             if isCancelled() { throw CancellationError() }
+            let started = ContinuousClock.now
             do {
                 _ = try clients[p.client].transport.push(
                     p.weights, datasets: p.claim, baseVersion: p.base, pushID: UInt64(pushed + 1))
@@ -244,6 +319,7 @@ final class FederationRun {
                 if rejected < 3 { progress(.pushRefused(client: p.client, reason: "\(e)")) }
                 rejected += 1
             }
+            wallTime.push += seconds(since: started)
             pushed += 1
             try counted(p.samples, at: p.time)
         }
@@ -270,9 +346,7 @@ final class FederationRun {
                 var chosen = Array(0..<s.clients)
                 var roundRng = SeededGenerator(seed: seed &+ 0xC0FFEE &+ UInt64(round))
                 roundRng.shuffle(&chosen)
-                var pushes = try chosen.prefix(perRound).sorted().map { try fetchAndTrain($0, at: now) }
-                pushes.sort { ($0.time, $0.client) < ($1.time, $1.client) }
-                for p in pushes { try send(p) }
+                try syncRound(chosen.prefix(perRound).sorted(), at: now)
                 control?.apply(variateChanges)
                 variateChanges = []
                 round += 1
@@ -308,8 +382,31 @@ final class FederationRun {
             deltaFetches: clients.reduce(0) { $0 + $1.transport.deltaFetches },
             fullFetches: clients.reduce(0) { $0 + $1.transport.fullFetches }, pushes: pushed, rejected: rejected,
             versions: versions,
-            wallSeconds: Date().timeIntervalSince(wall), curve: curve, rounds: roundFigures,
+            wallSeconds: Date().timeIntervalSince(wall), wallTime: wallTime, curve: curve, rounds: roundFigures,
             privacy: server.privacySpent, clientAccuracy: clientAccuracy, personalizedAccuracy: personalizedAccuracy)
+    }
+
+    /// A client's task, prepared on the simulation's thread for `localTraining`.
+    struct LocalTask {
+        var client: Int
+        var time: Double
+        var version: UInt64
+        var count: UInt64
+        /// The weights fetched, and those training starts from (with the client's private tensors).
+        var fetched: [Tensor]
+        var start: [Tensor]
+        var objective: LocalObjective
+        /// The client's kept Adam (`--optimizer-state kept`); nil: a fresh one.
+        var optimizer: Adam?
+        /// The shuffles' generator; after training, what an attacker draws from.
+        var rng: SeededGenerator
+    }
+
+    /// What a client's local training gives.
+    struct LocalResult {
+        var weights: [Tensor]
+        /// The Adam to keep for the client's next task (`--optimizer-state kept`).
+        var optimizer: Adam?
     }
 
     /// The strategy's name in the results of a run through check-in: the
@@ -335,6 +432,110 @@ final class FederationRun {
         }
         return Evaluation(predicted: trainer.predict(test), actual: test.labels).accuracy
     }
+}
+
+/// Trains a synchronous round's clients side by side.
+enum ParallelTraining {
+    /// Tasks trained at once: one a processor, at most three.
+    static let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 3))
+
+    /// `body(&tasks[i], trainer)` for every task, on one thread per trainer (up to one per
+    /// task), each thread taking the next untrained task in `order` and training it on its own
+    /// trainer; meanwhile, on the calling thread, `consume(i, tasks[i], result)` for every task
+    /// in `order`, each as soon as its result is ready. Returns once every task was consumed and
+    /// every training thread has finished; the first error (of a task or of `consume`, in
+    /// `order`) stops the tasks not yet started and is rethrown.
+    static func run<Task, Result>(
+        _ tasks: inout [Task], trainers: [Trainer], order: [Int], body: (inout Task, Trainer) throws -> Result,
+        consume: (Int, Task, Result) throws -> Void
+    ) throws {
+        precondition(order.count == tasks.count && Set(order) == Set(tasks.indices))
+        let count = tasks.count
+        guard count > 0 else { return }
+        var results = [Swift.Result<Result, any Error>?](repeating: nil, count: count)
+        let ready = (0..<count).map { _ in DispatchSemaphore(value: 0) }
+        let finished = DispatchSemaphore(value: 0)
+        let threads = min(trainers.count, count)
+        try withoutActuallyEscaping(body) { body in
+            try tasks.withUnsafeMutableBufferPointer { taskBuffer in
+                try results.withUnsafeMutableBufferPointer { resultBuffer in
+                    let shared = Shared(tasks: taskBuffer, results: resultBuffer, order: order, body: body)
+                    for t in 0..<threads {
+                        let trainer = UncheckedTrainer(trainer: trainers[t])
+                        Thread.detachNewThread {
+                            shared.work(trainer.trainer, ready: ready)
+                            finished.signal()
+                        }
+                    }
+                    // Every thread has finished before the buffers go away, error or not; then
+                    // `body` is dropped, since the threads' closures may outlive this call.
+                    defer {
+                        for _ in 0..<threads { finished.wait() }
+                        shared.body = nil
+                    }
+                    do {
+                        for i in order {
+                            ready[i].wait()
+                            try consume(i, shared.tasks[i], shared.results[i]!.get())
+                        }
+                    } catch {
+                        shared.stop.store(true, ordering: .relaxed)
+                        throw error
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sendable by argument: the trainer is used by the one thread it is given to, while the
+    /// caller waits.
+    private struct UncheckedTrainer: @unchecked Sendable { let trainer: Trainer }
+
+    /// Sendable by argument: each index of `tasks` and `results` is written by the one thread
+    /// that claimed it from `next`, and read by the caller only after that thread signalled it
+    /// ready; the caller keeps the buffers and `body` alive until every thread has finished.
+    private final class Shared<Task, Result>: @unchecked Sendable {
+        let tasks: UnsafeMutableBufferPointer<Task>
+        let results: UnsafeMutableBufferPointer<Swift.Result<Result, any Error>?>
+        let order: [Int]
+        /// Set to nil once every thread has finished (see `run`).
+        var body: ((inout Task, Trainer) throws -> Result)?
+        let next = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+
+        init(
+            tasks: UnsafeMutableBufferPointer<Task>,
+            results: UnsafeMutableBufferPointer<Swift.Result<Result, any Error>?>, order: [Int],
+            body: @escaping (inout Task, Trainer) throws -> Result
+        ) {
+            self.tasks = tasks
+            self.results = results
+            self.order = order
+            self.body = body
+        }
+
+        /// Trains the next task in `order` on `trainer` until none is left (or `stop`).
+        func work(_ trainer: Trainer, ready: [DispatchSemaphore]) {
+            guard let body else { return }
+            while true {
+                let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard k < order.count else { return }
+                let i = order[k]
+                if stop.load(ordering: .relaxed) {
+                    results[i] = .failure(CancellationError())
+                } else {
+                    results[i] = Swift.Result { try body(&tasks[i], trainer) }
+                }
+                ready[i].signal()
+            }
+        }
+    }
+}
+
+/// Seconds from `start` to now.
+func seconds(since start: ContinuousClock.Instant) -> Double {
+    let d = ContinuousClock.now - start
+    return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
 }
 
 extension Dataset {

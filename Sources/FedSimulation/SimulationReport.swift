@@ -23,6 +23,7 @@ public struct SimulationReport: Sendable {
     /// lines between.
     public var summary: String {
         var text = table
+        if let wall = wallTimeLine { text += "\n" + wall }
         let rounds = roundsTable
         if !rounds.isEmpty { text += "\n\n" + rounds }
         let privacy = privacyTable
@@ -84,6 +85,24 @@ public struct SimulationReport: Sendable {
                 reference, centralized.min()!, centralized.max()!, centralized.count)
         }
         return text
+    }
+
+    /// Where the runs' wall-clock seconds went (``SimulationResult/wallTime``),
+    /// mean over runs: nil when no run measured it.
+    public var wallTimeLine: String? {
+        let measured = results.compactMap { r in r.wallTime.map { (r.wallSeconds, $0) } }
+        guard !measured.isEmpty else { return nil }
+        let n = Double(measured.count)
+        let mean = { (f: (WallTime) -> Double) in measured.map { f($0.1) }.reduce(0, +) / n }
+        let total = measured.map(\.0).reduce(0, +) / n
+        let parts = [
+            ("training", mean(\.training)), ("fetch", mean(\.fetch)), ("push", mean(\.push)),
+            ("evaluation", mean(\.evaluation)), ("setup", mean(\.setup)),
+        ]
+        let other = total - parts.map(\.1).reduce(0, +)
+        return "wall time per run: "
+            + (parts + [("other", other)]).map { "\($0.0) " + String(format: "%.2f s", $0.1) }.joined(separator: ", ")
+            + String(format: " (%.2f s)", total)
     }
 
     /// For runs through check-in (``SimulationResult/rounds``), one row per

@@ -54,6 +54,8 @@ public struct SimulationResult: Codable, Sendable, Equatable {
     public var versions: UInt64
     /// Wall-clock seconds the run took.
     public var wallSeconds: Double
+    /// Where those seconds went; nil when not measured.
+    public var wallTime: WallTime?
     /// The learning curve, in the order measured; its last point is the final model's.
     public var curve: [CurvePoint]
     /// What the rounds did, for a run through check-in
@@ -91,7 +93,8 @@ public struct SimulationResult: Codable, Sendable, Equatable {
     public init(
         strategy: String, encoding: String, scenario: String, seed: UInt64, finalAccuracy: Double,
         virtualSeconds: Double, bytes: Int, bytesSent: Int, bytesReceived: Int, deltaFetches: Int, fullFetches: Int,
-        pushes: Int, rejected: Int, versions: UInt64, wallSeconds: Double, curve: [CurvePoint],
+        pushes: Int, rejected: Int, versions: UInt64, wallSeconds: Double, wallTime: WallTime? = nil,
+        curve: [CurvePoint],
         rounds: RoundFigures? = nil, privacy: PrivacySpent? = nil, clientAccuracy: AccuracyDistribution? = nil,
         personalizedAccuracy: AccuracyDistribution? = nil
     ) {
@@ -113,9 +116,28 @@ public struct SimulationResult: Codable, Sendable, Equatable {
         self.rejected = rejected
         self.versions = versions
         self.wallSeconds = wallSeconds
+        self.wallTime = wallTime
         self.curve = curve
         self.rounds = rounds
     }
+}
+
+/// Where a run's wall-clock seconds went, phase by phase, as the simulation's
+/// thread saw them (the rest of ``SimulationResult/wallSeconds`` is bookkeeping
+/// between phases: partitioning, scheduling, control variates).
+public struct WallTime: Codable, Sendable, Equatable {
+    /// Starting the server, splitting the data among the clients, making the trainers.
+    public var setup = 0.0
+    /// Clients fetching the model (messages over 127.0.0.1, decoded) and preparing their tasks.
+    public var fetch = 0.0
+    /// Clients' local training (a synchronous round's clients side by side).
+    public var training = 0.0
+    /// Clients pushing their weights, the server's aggregation included.
+    public var push = 0.0
+    /// Evaluating the server's model on the test set for the learning curve.
+    public var evaluation = 0.0
+
+    public init() {}
 }
 
 /// What the server's rounds did in a run through check-in, in virtual time.

@@ -84,6 +84,45 @@ struct GEMMTests {
         expectClose(c, Naive.nt(m, n, k, a, b), depth: n)
     }
 
+    @Test("A*B^T with the ReLU's derivative as a mask matches the naive product, masked", arguments: shapes, [1, 2, 3])
+    func ntMasked(shape: (Int, Int, Int), threads: Int) {
+        let (m, k, n) = shape
+        var rng = SeededGenerator(seed: UInt64(m * 1000 + k * 10 + n + 3))
+        let a = randomMatrix(m * n, &rng), b = randomMatrix(k * n, &rng), mask = randomMatrix(m * k, &rng)
+        var c = [Float](repeating: .nan, count: m * k)
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                mask.withUnsafeBufferPointer { mask in
+                    c.withUnsafeMutableBufferPointer { c in
+                        GEMM.nt(
+                            m: m, n: n, k: k, a: a.baseAddress!, b: b.baseAddress!, c: c.baseAddress!, threads: threads,
+                            mask: mask.baseAddress!)
+                    }
+                }
+            }
+        }
+        let want = zip(Naive.nt(m, n, k, a, b), mask).map { $1 > 0 ? $0 : 0 }
+        expectClose(c, want, depth: n)
+        #expect(zip(c, mask).allSatisfy { $1 > 0 || $0 == 0 }, "masked entries are exactly zero")
+    }
+
+    @Test(
+        "A forward product split into column strips and bands of rows gives the same bits for any thread count",
+        arguments: [(32, 784, 208), (32, 208, 208), (17, 1001, 80), (45, 300, 272), (8, 2000, 208)])
+    func bandsAgree(shape: (Int, Int, Int)) {
+        let (m, k, n) = shape  // fewer rows than columns: the strips-and-bands split
+        var rng = SeededGenerator(seed: UInt64(m + k + n))
+        let a = randomMatrix(m * k, &rng), b = randomMatrix(k * n, &rng), bias = randomMatrix(m * n, &rng)
+        func bits(_ threads: Int) -> [UInt32] {
+            var c = bias
+            GEMM.nn(m: m, n: n, k: k, a: a, b: b, c: &c, accumulate: true, threads: threads)
+            return c.map(\.bitPattern)
+        }
+        let one = bits(1)
+        for threads in [2, 3, 4] { #expect(bits(threads) == one, "threads \(threads)") }
+        expectClose(one.map(Float.init(bitPattern:)), zip(Naive.nn(m, n, k, a, b), bias).map { $0 + $1 }, depth: k)
+    }
+
     @Test(
         "The 4x64 and 6x16 tiles give bit-identical products, stored or handed over tile by tile",
         arguments: [(32, 784, 208), (33, 785, 201), (256, 130, 48), (5, 17, 65)])

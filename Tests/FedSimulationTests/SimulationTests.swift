@@ -78,6 +78,7 @@ struct SimulationTests {
         for (x, y) in zip(a.results, b.results) {
             var y = y
             y.wallSeconds = x.wallSeconds
+            y.wallTime = x.wallTime
             #expect(x == y)
         }
         #expect(a.results[0].seed == 1 && a.results[1].seed == 2)

@@ -149,10 +149,19 @@ public enum GEMM {
                 block(t0 * tileHeight, min(t1 * tileHeight, rows), 0, n)
             }
         } else {
-            // B is the larger operand: column strips to threads, each sweeping A'.
+            // B is the larger operand: column strips to threads, each sweeping A'. With
+            // several threads each strip is also cut into as many bands of rows (a band
+            // sweeps its strip of B once more): the few strips of a forward product (a
+            // 208-column layer has 64 + 64 + 64 + 16) do not split evenly between threads,
+            // strips x bands do. Every element is still computed by one unit, in one order.
             let strips = (n + tileWidth - 1) / tileWidth
-            parallelRanges(count: strips, threads: threads, work: work, align: 1) { s0, s1 in
-                for s in s0..<s1 { block(0, rows, s * tileWidth, min(s * tileWidth + tileWidth, n)) }
+            let bands = work >= parallelThreshold ? min(tiles, max(1, min(threads, WorkerPool.shared.helpers + 1))) : 1
+            parallelRanges(count: strips * bands, threads: threads, work: work, align: 1) { u0, u1 in
+                for u in u0..<u1 {
+                    let (s, band) = (u / bands, u % bands)
+                    let r0 = band * tiles / bands * tileHeight, r1 = min((band + 1) * tiles / bands * tileHeight, rows)
+                    if r0 < r1 { block(r0, r1, s * tileWidth, min(s * tileWidth + tileWidth, n)) }
+                }
             }
         }
     }
