@@ -96,9 +96,9 @@ struct SecureConsistencyRefusalTests {
         let names = ["a", "b", "c"]
         let ids = TestIdentities(names)
         let s = try RunningServer(tensors: constantTensors(0.25, shapes: shapes)) { c in
-            // Stages of 5 s: the keys, shares and input stages close as soon as all three answered;
+            // Stages of 30 s (room for a loaded test pool): the keys, shares and input stages close as soon as all three answered;
             // only the consistency stage is meant to time out.
-            var secure = SecureAggregation(threshold: 2, stageTimeout: .seconds(5))
+            var secure = SecureAggregation(threshold: 2, stageTimeout: .seconds(30))
             secure.consistency = true
             secure.identities = ids.trusted
             c.rounds = RoundConfiguration(
