@@ -539,15 +539,6 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                 for i in sum.indices { mean[t].values[i] = Float(sum[i] * scale) }
             }
         }
-        if let event = r.privacyEvent, let ledger, !ledger.allows(event) {
-            // Unreachable unless the configuration changed under a round: refuse rather than overspend.
-            return abandon(
-                ErrorMessage(
-                    code: .privacyBudgetSpent,
-                    message:
-                        "round \(r.number) would bring epsilon to \(ledger.epsilon(adding: event)), above the target; it is not published"
-                ))
-        }
         let privacyNote = publish(
             r, mean: mean, total: total, clippedCount: clippedCount, nextClip: nextClip, reportCount: reports.count)
         guard let (ack, note) = privacyNote else { return }
@@ -561,10 +552,21 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
 
     /// Writes `mean` as the round's result (with `total` samples) in one
     /// checkpoint write and counts the round closed. Returns the ACK and the
-    /// log's privacy note, or nil when the round was abandoned instead.
+    /// log's privacy note, or nil when the round was abandoned instead (also
+    /// when publishing it would exceed the privacy target).
     func publish(
         _ r: OpenRound, mean: [Tensor], total: UInt64, clippedCount: Int, nextClip: Double, reportCount: Int
     ) -> (Acknowledgement, String)? {
+        if let event = r.privacyEvent, let ledger, !ledger.allows(event) {
+            // Unreachable unless the configuration changed under a round: refuse rather than overspend.
+            abandon(
+                ErrorMessage(
+                    code: .privacyBudgetSpent,
+                    message:
+                        "round \(r.number) would bring epsilon to \(ledger.epsilon(adding: event)), above the target; it is not published"
+                ))
+            return nil
+        }
         let ledger = self.ledger
         let privacyEvent = r.privacyEvent
         let clipForNext = nextClip

@@ -182,15 +182,6 @@ extension RoundCoordinator {
             }
             offset += mean[t].values.count
         }
-        if let event = r.privacyEvent, let ledger, !ledger.allows(event) {
-            // Unreachable unless the configuration changed under a round: refuse rather than overspend.
-            return abandon(
-                ErrorMessage(
-                    code: .privacyBudgetSpent,
-                    message:
-                        "round \(r.number) would bring epsilon to \(ledger.epsilon(adding: event)), above the target; it is not published"
-                ))
-        }
         var nextClip = secure.distributedNoise?.clip ?? 0
         if let noise = secure.distributedNoise, let scale = noise.countScale, let privacy = configuration.privacy {
             // The last coordinate: the noised, centred count of unclipped updates, times the scale.
