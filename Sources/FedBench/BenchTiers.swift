@@ -17,7 +17,8 @@ extension BenchCommand {
                 the edges' sums), edges A and B (`--upstream` the root, --interval), and a single server \
                 that receives every update directly. Sends --updates fixed updates (seeded random \
                 weights of the MLP's shapes, 50-500 samples each): the same update to the single server \
-                and to one edge. Edge A reaches the root through a relay that loses the acknowledgement \
+                and to one edge (fetching first and claiming the running total, as the original's clients do: \
+                SPEC 4.2 reads a claim above the count at the base as such a total). Edge A reaches the root through a relay that loses the acknowledgement \
                 of every push (the root applies it, edge A never hears so); once the root holds A's first \
                 batch, A acknowledges a few more updates and is killed with -9, then restarted from its \
                 checkpoint with the root reached directly. Bars: the root's model equals the single \
@@ -78,7 +79,14 @@ extension BenchCommand {
                 pushID += 1
                 let edgeClient = BinaryTransport(host: "127.0.0.1", port: port, clientID: "client-\(i)")
                 do {
-                    _ = try edgeClient.push(all[i].tensors, datasets: all[i].samples, baseVersion: 0, pushID: pushID)
+                    // As the original's clients do: fetch, then claim the running total (the count
+                    // at the fetched version plus the update's samples). A bare count above the
+                    // edge's count at the base would be read as a total (SPEC 4.2) and shrunk.
+                    guard case .model(let base, let count, _) = try edgeClient.fetch(heldVersion: 0) else {
+                        throw ValidationError("the edge sent no model")
+                    }
+                    _ = try edgeClient.push(
+                        all[i].tensors, datasets: count + all[i].samples, baseVersion: base, pushID: pushID)
                 } catch { throw ValidationError("update \(i) to the edge at :\(port): \(error)") }
                 do {
                     _ = try single.push(all[i].tensors, datasets: all[i].samples, baseVersion: 0, pushID: pushID)
