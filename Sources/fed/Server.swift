@@ -181,7 +181,7 @@ extension Fed {
             help: ArgumentHelp(
                 "Run rounds for version-4 clients (fed client --rounds): N reports close a round.",
                 discussion:
-                    "Clients check in and wait; the server selects N x --over-selection of them, hands each a train task from the current version, and closes the round when N reports arrived, or at --round-deadline with at least --min-reports (else the round is abandoned and selected again). A closed round applies the sample-weighted mean of its reports (FedAvg) in one checkpoint write. With an asynchronous --strategy (fedbuff, fedasync), tasks are handed out continuously instead: at most N at once, each report one update for the strategy, --round-deadline each task's (a later report counts as stale). Pushes of versions 1-3 and HTTP clients are served beside rounds, by --strategy.",
+                    "Clients check in and wait; the server selects N x --over-selection of them, hands each a train task from the current version, and closes the round when N reports arrived, or at --round-deadline with at least --min-reports (else the round is abandoned and selected again). A closed round applies the sample-weighted mean of its reports (FedAvg) in one checkpoint write. With an asynchronous --strategy (fedbuff, fedasync), tasks are handed out continuously instead: at most N at once, each report one update for the strategy, --round-deadline each task's (a later report counts as stale). With --strategy fedbuff and --secagg, each buffer is a cohort of N formed at check-in: up to --cohorts-in-flight cohorts run at once, each from the version current when it formed, and a cohort's securely summed mean is one buffer for fedbuff (scaled by s(staleness), then its server optimizer). Pushes of versions 1-3 and HTTP clients are served beside rounds, by --strategy.",
                 valueName: "N")) var rounds: Int?
         @Option(help: "Clients selected per round, as a multiple of --rounds, to absorb drop-outs.")
         var overSelection = 1.3
@@ -195,6 +195,13 @@ extension Fed {
         var checkInWait = 30.0
         @Option(help: "Rounds to run, then check-ins are told the federation finished (0: no end).")
         var totalRounds: UInt64 = 0
+        @Option(
+            help: ArgumentHelp(
+                "With --strategy fedbuff and --secagg: cohorts (buffers) running at once, 1 to 64.",
+                discussion:
+                    "Each cohort is selected as a round is and trains from the version current when it formed; a cohort that closes after others published is stale by that many versions, and its step is scaled by the strategy's s(staleness). 1 runs one cohort at a time.",
+                valueName: "C"))
+        var cohortsInFlight = 2
         @Option(
             help: ArgumentHelp(
                 "A parameter sent with every task (repeatable), such as epochs=1.", valueName: "KEY=VALUE"))
@@ -213,7 +220,7 @@ extension Fed {
             help: ArgumentHelp(
                 "Secure aggregation (SecAgg+) in the rounds of --rounds: the server learns only the sum of each cohort's updates.",
                 discussion: SecureAggregation.specHelp
-                    + " Only clients that speak it (fed client --rounds --secagg) are selected. Each client clips its update, encodes it with its sample count in fixed point, and masks it; the server unmasks only the sum of the inputs that arrived, from shares the surviving clients reveal, and applies its mean (FedAvg) in one checkpoint write, or nothing. The threat model (an honest-but-curious server; with consistency=on and --secagg-identities, Bonawitz et al.'s consistency check against an active one) is in Documentation/SecureAggregation.md. Needs synchronous rounds. With --dp (sampling=fixed) the clients add the noise, so the server only ever sees a noised sum (Protocol/SPEC.md 12.13). Example: --rounds 10 --over-selection 1.3 --secagg t=7,k=12.",
+                    + " Only clients that speak it (fed client --rounds --secagg) are selected. Each client clips its update, encodes it with its sample count in fixed point, and masks it; the server unmasks only the sum of the inputs that arrived, from shares the surviving clients reveal, and applies its mean (FedAvg) in one checkpoint write, or nothing. The threat model (an honest-but-curious server; with consistency=on and --secagg-identities, Bonawitz et al.'s consistency check against an active one) is in Documentation/SecureAggregation.md. Runs in synchronous rounds, or with --strategy fedbuff in cohorts (each buffer a cohort, --cohorts-in-flight at once; its mean combine only: robust rules and server-side clipping need single updates and are refused); fedasync is refused. With --dp (sampling=fixed) the clients add the noise, so the server only ever sees a noised sum (Protocol/SPEC.md 12.13). Example: --rounds 10 --over-selection 1.3 --secagg t=7,k=12.",
                 valueName: "KEY=VALUE,...|on"))
         var secagg: String?
         @Option(
@@ -256,7 +263,8 @@ extension Fed {
                 return out
             }
             var parameters = try pairs(roundParam, "--round-param")
-            if let mu = (try? StrategySpec(strategy))?.proximalMu {
+            let spec = try? StrategySpec(strategy)
+            if let mu = spec?.proximalMu {
                 parameters[TrainingTask.proximalMuKey] = String(mu)
             }
             var privacy: DifferentialPrivacy?
@@ -293,10 +301,32 @@ extension Fed {
                 maxWait: .milliseconds(Int64(checkInWait * 1000)), totalRounds: totalRounds,
                 parameters: parameters,
                 selector: UniformSelector(required: try pairs(requireProperty, "--require-property")),
-                admission: ["fedbuff", "fedasync"].contains(strategy.split(separator: "/").first.map(String.init) ?? "")
-                    ? .continuous : .rounds, privacy: privacy, secureAggregation: secure)
+                admission: try admission(spec, secure: secure != nil, cohort: rounds), privacy: privacy,
+                secureAggregation: secure)
             if let problem = configuration.problem() { throw ValidationError("--rounds: \(problem)") }
             return configuration
+        }
+
+        /// How the rounds hand out tasks for `spec`: FedBuff under secure aggregation in cohorts,
+        /// other asynchronous strategies continuously, the rest in synchronous rounds.
+        func admission(_ spec: StrategySpec?, secure: Bool, cohort: Int) throws -> RoundConfiguration.Admission {
+            let name = strategy.split(separator: "/").first.map(String.init) ?? ""
+            guard ["fedbuff", "fedasync"].contains(name) else { return .rounds }
+            guard secure else { return .continuous }
+            guard let fedbuff = spec?.strategy as? FedBuff, name == "fedbuff" else {
+                throw ValidationError(
+                    "--secagg with --strategy \(name): it weighs each update on its own, which secure aggregation hides; use fedbuff (each buffer a cohort) or synchronous rounds"
+                )
+            }
+            if let problem = fedbuff.cohortProblem {
+                throw ValidationError("--strategy \(strategy) with --secagg: \(problem)")
+            }
+            if strategy.split(separator: "/").contains(where: { $0.hasPrefix("k=") }), fedbuff.bufferSize != cohort {
+                throw ValidationError(
+                    "--strategy \(strategy) with --secagg: each buffer is a cohort of --rounds \(cohort) clients; drop k= or give --rounds \(fedbuff.bufferSize)"
+                )
+            }
+            return .cohorts(inFlight: cohortsInFlight)
         }
 
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
@@ -489,6 +519,10 @@ extension Fed {
                 if let r = rounds, r.admission == .continuous {
                     server.logger.info(
                         "tasks handed out continuously (asynchronous strategy): at most \(r.cohortSize) at once, each due within \(r.deadline)"
+                    )
+                } else if let r = rounds, case .cohorts(let inFlight) = r.admission {
+                    server.logger.info(
+                        "secure cohorts of \(r.cohortSize) (each a buffer of the strategy), up to \(inFlight) at once, each due within \(r.deadline)"
                     )
                 } else if let r = rounds, let p = r.privacy {
                     server.logger.info(

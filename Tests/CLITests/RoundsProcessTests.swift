@@ -463,3 +463,75 @@ struct RoundsCrashTests {
         #expect(model.version == 4, "exactly the 4 rounds within the budget were published")
     }
 }
+
+@Suite("FedBuff cohorts under secure aggregation, with client processes")
+struct SecureCohortsProcessTests {
+    @Test(
+        "fed server --strategy fedbuff --secagg: six fed client processes form two cohorts of three that run at once; both are applied through fedbuff's Adam, every sample counted once"
+    )
+    func twoCohortsAtOnce() async throws {
+        let dir = try temporaryDirectory("secagg-cohorts")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let checkpoint = dir.appendingPathComponent("m.fedk").path
+        let port = reserveStablePort()
+        let lines = Locked<[String]>([])
+        let server = try await offPool {
+            let child = try Child(
+                name: "server",
+                [
+                    "server", "--port", String(port), "--checkpoint", checkpoint, "--rounds", "3", "--over-selection",
+                    "1", "--min-reports", "3", "--round-deadline", "60", "--selection-window", "30", "--total-rounds",
+                    "2", "--strategy", "fedbuff/opt=adam:0.001", "--secagg", "t=2", "--cohorts-in-flight", "2",
+                    "--log-level", "info",
+                ]
+            ) { _, line in lines.withLock { $0.append(line) } }
+            let start = Date()
+            while !lines.withLock({ $0.contains { $0.hasPrefix("listening on ") } })
+                && Date().timeIntervalSince(start) < 20
+            {
+                usleep(20_000)
+            }
+            return child
+        }
+        defer { if server.process.isRunning { server.kill9() } }
+        let clients = try (1...6).map { k in
+            try Child(
+                name: "c\(k)",
+                [
+                    "client", "--server", "127.0.0.1:\(port)", "--id", "c\(k)", "--range", String(k), String(k),
+                    "--rounds", "--secagg", "--max-samples", "100", "--threads", "1", "--epochs", "1", "--attempts",
+                    "1000", "--backoff", "0.1", "--max-backoff", "0.25", "--deadline", "120",
+                ]
+            ) { _, _ in }
+        }
+        defer { for c in clients where c.process.isRunning { c.kill9() } }
+        let statuses = try await offPool { clients.map { $0.wait(seconds: 120) } }
+        #expect(
+            statuses == [0, 0, 0, 0, 0, 0],
+            "the clients' exit statuses; their last lines: \(clients.map { $0.output.suffix(4).map(\.1) })")
+        let log = lines.withLock { $0 }
+        #expect(log.contains { $0.contains("secure cohorts of 3 (each a buffer of the strategy), up to 2 at once") })
+        #expect(log.contains { $0.contains("round 2 opened") && $0.contains("2 rounds open") }, "\(log.suffix(12))")
+        #expect(log.filter { $0.contains("closed by secure aggregation") }.count == 2, "\(log.suffix(12))")
+        kill(server.process.processIdentifier, SIGTERM)
+        #expect(try await offPool { server.wait(seconds: 20) } == 0)
+        let model = try #require(try CheckpointFile.read(from: checkpoint))
+        #expect(model.version == 2)
+        #expect(model.datasets == 6 * 100, "datasets \(model.datasets)")
+    }
+
+    @Test(
+        "fed server --secagg refuses what cannot see single updates: fedasync, robust combiners, server-side clipping, and a buffer size other than the cohort",
+        arguments: [
+            ("fedasync", "weighs each update on its own"),
+            ("fedbuff/combine=median", "combine=median needs every update on its own"),
+            ("fedbuff/clip=1", "the clients clip"),
+            ("fedbuff/k=5", "each buffer is a cohort of --rounds 3 clients"),
+        ])
+    func refusals(strategy: String, reason: String) async throws {
+        let r = try await FedProcess.run([
+            "server", "--port", "0", "--rounds", "3", "--strategy", strategy, "--secagg", "t=2",
+        ])
+        #expect(r.status != 0 && r.output.contains(reason), "\(r.output)")
+    }
+}

@@ -53,6 +53,22 @@ public struct RoundConfiguration: Sendable {
         /// selection window and total rounds do not apply; the selector is
         /// asked about each client alone (admitted if it selects it).
         case continuous
+        /// For FedBuff under secure aggregation: each buffer is a cohort,
+        /// selected as a round's is (at check-in, from the version then
+        /// current), and up to `inFlight` cohorts run at once. A closed
+        /// cohort's aggregate (the mean of its updates: secure aggregation
+        /// reveals no single one) is one buffer for the server's strategy, a
+        /// ``CohortStrategy``: scaled by s(staleness) of the cohort's base,
+        /// then a step of its server optimizer. A cohort whose base is more
+        /// than the store's `maxStaleness` versions behind when it closes is
+        /// abandoned. Needs ``secureAggregation``, not ``privacy``.
+        case cohorts(inFlight: Int)
+    }
+
+    /// Rounds open at once: `inFlight` with `.cohorts` admission, else 1.
+    public var roundsInFlight: Int {
+        if case .cohorts(let n) = admission { return n }
+        return 1
     }
     /// The time rounds run on. Default: real time (``SystemRoundClock``); a
     /// simulation passes a ``VirtualRoundClock`` and advances it.
@@ -74,7 +90,7 @@ public struct RoundConfiguration: Sendable {
     public var seed: UInt64?
     /// Secure aggregation (SecAgg+): the selected clients must speak it; the
     /// server learns only the sum of their clipped, quantized updates. nil
-    /// (default): none. Needs `.rounds` admission. With ``privacy`` the
+    /// (default): none. Needs `.rounds` or `.cohorts` admission. With ``privacy`` the
     /// clients add the noise (distributed noise, `Protocol/SPEC.md` 12.13).
     public var secureAggregation: SecureAggregation?
     /// Called with the number of inputs in each secure sum the server decodes (tests).
@@ -142,10 +158,21 @@ public struct RoundConfiguration: Sendable {
             return
                 "total rounds apply to synchronous rounds; continuous admission (an asynchronous strategy) runs until the server stops"
         }
+        if case .cohorts(let n) = admission {
+            if !(1...64).contains(n) { return "cohorts in flight must be between 1 and 64 (got \(n))" }
+            if secureAggregation == nil {
+                return
+                    "cohorts of an asynchronous strategy run under secure aggregation only (without it, tasks are handed out continuously)"
+            }
+            if privacy != nil {
+                return
+                    "differential privacy needs synchronous rounds: overlapping cohorts of an asynchronous strategy are not accounted for"
+            }
+        }
         if let secure = secureAggregation {
             if admission == .continuous {
                 return
-                    "secure aggregation runs in synchronous rounds: an asynchronous strategy (fedbuff, fedasync) weighs each update on its own, which secure aggregation hides"
+                    "secure aggregation runs in rounds or cohorts: continuous admission weighs each update on its own, which secure aggregation hides"
             }
             if let privacy, privacy.sampling == .poisson {
                 return

@@ -18,8 +18,12 @@ import Synchronization
 /// `VirtualRoundClock` runs the same events (a check-in's wait, the
 /// selection window, a deadline) when a simulation advances it.
 ///
+/// With `.cohorts` admission (FedBuff under secure aggregation) several
+/// rounds, each a cohort formed at check-in, are open at once; a closed
+/// cohort's aggregate is one buffer for the server's ``CohortStrategy``.
+///
 /// Invariants: a round is applied whole in one checkpoint write or not at
-/// all; a task id is never reused (64 random bits, and task ids are held in
+/// all; at most `configuration.roundsInFlight` rounds are open; a task id is never reused (64 random bits, and task ids are held in
 /// memory only, so after a restart every earlier task is `unknown_task`); an
 /// update counts once however often its task is reported.
 final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
@@ -38,8 +42,14 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     var random: any RandomNumberGenerator
     private var waiting: [Waiter] = []
     private let nextTicket = Atomic<UInt64>(1)
-    var round: OpenRound?
+    /// The open rounds by their attempt (a number no two rounds share).
+    var openRounds: [Int: OpenRound] = [:]
+    /// The open round of each task handed out.
+    var taskAttempt: [UInt64: Int] = [:]
+    /// Rounds closed (applied) in all, kept in the checkpoint.
     private var roundsClosed: UInt64
+    /// The highest round number handed out (cohorts that overlap take new numbers).
+    private var lastNumber: UInt64 = 0
     private var attempt = 0
     /// When the first client of the next selection checked in.
     private var windowOpened: DispatchTime?
@@ -130,7 +140,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         queue.async {
             self.waiting.removeAll { $0.ticket == ticket }
             self.metrics?.waiting.record(self.waiting.count)
-            if self.waiting.isEmpty && self.round == nil { self.windowOpened = nil }
+            if self.waiting.isEmpty && self.openRounds.isEmpty { self.windowOpened = nil }
         }
     }
 
@@ -161,12 +171,15 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             for w in waiting { w.answer(.comeBack(after: 1_000, .shuttingDown)) }
             waiting = []
             metrics?.waiting.record(0)
-            if let r = round, r.secure == nil, r.reports.count >= configuration.requiredReports {
-                close()
-            } else if round != nil {
-                abandon(
-                    ErrorMessage(
-                        code: .shuttingDown, message: "the server is shutting down; the round was abandoned"))
+            for (key, r) in openRounds.sorted(by: { $0.key < $1.key }) {
+                if r.secure == nil, r.reports.count >= configuration.requiredReports {
+                    close(key)
+                } else {
+                    abandon(
+                        key,
+                        ErrorMessage(
+                            code: .shuttingDown, message: "the server is shutting down; the round was abandoned"))
+                }
             }
         }
     }
@@ -206,7 +219,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             Duration.milliseconds(Int64(w.checkIn.waitMilliseconds)), configuration.maxWait)
         let ticket = w.ticket
         clock.run(at: now() + wait.dispatch, on: queue) { self.waitEnded(ticket) }
-        if windowOpened == nil && round == nil { windowOpened = now() }
+        if windowOpened == nil && hasRoom { windowOpened = now() }
         considerOpening()
     }
 
@@ -214,11 +227,11 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         guard let i = waiting.firstIndex(where: { $0.ticket == ticket }) else { return }
         let w = waiting.remove(at: i)
         metrics?.waiting.record(waiting.count)
-        if waiting.isEmpty && round == nil { windowOpened = nil }
+        if waiting.isEmpty && openRounds.isEmpty { windowOpened = nil }
         let features = w.checkIn.features.intersection(configuration.speaks)
-        if let round {
-            // Come back when the round in progress is due, spread over a second.
-            let left = max(0, Int64(round.deadline.uptimeNanoseconds) - Int64(now().uptimeNanoseconds)) / 1_000_000
+        if !hasRoom, let due = openRounds.values.map(\.deadline).min() {
+            // Come back when a round in progress is due, spread over a second.
+            let left = max(0, Int64(due.uptimeNanoseconds) - Int64(now().uptimeNanoseconds)) / 1_000_000
             w.answer(
                 .comeBack(
                     after: UInt32(clamping: left + Int64.random(in: 0...1_000, using: &random)), .roundFull,
@@ -229,6 +242,13 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     }
 
     private var isFinished: Bool { configuration.totalRounds != 0 && roundsClosed >= configuration.totalRounds }
+
+    /// Whether another round may open: fewer than `roundsInFlight` are, and
+    /// with total rounds, those open would not already complete them.
+    private var hasRoom: Bool {
+        openRounds.count < configuration.roundsInFlight
+            && (configuration.totalRounds == 0 || roundsClosed + UInt64(openRounds.count) < configuration.totalRounds)
+    }
 
     /// With a target epsilon: whether a round drawn from the whole population
     /// would exceed it (then no round opens again; the budget only grows).
@@ -261,7 +281,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     /// Opens a round when enough clients wait: the selection size at once,
     /// or the minimum once the selection window has passed.
     private func considerOpening() {
-        guard round == nil, !stopping, !isFinished, !waiting.isEmpty else { return }
+        guard hasRoom, !stopping, !isFinished, !waiting.isEmpty else { return }
         let distinct = waiting.count
         let windowPassed = windowOpened.map { now() >= $0 + configuration.selectionWindow.dispatch } ?? false
         if distinct >= openingCount || (windowPassed && distinct >= configuration.requiredReports) {
@@ -326,7 +346,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             guard chosen.count >= configuration.requiredReports else { return }
         }
         attempt += 1
-        let number = roundsClosed + 1
+        // A synchronous round abandoned runs again under its number; overlapping cohorts each take a new one.
+        let number = configuration.roundsInFlight == 1 ? roundsClosed + 1 : max(lastNumber, roundsClosed) + 1
+        lastNumber = max(lastNumber, number)
         let deadline = now() + configuration.deadline.dispatch
         var r = OpenRound(
             number: number, attempt: attempt, baseVersion: model.version, baseWeights: model.tensors,
@@ -344,7 +366,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         var taskIDs: [UInt64] = []
         for w in selected {
             var id: UInt64
-            repeat { id = UInt64.random(in: 1...UInt64.max, using: &random) } while r.tasks[id] != nil
+            repeat {
+                id = UInt64.random(in: 1...UInt64.max, using: &random)
+            } while r.tasks[id] != nil || taskAttempt[id] != nil || closedTasks[id] != nil
             r.tasks[id] = w.clientID
             taskIDs.append(id)
         }
@@ -395,10 +419,11 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         stats.tasksGiven += selected.count
         metrics?.tasks.increment(by: selected.count)
         metrics?.waiting.record(waiting.count)
-        round = r
+        openRounds[attempt] = r
+        for id in taskIDs { taskAttempt[id] = attempt }
         windowOpened = nil
         logger.info(
-            "round \(number) opened: \(selected.count) clients selected of \(selected.count + waiting.count) checked in, from version \(model.version), deadline \(configuration.deadline)"
+            "round \(number) opened: \(selected.count) clients selected of \(selected.count + waiting.count) checked in, from version \(model.version), deadline \(configuration.deadline)\(openRounds.count > 1 ? ", \(openRounds.count) rounds open" : "")"
         )
         let attemptNow = attempt
         clock.run(at: deadline, on: queue) { self.deadlinePassed(attempt: attemptNow) }
@@ -408,13 +433,18 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
             }
         }
         // An empty private round publishes its noise at once.
-        if privacyEvent != nil && selected.isEmpty { close() }
+        if privacyEvent != nil && selected.isEmpty { return close(attemptNow) }
+        // Overlapping cohorts: the clients still waiting may form the next one.
+        if hasRoom && !waiting.isEmpty {
+            windowOpened = now()
+            considerOpening()
+        }
     }
 
     private func receive(
         _ report: Report, clientID: String, answer: @escaping @Sendable (Result<Acknowledgement, ErrorMessage>) -> Void
     ) {
-        guard var r = round, let owner = r.tasks[report.taskID] else {
+        guard let key = taskAttempt[report.taskID], var r = openRounds[key], let owner = r.tasks[report.taskID] else {
             if let closed = closedTasks[report.taskID] {
                 if let ack = closed.ack { return answer(.success(ack)) }
                 return answer(
@@ -446,7 +476,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         if r.reports[report.taskID] != nil {
             // A retry: the update counts once; this answer comes with the first.
             r.reports[report.taskID]!.answers.append(answer)
-            round = r
+            openRounds[key] = r
             return
         }
         var weights = report.tensors
@@ -466,39 +496,41 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         }
         r.reports[report.taskID] = Received(
             clientID: clientID, weights: weights, samples: report.samples, answers: [answer])
-        round = r
+        openRounds[key] = r
         if (r.reports.count >= configuration.cohortSize && configuration.privacy == nil)
             || (r.reports.count == r.tasks.count && r.reports.count >= configuration.requiredReports)
         {
-            close()
+            close(key)
         }
     }
 
     private func deadlinePassed(attempt: Int) {
-        guard let r = round, r.attempt == attempt else { return }
+        guard let r = openRounds[attempt] else { return }
         if var secure = r.secure {
             if secure.stage < .input {
                 return abandon(
+                    attempt,
                     ErrorMessage(
                         code: .roundClosed,
                         message: "round \(r.number) was abandoned: its deadline passed before the keys were shared"))
             }
             let outcome = secure.closeInputs()
-            round?.secure = secure
+            openRounds[attempt]?.secure = secure
             if case .wait = outcome, secure.stage == .unmask || secure.stage == .consistency {
                 let next = secure.stage
                 clock.run(at: now() + configuration.secureAggregation!.stageTimeout.dispatch, on: queue) {
                     self.secureStageTimedOut(next, attempt: attempt)
                 }
             }
-            return handle(outcome)
+            return handle(outcome, attempt: attempt)
         }
         // A private round is never abandoned for want of reports: which clients reported must
         // not decide whether it is published (its noise covers any number).
         if r.reports.count >= configuration.requiredReports || r.privacyEvent != nil {
-            close()
+            close(attempt)
         } else {
             abandon(
+                attempt,
                 ErrorMessage(
                     code: .roundClosed,
                     message:
@@ -507,9 +539,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         }
     }
 
-    /// Applies the sample-weighted mean of the reports, in one checkpoint write.
-    private func close() {
-        guard let r = round, r.secure == nil else { return }
+    /// Applies the sample-weighted mean of the reports of round `key`, in one checkpoint write.
+    private func close(_ key: Int) {
+        guard let r = openRounds[key], r.secure == nil else { return }
         let reports = Array(r.reports.values)
         // Weighted as pushes are: each report counts for at most maxUpdateSamples.
         let cap = store.configuration.maxUpdateSamples
@@ -560,6 +592,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         if let event = r.privacyEvent, let ledger, !ledger.allows(event) {
             // Unreachable unless the configuration changed under a round: refuse rather than overspend.
             abandon(
+                r.attempt,
                 ErrorMessage(
                     code: .privacyBudgetSpent,
                     message:
@@ -572,11 +605,40 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         let clipForNext = nextClip
         let number = r.number
         let base = r.baseWeights
+        let baseVersion = r.baseVersion
         let store = self.store
+        let closed = roundsClosed + 1
+        // Overlapping cohorts: each aggregate is one buffer of the server's strategy.
+        var cohortStrategy: (any CohortStrategy)?
+        if case .cohorts = configuration.admission {
+            cohortStrategy = store.configuration.strategy as? any CohortStrategy
+        }
+        if cohortStrategy != nil {
+            let behind = store.snapshot().version - min(store.snapshot().version, baseVersion)
+            if behind > UInt64(store.configuration.maxStaleness) {
+                abandon(
+                    r.attempt,
+                    ErrorMessage(
+                        code: .roundClosed,
+                        message:
+                            "round \(number) was abandoned: its base version \(baseVersion) is \(behind) versions behind the model, more than \(store.configuration.maxStaleness)"
+                    ))
+                return nil
+            }
+        }
         let applied: Acknowledgement
         do {
             applied = try committer.transact { state -> (publish: Bool, result: Acknowledgement) in
-                if state.weights == base {
+                // The writer's lock is held: the current version is the one the step applies to.
+                let current = store.snapshot().version
+                if let cohortStrategy {
+                    let staleness = current - min(current, baseVersion)
+                    var delta = mean
+                    for t in delta.indices {
+                        for i in delta[t].values.indices { delta[t].values[i] -= base[t].values[i] }
+                    }
+                    cohortStrategy.applyCohort(meanDelta: delta, staleness: staleness, state: &state)
+                } else if state.weights == base {
                     state.weights = mean
                 } else {
                     // Pushes outside the round moved the model: apply the round's step to it.
@@ -593,14 +655,14 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                     let (sum, overflow) = state.samples.addingReportingOverflow(total)
                     state.samples = overflow ? .max : sum
                 }
-                state.scalars[Self.roundsClosedKey] = Double(number)
-                // The writer's lock is held: the version published is the current one plus one.
-                return (true, Acknowledgement(version: store.snapshot().version + 1, datasets: state.samples))
+                state.scalars[Self.roundsClosedKey] = Double(closed)
+                return (true, Acknowledgement(version: current + 1, datasets: state.samples))
             }
         } catch {
             logger.error("round \(number) could not be applied: \(error)")
             let code: ErrorCode = (error as? RejectedUpdate)?.code ?? .internalError
             abandon(
+                r.attempt,
                 ErrorMessage(
                     code: code,
                     message: code == .internalError
@@ -610,7 +672,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
                             : "the round's mean was refused: \(error)"))
             return nil
         }
-        roundsClosed = number
+        roundsClosed = closed
         var privacyNote = ""
         if let event = privacyEvent, var ledger = self.ledger {
             ledger.published(event, nextClip: clipForNext)
@@ -632,9 +694,9 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         return (Acknowledgement(version: applied.version, datasets: applied.datasets), privacyNote)
     }
 
-    /// Ends the round without applying anything; every report gets `error`.
-    func abandon(_ error: ErrorMessage) {
-        guard let r = round else { return }
+    /// Ends round `key` without applying anything; every report gets `error`.
+    func abandon(_ key: Int, _ error: ErrorMessage) {
+        guard let r = openRounds[key] else { return }
         stats.abandoned += 1
         metrics?.abandoned.increment()
         logger.warning("round \(r.number) abandoned: \(error.message)")
@@ -646,7 +708,8 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
     }
 
     func finish(_ r: OpenRound, applied ack: Acknowledgement?) {
-        round = nil
+        openRounds[r.attempt] = nil
+        for id in r.tasks.keys { taskAttempt[id] = nil }
         let included = r.secure?.contributingTasks ?? Set(r.reports.keys)
         for id in r.tasks.keys {
             closedTasks[id] = (r.number, included.contains(id) ? ack : nil)

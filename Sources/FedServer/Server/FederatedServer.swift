@@ -196,7 +196,7 @@ public final class FederatedServer: Sendable {
         self.logger = logger
         let rounds = try configuration.rounds.map { r -> any TaskCoordinator in
             switch r.admission {
-            case .rounds:
+            case .rounds, .cohorts:
                 do {
                     return try RoundCoordinator(
                         configuration: r, store: store, committer: committer, logger: logger, metrics: metrics)

@@ -262,3 +262,30 @@ struct SplitMix: RandomNumberGenerator {
     mutating func uniform() -> Double { (Double(next() >> 11) + 0.5) / 9_007_199_254_740_992 }
     mutating func gaussian() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * .pi * uniform()) }
 }
+
+extension FedBuff: CohortStrategy {
+    /// A cohort's mean is the mean rule's buffer when every update in it has
+    /// the cohort's staleness: `s(tau) * meanDelta`, then a step of the server
+    /// optimizer. Robust combiners, clipping and noise need the single
+    /// updates: a server refuses them with cohorts (``cohortProblem``).
+    public func applyCohort(meanDelta: [Tensor], staleness tau: UInt64, state: inout FederationState) {
+        var step = meanDelta
+        let s = Float(staleness(tau))
+        if s != 1 {
+            for t in step.indices { for i in step[t].values.indices { step[t].values[i] *= s } }
+        }
+        optimizer.step(&state, delta: step)
+        state.scalars["steps"] = (state.scalars["steps"] ?? 0) + 1
+    }
+
+    /// Why this FedBuff cannot take cohorts' aggregates, or nil.
+    public var cohortProblem: String? {
+        if combiner != .mean {
+            return "combine=\(combiner) needs every update on its own, which secure aggregation hides; use the mean"
+        }
+        if clipping != .none || noiseMultiplier > 0 {
+            return "the server cannot clip or noise updates it never sees; the clients clip (--secagg clip=)"
+        }
+        return nil
+    }
+}

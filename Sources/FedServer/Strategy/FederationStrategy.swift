@@ -114,3 +114,14 @@ public struct BufferedUpdate: Sendable, Equatable {
         self.norm = norm
     }
 }
+
+/// A strategy that takes a whole cohort's aggregate as one buffer: under
+/// secure aggregation the server learns only a cohort's sum, never an update
+/// of its own (``RoundConfiguration/Admission/cohorts(inFlight:)``).
+public protocol CohortStrategy: FederationStrategy {
+    /// Applies the sample-weighted mean delta `meanDelta` (the cohort's mean
+    /// minus the model it trained from, which is `staleness` versions behind
+    /// the current one) to `state.weights`, with the strategy's state (an
+    /// optimizer's moments) in `state`. The caller counts the cohort's samples.
+    func applyCohort(meanDelta: [Tensor], staleness: UInt64, state: inout FederationState)
+}

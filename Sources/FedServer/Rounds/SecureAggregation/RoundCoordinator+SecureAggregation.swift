@@ -68,7 +68,8 @@ extension RoundCoordinator {
         _ message: AnyProtocolMessage, taskID: UInt64, clientID: String,
         answer: @escaping @Sendable (Result<Message, ErrorMessage>) -> Void
     ) {
-        guard let r = round, var secure = r.secure, let owner = r.tasks[taskID] else {
+        guard let key = taskAttempt[taskID], let r = openRounds[key], var secure = r.secure, let owner = r.tasks[taskID]
+        else {
             if let closed = closedTasks[taskID] {
                 // An unmask retried after its round closed gets the round's answer.
                 if let ack = closed.ack, message.type == .secAggUnmask {
@@ -84,7 +85,7 @@ extension RoundCoordinator {
                 .failure(
                     ErrorMessage(
                         code: .unknownTask,
-                        message: "task \(taskID) is not a secure-train task of this server's open round")))
+                        message: "task \(taskID) is not a secure-train task of this server's open rounds")))
         }
         guard owner == clientID else {
             return answer(
@@ -92,15 +93,15 @@ extension RoundCoordinator {
         }
         let before = secure.stage
         let outcome = secure.receive(message, taskID: taskID, answer: answer)
-        round?.secure = secure
-        armStageTimer(from: before, to: secure.stage, attempt: r.attempt)
+        openRounds[key]?.secure = secure
+        armStageTimer(from: before, to: secure.stage, attempt: key)
         logStage(r.number, from: before, secure, outcome)
-        handle(outcome)
+        handle(outcome, attempt: key)
     }
 
     /// A stage's timeout: `stage` closes if it is still open in round `attempt`.
     func secureStageTimedOut(_ stage: SecureRound.Stage, attempt: Int) {
-        guard let r = round, r.attempt == attempt, var secure = r.secure, secure.stage == stage else { return }
+        guard let r = openRounds[attempt], var secure = r.secure, secure.stage == stage else { return }
         let outcome: SecureRound.Outcome
         switch stage {
         case .keys: outcome = secure.closeKeys()
@@ -109,10 +110,10 @@ extension RoundCoordinator {
         case .consistency: outcome = secure.closeConsistency()
         case .unmask: outcome = secure.unmaskTimedOut()
         }
-        round?.secure = secure
+        openRounds[attempt]?.secure = secure
         armStageTimer(from: stage, to: secure.stage, attempt: attempt)
         logStage(r.number, from: stage, secure, outcome)
-        handle(outcome)
+        handle(outcome, attempt: attempt)
     }
 
     /// Starts the timeout of the stage just opened (keys -> shares, input -> unmask).
@@ -146,26 +147,28 @@ extension RoundCoordinator {
         }
     }
 
-    func handle(_ outcome: SecureRound.Outcome) {
+    /// Carries out what a stage of round `attempt` gave.
+    func handle(_ outcome: SecureRound.Outcome, attempt: Int) {
         switch outcome {
         case .wait:
             return
         case .abandon(let reason):
-            guard let r = round else { return }
-            abandon(ErrorMessage(code: .roundClosed, message: "round \(r.number) was abandoned: \(reason)"))
+            guard let r = openRounds[attempt] else { return }
+            abandon(attempt, ErrorMessage(code: .roundClosed, message: "round \(r.number) was abandoned: \(reason)"))
         case .unmasked(let mean, let weight, let contributors):
-            closeSecure(mean: mean, weight: weight, contributors: contributors)
+            closeSecure(attempt, mean: mean, weight: weight, contributors: contributors)
         }
     }
 
     /// Applies the unmasked mean step to the round's base, in one checkpoint
     /// write. With distributed noise the step is the noised sum over the
     /// expected cohort (every input weighs 1), and the round is accounted.
-    private func closeSecure(mean step: [Double], weight: Int, contributors: Int) {
-        guard let r = round, var secure = r.secure else { return }
+    private func closeSecure(_ attempt: Int, mean step: [Double], weight: Int, contributors: Int) {
+        guard let r = openRounds[attempt], var secure = r.secure else { return }
         if secure.distributedNoise != nil && weight != contributors {
             // Each input weighs 1 and carries a share of the noise; another weight would leave a share out.
             return abandon(
+                attempt,
                 ErrorMessage(
                     code: .roundClosed,
                     message:
@@ -197,11 +200,15 @@ extension RoundCoordinator {
         let noise = secure.distributedNoise.map {
             ", noise from the clients (\(contributors) x \($0.clientNoise) per coordinate)"
         }
+        var stale = ""
+        if case .cohorts = configuration.admission {
+            stale = ", a buffer \(ack.version - 1 - min(ack.version - 1, r.baseVersion)) versions stale"
+        }
         logger.info(
-            "round \(r.number) closed by secure aggregation: the sum of \(contributors) masked inputs of \(r.tasks.count) tasks, \(noise == nil ? "\(total) samples" : "each weighing 1")\(noise ?? ""), version \(ack.version)\(note)"
+            "round \(r.number) closed by secure aggregation: the sum of \(contributors) masked inputs of \(r.tasks.count) tasks, \(noise == nil ? "\(total) samples" : "each weighing 1")\(noise ?? ""), version \(ack.version)\(stale)\(note)"
         )
         for a in secure.takeWaiting() { a(.success(.ack(version: ack.version, datasets: ack.datasets))) }
-        round?.secure = secure
+        openRounds[attempt]?.secure = secure
         finish(r, applied: ack)
     }
 }
