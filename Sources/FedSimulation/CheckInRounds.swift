@@ -71,14 +71,18 @@ struct CheckInRounds {
     static let waitMilliseconds: UInt32 = 30_000
 
     /// The rounds' configuration of a run.
-    static func rounds(_ s: SimulationConfiguration, deadline: Double, clock: VirtualRoundClock, seed: UInt64)
-        -> RoundConfiguration
-    {
-        RoundConfiguration(
+    /// Under secure aggregation a `fedbuff` strategy runs in cohorts, each a buffer (SPEC 12.11).
+    static func rounds(
+        _ s: SimulationConfiguration, strategy: StrategySpec, deadline: Double, clock: VirtualRoundClock,
+        seed: UInt64
+    ) -> RoundConfiguration {
+        let cohorts = s.runsCohorts(strategy)
+        return RoundConfiguration(
             cohortSize: s.cohortSize, overSelection: s.overSelection, minimumReports: s.minimumReports,
             deadline: .seconds(deadline), selectionWindow: .seconds(5),
-            maxWait: .milliseconds(Int64(waitMilliseconds)), clock: clock, seed: seed &* 0x2545_F491_4F6C_DD1D &+ 5,
-            privacy: s.privacy, secureAggregation: s.secureAggregation)
+            maxWait: .milliseconds(Int64(waitMilliseconds)),
+            admission: cohorts ? .cohorts(inFlight: s.cohortsInFlight) : .rounds, clock: clock,
+            seed: seed &* 0x2545_F491_4F6C_DD1D &+ 5, privacy: s.privacy, secureAggregation: s.secureAggregation)
     }
 
     /// The default deadline: twice the task time of the 90th-percentile client, rounded up.

@@ -100,7 +100,8 @@ final class FederationRun {
                     taskSeconds: (0..<s.clients).map { c in
                         s.messageSeconds * 2 + Double(parts[c].count * s.localEpochs) * s.secondsPerSample / speeds[c]
                     })
-            serverConfiguration.rounds = CheckInRounds.rounds(s, deadline: deadline, clock: clock, seed: seed)
+            serverConfiguration.rounds = CheckInRounds.rounds(
+                s, strategy: spec, deadline: deadline, clock: clock, seed: seed)
             // A held check-in or report is virtual: the real idle timeout only has to exceed the virtual waits.
             serverConfiguration.network.idleTimeout = max(.seconds(300), .seconds(deadline) + .seconds(60))
         }
@@ -374,7 +375,7 @@ final class FederationRun {
             clientAccuracy = AccuracyDistribution(measured.served)
             personalizedAccuracy = measured.personalized.flatMap { AccuracyDistribution($0) }
         }
-        let name = s.checkIn ? Self.roundsStrategy : spec.text
+        let name = s.checkIn && !s.runsCohorts(spec) ? Self.roundsStrategy : spec.text
         return SimulationResult(
             strategy: encoding == EncodingSetting() ? name : "\(name) [\(encoding)]",
             encoding: encoding.description, scenario: s.scenario, seed: seed, finalAccuracy: curve.last!.accuracy,

@@ -117,13 +117,16 @@ public struct Simulation: Sendable {
                 centralized.append(accuracy)
                 progress(.centralized(seed: seed, accuracy: accuracy))
             }
-            // Through check-in the server's rounds average the reports: the strategies are not used.
-            for spec in c.checkIn ? Array(c.strategies.prefix(1)) : c.strategies {
+            // Through check-in the server's rounds average the reports: the strategies are not
+            // used, except fedbuff's under secure aggregation (each buffer a cohort).
+            let cohorts = c.strategies.filter(c.runsCohorts)
+            for spec in c.checkIn ? (cohorts.isEmpty ? Array(c.strategies.prefix(1)) : cohorts) : c.strategies {
                 for encoding in c.encodings {
                     if isCancelled() { throw CancellationError() }
                     progress(
                         .runStarted(
-                            seed: seed, strategy: c.checkIn ? FederationRun.roundsStrategy : spec.text,
+                            seed: seed,
+                            strategy: c.checkIn && !c.runsCohorts(spec) ? FederationRun.roundsStrategy : spec.text,
                             encoding: encoding))
                     let run = FederationRun(
                         configuration: c, seed: seed, encoding: encoding, train: train, test: test,

@@ -94,6 +94,16 @@ public struct SimulationConfiguration: Sendable {
     /// of tasks. At most one stage is drawn per task: the fractions add up
     /// to at most 1.
     public var secureDropouts: [SecureStage: Double] = [:]
+    /// With ``secureAggregation`` and a `fedbuff` strategy: cohorts (each a
+    /// buffer) open at once, 1 to 64 (`fed server --cohorts-in-flight`).
+    /// Default 2. Other strategies run secure rounds one at a time.
+    public var cohortsInFlight = 2
+
+    /// Whether runs of `spec` go through secure cohorts (each a buffer of
+    /// `fedbuff`) rather than the server's FedAvg rounds.
+    public func runsCohorts(_ spec: StrategySpec) -> Bool {
+        checkIn && secureAggregation != nil && spec.text.split(separator: "/").first == "fedbuff"
+    }
     /// The fraction of each client's share it never trains on and measures
     /// the final model on (at least 0, less than 1; rounded down per
     /// client); each run then gains ``SimulationResult/clientAccuracy``.
@@ -211,6 +221,7 @@ public struct SimulationConfiguration: Sendable {
             )
             let n = Int((Double(cohortSize) * overSelection).rounded(.up))
             if let problem = a.problem(cohort: n) { throw SimulationError("secure aggregation: \(problem)") }
+            try require((1...64).contains(cohortsInFlight), "cohortsInFlight \(cohortsInFlight) (1 to 64)")
             let total = secureDropouts.values.reduce(0, +)
             try require(
                 secureDropouts.values.allSatisfy { $0 >= 0 } && total <= 1, "secureDropouts \(total) (0 to 1 in all)")

@@ -130,6 +130,10 @@ struct SimulateCommand: ParsableCommand {
             valueName: "STAGE:F,...")) var dropoutAfter: String?
     @Option(
         help: ArgumentHelp(
+            "With --secagg and --strategy fedbuff/...: cohorts (each a buffer) open at once, as fed server --cohorts-in-flight.",
+            valueName: "C")) var cohortsInFlight = 2
+    @Option(
+        help: ArgumentHelp(
             "Fine-tune the final model for STEPS local steps on each client's training share, then measure it on the client's held-out share (implies --client-holdout 0.2).",
             valueName: "STEPS")) var personalize: Int?
     @Option(
@@ -212,8 +216,11 @@ struct SimulateCommand: ParsableCommand {
                 throw ValidationError(
                     "--check-in, --over-selection, --dropouts, --round-deadline, --min-reports and --dp need --sync F")
             }
-            guard strategy.isEmpty else {
-                throw ValidationError("--strategy does not apply through check-in: the server's rounds are FedAvg")
+            // Under secure aggregation fedbuff runs in cohorts, each a buffer; other rounds are FedAvg.
+            guard strategy.isEmpty || (secagg != nil && strategy.allSatisfy { $0.hasPrefix("fedbuff") }) else {
+                throw ValidationError(
+                    "--strategy does not apply through check-in: the server's rounds are FedAvg (with --secagg, fedbuff/... runs in cohorts)"
+                )
             }
             guard encoding.isEmpty || encoding == ["fp32"] else {
                 throw ValidationError("--encoding does not apply through check-in: reports are lossless")
@@ -244,6 +251,16 @@ struct SimulateCommand: ParsableCommand {
             guard !spec.controlVariates || (sync != nil && !throughCheckIn) else {
                 throw ValidationError(
                     "--strategy \(s) needs --sync F without check-in: control variates travel in process, with synchronous pushes"
+                )
+            }
+            if secagg != nil, s.split(separator: "/").first == "fedbuff",
+                let problem = (spec.strategy as? FedBuff)?.cohortProblem
+            {
+                throw ValidationError("--strategy \(s) with --secagg: \(problem)")
+            }
+            if secagg != nil, s.split(separator: "/").first == "fedasync" {
+                throw ValidationError(
+                    "--strategy \(s) with --secagg: fedasync weighs each update on its own, which secure aggregation hides"
                 )
             }
         }

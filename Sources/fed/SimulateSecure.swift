@@ -16,6 +16,7 @@ extension SimulateCommand {
             throw ValidationError("--secagg \(spec): \(error)")
         }
         c.secureDropouts = try secureDropouts()
+        c.cohortsInFlight = cohortsInFlight
         c.centralized = false
         try c.validate()
         let n = Int((Double(c.cohortSize) * c.overSelection).rounded(.up))
@@ -51,8 +52,9 @@ extension SimulateCommand {
     /// Seed by seed, the secure run's final accuracy minus the plain run's
     /// (points), their mean and 95% interval (Student's t).
     static func pairedSecure(_ secure: [SimulationResult], against plain: [SimulationResult]) -> String {
+        // FedBuff's cohorts are paired with the server's FedAvg rounds on the same seed.
         let d = secure.compactMap { s in
-            plain.first { $0.seed == s.seed && $0.strategy == s.strategy }.map {
+            (plain.first { $0.seed == s.seed && $0.strategy == s.strategy } ?? plain.first { $0.seed == s.seed }).map {
                 (s.finalAccuracy - $0.finalAccuracy) * 100
             }
         }
