@@ -130,3 +130,21 @@ extension Fed.PrivacyCommand {
         }
     }
 }
+
+/// Why `--dp DP` and `--secagg SECAGG` cannot go together as given, or nil:
+/// `survivors=` is distributed noise's and needs `--secagg`; under `--dp` the
+/// clients clip to the privacy's clip and weigh 1, so `--secagg clip=` and
+/// `w=` would be ignored.
+func distributedNoiseConflict(dp: String?, secagg: String?) -> String? {
+    func keys(_ spec: String?) -> Set<String> {
+        Set((spec ?? "").split(separator: ",").compactMap { $0.split(separator: "=").first.map(String.init) })
+    }
+    if secagg == nil, keys(dp).contains("survivors") {
+        return "--dp survivors= applies to distributed noise: give --secagg too, or drop it"
+    }
+    if dp != nil, let given = ["clip", "w"].first(where: keys(secagg).contains) {
+        return
+            "--secagg \(given)= does not apply with --dp: the clients clip to the privacy's clip (--dp clip=) and each weighs 1"
+    }
+    return nil
+}

@@ -201,7 +201,7 @@ extension Fed {
                 discussion:
                     "Each cohort is selected as a round is and trains from the version current when it formed; a cohort that closes after others published is stale by that many versions, and its step is scaled by the strategy's s(staleness). 1 runs one cohort at a time.",
                 valueName: "C"))
-        var cohortsInFlight = 2
+        var cohortsInFlight: Int?
         @Option(
             help: ArgumentHelp(
                 "A parameter sent with every task (repeatable), such as epochs=1.", valueName: "KEY=VALUE"))
@@ -263,8 +263,13 @@ extension Fed {
                 return out
             }
             var parameters = try pairs(roundParam, "--round-param")
-            let spec = try? StrategySpec(strategy)
-            if let mu = spec?.proximalMu {
+            let spec: StrategySpec
+            do throws(StrategySpecError) {
+                spec = try StrategySpec(strategy)
+            } catch {
+                throw ValidationError("--strategy \(strategy): \(error)")
+            }
+            if let mu = spec.proximalMu {
                 parameters[TrainingTask.proximalMuKey] = String(mu)
             }
             var privacy: DifferentialPrivacy?
@@ -304,16 +309,21 @@ extension Fed {
                 admission: try admission(spec, secure: secure != nil, cohort: rounds), privacy: privacy,
                 secureAggregation: secure)
             if let problem = configuration.problem() { throw ValidationError("--rounds: \(problem)") }
+            if let conflict = distributedNoiseConflict(dp: dp, secagg: secagg) { throw ValidationError(conflict) }
+            if cohortsInFlight != nil, case .rounds = configuration.admission {
+                throw ValidationError(
+                    "--cohorts-in-flight applies to --strategy fedbuff with --secagg (each buffer a cohort)")
+            }
             return configuration
         }
 
         /// How the rounds hand out tasks for `spec`: FedBuff under secure aggregation in cohorts,
         /// other asynchronous strategies continuously, the rest in synchronous rounds.
-        func admission(_ spec: StrategySpec?, secure: Bool, cohort: Int) throws -> RoundConfiguration.Admission {
+        func admission(_ spec: StrategySpec, secure: Bool, cohort: Int) throws -> RoundConfiguration.Admission {
             let name = strategy.split(separator: "/").first.map(String.init) ?? ""
             guard ["fedbuff", "fedasync"].contains(name) else { return .rounds }
             guard secure else { return .continuous }
-            guard let fedbuff = spec?.strategy as? FedBuff, name == "fedbuff" else {
+            guard let fedbuff = spec.strategy as? FedBuff, name == "fedbuff" else {
                 throw ValidationError(
                     "--secagg with --strategy \(name): it weighs each update on its own, which secure aggregation hides; use fedbuff (each buffer a cohort) or synchronous rounds"
                 )
@@ -326,7 +336,7 @@ extension Fed {
                     "--strategy \(strategy) with --secagg: each buffer is a cohort of --rounds \(cohort) clients; drop k= or give --rounds \(fedbuff.bufferSize)"
                 )
             }
-            return .cohorts(inFlight: cohortsInFlight)
+            return .cohorts(inFlight: cohortsInFlight ?? 2)
         }
 
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"

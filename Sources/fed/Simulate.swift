@@ -131,7 +131,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(
         help: ArgumentHelp(
             "With --secagg and --strategy fedbuff/...: cohorts (each a buffer) open at once, as fed server --cohorts-in-flight.",
-            valueName: "C")) var cohortsInFlight = 2
+            valueName: "C")) var cohortsInFlight: Int?
     @Option(
         help: ArgumentHelp(
             "Fine-tune the final model for STEPS local steps on each client's training share, then measure it on the client's held-out share (implies --client-holdout 0.2).",
@@ -243,6 +243,11 @@ struct SimulateCommand: ParsableCommand {
                 targets.allSatisfy({ $0 > 0 && $0.isFinite })
             else { throw ValidationError("--dp-sweep \(dpSweep): give positive epsilons, such as 1,2,4,8") }
         }
+        if let conflict = distributedNoiseConflict(dp: dp, secagg: secagg) { throw ValidationError(conflict) }
+        if cohortsInFlight != nil && (secagg == nil || !strategy.contains { $0.hasPrefix("fedbuff") }) {
+            throw ValidationError(
+                "--cohorts-in-flight applies to --secagg with --strategy fedbuff/... (each buffer a cohort)")
+        }
         for s in strategy {
             let spec: StrategySpec
             do throws(StrategySpecError) { spec = try StrategySpec(s) } catch {
@@ -253,10 +258,20 @@ struct SimulateCommand: ParsableCommand {
                     "--strategy \(s) needs --sync F without check-in: control variates travel in process, with synchronous pushes"
                 )
             }
-            if secagg != nil, s.split(separator: "/").first == "fedbuff",
-                let problem = (spec.strategy as? FedBuff)?.cohortProblem
-            {
-                throw ValidationError("--strategy \(s) with --secagg: \(problem)")
+            if secagg != nil, s.split(separator: "/").first == "fedbuff" {
+                if let problem = (spec.strategy as? FedBuff)?.cohortProblem {
+                    throw ValidationError("--strategy \(s) with --secagg: \(problem)")
+                }
+                if s.split(separator: "/").contains(where: { $0.hasPrefix("k=") }) {
+                    throw ValidationError(
+                        "--strategy \(s) with --secagg: each buffer is a cohort of the --sync F clients a round; drop k="
+                    )
+                }
+                if dp != nil {
+                    throw ValidationError(
+                        "--strategy \(s) with --secagg and --dp: differential privacy needs synchronous rounds (overlapping cohorts are not accounted for)"
+                    )
+                }
             }
             if secagg != nil, s.split(separator: "/").first == "fedasync" {
                 throw ValidationError(

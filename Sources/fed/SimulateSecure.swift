@@ -16,7 +16,7 @@ extension SimulateCommand {
             throw ValidationError("--secagg \(spec): \(error)")
         }
         c.secureDropouts = try secureDropouts()
-        c.cohortsInFlight = cohortsInFlight
+        c.cohortsInFlight = cohortsInFlight ?? 2
         c.centralized = false
         try c.validate()
         let n = Int((Double(c.cohortSize) * c.overSelection).rounded(.up))

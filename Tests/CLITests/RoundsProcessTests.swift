@@ -494,30 +494,54 @@ struct SecureCohortsProcessTests {
             return child
         }
         defer { if server.process.isRunning { server.kill9() } }
-        let clients = try (1...6).map { k in
+        // The first cohort trains long (150 epochs of its share, seconds); the second forms meanwhile.
+        func client(_ k: Int, samples: Int, epochs: Int) throws -> Child {
             try Child(
                 name: "c\(k)",
                 [
                     "client", "--server", "127.0.0.1:\(port)", "--id", "c\(k)", "--range", String(k), String(k),
-                    "--rounds", "--secagg", "--max-samples", "100", "--threads", "1", "--epochs", "1", "--attempts",
-                    "1000", "--backoff", "0.1", "--max-backoff", "0.25", "--deadline", "120",
+                    "--rounds", "--secagg", "--max-samples", String(samples), "--threads", "1", "--epochs",
+                    String(epochs), "--attempts", "1000", "--backoff", "0.1", "--max-backoff", "0.25", "--deadline",
+                    "120",
                 ]
             ) { _, _ in }
         }
+        var clients = try (1...3).map { try client($0, samples: 1000, epochs: 150) }
         defer { for c in clients where c.process.isRunning { c.kill9() } }
-        let statuses = try await offPool { clients.map { $0.wait(seconds: 120) } }
+        try await offPool {
+            let start = Date()
+            while !lines.withLock({ $0.contains { $0.contains("round 1 opened") } })
+                && Date().timeIntervalSince(start) < 60
+            {
+                usleep(10_000)
+            }
+        }
+        clients += try (4...6).map { try client($0, samples: 100, epochs: 1) }
+        let all = clients
+        let statuses = try await offPool { all.map { $0.wait(seconds: 120) } }
         #expect(
             statuses == [0, 0, 0, 0, 0, 0],
             "the clients' exit statuses; their last lines: \(clients.map { $0.output.suffix(4).map(\.1) })")
         let log = lines.withLock { $0 }
         #expect(log.contains { $0.contains("secure cohorts of 3 (each a buffer of the strategy), up to 2 at once") })
         #expect(log.contains { $0.contains("round 2 opened") && $0.contains("2 rounds open") }, "\(log.suffix(12))")
+        // Both trained from version 0: whichever closes second is one version stale.
+        #expect(
+            log.contains {
+                $0.contains("closed by secure aggregation") && $0.contains("version 2, a buffer 1 versions stale")
+            },
+            "\(log.suffix(12))")
         #expect(log.filter { $0.contains("closed by secure aggregation") }.count == 2, "\(log.suffix(12))")
         kill(server.process.processIdentifier, SIGTERM)
         #expect(try await offPool { server.wait(seconds: 20) } == 0)
         let model = try #require(try CheckpointFile.read(from: checkpoint))
         #expect(model.version == 2)
-        #expect(model.datasets == 6 * 100, "datasets \(model.datasets)")
+        // Each cohort's samples (from its masked sum) counted once.
+        let logged = log.filter { $0.contains("closed by secure aggregation") }.compactMap { line in
+            line.components(separatedBy: " tasks, ").last?.split(separator: " ").first.flatMap { UInt64($0) }
+        }
+        #expect(
+            logged.count == 2 && model.datasets == logged.reduce(0, +), "datasets \(model.datasets), logged \(logged)")
     }
 
     @Test(
@@ -527,11 +551,29 @@ struct SecureCohortsProcessTests {
             ("fedbuff/combine=median", "combine=median needs every update on its own"),
             ("fedbuff/clip=1", "the clients clip"),
             ("fedbuff/k=5", "each buffer is a cohort of --rounds 3 clients"),
+            ("fedbuff/samples=false", "weighs its updates by their samples"),
         ])
     func refusals(strategy: String, reason: String) async throws {
         let r = try await FedProcess.run([
             "server", "--port", "0", "--rounds", "3", "--strategy", strategy, "--secagg", "t=2",
         ])
         #expect(r.status != 0 && r.output.contains(reason), "\(r.output)")
+    }
+
+    @Test(
+        "Options that would be ignored are refused by fed server and fed simulate: --cohorts-in-flight outside fedbuff cohorts, --dp survivors= without --secagg, --secagg clip= or w= under --dp",
+        arguments: [
+            (["--secagg", "t=2", "--cohorts-in-flight", "3"], "--cohorts-in-flight applies to"),
+            (["--dp", "population=10,noise=1,clip=1,survivors=0.9"], "survivors= applies to distributed noise"),
+            (
+                ["--dp", "population=10,noise=1,clip=1,sampling=fixed", "--secagg", "t=2,clip=3"],
+                "--secagg clip= does not apply"
+            ),
+        ])
+    func ignoredOptions(arguments: [String], reason: String) async throws {
+        let r = try await FedProcess.run(["server", "--port", "0", "--rounds", "3"] + arguments)
+        #expect(r.status != 0 && r.output.contains(reason), "\(r.output)")
+        let s = try await FedProcess.run(["simulate", "--sync", "0.5", "--clients", "10"] + arguments)
+        #expect(s.status != 0 && s.output.contains(reason.prefix(20)), "\(s.output)")
     }
 }

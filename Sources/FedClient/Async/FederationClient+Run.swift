@@ -206,7 +206,8 @@ extension FederationClient {
 
 extension FederationClient {
     /// One secure-train task: `secureTrain` with the model of the task's
-    /// version and `trainer`. A refusal (the round abandoned, the client left
+    /// version, or a later one held or served (the update is masked as a
+    /// difference from the weights trained from), and `trainer`. A refusal (the round abandoned, the client left
     /// out of a stage, a relayed message the participant refuses) is an event,
     /// not an error. Returns the model now held.
     nonisolated func secureTask<Trainer: LocalTrainer>(
@@ -225,17 +226,19 @@ extension FederationClient {
         var trainedSamples: UInt64 = 0
         do {
             let ack = try await secureTrain(assignment, participant: participant) {
-                if held?.version != assignment.modelVersion {
+                // The masked update is a difference from the weights trained from: a version the
+                // server published after the task's (a cohort formed earlier) does as well.
+                if (held?.version ?? 0) < assignment.modelVersion || held == nil {
                     switch try await fetch(held: held?.version ?? 0) {
                     case .model(let version, _, let tensors): held = (version, tensors)
                     case .unchanged: break
                     }
                 }
-                guard let model = held, model.version == assignment.modelVersion else {
+                guard let model = held, model.version >= assignment.modelVersion else {
                     throw ClientError(
                         code: .server(.roundClosed),
                         message:
-                            "the server serves version \(held?.version ?? 0), the task is of \(assignment.modelVersion)"
+                            "the server serves version \(held?.version ?? 0), older than the task's \(assignment.modelVersion)"
                     )
                 }
                 let outcome = try await trainer.train(

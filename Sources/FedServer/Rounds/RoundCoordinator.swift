@@ -140,7 +140,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         queue.async {
             self.waiting.removeAll { $0.ticket == ticket }
             self.metrics?.waiting.record(self.waiting.count)
-            if self.waiting.isEmpty && self.openRounds.isEmpty { self.windowOpened = nil }
+            if self.waiting.isEmpty { self.windowOpened = nil }
         }
     }
 
@@ -227,7 +227,7 @@ final class RoundCoordinator: TaskCoordinator, @unchecked Sendable {
         guard let i = waiting.firstIndex(where: { $0.ticket == ticket }) else { return }
         let w = waiting.remove(at: i)
         metrics?.waiting.record(waiting.count)
-        if waiting.isEmpty && openRounds.isEmpty { windowOpened = nil }
+        if waiting.isEmpty { windowOpened = nil }
         let features = w.checkIn.features.intersection(configuration.speaks)
         if !hasRoom, let due = openRounds.values.map(\.deadline).min() {
             // Come back when a round in progress is due, spread over a second.

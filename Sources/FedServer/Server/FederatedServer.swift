@@ -137,6 +137,12 @@ public final class FederatedServer: Sendable {
         }
         if let rounds = configuration.rounds {
             if let problem = rounds.problem() { throw FileError("rounds: \(problem)") }
+            if case .cohorts(let n) = rounds.admission, configuration.aggregation.maxStaleness < n - 1 {
+                // A cohort that closes after the others open with it published would always be abandoned.
+                throw FileError(
+                    "rounds: \(n) cohorts in flight need a staleness window of at least \(n - 1) versions (the server's is \(configuration.aggregation.maxStaleness))"
+                )
+            }
             if configuration.edge != nil {
                 throw FileError("an edge server runs no rounds: give rounds to the root server")
             }

@@ -283,6 +283,10 @@ extension FedBuff: CohortStrategy {
         if combiner != .mean {
             return "combine=\(combiner) needs every update on its own, which secure aggregation hides; use the mean"
         }
+        if !weighBySamples {
+            return
+                "samples=false: a cohort's sum weighs its updates by their samples (the count rides in the masked sum)"
+        }
         if clipping != .none || noiseMultiplier > 0 {
             return "the server cannot clip or noise updates it never sees; the clients clip (--secagg clip=)"
         }
