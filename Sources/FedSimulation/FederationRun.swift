@@ -203,6 +203,9 @@ final class FederationRun {
             } else {
                 trainer.optimizer.reset()
             }
+            // The strategy's local optimizer: plain SGD (`local=sgd:LR`) or the run's Adam.
+            trainer.optimizer.plainSGD = spec.localSGD != nil
+            trainer.optimizer.learningRate = spec.localSGD.map(Float.init) ?? s.learningRate
             let data = clients[task.client].data
             for _ in 0..<s.localEpochs { trainer.trainEpoch(data, batchSize: s.batchSize, rng: &task.rng) }
             return LocalResult(
@@ -223,7 +226,7 @@ final class FederationRun {
                 (variateChange ?? { variateChanges.append($0) })(
                     clientVariates[c].update(
                         server: control.variate, start: start, end: pushedWeights, steps: steps,
-                        learningRate: Double(s.learningRate)))
+                        learningRate: spec.localSGD ?? Double(s.learningRate)))
             }
             // FedPer: the private tensors stay here; the server gets its own values back, a change of zero.
             for i in s.privateTensors {
@@ -369,6 +372,9 @@ final class FederationRun {
         var personalizedAccuracy: AccuracyDistribution?
         if s.clientHoldout > 0 {
             if isCancelled() { throw CancellationError() }
+            // Fine-tuning uses the run's Adam, whatever the strategy's local optimizer.
+            trainer.optimizer.plainSGD = false
+            trainer.optimizer.learningRate = s.learningRate
             let measured = try Personalization(configuration: s, seed: seed).accuracies(
                 server: final.tensors, train: clients.map(\.data), heldOut: clients.map(\.heldOut),
                 privateTensors: privateTensors, trainer: trainer)

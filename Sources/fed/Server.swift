@@ -365,6 +365,9 @@ extension Fed {
                 throw ValidationError(
                     "--strategy scaffold: control variates travel in no message yet; use it with fed simulate")
             }
+            guard spec.localSGD == nil else {
+                throw ValidationError("--strategy \(strategy): local=sgd:LR is honoured by fed simulate only")
+            }
             guard spec.proximalMu == nil || rounds != nil else {
                 throw ValidationError("--strategy fedprox needs --rounds: mu travels with round tasks (prox.mu)")
             }

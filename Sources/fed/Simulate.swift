@@ -46,7 +46,8 @@ struct SimulateCommand: ParsableCommand {
             Client drift and personalization: --strategy fedprox/mu=0.01 adds mu/2 ||w - w_base||^2 to each \
             client's loss; --strategy scaffold corrects each local step with control variates (the server's c \
             and each client's c_i, option II; needs --sync without --check-in); both take fedavg's keys \
-            (k, opt=adam:0.003, ...). With several strategies, each is compared with the first, paired by seed on \
+            (k, opt=adam:0.003, ...) and local=sgd:LR, the clients' local optimizer: plain SGD of learning rate \
+            LR instead of the --learning-rate Adam (the paper's SCAFFOLD). With several strategies, each is compared with the first, paired by seed on \
             the mean of the last three evaluation points (95% interval), beside the spread between consecutive \
             points. --client-holdout F holds a fraction of each client's share out and measures the final model \
             on it (mean, 10th percentile and worst over clients); --personalize STEPS fine-tunes the final model \

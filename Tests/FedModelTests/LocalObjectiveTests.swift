@@ -6,7 +6,9 @@ import Testing
 @Suite("Local objectives: FedProx and SCAFFOLD steps")
 struct LocalObjectiveTests {
     /// One Adam step of the kernel on 16 equal elements; returns (w, m, v) of element 0.
-    func step(w: Float, g: Float, base: Float?, mu: Float, correction: Float?, rate: Float) -> (Float, Float, Float) {
+    func step(
+        w: Float, g: Float, base: Float?, mu: Float, correction: Float?, rate: Float, sgd: Bool = false
+    ) -> (Float, Float, Float) {
         var wArray = [Float](repeating: w, count: 16)
         var mArray = [Float](repeating: 0, count: 16)
         var vArray = [Float](repeating: 0, count: 16)
@@ -14,6 +16,8 @@ struct LocalObjectiveTests {
         let baseArray = [Float](repeating: base ?? 0, count: 16)
         let correctionArray = [Float](repeating: correction ?? 0, count: 16)
         var adam = Adam(shapes: [16])
+        adam.plainSGD = sgd
+        if sgd { adam.learningRate = 0.05 }
         var constants = adam.beginStep()
         constants.mu = mu
         constants.correctionRate = rate
@@ -61,6 +65,44 @@ struct LocalObjectiveTests {
         #expect(abs(m - 0.05) < 1e-7)
         #expect(abs(v - 0.00025) < 1e-8)
         #expect(abs(w - 0.9992) < 2e-6)
+    }
+
+    @Test("Plain SGD: w -= lr (g + mu (w - base)) + lr (c - c_i), the moments untouched, by hand")
+    func sgdStep() {
+        // lr 0.05, g = 0.5: w' = 1 - 0.05 * 0.5 = 0.975.
+        let (w, m, v) = step(w: 1, g: 0.5, base: nil, mu: 0, correction: nil, rate: 0, sgd: true)
+        #expect(abs(w - 0.975) < 1e-6 && m == 0 && v == 0)
+        // SCAFFOLD: c - c_i = -0.2, rate 0.05: w' = 1 - 0.05 * (0.5 - 0.2) = 0.985.
+        let (wc, _, _) = step(w: 1, g: 0.5, base: nil, mu: 0, correction: -0.2, rate: 0.05, sgd: true)
+        #expect(abs(wc - 0.985) < 1e-6)
+        // FedProx: base 0.6, mu 0.5: g' = 0.7, w' = 1 - 0.05 * 0.7 = 0.965.
+        let (wp, _, _) = step(w: 1, g: 0.5, base: 0.6, mu: 0.5, correction: nil, rate: 0, sgd: true)
+        #expect(abs(wp - 0.965) < 1e-6)
+    }
+
+    @Test("The trainer with plain SGD and a correction: w' = w - lr (g + c - c_i), per weight")
+    func trainerSGD() throws {
+        let trainer = Trainer(model: MLP(sizes: [3, 2], seed: 7), maxBatch: 4)
+        let data = Dataset(images: [0.2, -0.4, 0.9], labels: [1], features: 3)
+        let gradients = trainer.gradients(data).gradients
+        let before = trainer.model.tensors()
+        var correction = before
+        for t in correction.indices {
+            for i in correction[t].values.indices { correction[t].values[i] = 0.3 }
+        }
+        try trainer.setObjective(LocalObjective(correction: correction))
+        trainer.optimizer.plainSGD = true
+        trainer.optimizer.learningRate = 0.1
+        var rng = SeededGenerator(seed: 1)
+        trainer.trainEpoch(data, batchSize: 1, rng: &rng)
+        let after = trainer.model.tensors()
+        for t in after.indices {
+            for i in after[t].values.indices {
+                let expected = before[t].values[i] - 0.1 * (gradients[t].values[i] + 0.3)
+                #expect(abs(after[t].values[i] - expected) < 1e-6)
+            }
+        }
+        #expect(trainer.optimizer.m[0].allSatisfy { $0 == 0 })
     }
 
     @Test("The trainer's step with a proximal base: Adam's first moment is 0.1 (g + mu (w - base))")

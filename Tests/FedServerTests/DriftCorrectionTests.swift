@@ -27,4 +27,17 @@ struct DriftCorrectionTests {
         #expect(throws: StrategySpecError.self) { try StrategySpec("fedprox/mu=-1") }
         #expect(throws: StrategySpecError.self) { try StrategySpec("scaffold/mu=0.1") }
     }
+
+    @Test("The local optimizer: adam by default, local=sgd:LR for plain SGD")
+    func localOptimizer() throws {
+        #expect(try StrategySpec("fedavg/k=10/opt=adam:0.003").localSGD == nil)
+        #expect(try StrategySpec("scaffold/local=adam").localSGD == nil)
+        let sgd = try StrategySpec("scaffold/k=10/local=sgd:0.05/opt=sgd:1")
+        #expect(sgd.localSGD == 0.05 && sgd.controlVariates)
+        #expect(try StrategySpec("fedprox/mu=0.1/local=sgd:0.02").localSGD == 0.02)
+        for bad in ["scaffold/local=sgd", "scaffold/local=sgd:0", "scaffold/local=sgd:-1", "scaffold/local=yogi"] {
+            #expect(throws: StrategySpecError.self) { try StrategySpec(bad) }
+        }
+        #expect(throws: StrategySpecError.self) { try StrategySpec("fedasync/local=sgd:0.1") }
+    }
 }

@@ -11,8 +11,13 @@ import Foundation
 /// ```
 /// Epsilon is added to the uncorrected `sqrt(v)` (Keras's form, not the
 /// paper's). Defaults are Keras's: lr 0.001, beta1 0.9, beta2 0.999, epsilon 1e-7.
+///
+/// With ``plainSGD`` the step is plain SGD instead, `w -= lr * g`, and the
+/// moments stay untouched: SCAFFOLD's local optimizer in the paper.
 public struct Adam: Sendable {
     public var learningRate: Float
+    /// Plain SGD (`w -= learningRate * g`) instead of Adam; false: Adam.
+    public var plainSGD = false
     public var beta1: Float
     public var beta2: Float
     public var epsilon: Float
@@ -79,6 +84,7 @@ public struct Adam: Sendable {
     /// `step`, hoisted out of the per-weight loop), for `kernel`.
     mutating func beginStep() -> Constants {
         step += 1
+        if plainSGD { return Constants(alpha: learningRate, epsilon: epsilon, k1: 0, k2: 0, sgd: true) }
         let t = Float(step)
         return Constants(
             alpha: learningRate * (1 - powf(beta2, t)).squareRoot() / (1 - powf(beta1, t)), epsilon: epsilon,
@@ -98,7 +104,10 @@ public struct Adam: Sendable {
     static let parallelThreshold = 16_384
 
     struct Constants {
+        /// Adam's bias-corrected rate; with ``sgd``, the learning rate.
         var alpha: Float, epsilon: Float, k1: Float, k2: Float
+        /// Plain SGD: `w -= alpha * g`, the moments untouched (``Adam/plainSGD``).
+        var sgd = false
         /// The proximal coefficient (FedProx's mu); used where ``Arrays/base`` is set.
         var mu: Float = 0
         /// The learning rate that scales ``Arrays/correction`` (SCAFFOLD's drift correction).
@@ -133,9 +142,14 @@ public struct Adam: Sendable {
     /// `correctionRate * correction`, where `correction = c - c_i`: the drift
     /// correction joins the optimizer's step direction, which for plain SGD
     /// is the gradient (`g - c_i + c`). Padded elements stay zero: their
-    /// `w`, `base`, `g` and `correction` are zero.
+    /// `w`, `base`, `g` and `correction` are zero. With `c.sgd` the step is
+    /// plain SGD's, `w -= alpha * g` (proximal term and correction included).
     @inline(__always)
     static func kernel(_ p: Arrays, _ range: Range<Int>, _ c: Constants) {
+        if c.sgd {
+            sgd(p, range, c)
+            return
+        }
         if p.base != nil || p.correction != nil {
             corrected(p, range, c)
             return
@@ -152,6 +166,24 @@ public struct Adam: Sendable {
             let wj = load(p.w + j) - a * mj / (vectorSquareRoot(vj) + e)
             store(mj, p.m + j)
             store(vj, p.v + j)
+            store(wj, p.w + j)
+            j += 16
+        }
+    }
+
+    /// Plain SGD on the elements in `range`: `w -= alpha * (g + mu (w - base))`,
+    /// then `w -= correctionRate * correction`: with `correctionRate == alpha`
+    /// the paper's SCAFFOLD step on `g - c_i + c`. The moments are untouched.
+    static func sgd(_ p: Arrays, _ range: Range<Int>, _ c: Constants) {
+        let a = Vec(repeating: c.alpha)
+        let mu = Vec(repeating: c.mu), rate = Vec(repeating: c.correctionRate)
+        var j = range.lowerBound
+        while j < range.upperBound {
+            let w = load(p.w + j)
+            var g = load(p.g + j)
+            if let base = p.base { g += mu * (w - load(base + j)) }
+            var wj = w - a * g
+            if let correction = p.correction { wj -= rate * load(correction + j) }
             store(wj, p.w + j)
             j += 16
         }

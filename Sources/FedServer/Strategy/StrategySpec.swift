@@ -11,6 +11,11 @@
 /// | `scaffold` | `fedavg`'s keys: SCAFFOLD, FedAvg of the models beside control variates (``controlVariates``) |
 ///
 /// `s` is `constant`, `poly:A` ((1+tau)^-A) or `hinge:A:B`.
+///
+/// `fedbuff`, `fedavg`, `fedprox` and `scaffold` also take `local`: the
+/// clients' local optimizer, `adam` (the default: the run's Adam) or
+/// `sgd:LR`, plain SGD of learning rate LR (``localSGD``), SCAFFOLD's local
+/// optimizer in the paper. Only `fed simulate` honours it.
 public struct StrategySpec: Sendable, CustomStringConvertible {
     public let text: String
     public let strategy: any FederationStrategy
@@ -21,6 +26,10 @@ public struct StrategySpec: Sendable, CustomStringConvertible {
     /// server keeps beside the model (``ServerControlVariate``). Only
     /// `fed simulate` carries the variates; no message of the protocol does.
     public let controlVariates: Bool
+    /// `local=sgd:LR`: the clients train with plain SGD of this learning
+    /// rate; nil (`local=adam`, the default): with the run's Adam. Only
+    /// `fed simulate` carries it to its clients.
+    public let localSGD: Double?
 
     /// Parses `text`; the error says which part is wrong and what is allowed.
     public init(_ text: String) throws(StrategySpecError) {
@@ -47,6 +56,7 @@ public struct StrategySpec: Sendable, CustomStringConvertible {
             return s
         }
         var mu: Double?
+        var local: Double?
         switch name {
         case "running-average":
             strategy = RunningAverage()
@@ -71,6 +81,7 @@ public struct StrategySpec: Sendable, CustomStringConvertible {
             }
             let opt = try Self.optimizer(take("opt") ?? "sgd:1")
             let seed = UInt64(try number("seed", 1))
+            local = try Self.localOptimizer(take("local") ?? "adam")
             strategy = FedBuff(
                 bufferSize: Int(k), staleness: s, weighBySamples: samples, combiner: combine, clipping: clip,
                 noiseMultiplier: noise, optimizer: opt, seed: seed)
@@ -80,6 +91,7 @@ public struct StrategySpec: Sendable, CustomStringConvertible {
         }
         proximalMu = mu
         controlVariates = name == "scaffold"
+        localSGD = local
         if let unknown = options.keys.sorted().first {
             throw StrategySpecError("\(name) has no option \(unknown)")
         }
@@ -116,6 +128,15 @@ public struct StrategySpec: Sendable, CustomStringConvertible {
         }
         guard let c = Double(v), c > 0 else { throw StrategySpecError("clip=\(v): none, a norm C > 0, or adaptive") }
         return .fixed(c)
+    }
+
+    /// `adam`: nil; `sgd:LR`: LR, a number above 0.
+    static func localOptimizer(_ v: String) throws(StrategySpecError) -> Double? {
+        if v == "adam" { return nil }
+        guard v.hasPrefix("sgd:"), let lr = Double(v.dropFirst("sgd:".count)), lr.isFinite, lr > 0 else {
+            throw StrategySpecError("local=\(v): use adam or sgd:LR (LR above 0)")
+        }
+        return lr
     }
 
     static func optimizer(_ v: String) throws(StrategySpecError) -> ServerOptimizer {
