@@ -475,6 +475,9 @@ struct SecureCohortsProcessTests {
         let checkpoint = dir.appendingPathComponent("m.fedk").path
         let port = reserveStablePort()
         let lines = Locked<[String]>([])
+        // The first cohort's clients, stopped (SIGSTOP) as soon as their keys are shared: slow
+        // clients, still training while the second cohort forms.
+        let slow = Locked<[pid_t]>([])
         let server = try await offPool {
             let child = try Child(
                 name: "server",
@@ -484,7 +487,10 @@ struct SecureCohortsProcessTests {
                     "2", "--strategy", "fedbuff/opt=adam:0.001", "--secagg", "t=2", "--cohorts-in-flight", "2",
                     "--log-level", "info",
                 ]
-            ) { _, line in lines.withLock { $0.append(line) } }
+            ) { _, line in
+                lines.withLock { $0.append(line) }
+                if line.contains("round 1: keys shared") { for pid in slow.withLock({ $0 }) { kill(pid, SIGSTOP) } }
+            }
             let start = Date()
             while !lines.withLock({ $0.contains { $0.hasPrefix("listening on ") } })
                 && Date().timeIntervalSince(start) < 20
@@ -494,7 +500,6 @@ struct SecureCohortsProcessTests {
             return child
         }
         defer { if server.process.isRunning { server.kill9() } }
-        // The first cohort trains long (150 epochs of its share, seconds); the second forms meanwhile.
         func client(_ k: Int, samples: Int, epochs: Int) throws -> Child {
             try Child(
                 name: "c\(k)",
@@ -506,17 +511,19 @@ struct SecureCohortsProcessTests {
                 ]
             ) { _, _ in }
         }
-        var clients = try (1...3).map { try client($0, samples: 1000, epochs: 150) }
-        defer { for c in clients where c.process.isRunning { c.kill9() } }
-        try await offPool {
+        @Sendable func awaitLine(_ text: String) {
             let start = Date()
-            while !lines.withLock({ $0.contains { $0.contains("round 1 opened") } })
-                && Date().timeIntervalSince(start) < 60
-            {
+            while !lines.withLock({ $0.contains { $0.contains(text) } }) && Date().timeIntervalSince(start) < 60 {
                 usleep(10_000)
             }
         }
+        var clients = try (1...3).map { try client($0, samples: 1000, epochs: 100) }
+        slow.withLock { $0 = clients.map(\.process.processIdentifier) }
+        defer { for c in clients where c.process.isRunning { c.kill9() } }
+        try await offPool { awaitLine("round 1: keys shared") }
         clients += try (4...6).map { try client($0, samples: 100, epochs: 1) }
+        try await offPool { awaitLine("round 2 opened") }
+        for pid in slow.withLock({ $0 }) { kill(pid, SIGCONT) }
         let all = clients
         let statuses = try await offPool { all.map { $0.wait(seconds: 120) } }
         #expect(
