@@ -9,21 +9,12 @@ import Testing
 
 @testable import FedServer
 
-private let shapes = [[3, 4], [4]]
-
-/// Client `i`'s update: a fixed pattern scaled by `i + 1`, so each cohort's mean is known.
-private func delta(_ i: Int) -> [Tensor] {
-    shapes.enumerated().map { t, shape in
-        let count = shape.reduce(1, *)
-        return try! Tensor(
-            shape: shape, values: (0..<count).map { Float(($0 * 5 + t * 2) % 9 - 4) * 0.01 * Float(i + 1) })
-    }
-}
+private let shapes = secureTestShapes
 
 /// The sample-weighted mean of the deltas of `clients`, coordinate `v` of tensor `t`.
 private func meanDelta(_ clients: [Int], samples: [UInt64], _ t: Int, _ v: Int) -> Double {
     let total = clients.reduce(0.0) { $0 + Double(samples[$1]) }
-    return clients.reduce(0.0) { $0 + Double(samples[$1]) * Double(delta($1)[t].values[v]) } / total
+    return clients.reduce(0.0) { $0 + Double(samples[$1]) * Double(secureTestDelta($1)[t].values[v]) } / total
 }
 
 /// What the clients of a test share.
@@ -80,7 +71,7 @@ struct SecureCohortsOverTCPTests {
         let results = await withTaskGroup(of: (Int, Result<FederationClient.Acknowledgement, any Error>).self) {
             group in
             func add(_ i: Int) {
-                let trained = zip(base, delta(i)).map { b, d in
+                let trained = zip(base, secureTestDelta(i)).map { b, d in
                     try! Tensor(shape: b.shape, values: zip(b.values, d.values).map { $0 + $1 })
                 }
                 // The first cohort (clients 0-2) trains until the second has closed.

@@ -9,16 +9,7 @@ import Testing
 
 @testable import FedServer
 
-private let shapes = [[3, 4], [4]]
-
-/// Client `i`'s update: a fixed pattern scaled by `i + 1`, so the mean is known.
-private func delta(_ i: Int) -> [Tensor] {
-    shapes.enumerated().map { t, shape in
-        let count = shape.reduce(1, *)
-        return try! Tensor(
-            shape: shape, values: (0..<count).map { Float(($0 * 5 + t * 2) % 9 - 4) * 0.01 * Float(i + 1) })
-    }
-}
+private let shapes = secureTestShapes
 
 @Suite("Secure aggregation with the consistency check over TCP", .serialized)
 struct SecureConsistencyOverTCPTests {
@@ -62,7 +53,7 @@ struct SecureConsistencyOverTCPTests {
                             guard case .model(_, _, let base) = try await client.fetch() else {
                                 throw ClientError(code: .invalidArgument, message: "no model")
                             }
-                            let trained = try zip(base, delta(i)).map { b, d in
+                            let trained = try zip(base, secureTestDelta(i)).map { b, d in
                                 try Tensor(shape: b.shape, values: zip(b.values, d.values).map { $0 + $1 })
                             }
                             return (trained, base, samples[i])
@@ -97,7 +88,7 @@ struct SecureConsistencyOverTCPTests {
         for (t, tensor) in model.tensors.enumerated() {
             for v in tensor.values.indices {
                 var expected = 0.0
-                for i in 0..<4 { expected += Double(samples[i]) * Double(delta(i)[t].values[v]) }
+                for i in 0..<4 { expected += Double(samples[i]) * Double(secureTestDelta(i)[t].values[v]) }
                 worst = max(worst, abs(tensor.values[v] - Float(0.5 + expected / 100)))
             }
         }
